@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from providers.models import Provider, ProviderAccount
+
+
+def default_thresholds() -> list[int]:
+    return [80, 100]
+
+
+class Budget(models.Model):
+    """A monthly budget over everything, one provider, or one account."""
+
+    class Scope(models.TextChoices):
+        OVERALL = "overall", "All spend"
+        PROVIDER = "provider", "One provider"
+        ACCOUNT = "account", "One account"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budgets"
+    )
+    scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.OVERALL)
+    provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE)
+    account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE)
+    amount = models.DecimalField(
+        max_digits=20, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+    )
+    thresholds = models.JSONField(
+        default=default_thresholds, help_text="Percentages, e.g. [80, 100]."
+    )
+    forecast_alert = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["scope", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="overall", provider__isnull=True, account__isnull=True)
+                    | models.Q(scope="provider", provider__isnull=False, account__isnull=True)
+                    | models.Q(scope="account", provider__isnull=True, account__isnull=False)
+                ),
+                name="budget_scope_matches_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        target = self.account or self.provider or "all spend"
+        return f"${self.amount}/month for {target}"
+
+
+class Alert(models.Model):
+    """Something the user should look at. `dedupe_key` makes each alert fire once."""
+
+    class Kind(models.TextChoices):
+        THRESHOLD = "threshold", "Budget threshold"
+        FORECAST = "forecast", "Forecast"
+        ANOMALY = "anomaly", "Anomaly"
+        SYNC = "sync", "Sync problem"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.CASCADE)
+    account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE)
+    threshold = models.IntegerField(null=True, blank=True)
+    period = models.DateField(null=True, blank=True, help_text="First day of the budget month.")
+    dedupe_key = models.CharField(max_length=200)
+    message = models.TextField()
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "dedupe_key"], name="alert_fires_once")
+        ]
+
+    def __str__(self) -> str:
+        return self.message[:80]

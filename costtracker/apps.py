@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CostTrackerConfig(AppConfig):
+    name = "costtracker"
+    verbose_name = "AI Cost Tracker"

@@ -1,0 +1,75 @@
+"""Run the web server (gunicorn) and the django-q2 cluster together; Ctrl-C stops both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.core.management.base import BaseCommand
+
+
+def gunicorn_command(*, host: str, port: str) -> list[str]:
+    # gthread workers: a streamed proxy response holds a thread, not a process, and the
+    # worker keeps its heartbeat while it streams, so calls longer than `timeout` survive.
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "costtracker.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--worker-class",
+        "gthread",
+        "--workers",
+        os.environ.get("WEB_WORKERS", "2"),
+        "--threads",
+        os.environ.get("WEB_THREADS", "32"),
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "15",
+        "--keep-alive",
+        "5",
+        "--access-logfile",
+        "-",
+    ]
+
+
+class Command(BaseCommand):
+    help = "Start gunicorn on HOST:PORT (127.0.0.1:8000) and the django-q2 cluster."
+
+    def handle(self, *args, **options):
+        host = os.environ.get("HOST", "127.0.0.1")
+        port = os.environ.get("PORT", "8000")
+        self.stdout.write(
+            f"Web server on http://{host}:{port}/ and the django-q2 cluster. Ctrl-C stops both."
+        )
+        procs = [
+            subprocess.Popen(gunicorn_command(host=host, port=port)),  # noqa: S603
+            subprocess.Popen([sys.executable, "manage.py", "qcluster"]),  # noqa: S603
+        ]
+
+        def stop(*_):
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+        finally:
+            stop()
+            deadline = time.monotonic() + 20
+            for p in procs:
+                try:
+                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        codes = [p.returncode for p in procs]
+        if any(c not in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes):
+            raise SystemExit(1)

@@ -1,0 +1,252 @@
+"""What every provider adapter shares: the line it returns and the base class.
+
+An adapter fetches and parses; it never touches the database. It returns :class:`UsageLine`
+objects, one per UTC day × model × line item, money as ``Decimal``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar
+
+import requests
+
+from providers.http import JsonResponse, ProviderError, Sleep, excerpt, get_json, get_response
+
+ZERO = Decimal(0)
+
+# Numeric fields summed when several provider results collapse onto one line.
+_SUMMED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "request_count",
+    "seats",
+    "search_queries",
+    "images",
+    "audio_seconds",
+    "credits",
+)
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    """One UTC day × model × line item of usage and/or money.
+
+    Field names match the usage record model. ``input_tokens`` is uncached input only;
+    ``output_tokens`` includes reasoning. ``cost`` is USD, or None on token-only lines whose money
+    arrives on separate cost lines. ``raw`` keeps the provider's result for audit.
+    """
+
+    day: date
+    model: str
+    line_item: str
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    request_count: int = 0
+    seats: Decimal = ZERO
+    search_queries: int = 0
+    images: int = 0
+    audio_seconds: Decimal = ZERO
+    credits: Decimal = ZERO
+    cost: Decimal | None = None
+    currency: str = "USD"
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.line_item:
+            raise ValueError("UsageLine.line_item must not be empty")
+
+
+def jsonable(value: Any) -> Any:
+    """Copy ``value`` with every Decimal turned into a string, so ``raw`` survives a JSONField."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def merge_lines(lines: Iterable[UsageLine]) -> list[UsageLine]:
+    """Sum lines sharing (day, model, line_item), e.g. one result per workspace.
+
+    The usage record is unique on that key, so duplicates would overwrite each other. Costs add
+    up when present; a line stays unpriced (None) only if every part was.
+    """
+    merged: dict[tuple[date, str, str], UsageLine] = {}
+    for line in lines:
+        key = (line.day, line.model, line.line_item)
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = line
+            continue
+        changes: dict[str, Any] = {f: getattr(prev, f) + getattr(line, f) for f in _SUMMED}
+        if prev.cost is None and line.cost is None:
+            changes["cost"] = None
+        else:
+            changes["cost"] = (prev.cost or ZERO) + (line.cost or ZERO)
+        parts = prev.raw["merged"] if "merged" in prev.raw else [prev.raw]
+        changes["raw"] = {"merged": [*parts, line.raw]}
+        merged[key] = dataclasses.replace(prev, **changes)
+    return sorted(merged.values(), key=lambda ln: (ln.day, ln.model, ln.line_item))
+
+
+# --- shape checks: a provider changing its response must fail loudly, not record zeros ---
+
+
+def shape_error(what: str, obj: Any) -> ProviderError:
+    return ProviderError(
+        f"unexpected response shape: {what}",
+        body_excerpt=excerpt(json.dumps(jsonable(obj), default=str)),
+    )
+
+
+def get_list(obj: Mapping[str, Any], key: str) -> list[Any]:
+    value = obj.get(key)
+    if not isinstance(value, list):
+        raise shape_error(f"{key!r} should be a list", obj)
+    return value
+
+
+def get_dict(obj: Any, key: str, *, required: bool = True) -> dict[str, Any]:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise shape_error(f"{key!r} should be an object", obj)
+    return value
+
+
+def get_int(obj: Mapping[str, Any], key: str, *, required: bool = False) -> int:
+    """An integer count; missing or null is 0 unless ``required``."""
+    value = obj.get(key)
+    if value is None and not required:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise shape_error(f"{key!r} should be an integer", obj)
+    if isinstance(value, Decimal):
+        if value != value.to_integral_value():
+            raise shape_error(f"{key!r} should be an integer", obj)
+        return int(value)
+    return value
+
+
+def to_decimal(value: Any, what: str, obj: Any) -> Decimal:
+    """Money or a quantity sent as a JSON number (already Decimal) or a numeric string."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str):
+        raise shape_error(f"{what} should be a number", obj)
+    try:
+        result = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise shape_error(f"{what} should be a number", obj) from exc
+    if not result.is_finite():
+        raise shape_error(f"{what} should be a finite number", obj)
+    return result
+
+
+def get_str(obj: Mapping[str, Any], key: str) -> str:
+    """An optional label; null or missing is ""."""
+    value = obj.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise shape_error(f"{key!r} should be a string", obj)
+    return value
+
+
+def utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, dtime.min, tzinfo=UTC)
+
+
+def utc_today() -> date:
+    return datetime.now(UTC).date()
+
+
+class ProviderAdapter:
+    """Base class: holds the connection settings and the authenticated GET helper.
+
+    Subclasses set ``kind``, ``label``, ``supports_sync`` and ``default_base_url``, provide
+    ``_headers()`` and implement ``test_connection`` (and ``fetch_daily_usage`` if they sync).
+    """
+
+    kind: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    supports_sync: ClassVar[bool] = False
+    default_base_url: ClassVar[str] = ""
+    # A path prefix the adapter appends itself; stripped if a user pasted it into base_url.
+    api_prefix: ClassVar[str] = ""
+    # An interactive "test connection" should fail fast rather than back off for seconds.
+    test_max_tries: ClassVar[int] = 2
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        secret: str,
+        config: dict[str, Any],
+        session: requests.Session | None = None,
+        sleep: Sleep = time.sleep,
+    ) -> None:
+        url = (base_url or self.default_base_url).rstrip("/")
+        if self.api_prefix and url.endswith(self.api_prefix):
+            url = url[: -len(self.api_prefix)]
+        self.base_url = url
+        self.secret = secret
+        self.config = dict(config or {})
+        self.session = session or requests.Session()
+        self.sleep = sleep
+
+    def __repr__(self) -> str:
+        # Never show the secret.
+        return f"<{type(self).__name__} {self.base_url}>"
+
+    def _headers(self) -> dict[str, str]:
+        return {}
+
+    def _get(
+        self, path: str, *, params: Mapping[str, Any] | None = None, max_tries: int = 4
+    ) -> dict[str, Any]:
+        return get_json(
+            self.session,
+            self.base_url + path,
+            headers=self._headers(),
+            params=params,
+            max_tries=max_tries,
+            sleep=self.sleep,
+        )
+
+    def _get_response(
+        self, path: str, *, params: Mapping[str, Any] | None = None, max_tries: int = 4
+    ) -> JsonResponse:
+        return get_response(
+            self.session,
+            self.base_url + path,
+            headers=self._headers(),
+            params=params,
+            max_tries=max_tries,
+            sleep=self.sleep,
+        )
+
+    def test_connection(self) -> str:
+        """Make one cheap authenticated call; return a message or raise ProviderError."""
+        raise NotImplementedError
+
+    def fetch_daily_usage(self, *, start: date, end: date) -> list[UsageLine]:
+        """Return usage lines for UTC days ``start`` (inclusive) to ``end`` (exclusive)."""
+        raise NotImplementedError(f"{self.label or type(self).__name__} does not sync usage")

@@ -1,0 +1,77 @@
+from django import forms
+from django.contrib import admin
+
+from providers.models import IngestKey, Provider, ProviderAccount
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "has_official_api", "supports_per_request", "supports_manual"]
+    readonly_fields = ["slug"]
+
+
+class ProviderAccountAdminForm(forms.ModelForm):
+    """Secrets are write-only here too: never decrypted, never shown, only replaced."""
+
+    new_api_key = forms.CharField(
+        required=False, widget=forms.PasswordInput, help_text="Leave empty to keep the current key."
+    )
+    new_admin_key = forms.CharField(
+        required=False, widget=forms.PasswordInput, help_text="Leave empty to keep the current key."
+    )
+
+    class Meta:
+        model = ProviderAccount
+        fields = [
+            "owner",
+            "provider",
+            "name",
+            "config",
+            "monthly_budget",
+            "is_active",
+            "needs_attention",
+        ]
+
+    def save(self, commit=True):
+        account = super().save(commit=False)
+        for field in ("api_key", "admin_key"):
+            if self.cleaned_data.get(f"new_{field}"):
+                account.set_secret(field, self.cleaned_data[f"new_{field}"])
+        if commit:
+            account.save()
+        return account
+
+
+@admin.register(ProviderAccount)
+class ProviderAccountAdmin(admin.ModelAdmin):
+    form = ProviderAccountAdminForm
+    list_display = ["name", "provider", "owner", "is_active", "api_key_hint", "last_sync_status"]
+    list_filter = ["provider", "is_active", "last_sync_status"]
+    search_fields = ["name", "owner__username"]
+    readonly_fields = [
+        "api_key_hint",
+        "admin_key_hint",
+        "last_sync_at",
+        "last_sync_status",
+        "last_sync_error",
+        "created_at",
+        "updated_at",
+    ]
+
+    @admin.display(description="API key")
+    def api_key_hint(self, obj):
+        return f"set (…{obj.api_key_last4})" if obj.has_api_key else "not set"
+
+    @admin.display(description="Admin key / token")
+    def admin_key_hint(self, obj):
+        return f"set (…{obj.admin_key_last4})" if obj.has_admin_key else "not set"
+
+
+@admin.register(IngestKey)
+class IngestKeyAdmin(admin.ModelAdmin):
+    list_display = ["hint", "name", "account", "created_at", "last_used_at", "revoked_at"]
+    fields = ["account", "name", "hint", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["account", "hint", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request):
+        return False  # keys are created in the app, where the plaintext is shown once

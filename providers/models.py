@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+from providers.fields import EncryptedSecretField, SealedSecret
+from providers.registry import adapter_choices
+
+
+class Provider(models.Model):
+    """The catalogue: one row per provider we know, seeded by a data migration."""
+
+    slug = models.CharField(max_length=32, unique=True, choices=adapter_choices())
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    # How data can arrive for this provider.
+    has_official_api = models.BooleanField(default=False)
+    supports_per_request = models.BooleanField(default=True)
+    supports_manual = models.BooleanField(default=True)
+    base_url_setting = models.CharField(max_length=40, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def base_url(self) -> str:
+        return getattr(settings, self.base_url_setting, "") if self.base_url_setting else ""
+
+
+class SyncStatus(models.TextChoices):
+    NEVER = "never", "Never synced"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    PARTIAL = "partial", "Partial"
+    SKIPPED = "skipped", "Skipped"
+
+
+class ProviderAccount(models.Model):
+    """A user's account at a provider, with its secrets stored encrypted and write-only."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_accounts"
+    )
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="accounts")
+    name = models.CharField(max_length=100)
+    # Key the proxy forwards upstream (OpenAI/Anthropic/Groq/Perplexity API key).
+    api_key = EncryptedSecretField(null=True, blank=True)
+    api_key_last4 = models.CharField(max_length=4, blank=True)
+    # Key for the official usage/cost APIs: OpenAI/Anthropic admin key, GitHub token.
+    admin_key = EncryptedSecretField(null=True, blank=True)
+    admin_key_last4 = models.CharField(max_length=4, blank=True)
+    # Non-secret provider settings, e.g. {"organization": "acme"} for GitHub.
+    config = models.JSONField(default=dict, blank=True)
+    monthly_budget = models.DecimalField(
+        max_digits=20,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="USD per calendar month; empty means no budget.",
+    )
+    is_active = models.BooleanField(default=True)
+    last_sync_at = models.DateTimeField(null=True, blank=True)
+    last_sync_status = models.CharField(
+        max_length=16, choices=SyncStatus.choices, default=SyncStatus.NEVER
+    )
+    last_sync_error = models.TextField(blank=True)
+    needs_attention = models.BooleanField(
+        default=False, help_text="Set when the provider rejected our key; cleared by a good sync."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider__name", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.provider_id and self.provider.name})"
+
+    def set_secret(self, field: str, plaintext: str | None) -> None:
+        """Encrypt and store a secret now, so the plaintext never sits on the instance."""
+        from providers import crypto
+
+        if field not in ("api_key", "admin_key"):
+            raise ValueError(field)
+        if plaintext:
+            setattr(self, field, SealedSecret(crypto.encrypt(plaintext)))
+            setattr(self, f"{field}_last4", plaintext[-4:] if len(plaintext) >= 12 else "")
+        else:
+            setattr(self, field, None)
+            setattr(self, f"{field}_last4", "")
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key)
+
+    @property
+    def has_admin_key(self) -> bool:
+        return bool(self.admin_key)
+
+
+def hash_ingest_key(raw: str) -> str:
+    # SHA-256, not a password hasher: the key is 32 random bytes, and ingestion is a hot path.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class IngestKey(models.Model):
+    """A key that may only write usage for one account. Shown once, stored hashed."""
+
+    PREFIX = "cti_"
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="ingest_keys"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    digest = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=12)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hint}… for {self.account}"
+
+    @classmethod
+    def new_raw_key(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -1,0 +1,44 @@
+"""Provider kinds and their adapters.
+
+A new provider = one adapter module + one line here + one test file. Adapter modules are
+imported on first use, so loading the registry (e.g. for form choices) imports no vendor code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from providers.adapters.base import ProviderAdapter
+
+ADAPTERS: dict[str, tuple[str, str]] = {
+    "openai": ("OpenAI", "providers.adapters.openai.OpenAIAdapter"),
+    "anthropic": ("Anthropic", "providers.adapters.anthropic.AnthropicAdapter"),
+    "copilot": ("GitHub Copilot", "providers.adapters.copilot.CopilotAdapter"),
+    "groq": ("Groq", "providers.adapters.groq.GroqAdapter"),
+    "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
+    "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
+}
+
+
+@cache
+def get_adapter_class(kind: str) -> type[ProviderAdapter]:
+    """Import and return the adapter class for ``kind``; ValueError for an unknown kind."""
+    try:
+        _, dotted = ADAPTERS[kind]
+    except KeyError:
+        raise ValueError(f"unknown provider kind: {kind!r}") from None
+    module_path, _, class_name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module_path), class_name)
+
+
+def adapter_choices() -> list[tuple[str, str]]:
+    """(kind, label) pairs for model and form ``choices``."""
+    return [(kind, label) for kind, (label, _) in ADAPTERS.items()]
+
+
+def syncable_kinds() -> list[str]:
+    """Kinds whose adapter can fetch daily usage (imports each adapter once)."""
+    return [kind for kind in ADAPTERS if get_adapter_class(kind).supports_sync]

@@ -1,0 +1,88 @@
+"""Writes for provider accounts and their keys."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from providers.models import IngestKey, Provider, ProviderAccount, hash_ingest_key
+
+# Sentinel for "leave this secret as it is" (the form field was left empty / key omitted).
+UNCHANGED = object()
+
+
+def _apply_secret(account: ProviderAccount, field: str, value: Any) -> None:
+    if value is UNCHANGED:
+        return
+    account.set_secret(field, value or None)
+
+
+@transaction.atomic
+def account_create(
+    *,
+    owner: User,
+    provider: Provider,
+    name: str,
+    api_key: str | None = None,
+    admin_key: str | None = None,
+    config: dict | None = None,
+    monthly_budget: Decimal | None = None,
+    is_active: bool = True,
+) -> ProviderAccount:
+    account = ProviderAccount(
+        owner=owner,
+        provider=provider,
+        name=name,
+        config=config or {},
+        monthly_budget=monthly_budget,
+        is_active=is_active,
+    )
+    _apply_secret(account, "api_key", api_key)
+    _apply_secret(account, "admin_key", admin_key)
+    account.full_clean(exclude=["api_key", "admin_key"])
+    account.save()
+    return account
+
+
+@transaction.atomic
+def account_update(
+    *,
+    account: ProviderAccount,
+    api_key: Any = UNCHANGED,
+    admin_key: Any = UNCHANGED,
+    **fields: Any,
+) -> ProviderAccount:
+    """Update plain fields; a secret changes only when a new value (or None to clear) is given."""
+    allowed = {"name", "provider", "config", "monthly_budget", "is_active"}
+    for key, value in fields.items():
+        if key not in allowed:
+            raise TypeError(f"account_update() got an unexpected field {key!r}")
+        setattr(account, key, value)
+    _apply_secret(account, "api_key", api_key)
+    _apply_secret(account, "admin_key", admin_key)
+    account.full_clean(exclude=["api_key", "admin_key"])
+    account.save()
+    return account
+
+
+def account_delete(*, account: ProviderAccount) -> None:
+    account.delete()
+
+
+def ingest_key_create(*, account: ProviderAccount, name: str = "") -> tuple[str, IngestKey]:
+    """Returns the plaintext key (shown once) and the stored row (SHA-256 only)."""
+    raw = IngestKey.new_raw_key()
+    key = IngestKey.objects.create(
+        account=account, name=name, digest=hash_ingest_key(raw), hint=raw[:10]
+    )
+    return raw, key
+
+
+def ingest_key_revoke(*, key: IngestKey) -> None:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])

@@ -1,0 +1,88 @@
+from django.contrib import admin
+
+from usage.models import DailyUsage, ModelAlias, Price, SyncRun, UsageRecord
+from usage.services.rollup import rollup_rebuild
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = ["bucket_start", "account", "model", "source", "status", "cost", "request_count"]
+    list_filter = ["source", "status", "provider"]
+    search_fields = ["model", "request_id", "description", "account__name"]
+    date_hierarchy = "bucket_start"
+    readonly_fields = ["natural_key", "created_at", "updated_at"]
+    raw_id_fields = ["account"]
+
+    def save_model(self, request, obj, form, change):
+        # Admin edits go through the same roll-up as every other write path.
+        if not obj.natural_key:
+            import uuid
+
+            obj.natural_key = f"manual:{uuid.uuid4()}"
+        obj.provider_id = obj.account.provider_id
+        super().save_model(request, obj, form, change)
+        rollup_rebuild(account_id=obj.account_id, days=[obj.bucket_start.date()], source=obj.source)
+
+    def delete_model(self, request, obj):
+        day, account_id, source = obj.bucket_start.date(), obj.account_id, obj.source
+        super().delete_model(request, obj)
+        rollup_rebuild(account_id=account_id, days=[day], source=source)
+
+    def delete_queryset(self, request, queryset):
+        groups = {(r.account_id, r.source, r.bucket_start.date()) for r in queryset}
+        super().delete_queryset(request, queryset)
+        for account_id, source, day in groups:
+            rollup_rebuild(account_id=account_id, days=[day], source=source)
+
+
+@admin.register(DailyUsage)
+class DailyUsageAdmin(admin.ModelAdmin):
+    list_display = ["day", "account", "model", "source", "cost", "unpriced_count", "request_count"]
+    list_filter = ["source", "provider"]
+
+    def has_add_permission(self, request):
+        return False  # derived data: maintained by the write paths
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "account",
+        "window_start",
+        "window_end",
+        "status",
+        "fetched",
+        "created",
+        "updated",
+        "error_class",
+    ]
+    list_filter = ["status"]
+
+
+@admin.register(Price)
+class PriceAdmin(admin.ModelAdmin):
+    list_display = [
+        "provider",
+        "model",
+        "valid_from",
+        "valid_to",
+        "origin",
+        "input_per_token",
+        "output_per_token",
+    ]
+    list_filter = ["provider", "origin"]
+    search_fields = ["model"]
+
+    def save_model(self, request, obj, form, change):
+        # A price set here is an operator override: it wins over imported prices.
+        obj.origin = Price.Origin.ADMIN
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(admin.ModelAdmin):
+    list_display = ["provider", "alias", "model"]

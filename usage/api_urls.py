@@ -1,0 +1,11 @@
+from django.urls import path
+
+from usage import apis
+
+urlpatterns = [
+    path("usage", apis.UsageSummaryApi.as_view(), name="api-usage"),
+    path("usage/history", apis.UsageHistoryApi.as_view(), name="api-usage-history"),
+    path("usage/by-service", apis.UsageByServiceApi.as_view(), name="api-usage-by-service"),
+    path("usage/daily", apis.UsageDailyApi.as_view(), name="api-usage-daily"),
+    path("usage/records", apis.ManualEntryApi.as_view(), name="api-usage-records"),
+]

@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class UsageConfig(AppConfig):
+    name = "usage"
+    verbose_name = "Usage and prices"
+
+    def ready(self) -> None:
+        from usage import db  # noqa: F401 - registers the exact SQLite money functions

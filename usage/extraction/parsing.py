@@ -1,0 +1,276 @@
+"""Normalise one provider response body (or its `usage` object) into a RequestUsage.
+
+Facts and field names: `shared/reference/provider-apis.md` sections 4-8 and the table in §10.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+KINDS = ("openai", "anthropic", "groq", "perplexity", "ollama", "copilot")
+SEARCH_CONTEXT_SIZES = ("low", "medium", "high")
+
+# Keys only our own normalised form uses; provider usage objects never carry them, so their
+# presence tells a normalised dict apart from an OpenAI Responses or Anthropic usage object.
+_NORMALISED_ONLY = frozenset(
+    {
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "cache_write_1h_tokens",
+        "request_count",
+        "search_queries",
+        "images",
+        "audio_seconds",
+        "total_duration_ns",
+    }
+)
+_ENVELOPE_KEYS = frozenset({"usage", "choices", "x_groq", "object", "type", "done"})
+_TOKEN_KEYS = frozenset({"prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"})
+_OLLAMA_METRICS = ("prompt_eval_count", "eval_count", "total_duration", "eval_duration")
+
+
+@dataclass
+class RequestUsage:
+    """Normalised usage of one request (or of a stream so far)."""
+
+    model: str = ""
+    response_id: str = ""
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    request_count: int = 1
+    search_queries: int = 0
+    images: int = 0
+    audio_seconds: Decimal = Decimal(0)
+    total_duration_ns: int = 0
+    provider_cost: Decimal | None = None
+    search_context_size: str | None = None
+    found: bool = False
+
+
+def _decimal(value: Any, field: str) -> Decimal:
+    """A finite, non-negative Decimal from int/Decimal/str (float via its repr, never binary)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise ValueError(f"{field}: expected a number, got {value!r}")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"{field}: expected a number, got {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"{field}: expected a finite number, got {value!r}")
+    if number < 0:
+        raise ValueError(f"{field}: must not be negative, got {value!r}")
+    return number
+
+
+def _count(value: Any, field: str) -> int:
+    """A non-negative whole count; None (JSON null) and a missing field both mean 0."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = Decimal(value)
+    else:
+        number = _decimal(value, field)
+    if number < 0:
+        raise ValueError(f"{field}: must not be negative, got {value!r}")
+    if number != number.to_integral_value():
+        raise ValueError(f"{field}: expected a whole number, got {value!r}")
+    return int(number)
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _size(value: Any) -> str | None:
+    text = value.strip().lower() if isinstance(value, str) else None
+    return text if text in SEARCH_CONTEXT_SIZES else None
+
+
+def _unwrap(kind: str, body: dict) -> dict:
+    """Step from a stream event or wrapper to the object that carries `usage`."""
+    event = body.get("type")
+    if kind == "anthropic" and event == "message_start" and isinstance(body.get("message"), dict):
+        return body["message"]
+    if isinstance(event, str) and event.startswith("response.") and "response" in body:
+        return _dict(body["response"])  # OpenAI Responses streaming event
+    return body
+
+
+def _usage_object(body: dict) -> tuple[dict | None, str]:
+    """The usage dict inside a response body (and its path, for errors); None if none (yet)."""
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        return usage, "usage"
+    # Groq streams put usage in x_groq.usage on the final chunk (ref §4). Non-streaming
+    # x_groq.usage only holds dram/sram cache counters, hence the prompt_tokens check.
+    groq = _dict(_dict(body.get("x_groq")).get("usage"))
+    if "prompt_tokens" in groq or "completion_tokens" in groq:
+        return groq, "x_groq.usage"
+    if _TOKEN_KEYS & body.keys():  # the body is a bare usage object
+        return body, "usage"
+    return None, "usage"
+
+
+def extract_usage(kind: str, body: dict) -> RequestUsage:
+    """Normalise one provider response body, its bare `usage` object, or our own counts.
+
+    Raises ValueError naming the field when a count is negative or not a number.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind: unknown provider kind {kind!r}")
+    if not isinstance(body, dict):
+        raise ValueError(f"body: expected a JSON object, got {type(body).__name__}")
+    # A response body can share a name with our fields (Perplexity's top-level "images" list
+    # of search images), so a body with a provider's usage/choices is never our own form.
+    if _NORMALISED_ONLY & body.keys() and not _ENVELOPE_KEYS & body.keys():
+        return _from_normalised(body)
+    body = _unwrap(kind, body)
+    if kind == "ollama" and ("done" in body or any(key in body for key in _OLLAMA_METRICS)):
+        return _from_ollama(body)
+    usage, path = _usage_object(body)
+    result = RequestUsage(model=str(body.get("model") or ""), response_id=str(body.get("id") or ""))
+    if usage is None:
+        return result
+    if kind == "anthropic":
+        _fill_anthropic(result, usage, path)
+    else:
+        _fill_openai_style(result, usage, path)
+    result.found = True
+    return result
+
+
+def _fill_openai_style(result: RequestUsage, usage: dict, path: str) -> None:
+    """OpenAI chat/completions/embeddings/Responses shapes, also Groq, Perplexity, Copilot.
+
+    OpenAI counts cached input INSIDE prompt_tokens/input_tokens, so uncached input is
+    prompt - cached - cache_write (ref §6, §10).
+    """
+    if "prompt_tokens" in usage or "completion_tokens" in usage:
+        names = ("prompt_tokens", "prompt_tokens_details", "completion_tokens")
+        out_details_name = "completion_tokens_details"
+    else:  # Responses API, and Perplexity's Agent API which copies its shape
+        names = ("input_tokens", "input_tokens_details", "output_tokens")
+        out_details_name = "output_tokens_details"
+    total_name, details_name, output_name = names
+    details = _dict(usage.get(details_name))
+    total_in = _count(usage.get(total_name), f"{path}.{total_name}")
+    # Perplexity's Agent API names them cache_read/cache_creation_input_tokens; its example's
+    # input_cost (806 × $3/M for input 1830 with 1024 cached) shows they are included too.
+    read_key = "cached_tokens" if "cached_tokens" in details else "cache_read_input_tokens"
+    write_key = (
+        "cache_write_tokens" if "cache_write_tokens" in details else "cache_creation_input_tokens"
+    )
+    cached = _count(details.get(read_key), f"{path}.{details_name}.{read_key}")
+    written = _count(details.get(write_key), f"{path}.{details_name}.{write_key}")
+    if cached + written > total_in:
+        raise ValueError(
+            f"{path}.{total_name}: {total_in} is less than cached + cache-write tokens"
+        )
+    result.input_tokens = total_in - cached - written
+    result.cache_read_tokens = cached
+    result.cache_write_tokens = written
+
+    out_path = f"{path}.{out_details_name}.reasoning_tokens"
+    reasoning = _count(_dict(usage.get(out_details_name)).get("reasoning_tokens"), out_path)
+    if not reasoning:  # Perplexity reports reasoning_tokens at the top of usage
+        reasoning = _count(usage.get("reasoning_tokens"), f"{path}.reasoning_tokens")
+    output = _count(usage.get(output_name), f"{path}.{output_name}")
+    # Reasoning is part of output everywhere (ref §10). A provider reporting more reasoning than
+    # output must have counted it apart (UNCONFIRMED for Perplexity deep research): add it.
+    result.output_tokens = output if reasoning <= output else output + reasoning
+    result.reasoning_tokens = reasoning
+
+    result.search_queries = _count(usage.get("num_search_queries"), f"{path}.num_search_queries")
+    web_search = _dict(_dict(usage.get("tool_calls_details")).get("web_search"))
+    if not result.search_queries and "invocation" in web_search:
+        field = f"{path}.tool_calls_details.web_search.invocation"
+        result.search_queries = _count(web_search["invocation"], field)
+    result.search_context_size = _size(usage.get("search_context_size"))
+    cost = usage.get("cost")
+    if isinstance(cost, dict) and cost.get("total_cost") is not None:
+        result.provider_cost = _decimal(cost["total_cost"], f"{path}.cost.total_cost")
+    elif cost is not None and not isinstance(cost, dict):
+        result.provider_cost = _decimal(cost, f"{path}.cost")
+
+
+def _fill_anthropic(result: RequestUsage, usage: dict, path: str) -> None:
+    """Anthropic Messages usage: input_tokens EXCLUDES cache reads and writes (ref §7)."""
+    result.input_tokens = _count(usage.get("input_tokens"), f"{path}.input_tokens")
+    field = f"{path}.cache_read_input_tokens"
+    result.cache_read_tokens = _count(usage.get("cache_read_input_tokens"), field)
+    field = f"{path}.cache_creation_input_tokens"
+    written = _count(usage.get("cache_creation_input_tokens"), field)
+    breakdown = usage.get("cache_creation")
+    if isinstance(breakdown, dict):
+        five = _count(
+            breakdown.get("ephemeral_5m_input_tokens"),
+            f"{path}.cache_creation.ephemeral_5m_input_tokens",
+        )
+        hour = _count(
+            breakdown.get("ephemeral_1h_input_tokens"),
+            f"{path}.cache_creation.ephemeral_1h_input_tokens",
+        )
+        # Writes the breakdown does not attribute bill at the base (5-minute) write rate,
+        # as LiteLLM does, rather than vanishing.
+        result.cache_write_tokens = five + max(written - five - hour, 0)
+        result.cache_write_1h_tokens = hour
+    else:
+        result.cache_write_tokens = written
+    result.output_tokens = _count(usage.get("output_tokens"), f"{path}.output_tokens")
+    field = f"{path}.output_tokens_details.thinking_tokens"
+    thinking = _count(_dict(usage.get("output_tokens_details")).get("thinking_tokens"), field)
+    result.reasoning_tokens = min(thinking, result.output_tokens)
+    field = f"{path}.server_tool_use.web_search_requests"
+    searches = _dict(usage.get("server_tool_use")).get("web_search_requests")
+    result.search_queries = _count(searches, field)
+
+
+def _from_ollama(body: dict) -> RequestUsage:
+    """Ollama native final object; zero counts are omitted (omitempty), so missing = 0 (ref §8)."""
+    seen = body.get("done") is True or any(key in body for key in _OLLAMA_METRICS)
+    return RequestUsage(
+        model=str(body.get("model") or ""),
+        input_tokens=_count(body.get("prompt_eval_count"), "prompt_eval_count"),
+        output_tokens=_count(body.get("eval_count"), "eval_count"),
+        total_duration_ns=_count(body.get("total_duration"), "total_duration"),
+        found=seen,
+    )
+
+
+def _from_normalised(body: dict) -> RequestUsage:
+    """Counts already in our field names (e.g. from a client SDK hook or a test)."""
+    counts = {
+        name: _count(body.get(name), name)
+        for name in (
+            "input_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "cache_write_1h_tokens",
+            "output_tokens",
+            "reasoning_tokens",
+            "search_queries",
+            "images",
+            "total_duration_ns",
+        )
+    }
+    if counts["reasoning_tokens"] > counts["output_tokens"]:
+        raise ValueError("reasoning_tokens: must not exceed output_tokens (it is part of output)")
+    requests = body.get("request_count")
+    provider_cost = body.get("provider_cost")
+    audio = body.get("audio_seconds")
+    return RequestUsage(
+        model=str(body.get("model") or ""),
+        response_id=str(body.get("response_id") or ""),
+        request_count=1 if requests is None else _count(requests, "request_count"),
+        audio_seconds=Decimal(0) if audio is None else _decimal(audio, "audio_seconds"),
+        provider_cost=None if provider_cost is None else _decimal(provider_cost, "provider_cost"),
+        search_context_size=_size(body.get("search_context_size")),
+        found=True,
+        **counts,
+    )

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+from django.db import models
+
+from providers.models import Provider, ProviderAccount
+
+
+def money_field(**kwargs) -> models.DecimalField:
+    # 12 decimal places: a $0.00000015 request must never round to zero (the seeds'
+    # DECIMAL(10,4) did). NULL means "unpriced", never $0.
+    return models.DecimalField(max_digits=28, decimal_places=12, **kwargs)
+
+
+def rate_field(**kwargs) -> models.DecimalField:
+    # Per-token prices reach 1e-9 USD and below.
+    return models.DecimalField(max_digits=28, decimal_places=16, null=True, blank=True, **kwargs)
+
+
+class Source(models.TextChoices):
+    OFFICIAL = "official", "Official"
+    ESTIMATED = "estimated", "Estimated"
+    MANUAL = "manual", "Manual"
+
+
+class Granularity(models.TextChoices):
+    DAY = "day", "UTC day"
+    EVENT = "event", "Single request"
+
+
+class RecordStatus(models.TextChoices):
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed upstream"
+    INCOMPLETE = "incomplete", "Incomplete stream"
+
+
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+class UsageRecord(models.Model):
+    """One synced bucket, one proxied/ingested request, or one manual entry.
+
+    `natural_key` is unique per account, so receiving the same thing again updates one row
+    instead of adding another: `day:<date>|<model>|<line item>` for a synced bucket,
+    `req:<request id>` for a request, `manual:<uuid>` for a manual entry.
+    """
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="usage")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    natural_key = models.CharField(max_length=600)
+    model = models.CharField(max_length=200, blank=True)
+    line_item = models.CharField(max_length=255, blank=True)
+    description = models.CharField(max_length=255, blank=True)
+    request_id = models.CharField(max_length=200, blank=True)
+    bucket_start = models.DateTimeField(help_text="UTC start of the bucket or time of the request.")
+    granularity = models.CharField(max_length=8, choices=Granularity.choices)
+    # Token categories. input_tokens is UNCACHED input; reasoning is a part of output.
+    input_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    request_count = models.IntegerField(default=0)
+    # Other units.
+    seats = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    search_queries = models.IntegerField(default=0)
+    images = models.IntegerField(default=0)
+    audio_seconds = models.DecimalField(max_digits=20, decimal_places=3, default=0)
+    credits = models.DecimalField(max_digits=20, decimal_places=4, default=0)
+    cost = money_field(null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    status = models.CharField(max_length=16, choices=RecordStatus.choices, default=RecordStatus.OK)
+    tags = models.JSONField(default=dict, blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="Provider payload, for audit.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-bucket_start", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "natural_key"], name="usage_record_unique_natural_key"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["account", "source", "bucket_start"], name="usage_acct_src_time"),
+            models.Index(fields=["provider", "bucket_start"], name="usage_provider_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.model or self.line_item} {self.bucket_start:%Y-%m-%d}"
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(getattr(self, f) for f in TOKEN_FIELDS if f != "reasoning_tokens")
+
+
+class DailyUsage(models.Model):
+    """Roll-up per account × model × UTC day × source, kept current by every write path.
+
+    Dashboards and totals read this table, never the per-request rows.
+    """
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="+")
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200, blank=True)
+    day = models.DateField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    cost = money_field(default=0, help_text="Sum of priced records only.")
+    unpriced_count = models.IntegerField(default=0)
+    unpriced_tokens = models.BigIntegerField(default=0)
+    record_count = models.IntegerField(default=0)
+    failed_count = models.IntegerField(default=0)
+    request_count = models.BigIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    cache_write_1h_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "day", "source", "model"], name="daily_usage_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["account", "day"], name="daily_acct_day")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.model} {self.day} {self.source}"
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(getattr(self, f) for f in TOKEN_FIELDS if f != "reasoning_tokens")
+
+
+class SyncRun(models.Model):
+    """One official sync of one account: what window, what happened, what changed."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        PARTIAL = "partial", "Partial"
+        SKIPPED = "skipped", "Skipped"
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="sync_runs")
+    window_start = models.DateField()
+    window_end = models.DateField(help_text="Exclusive.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    trigger = models.CharField(max_length=16, default="schedule")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    fetched = models.IntegerField(default=0)
+    created = models.IntegerField(default=0)
+    updated = models.IntegerField(default=0)
+    error_class = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["account", "status"], name="syncrun_acct_status")]
+
+    def __str__(self) -> str:
+        return f"sync {self.account_id} {self.window_start}..{self.window_end} {self.status}"
+
+
+class Price(models.Model):
+    """An effective-dated price of one model at one provider, USD per unit.
+
+    Prices are never edited in place by an import: a changed price closes the old row
+    (valid_to) and adds a new one, so history keeps the price it was recorded under.
+    """
+
+    class Origin(models.TextChoices):
+        IMPORTED = "imported", "Imported (LiteLLM)"
+        ADMIN = "admin", "Set by an administrator"
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="prices")
+    model = models.CharField(max_length=200)
+    valid_from = models.DateTimeField()
+    valid_to = models.DateTimeField(null=True, blank=True, help_text="Exclusive; empty = open.")
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.ADMIN)
+    input_per_token = rate_field()
+    cache_read_per_token = rate_field()
+    cache_write_per_token = rate_field()
+    cache_write_1h_per_token = rate_field()
+    output_per_token = rate_field()
+    reasoning_per_token = rate_field()
+    per_request = rate_field()
+    search_low = rate_field(help_text="Per request with low search context.")
+    search_medium = rate_field()
+    search_high = rate_field()
+    per_image = rate_field()
+    per_audio_second = rate_field()
+    per_seat_month = rate_field()
+    per_credit = rate_field()
+    note = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider__name", "model", "-valid_from"]
+        indexes = [models.Index(fields=["provider", "model", "valid_from"], name="price_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.provider.slug}/{self.model} from {self.valid_from:%Y-%m-%d}"
+
+
+class ModelAlias(models.Model):
+    """Admin-defined name mapping, e.g. a deployment name to the priced model."""
+
+    provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=200)
+    model = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "alias"], name="alias_unique_per_provider")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.model}"

@@ -1,0 +1,153 @@
+"""The daily roll-up (account × model × UTC day × source), kept current by every write path.
+
+Two ways in, both exact:
+- `rollup_rebuild` recomputes whole (account, day, source) groups from the records. Used for
+  synced and manual data, where a write can replace or delete values.
+- `rollup_add` adds just-created records onto the roll-up with one upsert per group. Used for
+  per-request ingestion, where records are only ever inserted and a day can hold millions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+
+from usage.db import MoneySum
+from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
+
+_COUNTER_FIELDS = ("request_count", *TOKEN_FIELDS)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> None:
+    """Recompute the roll-up rows of one account and source for the given UTC days.
+
+    Call inside the transaction that changed the records, so readers never see a mix.
+    """
+    days = sorted(set(days))
+    if not days:
+        return
+    DailyUsage.objects.filter(account_id=account_id, source=source, day__in=days).delete()
+    records = UsageRecord.objects.filter(
+        account_id=account_id,
+        source=source,
+        bucket_start__gte=day_start(days[0]),
+        bucket_start__lt=day_start(days[-1] + timedelta(days=1)),
+    )
+    unpriced = Q(cost__isnull=True) if source != Source.OFFICIAL else Q(pk__in=[])
+    groups = (
+        records.annotate(day=TruncDate("bucket_start", tzinfo=UTC))
+        .values("day", "model", "provider_id")
+        .annotate(
+            cost_sum=MoneySum("cost"),
+            record_total=Count("id"),
+            unpriced=Count("id", filter=unpriced),
+            failed=Count("id", filter=Q(status=RecordStatus.FAILED)),
+            **{f"{f}_sum": Sum(f) for f in _COUNTER_FIELDS},
+            unpriced_input=Sum("input_tokens", filter=unpriced),
+            unpriced_output=Sum("output_tokens", filter=unpriced),
+        )
+        .order_by()
+    )
+    wanted = set(days)
+    rows = []
+    for g in groups:
+        if g["day"] not in wanted:
+            continue
+        rows.append(
+            DailyUsage(
+                account_id=account_id,
+                provider_id=g["provider_id"],
+                model=g["model"],
+                day=g["day"],
+                source=source,
+                cost=g["cost_sum"] or Decimal(0),
+                record_count=g["record_total"],
+                unpriced_count=g["unpriced"],
+                unpriced_tokens=(g["unpriced_input"] or 0) + (g["unpriced_output"] or 0),
+                failed_count=g["failed"],
+                **{f: g[f"{f}_sum"] or 0 for f in _COUNTER_FIELDS},
+            )
+        )
+    DailyUsage.objects.bulk_create(rows)
+
+
+def rollup_add(records: Iterable[UsageRecord]) -> None:
+    """Add newly inserted records (never updates of existing ones) onto the roll-up."""
+    groups: dict[tuple, dict] = defaultdict(
+        lambda: {
+            "cost": Decimal(0),
+            "records": 0,
+            "unpriced": 0,
+            "unpriced_tokens": 0,
+            "failed": 0,
+            **{f: 0 for f in _COUNTER_FIELDS},
+        }
+    )
+    for r in records:
+        g = groups[
+            (r.account_id, r.provider_id, r.model, r.bucket_start.astimezone(UTC).date(), r.source)
+        ]
+        g["records"] += 1
+        if r.cost is None:
+            g["unpriced"] += 1
+            g["unpriced_tokens"] += r.input_tokens + r.output_tokens
+        else:
+            g["cost"] += r.cost
+        if r.status == RecordStatus.FAILED:
+            g["failed"] += 1
+        for f in _COUNTER_FIELDS:
+            g[f] += getattr(r, f)
+    if not groups:
+        return
+    table = DailyUsage._meta.db_table
+    counters = [
+        "record_count",
+        "unpriced_count",
+        "unpriced_tokens",
+        "failed_count",
+        *_COUNTER_FIELDS,
+    ]
+    add_cost = (
+        f"cost = decimal_add({table}.cost, excluded.cost)"
+        if connection.vendor == "sqlite"
+        else f"cost = {table}.cost + excluded.cost"
+    )
+    columns = ["account_id", "provider_id", "model", "day", "source", "cost", *counters]
+    # Identifiers are constants of this module; values go in as parameters.
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"ON CONFLICT (account_id, day, source, model) DO UPDATE SET {add_cost}, "
+        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters)
+    )
+    params = []
+    # A stable order keeps concurrent batches from deadlocking on each other's rows.
+    for key in sorted(groups, key=lambda k: (k[0], k[3], k[4], k[2])):
+        g = groups[key]
+        account_id, provider_id, model, day, source = key
+        params.append(
+            [
+                account_id,
+                provider_id,
+                model,
+                day,
+                source,
+                g["cost"],
+                g["records"],
+                g["unpriced"],
+                g["unpriced_tokens"],
+                g["failed"],
+                *(g[f] for f in _COUNTER_FIELDS),
+            ]
+        )
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)

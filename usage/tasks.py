@@ -1,0 +1,35 @@
+"""django-q2 entry points: thin wrappers over services, safe to run more than once."""
+
+from __future__ import annotations
+
+from django_q.tasks import async_task
+
+from providers.models import ProviderAccount
+from providers.registry import syncable_kinds
+from usage.services.sync import usage_sync
+
+
+def sync_account(account_id: int, run_id: int | None = None, days: int | None = None) -> str:
+    run = usage_sync(
+        account_id=account_id, run_id=run_id, days=days, trigger="manual" if run_id else "schedule"
+    )
+    return f"account {account_id}: {run.status if run else 'already handled'}"
+
+
+def syncable_accounts():
+    return ProviderAccount.objects.filter(
+        is_active=True, provider__slug__in=syncable_kinds(), admin_key__isnull=False
+    )
+
+
+def sync_all_accounts() -> int:
+    """One task per account, so a failing or slow account never delays the others."""
+    ids = list(syncable_accounts().values_list("pk", flat=True))
+    for account_id in ids:
+        async_task(
+            "usage.tasks.sync_account",
+            account_id,
+            task_name=f"sync-account-{account_id}",
+            group="usage-sync",
+        )
+    return len(ids)

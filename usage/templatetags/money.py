@@ -1,0 +1,35 @@
+"""The one place money is rounded: for display."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def money(value, places: int = 2) -> str:
+    """$1,234.57; small non-zero amounts keep enough digits to not read as $0.00.
+
+    None means "unpriced" and says so: it is never shown as $0.
+    """
+    if value is None or value == "":
+        return "unpriced"
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    places = int(places)
+    if amount and abs(amount) < Decimal(1).scaleb(-places):
+        # e.g. $0.00002 stays visible instead of rounding to $0.00
+        places = max(places, -amount.adjusted() + 1)
+    q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    sign = "-" if q < 0 else ""
+    return f"{sign}${abs(q):,.{places}f}"
+
+
+@register.filter
+def pct(value) -> str:
+    return "—" if value is None else f"{value}%"
