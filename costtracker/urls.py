@@ -9,7 +9,15 @@ urlpatterns = [
     path("api/auth/", include("accounts.api_urls")),
     path("api/", include("providers.api_urls")),
     path("api/", include("usage.api_urls")),
+    path("api/", include("usage.ingest_api_urls")),  # ingestion (per-request events)
+    path("api/", include("usage.insight_api_urls")),  # forecast, export, reconciliation
+    path("api/", include("alerts.api_urls")),  # budgets and alerts
+    path("proxy/", include("providers.proxy_urls")),  # OpenAI/Anthropic-compatible proxy
     path("", include("accounts.urls")),
     path("", include("providers.urls")),
+    path("", include("providers.ingest_urls")),  # ingest keys pages
     path("", include("usage.urls")),
+    path("", include("usage.sync_urls")),  # sync now, sync history
+    path("", include("usage.insight_urls")),  # export, reconciliation pages
+    path("", include("alerts.urls")),  # budgets and alerts pages
 ]

@@ -1,0 +1,2 @@
+# Wired into costtracker/urls.py; filled in by its feature.
+urlpatterns: list = []

@@ -1,0 +1,20 @@
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+
+from usage.services.prices import reprice_estimated
+
+
+class Command(BaseCommand):
+    help = "Recompute estimated costs since DATE (UTC) after a price was added or corrected."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--since", required=True, help="YYYY-MM-DD")
+
+    def handle(self, *args, since, **options):
+        try:
+            day = date.fromisoformat(since)
+        except ValueError as exc:
+            raise CommandError("--since must be a date like 2026-11-01") from exc
+        changed = reprice_estimated(since=day)
+        self.stdout.write(self.style.SUCCESS(f"Re-priced {changed} estimated record(s)."))
