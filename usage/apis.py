@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from providers.models import ProviderAccount
 from usage import selectors
+from usage.db import money_str
 from usage.models import Source, UsageRecord
 from usage.services.records import manual_entry_create
 
@@ -70,7 +71,7 @@ class UsageSummaryApi(APIView):
                 "account": i.account.pk,
                 "account_name": i.account.name,
                 "provider": i.account.provider.slug,
-                "cost": str(i.cost),
+                "cost": money_str(i.cost),
                 "tokens": i.tokens,
                 "requests": i.requests,
                 "unpriced_count": i.unpriced_count,
@@ -92,10 +93,10 @@ class UsageSummaryApi(APIView):
             {
                 "period": {"start": first, "end": next_first - timedelta(days=1)},
                 "time_zone": request.user.time_zone,
-                "total_cost": str(sum((i.cost for i in items), Decimal(0))),
+                "total_cost": money_str(sum((i.cost for i in items), Decimal(0))),
                 "accounts": accounts,
                 "providers": [
-                    {"provider": k, "cost": str(v["cost"]), "tokens": v["tokens"]}
+                    {"provider": k, "cost": money_str(v["cost"]), "tokens": v["tokens"]}
                     for k, v in sorted(by_provider.items())
                 ],
             }
@@ -144,7 +145,7 @@ class UsageByServiceApi(APIView):
             {
                 "start": start,
                 "end": end - timedelta(days=1),
-                "services": [{**r, "cost": str(r["cost"])} for r in rows],
+                "services": [{**r, "cost": money_str(r["cost"])} for r in rows],
             }
         )
 
@@ -160,9 +161,9 @@ class UsageDailyApi(APIView):
             [
                 {
                     "date": r["date"],
-                    "cost": str(r["cost"]),
+                    "cost": money_str(r["cost"]),
                     "tokens": r["tokens"],
-                    "by_source": {k: str(v) for k, v in r["by_source"].items()},
+                    "by_source": {k: money_str(v) for k, v in r["by_source"].items()},
                 }
                 for r in rows
             ]

@@ -21,13 +21,15 @@ def money(value, places: int = 2) -> str:
         amount = Decimal(str(value))
     except InvalidOperation:
         return str(value)
-    places = int(places)
+    places = wanted = int(places)
     if amount and abs(amount) < Decimal(1).scaleb(-places):
-        # e.g. $0.00002 stays visible instead of rounding to $0.00
-        places = max(places, -amount.adjusted() + 1)
+        # e.g. $0.00002 stays visible (two significant digits) instead of rounding to $0.00
+        places = -amount.adjusted() + 1
     q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    sign = "-" if q < 0 else ""
-    return f"{sign}${abs(q):,.{places}f}"
+    text = f"{abs(q):,.{places}f}"
+    if places > wanted:
+        text = text.rstrip("0")
+    return f"{'-' if q < 0 else ''}${text}"
 
 
 @register.filter
