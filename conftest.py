@@ -17,6 +17,29 @@ def _fast_and_static(settings):
     }
 
 
+_DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences"}
+
+
+@pytest.fixture(autouse=True)
+def _provider_catalogue(request):
+    """The six providers, as the data migration seeds them.
+
+    A transactional test (live_server, threads) flushes every table when it ends, data
+    migrations included; re-seeding here keeps the tests after it independent of order.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    names = set(request.fixturenames)
+    if marker is None and not names & _DB_FIXTURES:
+        return
+    transactional = bool(
+        (marker and marker.kwargs.get("transaction")) or names & {"transactional_db", "live_server"}
+    )
+    request.getfixturevalue("transactional_db" if transactional else "db")
+    from providers.catalogue import catalogue_sync
+
+    catalogue_sync()
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

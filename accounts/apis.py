@@ -34,6 +34,9 @@ class RegisterApi(APIView):
         password = serializers.CharField(write_only=True, max_length=128)
         email = serializers.EmailField(required=False, allow_blank=True)
 
+        class Meta:
+            ref_name = "RegisterInput"
+
         def validate_username(self, value: str) -> str:
             if User.objects.filter(username__iexact=value).exists():
                 raise serializers.ValidationError("A user with that username already exists.")
@@ -60,6 +63,9 @@ class LoginApi(APIView):
     class InputSerializer(serializers.Serializer):
         username = serializers.CharField(max_length=150)
         password = serializers.CharField(write_only=True, max_length=128)
+
+        class Meta:
+            ref_name = "LoginInput"
 
     @extend_schema(request=InputSerializer, responses={200: TokenOutput})
     def post(self, request):

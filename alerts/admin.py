@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from alerts.models import Alert, Budget
+from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 
 
 @admin.register(Budget)
@@ -12,3 +12,17 @@ class BudgetAdmin(admin.ModelAdmin):
 class AlertAdmin(admin.ModelAdmin):
     list_display = ["created_at", "owner", "kind", "message", "acknowledged_at"]
     list_filter = ["kind"]
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(admin.ModelAdmin):
+    # The target is left off the list: a webhook URL often embeds a token.
+    list_display = ["owner", "kind", "target_display", "slack_format", "is_active"]
+    list_filter = ["kind", "is_active"]
+    exclude = ["target"]
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "alert", "channel", "status", "attempts", "error"]
+    list_filter = ["status"]

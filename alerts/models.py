@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -62,6 +63,7 @@ class Alert(models.Model):
         FORECAST = "forecast", "Forecast"
         ANOMALY = "anomaly", "Anomaly"
         SYNC = "sync", "Sync problem"
+        MANUAL = "manual", "Note"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts"
@@ -82,6 +84,71 @@ class Alert(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["owner", "dedupe_key"], name="alert_fires_once")
         ]
+        indexes = [models.Index(fields=["owner", "kind", "created_at"], name="alert_owner_kind")]
 
     def __str__(self) -> str:
         return self.message[:80]
+
+
+class NotificationChannel(models.Model):
+    """Where a user's alerts are sent: an email address or a webhook URL."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_channels"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # An email address or an http(s) URL. A webhook URL often embeds a token (Slack's do), so
+    # pages and API responses show only `target_display`.
+    target = models.CharField(max_length=2000)
+    slack_format = models.BooleanField(
+        default=False, help_text="Send a Slack-compatible body instead of the generic JSON."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.target_display}"
+
+    @property
+    def target_display(self) -> str:
+        """The email address, or only the scheme and host of a webhook URL."""
+        if self.kind == self.Kind.EMAIL:
+            return self.target
+        parts = urlsplit(self.target)
+        return f"{parts.scheme}://{parts.hostname or ''}/…"
+
+
+class NotificationDelivery(models.Model):
+    """One alert sent (or not) to one channel; one row per pair, updated by each attempt."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(
+        NotificationChannel, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.IntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["alert", "channel"], name="delivery_once_per_channel")
+        ]
+
+    def __str__(self) -> str:
+        return f"alert {self.alert_id} -> channel {self.channel_id}: {self.status}"

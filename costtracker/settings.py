@@ -39,6 +39,11 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 ALLOW_SIGNUP = env.bool("ALLOW_SIGNUP", default=True)
 SYNC_INTERVAL_MINUTES = env.int("SYNC_INTERVAL_MINUTES", default=60)
 SYNC_BACKFILL_DAYS = env.int("SYNC_BACKFILL_DAYS", default=30)
+# Alerts: anomaly sensitivity (median + k·MAD) and notification delivery.
+ANOMALY_K = env.int("ANOMALY_K", default=3)
+WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=3)
+NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=2)
 
 # Upstream endpoints. Operator settings only: no user input ever chooses the host we call.
 OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com")
@@ -191,6 +196,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"ProviderKindEnum": "providers.registry.adapter_choices"},
 }
 API_TOKEN_TTL = timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=30))
 

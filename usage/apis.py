@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
@@ -62,6 +63,7 @@ class UsageRecordSerializer(serializers.ModelSerializer):
 class UsageSummaryApi(APIView):
     """Current month (in the user's time zone) per account."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         today = selectors.today_for(request.user)
         first, next_first = selectors.month_bounds(today)
@@ -137,7 +139,10 @@ class UsageHistoryApi(generics.ListAPIView):
 
 
 class UsageByServiceApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("days", int, description="Default: this month")])
+    @extend_schema(
+        parameters=[OpenApiParameter("days", int, description="Default: this month")],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         start, end = _period(request)
         rows = selectors.spend_by_provider(user=request.user, start=start, end=end)
@@ -151,7 +156,10 @@ class UsageByServiceApi(APIView):
 
 
 class UsageDailyApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("days", int, description="1..366, default 30")])
+    @extend_schema(
+        parameters=[OpenApiParameter("days", int, description="1..366, default 30")],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         days = _days_param(request, default=30)
         end = selectors.today_for(request.user) + timedelta(days=1)
@@ -227,6 +235,9 @@ class ManualEntryApi(APIView):
         tags = serializers.DictField(
             child=serializers.CharField(max_length=200), required=False, default=dict
         )
+
+        class Meta:
+            ref_name = "ManualEntryInput"
 
         def __init__(self, *args, user=None, **kwargs):
             super().__init__(*args, **kwargs)

@@ -1,0 +1,263 @@
+"""Reads for budgets, alerts and notification channels. Everything starts from a user.
+
+A provider account's own ``monthly_budget`` (set on the account form) is read here as an
+account-scope budget with the default thresholds and a forecast alert. It is evaluated
+directly rather than copied into a ``Budget`` row, so there is one place to edit it and nothing
+to keep in step; ``BudgetTarget`` is the common shape of both.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django.db.models import QuerySet, Sum
+from django.shortcuts import get_object_or_404
+
+from accounts.models import User
+from alerts.models import (
+    Alert,
+    Budget,
+    NotificationChannel,
+    NotificationDelivery,
+    default_thresholds,
+)
+from providers.models import ProviderAccount
+from usage.db import MoneySum
+from usage.models import Source
+from usage.selectors import budget_status, effective_daily, month_bounds, today_for
+
+ZERO = Decimal(0)
+# The forecast looks this far back for its trailing trend and weekday pattern.
+FORECAST_HISTORY_DAYS = 56
+
+
+@dataclass(frozen=True)
+class BudgetTarget:
+    """A Budget row or an account's monthly_budget: what to compare month-to-date spend with."""
+
+    key: str  # stable part of every dedupe key: "budget:<id>" or "account-budget:<id>"
+    label: str
+    scope: str
+    amount: Decimal
+    thresholds: tuple[int, ...]
+    forecast_alert: bool
+    budget: Budget | None = None
+    provider_id: int | None = None
+    account: ProviderAccount | None = None
+
+    @property
+    def account_id(self) -> int | None:
+        return self.account.pk if self.account else None
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    target: BudgetTarget
+    period: date
+    spent: Decimal
+    percent: Decimal | None
+    status: str  # ok < 80 % <= warning < 100 % <= critical
+
+
+def budget_list(*, user: User) -> QuerySet[Budget]:
+    return Budget.objects.filter(owner=user).select_related("provider", "account__provider")
+
+
+def budget_get_for_user(*, user: User, pk) -> Budget:
+    """404 for anyone else's budget."""
+    return get_object_or_404(budget_list(user=user), pk=pk)
+
+
+def _target_for_budget(budget: Budget) -> BudgetTarget:
+    if budget.scope == Budget.Scope.ACCOUNT:
+        label = f"Account {budget.account.name}"
+    elif budget.scope == Budget.Scope.PROVIDER:
+        label = f"Provider {budget.provider.name}"
+    else:
+        label = "All spend"
+    return BudgetTarget(
+        key=f"budget:{budget.pk}",
+        label=label,
+        scope=budget.scope,
+        amount=budget.amount,
+        thresholds=tuple(sorted(set(budget.thresholds))),
+        forecast_alert=budget.forecast_alert,
+        budget=budget,
+        provider_id=budget.provider_id,
+        account=budget.account,
+    )
+
+
+def budget_targets(*, user: User) -> list[BudgetTarget]:
+    """The user's budgets, then every account with a positive monthly_budget."""
+    targets = [_target_for_budget(b) for b in budget_list(user=user)]
+    accounts = ProviderAccount.objects.filter(owner=user, monthly_budget__gt=0).select_related(
+        "provider"
+    )
+    for account in accounts:
+        targets.append(
+            BudgetTarget(
+                key=f"account-budget:{account.pk}",
+                label=f"Account {account.name} (set on the account)",
+                scope=Budget.Scope.ACCOUNT,
+                amount=account.monthly_budget,
+                thresholds=tuple(default_thresholds()),
+                forecast_alert=True,
+                account=account,
+            )
+        )
+    return targets
+
+
+def _target_rows(*, user: User, target: BudgetTarget, start: date, end: date):
+    qs = effective_daily(user=user, start=start, end=end)
+    if target.scope == Budget.Scope.PROVIDER:
+        qs = qs.filter(provider_id=target.provider_id)
+    elif target.scope == Budget.Scope.ACCOUNT:
+        qs = qs.filter(account_id=target.account_id)
+    return qs
+
+
+def target_spend(*, user: User, target: BudgetTarget, start: date, end: date) -> Decimal:
+    """Spend in [start, end) that counts against the target (official supersedes estimated)."""
+    rows = _target_rows(user=user, target=target, start=start, end=end)
+    return rows.aggregate(t=MoneySum("cost"))["t"] or ZERO
+
+
+def target_daily_spend(
+    *, user: User, target: BudgetTarget, start: date, end: date
+) -> dict[date, Decimal]:
+    rows = (
+        _target_rows(user=user, target=target, start=start, end=end)
+        .values("day")
+        .annotate(c=MoneySum("cost"))
+        .order_by()
+    )
+    return {r["day"]: r["c"] or ZERO for r in rows}
+
+
+def forecast_inputs(
+    *, user: User, target: BudgetTarget, today: date
+) -> tuple[dict[date, Decimal], dict[date, Decimal]]:
+    """(this month's daily spend, earlier history) for alerts.forecast.forecast_month_end."""
+    first, next_first = month_bounds(today)
+    daily = target_daily_spend(
+        user=user,
+        target=target,
+        start=first - timedelta(days=FORECAST_HISTORY_DAYS),
+        end=next_first,
+    )
+    month = {d: v for d, v in daily.items() if d >= first}
+    history = {d: v for d, v in daily.items() if d < first}
+    return month, history
+
+
+def budget_statuses(*, user: User, today: date | None = None) -> list[BudgetStatus]:
+    """Every budget target with its month-to-date spend, % used and status."""
+    today = today or today_for(user)
+    first, next_first = month_bounds(today)
+    result = []
+    for target in budget_targets(user=user):
+        spent = target_spend(user=user, target=target, start=first, end=next_first)
+        percent, status = budget_status(spent, target.amount)
+        result.append(BudgetStatus(target, first, spent, percent, status))
+    return result
+
+
+def budget_status_for(*, user: User, budget: Budget, today: date | None = None) -> BudgetStatus:
+    today = today or today_for(user)
+    first, next_first = month_bounds(today)
+    target = _target_for_budget(budget)
+    spent = target_spend(user=user, target=target, start=first, end=next_first)
+    percent, status = budget_status(spent, target.amount)
+    return BudgetStatus(target, first, spent, percent, status)
+
+
+@dataclass
+class ModelDay:
+    cost: Decimal = ZERO
+    tokens: int = 0
+    input_tokens: int = 0
+    cache_read_tokens: int = 0
+
+
+def account_model_days(
+    *, user: User, start: date, end: date
+) -> dict[int, dict[str, dict[date, ModelDay]]]:
+    """{account_id: {model: {day: ModelDay}}} from the roll-up in [start, end).
+
+    Manual entries are left out: a hand-entered invoice or seat charge lands on one day by
+    nature and would read as a spike.
+    """
+    rows = (
+        effective_daily(user=user, start=start, end=end)
+        .exclude(source=Source.MANUAL)
+        .values("account_id", "model", "day")
+        .annotate(
+            cost_sum=MoneySum("cost"),
+            input_sum=Sum("input_tokens"),
+            cache_read_sum=Sum("cache_read_tokens"),
+            cache_write_sum=Sum("cache_write_tokens"),
+            cache_write_1h_sum=Sum("cache_write_1h_tokens"),
+            output_sum=Sum("output_tokens"),
+        )
+        .order_by()
+    )
+    result: dict[int, dict[str, dict[date, ModelDay]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        input_tokens = r["input_sum"] or 0
+        cache_read = r["cache_read_sum"] or 0
+        tokens = (
+            input_tokens
+            + cache_read
+            + (r["cache_write_sum"] or 0)
+            + (r["cache_write_1h_sum"] or 0)
+            + (r["output_sum"] or 0)
+        )
+        result[r["account_id"]][r["model"]][r["day"]] = ModelDay(
+            cost=r["cost_sum"] or ZERO,
+            tokens=tokens,
+            input_tokens=input_tokens,
+            cache_read_tokens=cache_read,
+        )
+    return result
+
+
+def alert_list(
+    *, user: User, kind: str | None = None, acknowledged: bool | None = None
+) -> QuerySet[Alert]:
+    qs = Alert.objects.filter(owner=user).select_related("budget", "account")
+    if kind:
+        qs = qs.filter(kind=kind)
+    if acknowledged is True:
+        qs = qs.filter(acknowledged_at__isnull=False)
+    elif acknowledged is False:
+        qs = qs.filter(acknowledged_at__isnull=True)
+    return qs
+
+
+def alert_get_for_user(*, user: User, pk) -> Alert:
+    """404 for anyone else's alert."""
+    return get_object_or_404(alert_list(user=user), pk=pk)
+
+
+def unacknowledged_count(*, user: User) -> int:
+    return Alert.objects.filter(owner=user, acknowledged_at__isnull=True).count()
+
+
+def channel_list(*, user: User) -> QuerySet[NotificationChannel]:
+    return NotificationChannel.objects.filter(owner=user)
+
+
+def channel_get_for_user(*, user: User, pk) -> NotificationChannel:
+    """404 for anyone else's channel."""
+    return get_object_or_404(channel_list(user=user), pk=pk)
+
+
+def recent_deliveries(*, user: User, limit: int = 20) -> QuerySet[NotificationDelivery]:
+    return NotificationDelivery.objects.filter(channel__owner=user).select_related(
+        "alert", "channel"
+    )[:limit]

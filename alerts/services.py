@@ -1,0 +1,573 @@
+"""Writes for budgets, alerts and notifications.
+
+Evaluation runs after every sync (usage.services.sync calls ``alerts_evaluate_for_account``),
+when a budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
+a dedupe key unique per owner, so evaluating again — or twice at once — never fires twice:
+
+* thresholds: ``<target>:<YYYY-MM>:<threshold>:<amount>`` — once per budget month; the month
+  is the calendar month in the owner's time zone, so it resets there. Editing the amount makes
+  a new budget as far as alerts go, so its thresholds can fire again.
+* forecast: ``<target>:<YYYY-MM>:forecast:<amount>``.
+* anomalies: ``anomaly:<detector>:<account>:<model>:<day>``.
+
+Each new alert is sent to each active channel of its owner by its own django-q2 task, so a
+failing webhook never holds up an email.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from datetime import date, timedelta
+from decimal import Decimal
+
+import requests
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
+from django.core.validators import validate_email
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from accounts.models import User
+from alerts import selectors
+from alerts.anomalies import (
+    Anomaly,
+    detect_cache_collapse,
+    detect_pricier_model_switch,
+    detect_spend_spikes,
+)
+from alerts.forecast import budget_forecast_message, forecast_month_end, format_usd
+from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
+from alerts.webhooks import WebhookURLError, generic_payload, slack_payload, validate_webhook_url
+from providers.models import Provider, ProviderAccount
+from usage.selectors import today_for
+
+logger = logging.getLogger(__name__)
+
+DEDUPE_KEY_MAX = 200
+THRESHOLD_MIN, THRESHOLD_MAX = 1, 1000
+ANOMALY_WINDOW_DAYS = 14
+# Only the last few days are judged, so a first sync that backfills months of history does not
+# raise an alert for every old spike; three days covers official figures that arrive late.
+ANOMALY_LOOKBACK_DAYS = 3
+WEBHOOK_TIMEOUT = (5, 10)  # connect, read (seconds)
+
+
+# --- alerts ----------------------------------------------------------------------------------
+
+
+def _dedupe_key(raw: str) -> str:
+    if len(raw) <= DEDUPE_KEY_MAX:
+        return raw
+    # Long model names: keep a readable prefix and a digest of the whole key.
+    return f"{raw[:135]}~{hashlib.sha256(raw.encode()).hexdigest()}"
+
+
+def alert_fire(
+    *,
+    owner: User,
+    kind: str,
+    dedupe_key: str,
+    message: str,
+    budget: Budget | None = None,
+    account: ProviderAccount | None = None,
+    threshold: int | None = None,
+    period: date | None = None,
+    data: dict | None = None,
+) -> tuple[Alert, bool]:
+    """The alert with this dedupe key, created if it does not exist yet. (alert, created).
+
+    get_or_create recovers from the IntegrityError of a concurrent insert by reading the row
+    the other writer made, so two evaluations at once still fire one alert.
+    """
+    return Alert.objects.get_or_create(
+        owner=owner,
+        dedupe_key=_dedupe_key(dedupe_key),
+        defaults={
+            "kind": kind,
+            "message": message,
+            "budget": budget,
+            "account": account,
+            "threshold": threshold,
+            "period": period,
+            "data": data or {},
+        },
+    )
+
+
+def alert_manual_create(
+    *, owner: User, message: str, account: ProviderAccount | None = None
+) -> Alert:
+    """A note the user files themselves (POST /api/alerts)."""
+    message = (message or "").strip()
+    if not message:
+        raise ValidationError({"message": "Enter a message."})
+    if account is not None and account.owner_id != owner.pk:
+        raise ValidationError({"account": "Not one of your accounts."})
+    alert, _ = alert_fire(
+        owner=owner,
+        kind=Alert.Kind.MANUAL,
+        dedupe_key=f"manual:{uuid.uuid4()}",
+        message=message,
+        account=account,
+    )
+    return alert
+
+
+def alert_acknowledge(*, alert: Alert) -> Alert:
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = timezone.now()
+        alert.save(update_fields=["acknowledged_at"])
+    return alert
+
+
+def alert_unacknowledge(*, alert: Alert) -> Alert:
+    if alert.acknowledged_at is not None:
+        alert.acknowledged_at = None
+        alert.save(update_fields=["acknowledged_at"])
+    return alert
+
+
+def alert_delete(*, alert: Alert) -> None:
+    alert.delete()
+
+
+# --- budgets ---------------------------------------------------------------------------------
+
+
+def thresholds_clean(value) -> list[int]:
+    """A non-empty list of whole percentages 1..1000, deduplicated and sorted."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValidationError("Give a list of percentages, e.g. [80, 100].")
+    cleaned = set()
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise ValidationError(f"{item!r} is not a whole number.")
+        if not THRESHOLD_MIN <= item <= THRESHOLD_MAX:
+            raise ValidationError(
+                f"{item} is out of range: thresholds are {THRESHOLD_MIN} to {THRESHOLD_MAX} %."
+            )
+        cleaned.add(item)
+    return sorted(cleaned)
+
+
+def _budget_validate(budget: Budget) -> None:
+    errors: dict[str, str] = {}
+    scope = budget.scope
+    if scope not in Budget.Scope.values:
+        raise ValidationError({"scope": f"Choose one of {', '.join(Budget.Scope.values)}."})
+    if scope == Budget.Scope.PROVIDER and budget.provider_id is None:
+        errors["provider"] = "Choose the provider this budget covers."
+    if scope == Budget.Scope.ACCOUNT and budget.account_id is None:
+        errors["account"] = "Choose the account this budget covers."
+    if scope != Budget.Scope.PROVIDER and budget.provider_id is not None:
+        errors["provider"] = f"A budget for {Budget.Scope(scope).label.lower()} has no provider."
+    if scope != Budget.Scope.ACCOUNT and budget.account_id is not None:
+        errors["account"] = f"A budget for {Budget.Scope(scope).label.lower()} has no account."
+    if budget.account_id is not None and budget.account.owner_id != budget.owner_id:
+        errors["account"] = "Not one of your accounts."
+    try:
+        budget.thresholds = thresholds_clean(budget.thresholds)
+    except ValidationError as exc:
+        errors["thresholds"] = exc.messages[0]
+    if errors:
+        raise ValidationError(errors)
+    budget.full_clean()
+
+
+def budget_create(
+    *,
+    owner: User,
+    scope: str,
+    amount: Decimal,
+    provider: Provider | None = None,
+    account: ProviderAccount | None = None,
+    thresholds: list[int] | None = None,
+    forecast_alert: bool = True,
+) -> Budget:
+    """Save a budget and evaluate it right away, so one already tripped shows its alert."""
+    budget = Budget(
+        owner=owner,
+        scope=scope,
+        amount=amount,
+        provider=provider,
+        account=account,
+        thresholds=thresholds if thresholds is not None else [80, 100],
+        forecast_alert=forecast_alert,
+    )
+    _budget_validate(budget)
+    budget.save()
+    alerts_evaluate_for_user(user=owner)
+    return budget
+
+
+_BUDGET_FIELDS = ("scope", "amount", "provider", "account", "thresholds", "forecast_alert")
+
+
+def budget_update(*, budget: Budget, **changes) -> Budget:
+    """Change any of scope, amount, provider, account, thresholds, forecast_alert."""
+    unknown = set(changes) - set(_BUDGET_FIELDS)
+    if unknown:
+        raise TypeError(f"budget_update() got unexpected fields {sorted(unknown)}")
+    for name, value in changes.items():
+        setattr(budget, name, value)
+    _budget_validate(budget)
+    budget.save()
+    alerts_evaluate_for_user(user=budget.owner)
+    return budget
+
+
+def budget_delete(*, budget: Budget) -> None:
+    budget.delete()
+
+
+def _budget_alerts(*, user: User, today: date) -> list[Alert]:
+    created: list[Alert] = []
+    for status in selectors.budget_statuses(user=user, today=today):
+        target = status.target
+        month = f"{status.period:%Y-%m}"
+        common = {"budget": target.budget, "account": target.account, "period": status.period}
+        base_data = {
+            "scope": target.scope,
+            "target": target.label,
+            "amount": str(target.amount),
+            "spent": str(status.spent),
+            "percent": str(status.percent),
+        }
+        for threshold in target.thresholds:
+            if status.spent * 100 < target.amount * threshold:
+                continue
+            alert, new = alert_fire(
+                owner=user,
+                kind=Alert.Kind.THRESHOLD,
+                dedupe_key=f"{target.key}:{month}:{threshold}:{target.amount}",
+                message=(
+                    f"{target.label}: {format_usd(status.spent)} spent this month, "
+                    f"{status.percent}% of the {format_usd(target.amount)} budget "
+                    f"(alert at {threshold}%)."
+                ),
+                threshold=threshold,
+                data={**base_data, "threshold": threshold},
+                **common,
+            )
+            if new:
+                created.append(alert)
+        if not target.forecast_alert:
+            continue
+        month_spend, history = selectors.forecast_inputs(user=user, target=target, today=today)
+        forecast = forecast_month_end(daily_spend=month_spend, today=today, history=history)
+        text = budget_forecast_message(forecast, target.amount, today)
+        if text is None:
+            continue
+        alert, new = alert_fire(
+            owner=user,
+            kind=Alert.Kind.FORECAST,
+            dedupe_key=f"{target.key}:{month}:forecast:{target.amount}",
+            message=f"{target.label}: {text}",
+            data={
+                **base_data,
+                "projected_total": str(forecast.projected_total),
+                "low": str(forecast.low),
+                "high": str(forecast.high),
+                "method": forecast.method,
+            },
+            **common,
+        )
+        if new:
+            created.append(alert)
+    return created
+
+
+def _anomaly_k() -> Decimal:
+    return Decimal(str(getattr(settings, "ANOMALY_K", 3)))
+
+
+def _anomaly_alerts(*, user: User, today: date) -> list[Alert]:
+    """Spikes, pricier-model switches and cache collapses per account and model."""
+    k = _anomaly_k()
+    window = ANOMALY_WINDOW_DAYS
+    cutoff = today - timedelta(days=ANOMALY_LOOKBACK_DAYS - 1)
+    # Roll-up days are UTC days, which may already be tomorrow for the user.
+    data = selectors.account_model_days(
+        user=user, start=cutoff - timedelta(days=window), end=today + timedelta(days=2)
+    )
+    accounts = ProviderAccount.objects.in_bulk(list(data))
+    created: list[Alert] = []
+    for account_id, per_model in data.items():
+        found: list[tuple[str, Anomaly]] = []
+        for model, days in per_model.items():
+            costs = {d: v.cost for d, v in days.items()}
+            for anomaly in detect_spend_spikes(
+                costs, k=k, window=window, last_only=False, key=model
+            ):
+                found.append((model, anomaly))
+            for anomaly in detect_cache_collapse(
+                {d: v.cache_read_tokens for d, v in days.items()},
+                {d: v.input_tokens for d, v in days.items()},
+                k=k,
+                window=window,
+                last_only=False,
+                key=model,
+            ):
+                found.append((model, anomaly))
+        for anomaly in detect_pricier_model_switch(
+            {m: {d: v.cost for d, v in days.items()} for m, days in per_model.items()},
+            {m: {d: v.tokens for d, v in days.items()} for m, days in per_model.items()},
+            k=k,
+            window=window,
+            last_only=False,
+        ):
+            found.append((anomaly.key, anomaly))
+        account = accounts[account_id]
+        for model, anomaly in found:
+            if anomaly.day < cutoff:
+                continue
+            alert, new = alert_fire(
+                owner=user,
+                kind=Alert.Kind.ANOMALY,
+                dedupe_key=f"anomaly:{anomaly.kind}:{account_id}:{model}:{anomaly.day}",
+                message=f"{account.name}, {model or 'no model'}: {anomaly.message}",
+                account=account,
+                data={
+                    "detector": anomaly.kind,
+                    "account_id": account_id,
+                    "model": model,
+                    "day": anomaly.day.isoformat(),
+                    "observed": str(anomaly.observed),
+                    "baseline": str(anomaly.baseline),
+                    "threshold": str(anomaly.threshold),
+                    "k": str(k),
+                    "window_days": window,
+                },
+            )
+            if new:
+                created.append(alert)
+    return created
+
+
+def alerts_evaluate_for_user(*, user: User, now=None) -> list[Alert]:
+    """Evaluate every budget, forecast and anomaly rule; return the alerts that are new."""
+    today = today_for(user, now=now)
+    created = _budget_alerts(user=user, today=today) + _anomaly_alerts(user=user, today=today)
+    for alert in created:
+        notifications_dispatch(alert=alert)
+    return created
+
+
+def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
+    """Hook run after a sync or an ingestion batch: evaluate the account owner's rules.
+
+    Overall and provider budgets span the owner's other accounts too, so the whole user is
+    evaluated. A failure here is logged, not raised: the figures are already saved, and the
+    scheduled evaluation will try again.
+    """
+    account = ProviderAccount.objects.select_related("owner").filter(pk=account_id).first()
+    if account is None:
+        return []
+    try:
+        return alerts_evaluate_for_user(user=account.owner)
+    except Exception:
+        logger.exception("evaluating alerts after account %s changed failed", account_id)
+        return []
+
+
+# --- notification channels -------------------------------------------------------------------
+
+
+def _allow_private() -> bool:
+    return bool(getattr(settings, "WEBHOOK_ALLOW_PRIVATE", False))
+
+
+def channel_target_clean(*, kind: str, target: str) -> str:
+    target = (target or "").strip()
+    if kind == NotificationChannel.Kind.EMAIL:
+        try:
+            validate_email(target)
+        except ValidationError:
+            raise ValidationError({"target": "Enter a valid email address."}) from None
+    elif kind == NotificationChannel.Kind.WEBHOOK:
+        try:
+            validate_webhook_url(target, allow_private=_allow_private())
+        except WebhookURLError as exc:
+            raise ValidationError({"target": str(exc)}) from None
+    else:
+        raise ValidationError({"kind": "Choose email or webhook."})
+    if len(target) > 2000:
+        raise ValidationError({"target": "At most 2000 characters."})
+    return target
+
+
+def channel_create(
+    *,
+    owner: User,
+    kind: str,
+    target: str,
+    slack_format: bool = False,
+    is_active: bool = True,
+) -> NotificationChannel:
+    target = channel_target_clean(kind=kind, target=target)
+    return NotificationChannel.objects.create(
+        owner=owner,
+        kind=kind,
+        target=target,
+        slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
+        is_active=is_active,
+    )
+
+
+def channel_delete(*, channel: NotificationChannel) -> None:
+    channel.delete()
+
+
+# --- delivery --------------------------------------------------------------------------------
+
+
+class DeliveryError(Exception):
+    """A send failed. ``permanent`` ones (blocked URL, 4xx) are not retried."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
+    """Queue one delivery task per active channel of the alert's owner (once per pair)."""
+    deliveries = []
+    channels = NotificationChannel.objects.filter(owner_id=alert.owner_id, is_active=True)
+    for channel in channels:
+        delivery, created = NotificationDelivery.objects.get_or_create(alert=alert, channel=channel)
+        if created:
+            # The ORM broker enqueues inside the caller's transaction, so a worker never sees
+            # the task before the delivery row is committed.
+            async_task(
+                "alerts.tasks.deliver_notification",
+                delivery.pk,
+                task_name=f"notify-{delivery.pk}",
+                group="alerts-notify",
+            )
+        deliveries.append(delivery)
+    return deliveries
+
+
+def alert_payload(alert: Alert) -> dict:
+    """What a generic webhook receives about an alert (money as strings)."""
+    return {
+        "id": alert.pk,
+        "kind": alert.kind,
+        "message": alert.message,
+        "created_at": alert.created_at,
+        "period": alert.period,
+        "threshold": alert.threshold,
+        "budget_id": alert.budget_id,
+        "account": alert.account.name if alert.account_id else None,
+        "data": alert.data,
+    }
+
+
+def _title(alert: Alert) -> str:
+    return f"AI Cost Tracker: {alert.get_kind_display()}"
+
+
+def _send_email(channel: NotificationChannel, alert: Alert) -> None:
+    try:
+        send_mail(
+            subject=f"{_title(alert)} — {alert.message[:80]}",
+            message=f"{alert.message}\n\nKind: {alert.get_kind_display()}\n"
+            f"Raised: {alert.created_at:%Y-%m-%d %H:%M} UTC\n",
+            from_email=None,
+            recipient_list=[channel.target],
+            fail_silently=False,
+        )
+    except Exception as exc:  # SMTP and connection errors alike are worth another try
+        raise DeliveryError(f"Email failed: {type(exc).__name__}: {exc}"[:500]) from exc
+
+
+def _send_webhook(channel: NotificationChannel, alert: Alert) -> None:
+    # Checked again here, not only when saved: the host's DNS may have changed since.
+    try:
+        validate_webhook_url(channel.target, allow_private=_allow_private())
+    except WebhookURLError as exc:
+        raise DeliveryError(f"Blocked: {exc}", permanent=True) from exc
+    if channel.slack_format:
+        body = slack_payload(_title(alert), alert.message)
+    else:
+        body = generic_payload(alert_payload(alert))
+    try:
+        response = requests.post(
+            channel.target,
+            data=json.dumps(body),
+            headers={"Content-Type": "application/json", "User-Agent": "ai-cost-tracker"},
+            timeout=WEBHOOK_TIMEOUT,
+            allow_redirects=False,  # a redirect could lead to an address we never checked
+        )
+    except requests.Timeout as exc:
+        raise DeliveryError("Timed out.") from exc
+    except requests.RequestException as exc:
+        # The exception text contains the URL, which may embed a token: name the type only.
+        raise DeliveryError(f"Could not connect ({type(exc).__name__}).") from exc
+    code = response.status_code
+    if 200 <= code < 300:
+        return
+    if code == 429 or code >= 500:
+        raise DeliveryError(f"HTTP {code} from the webhook.")
+    if 300 <= code < 400:
+        raise DeliveryError(f"HTTP {code}: redirects are not followed.", permanent=True)
+    raise DeliveryError(f"HTTP {code} from the webhook.", permanent=True)
+
+
+_SENDERS = {
+    NotificationChannel.Kind.EMAIL: _send_email,
+    NotificationChannel.Kind.WEBHOOK: _send_webhook,
+}
+
+
+def notification_deliver(*, delivery_id: int) -> NotificationDelivery | None:
+    """Send one delivery, retrying temporary failures with exponential backoff.
+
+    At most NOTIFY_MAX_ATTEMPTS attempts (default 3), NOTIFY_RETRY_BACKOFF_SECONDS (default 2)
+    doubling between them. Every attempt is counted on the row; a sent delivery is never sent
+    again if the task runs twice.
+    """
+    delivery = (
+        NotificationDelivery.objects.select_related("alert__account", "channel")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None or delivery.status == NotificationDelivery.Status.SENT:
+        return delivery
+    max_attempts = max(1, int(getattr(settings, "NOTIFY_MAX_ATTEMPTS", 3)))
+    backoff = float(getattr(settings, "NOTIFY_RETRY_BACKOFF_SECONDS", 2))
+    send = _SENDERS[delivery.channel.kind]
+    error = ""
+    for attempt in range(1, max_attempts + 1):
+        delivery.attempts += 1
+        delivery.last_attempt_at = timezone.now()
+        try:
+            send(delivery.channel, delivery.alert)
+        except DeliveryError as exc:
+            error = str(exc)
+            if exc.permanent or attempt == max_attempts:
+                break
+            delivery.save(update_fields=["attempts", "last_attempt_at"])
+            time.sleep(backoff * 2 ** (attempt - 1))
+            continue
+        delivery.status = NotificationDelivery.Status.SENT
+        delivery.sent_at = delivery.last_attempt_at
+        delivery.error = ""
+        delivery.save()
+        return delivery
+    delivery.status = NotificationDelivery.Status.FAILED
+    delivery.error = error
+    delivery.save()
+    logger.warning(
+        "notification %s to channel %s failed after %s attempts: %s",
+        delivery.pk,
+        delivery.channel_id,
+        delivery.attempts,
+        error,
+    )
+    return delivery
