@@ -189,3 +189,332 @@ def record_get_for_user(*, user: User, pk) -> UsageRecord:
     from django.shortcuts import get_object_or_404
 
     return get_object_or_404(UsageRecord.objects.filter(account__owner=user), pk=pk)
+
+
+# --- Dashboard, forecast, reconciliation and export reads (issue 5) -------------------------
+
+
+@dataclass
+class DashboardSummary:
+    """Totals of one period, from one pass over the roll-up grouped by account and source."""
+
+    accounts: list[AccountMonth]
+    by_provider: list[dict]
+    by_source: dict[str, Decimal]
+    total: Decimal = Decimal(0)
+    tokens: int = 0
+    unpriced_count: int = 0
+    unpriced_tokens: int = 0
+
+    @property
+    def has_usage(self) -> bool:
+        return any(a.sources for a in self.accounts)
+
+
+def dashboard_summary(*, user: User, start: date, end: date, with_budget: bool) -> DashboardSummary:
+    """Per account, per provider and per source totals of [start, end) (UTC days).
+
+    `with_budget` compares each account's cost to its monthly budget; only meaningful when the
+    period is one calendar month.
+    """
+    accounts = {
+        a.pk: AccountMonth(account=a)
+        for a in ProviderAccount.objects.filter(owner=user).select_related("provider")
+    }
+    rows = (
+        effective_daily(user=user, start=start, end=end)
+        .values("account_id", "source")
+        .annotate(
+            cost_sum=MoneySum("cost"),
+            unpriced=Sum("unpriced_count"),
+            unpriced_tok=Sum("unpriced_tokens"),
+            requests=Sum("request_count"),
+            **_TOKEN_SUMS,
+        )
+        .order_by()
+    )
+    summary = DashboardSummary(
+        accounts=[], by_provider=[], by_source={s: Decimal(0) for s in Source.values}
+    )
+    providers: dict[str, dict] = {}
+    for r in rows:
+        item = accounts[r["account_id"]]
+        cost = r["cost_sum"] or Decimal(0)
+        tokens = sum(r[f] or 0 for f in _TOKEN_SUMS)
+        item.cost += cost
+        item.tokens += tokens
+        item.requests += r["requests"] or 0
+        item.unpriced_count += r["unpriced"] or 0
+        item.sources.add(r["source"])
+        summary.by_source[r["source"]] += cost
+        summary.unpriced_tokens += r["unpriced_tok"] or 0
+        p = item.account.provider
+        entry = providers.setdefault(
+            p.slug,
+            {
+                "provider": p.slug,
+                "name": p.name,
+                "cost": Decimal(0),
+                "tokens": 0,
+                "unpriced_count": 0,
+                "sources": set(),
+            },
+        )
+        entry["cost"] += cost
+        entry["tokens"] += tokens
+        entry["unpriced_count"] += r["unpriced"] or 0
+        entry["sources"].add(r["source"])
+    for item in accounts.values():
+        if with_budget:
+            item.budget_pct, item.status = budget_status(item.cost, item.account.monthly_budget)
+        summary.total += item.cost
+        summary.tokens += item.tokens
+        summary.unpriced_count += item.unpriced_count
+    summary.accounts = list(accounts.values())
+    for p in providers.values():
+        p["sources"] = sorted(p["sources"])
+    summary.by_provider = sorted(providers.values(), key=lambda p: (-p["cost"], p["name"]))
+    return summary
+
+
+def spend_by_day_and_provider(*, user: User, start: date, end: date) -> list[dict]:
+    """Cost per UTC day and provider in [start, end), only the (day, provider) pairs with rows."""
+    rows = (
+        effective_daily(user=user, start=start, end=end)
+        .values("day", "provider_id")
+        .annotate(cost=MoneySum("cost"))
+        .order_by()
+    )
+    return [
+        {"date": r["day"], "provider_id": r["provider_id"], "cost": r["cost"] or Decimal(0)}
+        for r in rows
+    ]
+
+
+def top_models(*, user: User, start: date, end: date, limit: int = 10) -> list[dict]:
+    """The models that cost most in [start, end), with tokens, requests and sources."""
+    rows = (
+        effective_daily(user=user, start=start, end=end)
+        .values("provider_id", "model", "source")
+        .annotate(
+            cost=MoneySum("cost"),
+            unpriced=Sum("unpriced_count"),
+            requests=Sum("request_count"),
+            **_TOKEN_SUMS,
+        )
+        .order_by()
+    )
+    merged: dict[tuple, dict] = {}
+    for r in rows:
+        m = merged.setdefault(
+            (r["provider_id"], r["model"]),
+            {
+                "provider_id": r["provider_id"],
+                "model": r["model"],
+                "cost": Decimal(0),
+                "tokens": 0,
+                "requests": 0,
+                "unpriced_count": 0,
+                "sources": set(),
+            },
+        )
+        m["cost"] += r["cost"] or Decimal(0)
+        m["tokens"] += sum(r[f] or 0 for f in _TOKEN_SUMS)
+        m["requests"] += r["requests"] or 0
+        m["unpriced_count"] += r["unpriced"] or 0
+        m["sources"].add(r["source"])
+    ranked = sorted(merged.values(), key=lambda m: (-m["cost"], -m["tokens"], m["model"]))
+    for m in ranked:
+        m["sources"] = sorted(m["sources"])
+    return ranked[:limit]
+
+
+FORECAST_HISTORY_DAYS = 60
+
+
+def forecast_with_days(*, user: User, today: date | None = None):
+    """Month-end forecast of the user's total spend, and this month's spend per day so far.
+
+    alerts.forecast over the roll-up: the month is the user's (time zone) month, each day's
+    spend its UTC-day roll-up; 60 days before the month feed the trend and weekday pattern.
+    """
+    from alerts.forecast import forecast_month_end
+
+    today = today or today_for(user)
+    first, _ = month_bounds(today)
+    # Cost per day only: the forecast needs neither tokens nor the split by source.
+    rows = (
+        effective_daily(
+            user=user, start=first - timedelta(days=FORECAST_HISTORY_DAYS), end=today + timedelta(1)
+        )
+        .values("day")
+        .annotate(cost=MoneySum("cost"))
+        .order_by()
+    )
+    spend = {r["day"]: r["cost"] or Decimal(0) for r in rows}
+    this_month = {d: v for d, v in spend.items() if d >= first}
+    forecast = forecast_month_end(
+        daily_spend=this_month,
+        history={d: v for d, v in spend.items() if d < first},
+        today=today,
+    )
+    return forecast, this_month
+
+
+def forecast_for_user(*, user: User, today: date | None = None):
+    return forecast_with_days(user=user, today=today)[0]
+
+
+@dataclass
+class ReconciliationRow:
+    account: ProviderAccount
+    month: str
+    official: Decimal = Decimal(0)
+    estimated: Decimal = Decimal(0)  # every estimate, also those official figures supersede
+    estimated_counted: Decimal = Decimal(0)  # estimates on days without official figures
+    manual: Decimal = Decimal(0)  # without true-ups
+    true_up: Decimal | None = None
+    invoice: Decimal | None = None
+    unpriced_count: int = 0
+
+    @property
+    def counted(self) -> Decimal:
+        """What the dashboard counts, before any true-up."""
+        return self.official + self.estimated_counted + self.manual
+
+    @property
+    def reference(self) -> Decimal | None:
+        """The figure to reconcile against: the invoice if typed in, else the official total."""
+        if self.invoice is not None:
+            return self.invoice
+        return self.official if self.official else None
+
+    @property
+    def reference_kind(self) -> str:
+        if self.invoice is not None:
+            return "invoice"
+        return "official" if self.official else ""
+
+    @property
+    def variance(self) -> Decimal | None:
+        return None if self.reference is None else self.reference - self.counted
+
+    @property
+    def variance_pct(self) -> Decimal | None:
+        if self.variance is None or not self.reference:
+            return None
+        return (self.variance / self.reference * 100).quantize(Decimal("0.1"))
+
+
+def invoice_for(account: ProviderAccount, month: str) -> Decimal | None:
+    value = ((account.config or {}).get("invoices") or {}).get(month)
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def true_up_records(*, account_ids, month: str) -> QuerySet[UsageRecord]:
+    return UsageRecord.objects.filter(
+        account_id__in=account_ids, source=Source.MANUAL, tags__true_up=month
+    )
+
+
+def reconciliation_month(
+    *, user: User, month_start: date, account_id: int | None = None
+) -> list[ReconciliationRow]:
+    """Per account, the month's official, estimated and manual totals next to its invoice."""
+    _, next_first = month_bounds(month_start)
+    month = f"{month_start:%Y-%m}"
+    accounts = ProviderAccount.objects.filter(owner=user).select_related("provider")
+    if account_id:
+        accounts = accounts.filter(pk=account_id)
+    result = {
+        a.pk: ReconciliationRow(account=a, month=month, invoice=invoice_for(a, month))
+        for a in accounts
+    }
+    raw = (
+        DailyUsage.objects.filter(account_id__in=result, day__gte=month_start, day__lt=next_first)
+        .values("account_id", "source")
+        .annotate(cost=MoneySum("cost"), unpriced=Sum("unpriced_count"))
+        .order_by()
+    )
+    for r in raw:
+        row = result[r["account_id"]]
+        cost = r["cost"] or Decimal(0)
+        if r["source"] == Source.OFFICIAL:
+            row.official += cost
+        elif r["source"] == Source.ESTIMATED:
+            row.estimated += cost
+        else:
+            row.manual += cost
+        row.unpriced_count += r["unpriced"] or 0
+    counted_estimates = (
+        effective_daily(user=user, start=month_start, end=next_first)
+        .filter(account_id__in=result, source=Source.ESTIMATED)
+        .values("account_id")
+        .annotate(cost=MoneySum("cost"))
+        .order_by()
+    )
+    for r in counted_estimates:
+        result[r["account_id"]].estimated_counted = r["cost"] or Decimal(0)
+    true_ups = (
+        true_up_records(account_ids=list(result), month=month)
+        .values("account_id")
+        .annotate(cost=MoneySum("cost"))
+        .order_by()
+    )
+    for r in true_ups:
+        row = result[r["account_id"]]
+        row.true_up = r["cost"] or Decimal(0)
+        row.manual -= row.true_up
+    return list(result.values())
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "account_id",
+    "account__name",
+    "provider__slug",
+    "model",
+    "line_item",
+    "description",
+    "request_id",
+    "bucket_start",
+    "granularity",
+    *TOKEN_FIELDS,
+    "request_count",
+    "seats",
+    "search_queries",
+    "images",
+    "audio_seconds",
+    "credits",
+    "source",
+    "status",
+    "cost",
+    "currency",
+    "tags",
+)
+
+
+def export_rows(
+    *,
+    user: User,
+    start: date,
+    end: date,
+    provider: str | None = None,
+    account_id: int | None = None,
+    source: str | None = None,
+    model: str | None = None,
+):
+    """The user's usage records of UTC days start..end (inclusive) as value tuples, oldest first.
+
+    A lazy iterator over a server-side cursor (2,000 rows a fetch): the caller streams it.
+    """
+    qs = usage_history(
+        user=user,
+        provider=provider,
+        account_id=account_id,
+        source=source,
+        model=model,
+        start=start,
+        end=end,
+    )
+    return qs.order_by("bucket_start", "id").values_list(*EXPORT_COLUMNS).iterator(chunk_size=2000)

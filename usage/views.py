@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
+from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -9,23 +11,199 @@ from django.shortcuts import redirect, render
 
 from usage import selectors
 from usage.forms import HistoryFilterForm, ManualEntryForm
+from usage.insight_apis import plain_decimal
 from usage.services.records import manual_entry_create
+from usage.templatetags.money import money
+
+PERIODS = {
+    "month": "This month",
+    "last-month": "Last month",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "90d": "Last 90 days",
+    "custom": "Custom",
+}
+MAX_CUSTOM_DAYS = 366
+
+
+class PeriodForm(forms.Form):
+    period = forms.ChoiceField(choices=list(PERIODS.items()), required=False)
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("period") == "custom":
+            start, end = data.get("start"), data.get("end")
+            if not start:
+                self.add_error("start", "Give a start date.")
+            if not end:
+                self.add_error("end", "Give an end date.")
+            if start and end and start > end:
+                self.add_error("end", "Must not be before the start date.")
+            elif start and end and (end - start).days >= MAX_CUSTOM_DAYS:
+                self.add_error("end", f"At most {MAX_CUSTOM_DAYS} days.")
+        return data
+
+
+def period_bounds(key: str, *, today: date, start=None, end=None) -> tuple[date, date, bool]:
+    """[start, end) of a period and whether it is one calendar month (budgets apply)."""
+    first, next_first = selectors.month_bounds(today)
+    tomorrow = today + timedelta(days=1)
+    if key == "last-month":
+        prev_first, _ = selectors.month_bounds(first - timedelta(days=1))
+        return prev_first, first, True
+    if key in ("7d", "30d", "90d"):
+        return tomorrow - timedelta(days=int(key[:-1])), tomorrow, False
+    if key == "custom":
+        return start, end + timedelta(days=1), False
+    return first, tomorrow, True
+
+
+# Fixed per provider so a provider looks the same on every chart; patterns keep the
+# charts readable without colour (drawn by static/js/dashboard.js).
+PROVIDER_STYLE = {
+    "openai": ("#0f7b61", "diagonal"),
+    "anthropic": ("#b5522f", "dots"),
+    "copilot": ("#6e40c9", "cross"),
+    "groq": ("#c2410c", "horizontal"),
+    "perplexity": ("#1c6f7a", "vertical"),
+    "ollama": ("#4b5563", "zigzag"),
+}
+
+
+def _chart_data(*, summary, daily, start: date, end: date, forecast, month_days, today) -> dict:
+    names = {a.account.provider_id: a.account.provider for a in summary.accounts}
+    days = [start + timedelta(days=i) for i in range((end - start).days)]
+    per_provider: dict[int, dict[date, Decimal]] = {}
+    for r in daily:
+        per_provider.setdefault(r["provider_id"], {})[r["date"]] = r["cost"]
+    ordered = sorted(per_provider, key=lambda pid: names[pid].name)
+    daily_chart = {
+        "labels": [d.isoformat() for d in days],
+        "datasets": [
+            {
+                "label": names[pid].name,
+                "slug": names[pid].slug,
+                "color": PROVIDER_STYLE.get(names[pid].slug, ("#2457d6", "none"))[0],
+                "pattern": PROVIDER_STYLE.get(names[pid].slug, ("#2457d6", "none"))[1],
+                "data": [plain_decimal(per_provider[pid].get(d, Decimal(0))) for d in days],
+            }
+            for pid in ordered
+        ],
+    }
+    total = summary.total
+    doughnut = {
+        "labels": [_share_label(p, total) for p in summary.by_provider],
+        "slugs": [p["provider"] for p in summary.by_provider],
+        "colors": [PROVIDER_STYLE.get(p["provider"], ("#2457d6",))[0] for p in summary.by_provider],
+        "patterns": [
+            PROVIDER_STYLE.get(p["provider"], ("", "none"))[1] for p in summary.by_provider
+        ],
+        "data": [plain_decimal(p["cost"]) for p in summary.by_provider],
+    }
+    first, next_first = selectors.month_bounds(today)
+    month = [first + timedelta(days=i) for i in range((next_first - first).days)]
+    running, actual = Decimal(0), []
+    for d in month:
+        if d <= today:
+            running += month_days.get(d, Decimal(0))
+            actual.append(plain_decimal(running))
+        else:
+            actual.append(None)
+    projected: list[str | None] = [None] * len(month)
+    if forecast.daily_projection:
+        idx = (today - first).days
+        if idx > 0:
+            # Starts from yesterday's actual total so the dashed line continues the solid one.
+            projected[idx - 1] = actual[idx - 1]
+        running = forecast.month_to_date
+        for d, amount in forecast.daily_projection:
+            running += amount
+            projected[(d - first).days] = plain_decimal(running)
+    band: list[list[str] | None] = [None] * len(month)
+    band[-1] = [plain_decimal(forecast.low), plain_decimal(forecast.high)]
+    forecast_chart = {
+        "labels": [d.isoformat() for d in month],
+        "actual": actual,
+        "projected": projected,
+        "range": band,
+        "has_projection": bool(forecast.daily_projection),
+    }
+    return {"daily": daily_chart, "doughnut": doughnut, "forecast": forecast_chart}
 
 
 @login_required
 def dashboard(request):
     today = selectors.today_for(request.user)
-    first, next_first = selectors.month_bounds(today)
-    cards = selectors.month_summary(user=request.user, today=today)
+    form = PeriodForm(request.GET or None)
+    key = "month"
+    if form.is_bound and form.is_valid() and form.cleaned_data.get("period"):
+        key = form.cleaned_data["period"]
+    start, end, with_budget = period_bounds(
+        key,
+        today=today,
+        start=form.cleaned_data.get("start") if form.is_bound and form.is_valid() else None,
+        end=form.cleaned_data.get("end") if form.is_bound and form.is_valid() else None,
+    )
+    summary = selectors.dashboard_summary(
+        user=request.user, start=start, end=end, with_budget=with_budget
+    )
     context = {
         "today": today,
-        "month_start": first,
-        "total": sum((c.cost for c in cards), Decimal(0)),
-        "unpriced_count": sum(c.unpriced_count for c in cards),
-        "cards": cards,
-        "by_provider": selectors.spend_by_provider(user=request.user, start=first, end=next_first),
+        "form": form,
+        "period": key,
+        "periods": PERIODS,
+        "period_label": PERIODS[key],
+        "start": start,
+        "last_day": end - timedelta(days=1),
+        "with_budget": with_budget,
+        "summary": summary,
+        "has_accounts": bool(summary.accounts),
     }
-    return render(request, "usage/dashboard.html", context)
+    if summary.has_usage:
+        forecast, month_days = selectors.forecast_with_days(user=request.user, today=today)
+        daily = selectors.spend_by_day_and_provider(user=request.user, start=start, end=end)
+        models = selectors.top_models(user=request.user, start=start, end=end)
+        providers = {a.account.provider_id: a.account.provider for a in summary.accounts}
+        for m in models:
+            m["provider"] = providers[m["provider_id"]]
+        charts = _chart_data(
+            summary=summary,
+            daily=daily,
+            start=start,
+            end=end,
+            forecast=forecast,
+            month_days=month_days,
+            today=today,
+        )
+        context |= {
+            "forecast": forecast,
+            "forecast_month": today.replace(day=1),
+            "charts": charts,
+            "daily_rows": _daily_rows(charts["daily"]),
+            "models": models,
+        }
+    template = "usage/dashboard.html#content" if request.htmx else "usage/dashboard.html"
+    return render(request, template, context)
+
+
+def _share_label(p: dict, total: Decimal) -> str:
+    """Direct label for the doughnut legend: name, amount, share (or "unpriced")."""
+    if not p["cost"] and p["unpriced_count"]:
+        return f"{p['name']}: unpriced ({p['unpriced_count']:,} requests)"
+    share = f" ({(p['cost'] / total * 100).quantize(Decimal('1'))}%)" if total else ""
+    return f"{p['name']} {money(p['cost'])}{share}"
+
+
+def _daily_rows(daily: dict) -> list[dict]:
+    """The daily chart as table rows for screen readers: one row per day with any spend."""
+    rows = []
+    for i, label in enumerate(daily["labels"]):
+        values = [Decimal(ds["data"][i]) for ds in daily["datasets"]]
+        if any(values):
+            rows.append({"date": label, "values": values, "total": sum(values, Decimal(0))})
+    return rows
 
 
 @login_required

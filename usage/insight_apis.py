@@ -1,0 +1,268 @@
+"""JSON/CSV API for the dashboard's companions: forecast, reconciliation, export.
+
+Thin: validate the query string (a 400 names the field), call one selector, shape the answer.
+Money leaves as strings; a NULL cost ("unpriced") stays null/empty, never 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, timedelta
+from decimal import Decimal
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from providers.models import Provider, ProviderAccount
+from usage import selectors
+from usage.models import TOKEN_FIELDS, Source
+
+DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
+_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def money_str(value: Decimal | None) -> str | None:
+    """A plain decimal string (never exponent notation); None stays None."""
+    return None if value is None else format(value, "f")
+
+
+def plain_decimal(value: Decimal | None) -> str:
+    """Export form of a number: no exponent, no trailing zeros; None -> ""."""
+    if value is None:
+        return ""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
+def parse_month(raw: str | None, *, today: date) -> date:
+    """'YYYY-MM' -> first day of that month; None/'' -> the month of `today`."""
+    if not raw:
+        return today.replace(day=1)
+    match = _MONTH_RE.match(raw.strip())
+    if not match or not 1 <= int(match[2]) <= 12 or int(match[1]) < 2000:
+        raise serializers.ValidationError({"month": "Use YYYY-MM, e.g. 2026-11."})
+    return date(int(match[1]), int(match[2]), 1)
+
+
+class ForecastApi(APIView):
+    """Projected total spend of the user's current month, with its p10-p90 range."""
+
+    def get(self, request):
+        today = selectors.today_for(request.user)
+        fc = selectors.forecast_for_user(user=request.user, today=today)
+        return Response(
+            {
+                "month": f"{today:%Y-%m}",
+                "today": today,
+                "time_zone": request.user.time_zone,
+                "month_to_date": money_str(fc.month_to_date),
+                "projected_total": money_str(fc.projected_total),
+                "low": money_str(fc.low),
+                "high": money_str(fc.high),
+                "days_elapsed": fc.days_elapsed,
+                "days_in_month": fc.days_in_month,
+                "method": fc.method,
+                "daily_projection": [
+                    {"date": d, "amount": money_str(v)} for d, v in fc.daily_projection
+                ],
+                "note": DAYS_NOTE,
+            }
+        )
+
+
+def reconciliation_payload(rows: Iterable[selectors.ReconciliationRow]) -> list[dict]:
+    return [
+        {
+            "account": r.account.pk,
+            "account_name": r.account.name,
+            "provider": r.account.provider.slug,
+            "official": money_str(r.official),
+            "estimated": money_str(r.estimated),
+            "estimated_counted": money_str(r.estimated_counted),
+            "manual": money_str(r.manual),
+            "true_up": money_str(r.true_up),
+            "counted": money_str(r.counted),
+            "invoice": money_str(r.invoice),
+            "reference": money_str(r.reference),
+            "reference_kind": r.reference_kind or None,
+            "variance": money_str(r.variance),
+            "variance_pct": money_str(r.variance_pct),
+            "unpriced_count": r.unpriced_count,
+        }
+        for r in rows
+    ]
+
+
+class ReconciliationApi(APIView):
+    """Per account: official, estimated, manual totals of a month next to its invoice."""
+
+    @extend_schema(parameters=[OpenApiParameter("month", str, description="YYYY-MM")])
+    def get(self, request):
+        today = selectors.today_for(request.user)
+        month_start = parse_month(request.query_params.get("month"), today=today)
+        rows = selectors.reconciliation_month(user=request.user, month_start=month_start)
+        return Response(
+            {
+                "month": f"{month_start:%Y-%m}",
+                "accounts": reconciliation_payload(rows),
+                "note": "variance = reference - counted; reference is the invoice you entered, "
+                "else the official total. counted = official + estimates on days without "
+                "official figures + manual entries (true-ups apart).",
+            }
+        )
+
+
+# --- export ------------------------------------------------------------------------------
+
+EXPORT_HEADER = (
+    "id",
+    "account_id",
+    "account",
+    "provider",
+    "model",
+    "line_item",
+    "description",
+    "request_id",
+    "time_utc",
+    "granularity",
+    *TOKEN_FIELDS,
+    "request_count",
+    "seats",
+    "search_queries",
+    "images",
+    "audio_seconds",
+    "credits",
+    "source",
+    "status",
+    "cost",
+    "currency",
+    "tags",
+)
+_TEXT = {"account", "model", "line_item", "description", "request_id"}
+_DECIMALS = {"seats", "audio_seconds", "credits", "cost"}
+
+
+def _export_dict(row: tuple) -> dict:
+    item = dict(zip(EXPORT_HEADER, row, strict=True))
+    item["time_utc"] = item["time_utc"].astimezone(UTC).isoformat().replace("+00:00", "Z")
+    for key in _DECIMALS:
+        item[key] = plain_decimal(item[key]) if item[key] is not None else None
+    return item
+
+
+def _csv_cell(key: str, value) -> str:
+    if value is None:
+        return ""
+    if key == "tags":
+        value = json.dumps(value, sort_keys=True)
+    text = str(value)
+    # A spreadsheet runs a cell starting with = + - @ as a formula; a leading ' keeps it text.
+    if (key in _TEXT or key == "tags") and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        text = "'" + text
+    return text
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_stream(rows: Iterator[tuple]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_HEADER)
+    for row in rows:
+        item = _export_dict(row)
+        yield writer.writerow([_csv_cell(k, item[k]) for k in EXPORT_HEADER])
+
+
+def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
+    yield "["
+    first = True
+    for row in rows:
+        yield ("\n" if first else ",\n") + json.dumps(_export_dict(row), sort_keys=False)
+        first = False
+    yield "\n]\n"
+
+
+def export_response(*, user, filters: dict) -> StreamingHttpResponse:
+    """Stream the user's records as CSV or a JSON array, never holding them all in memory."""
+    rows = selectors.export_rows(
+        user=user,
+        start=filters["start"],
+        end=filters["end"],
+        provider=filters.get("provider") or None,
+        account_id=filters.get("account") or None,
+        source=filters.get("source") or None,
+        model=filters.get("model") or None,
+    )
+    fmt = filters.get("format") or "csv"
+    name = f"usage-{filters['start']:%Y-%m-%d}-to-{filters['end']:%Y-%m-%d}.{fmt}"
+    if fmt == "json":
+        response = StreamingHttpResponse(_json_stream(rows), content_type="application/json")
+    else:
+        response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ExportFilterSerializer(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["csv", "json"], default="csv")
+    start = serializers.DateField(required=False, help_text="UTC day, inclusive; default: 1st.")
+    end = serializers.DateField(required=False, help_text="UTC day, inclusive; default: today.")
+    provider = serializers.ChoiceField(choices=[], required=False)
+    account = serializers.IntegerField(min_value=1, required=False)
+    source = serializers.ChoiceField(choices=Source.choices, required=False)
+    model = serializers.CharField(required=False, max_length=200)
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.fields["provider"].choices = list(Provider.objects.values_list("slug", "name"))
+
+    def validate_account(self, value: int) -> int:
+        # Someone else's account id reads exactly like one that does not exist.
+        if not ProviderAccount.objects.filter(owner=self.user, pk=value).exists():
+            raise serializers.ValidationError("No such account.")
+        return value
+
+    def validate(self, attrs):
+        today = selectors.today_for(self.user)
+        attrs.setdefault("start", today.replace(day=1))
+        attrs.setdefault("end", today)
+        if attrs["start"] > attrs["end"]:
+            raise serializers.ValidationError({"end": "Must not be before start."})
+        if attrs["end"] - attrs["start"] > timedelta(days=3660):
+            raise serializers.ValidationError({"start": "At most ten years at a time."})
+        return attrs
+
+
+class _NoFormatNegotiation(BaseContentNegotiation):
+    """`?format=csv` picks the export format here, not a DRF renderer (which would 404)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+
+class ExportApi(APIView):
+    """Usage records of a UTC date range as CSV or JSON, streamed."""
+
+    content_negotiation_class = _NoFormatNegotiation
+
+    @extend_schema(parameters=[ExportFilterSerializer], responses={(200, "text/csv"): str})
+    def get(self, request):
+        filters = ExportFilterSerializer(data=request.query_params, user=request.user)
+        filters.is_valid(raise_exception=True)
+        return export_response(user=request.user, filters=filters.validated_data)
