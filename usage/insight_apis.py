@@ -14,13 +14,15 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from providers.models import Provider, ProviderAccount
+from providers.models import ProviderAccount
+from providers.registry import adapter_choices
 from usage import selectors
 from usage.models import TOKEN_FIELDS, Source
 
@@ -56,6 +58,7 @@ def parse_month(raw: str | None, *, today: date) -> date:
 class ForecastApi(APIView):
     """Projected total spend of the user's current month, with its p10-p90 range."""
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request):
         today = selectors.today_for(request.user)
         fc = selectors.forecast_for_user(user=request.user, today=today)
@@ -105,7 +108,10 @@ def reconciliation_payload(rows: Iterable[selectors.ReconciliationRow]) -> list[
 class ReconciliationApi(APIView):
     """Per account: official, estimated, manual totals of a month next to its invoice."""
 
-    @extend_schema(parameters=[OpenApiParameter("month", str, description="YYYY-MM")])
+    @extend_schema(
+        parameters=[OpenApiParameter("month", str, description="YYYY-MM")],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request):
         today = selectors.today_for(request.user)
         month_start = parse_month(request.query_params.get("month"), today=today)
@@ -219,15 +225,15 @@ class ExportFilterSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=["csv", "json"], default="csv")
     start = serializers.DateField(required=False, help_text="UTC day, inclusive; default: 1st.")
     end = serializers.DateField(required=False, help_text="UTC day, inclusive; default: today.")
-    provider = serializers.ChoiceField(choices=[], required=False)
+    provider = serializers.ChoiceField(choices=adapter_choices(), required=False)
     account = serializers.IntegerField(min_value=1, required=False)
     source = serializers.ChoiceField(choices=Source.choices, required=False)
     model = serializers.CharField(required=False, max_length=200)
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args, user=None, **kwargs):
+        # `user` scopes the account check; the schema generator builds one without it.
         super().__init__(*args, **kwargs)
         self.user = user
-        self.fields["provider"].choices = list(Provider.objects.values_list("slug", "name"))
 
     def validate_account(self, value: int) -> int:
         # Someone else's account id reads exactly like one that does not exist.
