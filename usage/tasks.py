@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.db.models import QuerySet
 from django_q.tasks import async_task
 
 from providers.models import ProviderAccount
@@ -10,16 +12,23 @@ from usage.services.sync import usage_sync
 
 
 def sync_account(account_id: int, run_id: int | None = None, days: int | None = None) -> str:
+    """Sync one account. Provider and data errors end up on the SyncRun, not as a task failure.
+
+    Returning normally matters: django-q2 would otherwise count a permanent error (a rejected
+    key) as a failure worth redelivering.
+    """
+    if not ProviderAccount.objects.filter(pk=account_id).exists():
+        return f"account {account_id}: deleted"
     run = usage_sync(
         account_id=account_id, run_id=run_id, days=days, trigger="manual" if run_id else "schedule"
     )
     return f"account {account_id}: {run.status if run else 'already handled'}"
 
 
-def syncable_accounts():
+def syncable_accounts() -> QuerySet[ProviderAccount]:
     return ProviderAccount.objects.filter(
         is_active=True, provider__slug__in=syncable_kinds(), admin_key__isnull=False
-    )
+    ).order_by("pk")
 
 
 def sync_all_accounts() -> int:
@@ -31,5 +40,12 @@ def sync_all_accounts() -> int:
             account_id,
             task_name=f"sync-account-{account_id}",
             group="usage-sync",
+            sync=run_inline(),
         )
     return len(ids)
+
+
+def run_inline() -> bool:
+    # django-q2 reads Q_CLUSTER once at import; reading it per call lets tests and one-off
+    # scripts switch to sync mode with an ordinary settings override.
+    return bool(settings.Q_CLUSTER.get("sync", False))

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import operator
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from providers.adapters.base import UsageLine
 from providers.models import ProviderAccount
-from usage.models import Granularity, Source, UsageRecord
+from usage.models import Granularity, RecordStatus, Source, UsageRecord
 from usage.services.rollup import day_start, rollup_rebuild
 
 # Fields a synced line sets; compared to decide "updated" vs "unchanged".
@@ -63,11 +66,15 @@ def usage_lines_replace_window(
     """Make the official rows of [start, end) exactly the fetched lines.
 
     Upserts on the natural key with the new values (never adds to them), deletes rows the
-    provider no longer reports for the window, and rebuilds those days' roll-up. Running it
-    twice with the same lines changes nothing.
+    provider no longer reports for the window, and rebuilds the roll-up of the days that
+    changed. Running it twice with the same lines changes nothing (not even updated_at).
+
+    The writes bypass the ORM (bulk_update's CASE WHEN statements made a 90-day re-sync take
+    13 s on PostgreSQL): COPY, plus one UPDATE ... FROM a COPY-filled scratch table, on
+    PostgreSQL; executemany on SQLite.
     """
     lines = [ln for ln in lines if start <= ln.day < end]
-    by_key = {}
+    by_key: dict[str, UsageLine] = {}
     for ln in lines:
         # Two lines on one key would make the second overwrite the first; adapters sum
         # them, and this guard keeps a bug there from silently losing money.
@@ -76,50 +83,136 @@ def usage_lines_replace_window(
             raise ValueError(f"duplicate line for {key}")
         by_key[key] = ln
     existing = {
-        r.natural_key: r
-        for r in UsageRecord.objects.select_for_update().filter(
+        row[1]: row
+        for row in UsageRecord.objects.select_for_update()
+        .filter(
             account=account,
             source=Source.OFFICIAL,
             granularity=Granularity.DAY,
             bucket_start__gte=day_start(start),
             bucket_start__lt=day_start(end),
         )
+        .order_by()
+        .values_list("pk", "natural_key", "bucket_start", *_LINE_FIELDS)
     }
-    to_create, to_update = [], []
+    to_create: list[tuple[str, UsageLine]] = []
+    to_update: list[tuple[int, UsageLine]] = []
+    changed_days: set[date] = set()
     for key, ln in by_key.items():
-        values = {f: getattr(ln, f) for f in _LINE_FIELDS}
         row = existing.get(key)
         if row is None:
-            to_create.append(
-                UsageRecord(
-                    account=account,
-                    provider_id=account.provider_id,
-                    natural_key=key,
-                    bucket_start=day_start(ln.day),
-                    granularity=Granularity.DAY,
-                    source=Source.OFFICIAL,
-                    raw=ln.raw,
-                    **values,
-                )
-            )
-        elif not all(_same(getattr(row, f), v) for f, v in values.items()):
-            for f, v in values.items():
-                setattr(row, f, v)
-            row.raw = ln.raw
-            to_update.append(row)
-    stale = [r.pk for k, r in existing.items() if k not in by_key]
-    UsageRecord.objects.bulk_create(to_create, batch_size=1000)
-    UsageRecord.objects.bulk_update(
-        to_update, [*_LINE_FIELDS, "raw", "updated_at"], batch_size=1000
-    )
-    if stale:
-        UsageRecord.objects.filter(pk__in=stale).delete()
-    touched_days = {ln.day for ln in lines} | {r.bucket_start.date() for r in existing.values()}
-    if to_create or to_update or stale:
-        rollup_rebuild(account_id=account.pk, days=touched_days, source=Source.OFFICIAL)
+            to_create.append((key, ln))
+            changed_days.add(ln.day)
+        elif row[3:] != _line_values(ln):  # Decimal compares by value: 0.50 == 0.5
+            to_update.append((row[0], ln))
+            changed_days.add(ln.day)
+    stale = [row for key, row in existing.items() if key not in by_key]
+    changed_days.update(row[2].astimezone(UTC).date() for row in stale)
+
+    _insert_synced(account, to_create)
+    _update_synced(to_update)
+    for i in range(0, len(stale), 1000):
+        UsageRecord.objects.filter(pk__in=[row[0] for row in stale[i : i + 1000]]).delete()
+    if changed_days:
+        rollup_rebuild(account_id=account.pk, days=changed_days, source=Source.OFFICIAL)
     return UpsertCounts(
         fetched=len(lines), created=len(to_create), updated=len(to_update), deleted=len(stale)
     )
+
+
+_line_values = operator.attrgetter(*_LINE_FIELDS)
+
+
+def _prepared(field_name: str, value):
+    """A value as the driver expects it, as the ORM would prepare it (JSON, datetimes)."""
+    return UsageRecord._meta.get_field(field_name).get_db_prep_save(value, connection)
+
+
+def _insert_synced(account: ProviderAccount, items: list[tuple[str, UsageLine]]) -> None:
+    if not items:
+        return
+    now = _prepared("created_at", timezone.now())
+    empty_tags = json.dumps({})
+    starts: dict[date, object] = {}
+    columns = [
+        "account_id",
+        "provider_id",
+        "natural_key",
+        "bucket_start",
+        "granularity",
+        "source",
+        "status",
+        "description",
+        "request_id",
+        "tags",
+        "raw",
+        "created_at",
+        "updated_at",
+        *_LINE_FIELDS,
+    ]
+    rows = []
+    for key, ln in items:
+        if ln.day not in starts:
+            starts[ln.day] = _prepared("bucket_start", day_start(ln.day))
+        rows.append(
+            (
+                account.pk,
+                account.provider_id,
+                key,
+                starts[ln.day],
+                Granularity.DAY.value,
+                Source.OFFICIAL.value,
+                RecordStatus.OK.value,
+                "",
+                "",
+                empty_tags,
+                json.dumps(ln.raw),  # what JSONField stores (no custom encoder)
+                now,
+                now,
+                *_line_values(ln),
+            )
+        )
+    table = UsageRecord._meta.db_table
+    column_list = ", ".join(columns)
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            placeholders = ", ".join(["%s"] * len(columns))
+            cursor.executemany(f"INSERT INTO {table} ({column_list}) VALUES ({placeholders})", rows)
+            return
+        # COPY: the rows stream in one command, with no SQL text to build or parse.
+        with cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+
+def _update_synced(items: list[tuple[int, UsageLine]]) -> None:
+    if not items:
+        return
+    now = _prepared("updated_at", timezone.now())
+    columns = [*_LINE_FIELDS, "raw"]
+    rows = [(*_line_values(ln), json.dumps(ln.raw), now, pk) for pk, ln in items]
+    table = UsageRecord._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            assignments = ", ".join(f"{c} = %s" for c in [*columns, "updated_at"])
+            cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)
+            return
+        # COPY the new values into a scratch table, then one UPDATE ... FROM joins them in.
+        names = [*columns, "updated_at"]
+        scratch = "pg_temp.usage_sync_update_scratch"
+        types = ", ".join(
+            f"{c} {UsageRecord._meta.get_field(c).db_type(connection)}" for c in names
+        )
+        cursor.execute(f"DROP TABLE IF EXISTS {scratch}")
+        cursor.execute(f"CREATE TABLE {scratch} ({types}, id bigint) ON COMMIT DROP")
+        with cursor.copy(f"COPY {scratch} ({', '.join([*names, 'id'])}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        assignments = ", ".join(f"{c} = v.{c}" for c in names)
+        cursor.execute(
+            f"UPDATE {table} AS u SET {assignments} FROM {scratch} AS v WHERE u.id = v.id"
+        )
+        cursor.execute(f"DROP TABLE {scratch}")
 
 
 @transaction.atomic

@@ -4,10 +4,14 @@ The fetch runs with no transaction open (it can take minutes of provider time); 
 the whole window is one transaction. Synced buckets are upserted on their natural key with the
 new value, so the same window synced twice, concurrently, or again after a worker was killed
 mid-run (django-q2 delivers at least once) leaves identical rows and totals.
+
+Every call leaves a SyncRun: succeeded with its counts, failed with the error (and an excerpt of
+the provider's body for bad data), or skipped because another run holds the account.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import date, timedelta
 
@@ -18,62 +22,134 @@ from django.utils import timezone
 from providers.connection import AccountNotReady, adapter_for_account
 from providers.http import ProviderError
 from providers.models import ProviderAccount, SyncStatus
+from providers.registry import get_adapter_class
 from usage.models import SyncRun
 from usage.services.records import usage_lines_replace_window
 
 logger = logging.getLogger(__name__)
 
 RESYNC_DAYS = 3  # providers revise recent buckets
+ACTIVE = (SyncRun.Status.QUEUED, SyncRun.Status.RUNNING)
+SKIPPED_MESSAGE = "skipped: already running"
 
 
-def _stale_after() -> timedelta:
-    # A run "running" for longer than a task may live belongs to a killed worker.
+def stale_after() -> timedelta:
+    """How long a run may stay "running" before it must belong to a killed worker.
+
+    django-q2 kills a task after `timeout` seconds, so a run older than that is no longer
+    running anywhere; `retry` (longer than `timeout`) is when the broker redelivers it.
+    """
     return timedelta(seconds=settings.Q_CLUSTER.get("timeout", 300))
 
 
+def queued_stale_after() -> timedelta:
+    # A queued run nobody picked up within a redelivery period is not coming (no cluster).
+    return timedelta(seconds=settings.Q_CLUSTER.get("retry", 360))
+
+
+def account_supports_sync(account: ProviderAccount) -> bool:
+    try:
+        return get_adapter_class(account.provider.slug).supports_sync
+    except ValueError:
+        return False
+
+
+def run_is_stale(run: SyncRun, *, now=None) -> bool:
+    """A queued or running run that no worker is going to finish."""
+    now = now or timezone.now()
+    if run.status == SyncRun.Status.RUNNING:
+        return run.started_at is None or run.started_at <= now - stale_after()
+    if run.status == SyncRun.Status.QUEUED:
+        return run.created_at <= now - queued_stale_after()
+    return False
+
+
 def sync_window(*, account: ProviderAccount, days: int | None, today: date) -> tuple[date, date]:
-    """[start, end) in UTC days: today included, N days back."""
+    """[start, end) in UTC days: today included, N days back.
+
+    Without `days`: the last RESYNC_DAYS days, or SYNC_BACKFILL_DAYS for an account that has
+    never synced successfully.
+    """
     end = today + timedelta(days=1)
     if days is None:
         has_synced = account.sync_runs.filter(status=SyncRun.Status.SUCCEEDED).exists()
-        days = RESYNC_DAYS if has_synced else settings.SYNC_BACKFILL_DAYS
+        days = RESYNC_DAYS if has_synced else getattr(settings, "SYNC_BACKFILL_DAYS", 30)
+    if days < 1:
+        raise ValueError("days must be at least 1")
     return end - timedelta(days=days), end
 
 
 def sync_run_queue(
     *, account: ProviderAccount, trigger: str = "manual", days: int | None = None
-) -> SyncRun:
-    """Record a queued run (what "Sync now" shows until a worker picks it up)."""
-    start, end = sync_window(account=account, days=days, today=timezone.now().date())
-    return SyncRun.objects.create(
-        account=account, window_start=start, window_end=end, trigger=trigger
-    )
+) -> tuple[SyncRun, bool]:
+    """Record a queued run (what "Sync now" shows until a worker picks it up).
+
+    Returns (run, created). A live queued or running run of the account is returned instead of
+    adding another, so clicking twice does not queue two syncs.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        account = ProviderAccount.objects.select_for_update().get(pk=account.pk)
+        for run in account.sync_runs.filter(status__in=ACTIVE).order_by("-created_at", "-id"):
+            if not run_is_stale(run, now=now):
+                return run, False
+        start, end = sync_window(account=account, days=days, today=now.date())
+        run = SyncRun.objects.create(
+            account=account, window_start=start, window_end=end, trigger=trigger
+        )
+        ProviderAccount.objects.filter(pk=account.pk).update(last_sync_status=SyncStatus.QUEUED)
+    return run, True
+
+
+def sync_request(*, account: ProviderAccount) -> tuple[SyncRun, bool]:
+    """ "Sync now": queue a run and hand it to the django-q2 cluster."""
+    from django_q.tasks import async_task
+
+    from usage.tasks import run_inline
+
+    run, created = sync_run_queue(account=account, trigger="manual")
+    if created:
+        async_task(
+            "usage.tasks.sync_account",
+            account.pk,
+            run.pk,
+            task_name=f"sync-account-{account.pk}-run-{run.pk}",
+            group="usage-sync",
+            sync=run_inline(),
+        )
+    return run, created
 
 
 def _claim(
     *, account_id: int, run_id: int | None, days: int | None, trigger: str
 ) -> SyncRun | None:
-    """Mark a run as running, or record it as skipped when another run holds the account."""
+    """Mark a run as running, or record it as skipped when another run holds the account.
+
+    Returns None for a redelivered task whose run already finished or is still running.
+    """
     now = timezone.now()
     with transaction.atomic():
-        # Locks the account row (SQLite: the whole database), so two claims serialise.
+        # Locks the account row (SQLite: an IMMEDIATE transaction locks the database), so two
+        # claims of one account serialise and the second sees the first one's running run.
         account = (
             ProviderAccount.objects.select_for_update()
             .select_related("provider")
             .get(pk=account_id)
         )
-        start, end = sync_window(account=account, days=days, today=now.date())
         run = SyncRun.objects.filter(pk=run_id, account=account).first() if run_id else None
         if run is None:
+            start, end = sync_window(account=account, days=days, today=now.date())
             run = SyncRun(account=account, window_start=start, window_end=end, trigger=trigger)
+        elif run.status == SyncRun.Status.RUNNING and run_is_stale(run, now=now):
+            # The broker redelivered a task whose worker was killed: run it again.
+            pass
         elif run.status != SyncRun.Status.QUEUED:
-            # A redelivered task whose run already finished or is running elsewhere.
             return None
         running = account.sync_runs.filter(status=SyncRun.Status.RUNNING).exclude(pk=run.pk)
-        live = running.filter(started_at__gt=now - _stale_after())
+        live = running.filter(started_at__gt=now - stale_after())
         if live.exists():
             run.status = SyncRun.Status.SKIPPED
-            run.error_message = "skipped: already running"
+            run.error_message = SKIPPED_MESSAGE
             run.started_at = run.finished_at = now
             run.save()
             return run
@@ -81,32 +157,70 @@ def _claim(
             status=SyncRun.Status.FAILED,
             finished_at=now,
             error_class="Abandoned",
-            error_message="the worker stopped before finishing (re-run by a later sync)",
+            error_message="the worker stopped before finishing; a later sync re-fetched the days",
         )
         run.status = SyncRun.Status.RUNNING
         run.started_at = now
+        run.finished_at = None
         run.save()
-        account.last_sync_status = SyncStatus.RUNNING
-        account.save(update_fields=["last_sync_status"])
+        ProviderAccount.objects.filter(pk=account.pk).update(last_sync_status=SyncStatus.RUNNING)
+        run.account = account
         return run
 
 
-def _finish_failed(run: SyncRun, exc: Exception, *, needs_attention: bool) -> None:
-    message = str(exc)
-    if isinstance(exc, ProviderError) and exc.body_excerpt:
-        message = f"{message}\nResponse excerpt: {exc.body_excerpt}"
+def _redact(text: str, secret: str) -> str:
+    # Providers sometimes echo (part of) the key back; it must never reach a page or a log.
+    if secret and len(secret) >= 8:
+        text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _provider_detail(exc: ProviderError) -> str:
+    """The provider's own message from an error body (OpenAI, Anthropic and GitHub shapes)."""
+    try:
+        body = json.loads(exc.body_excerpt)
+    except ValueError:
+        return ""
+    if not isinstance(body, dict):
+        return ""
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return error["message"]
+    if isinstance(error, str):
+        return error
+    return body["message"] if isinstance(body.get("message"), str) else ""
+
+
+def _error_text(exc: Exception) -> tuple[str, str]:
+    """(short message for the account, full message for the run log)."""
+    if isinstance(exc, ProviderError):
+        short = exc.message
+        detail = _provider_detail(exc)
+        if detail and detail[:200] not in short:
+            short = f"{short}: {detail[:200]}"
+        full = short
+        if exc.body_excerpt:
+            full = f"{short}\nResponse excerpt: {exc.body_excerpt}"
+        return short, full
+    text = str(exc) or type(exc).__name__
+    return text, text
+
+
+def _finish_failed(run: SyncRun, exc: Exception, *, needs_attention: bool, secret: str) -> None:
+    short, full = _error_text(exc)
+    short, full = _redact(short, secret), _redact(full, secret)
     now = timezone.now()
     with transaction.atomic():
         SyncRun.objects.filter(pk=run.pk).update(
             status=SyncRun.Status.FAILED,
             finished_at=now,
             error_class=type(exc).__name__,
-            error_message=message,
+            error_message=full,
         )
         fields = {
             "last_sync_at": now,
             "last_sync_status": SyncStatus.FAILED,
-            "last_sync_error": str(exc),
+            "last_sync_error": short,
         }
         if needs_attention:
             fields["needs_attention"] = True
@@ -122,27 +236,41 @@ def usage_sync(
     trigger: str = "schedule",
     adapter_options: dict | None = None,
 ) -> SyncRun | None:
-    """Sync one account's official usage. Returns the run, or None for a stale redelivery."""
+    """Sync one account's official usage. Returns the run, or None for a stale redelivery.
+
+    Never raises for a provider or data problem: the run records it. Auth failures (401/403)
+    mark the account needs_attention and are not retried; temporary failures were already
+    retried (bounded) by providers.http.
+    """
     run = _claim(account_id=account_id, run_id=run_id, days=days, trigger=trigger)
     if run is None or run.status == SyncRun.Status.SKIPPED:
         return run
     account = run.account
+    secret = ""
     try:
-        adapter = adapter_for_account(account, **(adapter_options or {}))
-        if not adapter.supports_sync:
+        if not account_supports_sync(account):
             raise AccountNotReady(f"{account.provider.name} has no official usage API.")
+        adapter = adapter_for_account(account, **(adapter_options or {}))
+        secret = adapter.secret
         lines = adapter.fetch_daily_usage(start=run.window_start, end=run.window_end)
     except ProviderError as exc:
         auth = exc.permanent and exc.status in (401, 403)
-        _finish_failed(run, exc, needs_attention=auth)
-        logger.warning("sync of account %s failed: %s", account_id, exc.message)
+        _finish_failed(run, exc, needs_attention=auth, secret=secret)
+        logger.warning("sync of account %s failed: %s", account_id, run.error_message)
         return run
     except AccountNotReady as exc:
-        _finish_failed(run, exc, needs_attention=True)
+        _finish_failed(run, exc, needs_attention=account_supports_sync(account), secret=secret)
+        return run
+    except Exception as exc:  # an adapter bug must still end the run, not leave it "running"
+        _finish_failed(run, exc, needs_attention=False, secret=secret)
+        logger.exception("sync of account %s failed", account_id)
         return run
 
     try:
         with transaction.atomic():
+            # Serialises writers of one account (a stale run re-claimed while the old worker
+            # still writes), so the second sees the first's rows and upserts over them.
+            ProviderAccount.objects.select_for_update().filter(pk=account.pk).first()
             counts = usage_lines_replace_window(
                 account=account, start=run.window_start, end=run.window_end, lines=lines
             )
@@ -152,7 +280,10 @@ def usage_sync(
                 finished_at=now,
                 fetched=counts.fetched,
                 created=counts.created,
+                # A line the provider stopped reporting was removed: a change, like an update.
                 updated=counts.updated + counts.deleted,
+                error_class="",
+                error_message="",
             )
             ProviderAccount.objects.filter(pk=account.pk).update(
                 last_sync_at=now,
@@ -160,8 +291,8 @@ def usage_sync(
                 last_sync_error="",
                 needs_attention=False,
             )
-    except Exception as exc:  # noqa: BLE001 - any write failure is recorded; nothing partial stays
-        _finish_failed(run, exc, needs_attention=False)
+    except Exception as exc:  # any write failure is recorded; the rollback leaves nothing partial
+        _finish_failed(run, exc, needs_attention=False, secret=secret)
         logger.exception("writing sync of account %s failed", account_id)
         return run
     run.refresh_from_db()
@@ -175,4 +306,7 @@ def _after_sync(*, account_id: int) -> None:
         from alerts.services import alerts_evaluate_for_account
     except ImportError:
         return
-    alerts_evaluate_for_account(account_id=account_id)
+    try:
+        alerts_evaluate_for_account(account_id=account_id)
+    except Exception:  # the sync itself succeeded; alerting has its own retries and logs
+        logger.exception("alert evaluation after sync of account %s failed", account_id)

@@ -3,28 +3,45 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django_q.models import Schedule
 
 SCHEDULES = [
     # name, function, minutes
     ("usage-sync-all", "usage.tasks.sync_all_accounts", lambda: settings.SYNC_INTERVAL_MINUTES),
+    ("alerts-evaluate-all", "alerts.tasks.evaluate_all", lambda: 15),
 ]
 
 
 class Command(BaseCommand):
     help = "Create or update the django-q2 schedules (usage sync every SYNC_INTERVAL_MINUTES)."
 
+    @transaction.atomic
     def handle(self, *args, **options):
         for name, func, minutes in SCHEDULES:
-            schedule, created = Schedule.objects.update_or_create(
-                name=name,
-                defaults={
-                    "func": func,
-                    "schedule_type": Schedule.MINUTES,
-                    "minutes": minutes(),
-                    "repeats": -1,
-                },
-            )
-            verb = "Created" if created else "Updated"
+            every = int(minutes())
+            if every < 1:
+                raise CommandError(f"{name}: the interval must be at least 1 minute, not {every}")
+            wanted = {
+                "func": func,
+                "schedule_type": Schedule.MINUTES,
+                "minutes": every,
+                "repeats": -1,
+            }
+            # Schedule.name is not unique in django-q2; keep exactly one row per name.
+            rows = list(Schedule.objects.select_for_update().filter(name=name).order_by("pk"))
+            if rows:
+                schedule, extra = rows[0], rows[1:]
+                Schedule.objects.filter(pk__in=[s.pk for s in extra]).delete()
+                changed = any(getattr(schedule, k) != v for k, v in wanted.items())
+                if changed:
+                    for k, v in wanted.items():
+                        setattr(schedule, k, v)
+                    schedule.save()
+                verb = "Updated" if changed or extra else "Unchanged"
+            else:
+                # next_run defaults to now: the first sync starts as soon as the cluster does.
+                schedule = Schedule.objects.create(name=name, **wanted)
+                verb = "Created"
             self.stdout.write(f"{verb} schedule {name}: {func} every {schedule.minutes} min")
