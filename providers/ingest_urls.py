@@ -1,2 +1,12 @@
-# Wired into costtracker/urls.py; filled in by its feature.
-urlpatterns: list = []
+from django.urls import path
+
+from providers import ingest_views
+
+urlpatterns = [
+    path("accounts/<int:pk>/ingest-keys/", ingest_views.ingest_key_list, name="ingest-key-list"),
+    path(
+        "accounts/<int:pk>/ingest-keys/<int:key_id>/revoke/",
+        ingest_views.ingest_key_revoke,
+        name="ingest-key-revoke",
+    ),
+]

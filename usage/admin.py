@@ -76,13 +76,35 @@ class PriceAdmin(admin.ModelAdmin):
     ]
     list_filter = ["provider", "origin"]
     search_fields = ["model"]
+    readonly_fields = ["origin", "created_at"]
 
     def save_model(self, request, obj, form, change):
-        # A price set here is an operator override: it wins over imported prices.
+        # A price set here is an operator override: it wins over imported prices, and a later
+        # import never touches it.
         obj.origin = Price.Origin.ADMIN
         super().save_model(request, obj, form, change)
+        since = obj.valid_from.date().isoformat() if obj.valid_from else "DATE"
+        self.message_user(
+            request,
+            "Usage already recorded keeps its cost until re-priced: "
+            f"manage.py reprice --since {since}, or the “Re-price” action.",
+        )
+
+    @admin.action(description="Re-price estimated usage from the selected prices’ start")
+    def reprice_from_selected(self, request, queryset):
+        from usage.services.prices import reprice_estimated
+
+        earliest = min((p.valid_from for p in queryset), default=None)
+        if earliest is None:
+            return
+        changed = reprice_estimated(since=earliest.date())
+        self.message_user(request, f"Re-priced {changed} estimated record(s).")
+
+    actions = ["reprice_from_selected"]
 
 
 @admin.register(ModelAlias)
 class ModelAliasAdmin(admin.ModelAdmin):
     list_display = ["provider", "alias", "model"]
+    list_filter = ["provider"]
+    search_fields = ["alias", "model"]

@@ -15,16 +15,16 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 from django.utils import timezone
 
 from providers.models import Provider
-from usage.models import ModelAlias, Price, Source, UsageRecord
+from usage.models import ModelAlias, Price, RecordStatus, Source, UsageRecord
 from usage.pricing import SHIPPED_PRICES_PATH, candidate_model_names, litellm_to_prices
 from usage.pricing import Price as PriceRule
 
 PRICE_FIELDS = [f.name for f in dataclasses.fields(PriceRule)]
+_PRICE_COLUMNS = ", ".join(f.column for f in Price._meta.concrete_fields)
 # The first import covers all earlier usage: without it nothing before today could be priced.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -34,49 +34,68 @@ def price_rule(row: Price) -> PriceRule:
 
 
 class PriceBook:
-    """Price lookups for one batch of work, cached per (provider, model, day).
+    """Price lookups for one batch of work.
 
     Lookup order: admin alias → exact name → names without provider prefix or date suffix.
-    At each name an admin-set row beats an imported one.
+    At each name an admin-set row beats an imported one. Every dated row of the candidate
+    names is fetched once per (provider, model) and the row valid at each request's own time
+    is picked in memory, so one batch may span a price change (or reprice many days) with one
+    query per model.
     """
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, str, date], Price | None] = {}
+        self._candidates: dict[tuple[int, str], list[Price]] = {}
         self._aliases: dict[int, dict[str, str]] = {}
+        self._rules: dict[int, PriceRule] = {}
 
     def _alias(self, provider_id: int, model: str) -> str:
         if provider_id not in self._aliases:
-            self._aliases[provider_id] = dict(
-                ModelAlias.objects.filter(provider_id=provider_id).values_list("alias", "model")
-            )
+            # Hand-written queries: on the ingestion hot path, compiling an ORM query costs
+            # more CPU than the database spends answering it.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT alias, model FROM {ModelAlias._meta.db_table} WHERE provider_id = %s",
+                    [provider_id],
+                )
+                self._aliases[provider_id] = dict(cursor.fetchall())
         return self._aliases[provider_id].get(model, model)
 
+    def _rows(self, provider: Provider, model: str) -> list[Price]:
+        key = (provider.pk, model)
+        if key not in self._candidates:
+            names = candidate_model_names(provider.slug, self._alias(provider.pk, model))
+            rows = []
+            if names:
+                marks = ", ".join(["%s"] * len(names))
+                rows = list(
+                    Price.objects.raw(
+                        f"SELECT {_PRICE_COLUMNS} FROM {Price._meta.db_table} "
+                        f"WHERE provider_id = %s AND model IN ({marks})",
+                        [provider.pk, *names],
+                    )
+                )
+            rank = {name: i for i, name in enumerate(names)}
+            origin = {Price.Origin.ADMIN: 0, Price.Origin.IMPORTED: 1}
+            # Preference order; the first row valid at a given time wins.
+            rows.sort(
+                key=lambda r: (rank[r.model], origin.get(r.origin, 2), -r.valid_from.timestamp())
+            )
+            self._candidates[key] = rows
+        return self._candidates[key]
+
     def row_for(self, *, provider: Provider, model: str, at: datetime) -> Price | None:
-        key = (provider.pk, model, at.date())
-        if key not in self._cache:
-            self._cache[key] = self._lookup(provider, model, at)
-        return self._cache[key]
+        for row in self._rows(provider, model):
+            if row.valid_from <= at and (row.valid_to is None or at < row.valid_to):
+                return row
+        return None
 
     def rule_for(self, *, provider: Provider, model: str, at: datetime) -> PriceRule | None:
         row = self.row_for(provider=provider, model=model, at=at)
-        return price_rule(row) if row else None
-
-    def _lookup(self, provider: Provider, model: str, at: datetime) -> Price | None:
-        names = candidate_model_names(provider.slug, self._alias(provider.pk, model))
-        if not names:
+        if row is None:
             return None
-        rows = list(
-            Price.objects.filter(provider=provider, model__in=names, valid_from__lte=at)
-            .filter(Q(valid_to__isnull=True) | Q(valid_to__gt=at))
-            .order_by("-valid_from")
-        )
-        for name in names:
-            matching = [r for r in rows if r.model == name]
-            for origin in (Price.Origin.ADMIN, Price.Origin.IMPORTED):
-                for row in matching:
-                    if row.origin == origin:
-                        return row
-        return None
+        if row.pk not in self._rules:
+            self._rules[row.pk] = price_rule(row)
+        return self._rules[row.pk]
 
 
 @dataclass(frozen=True)
@@ -86,14 +105,68 @@ class ImportCounts:
     unchanged: int
 
 
+class PriceFileError(ValueError):
+    """The price file cannot be imported; nothing was written."""
+
+
+# rate_field() is DECIMAL(28, 16): 12 digits before the point. No real price comes near.
+_RATE_QUANTUM = Decimal("1e-16")
+_RATE_LIMIT = Decimal(10) ** 12
+
+
 def load_price_file(path: Path | str = SHIPPED_PRICES_PATH) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f, parse_float=Decimal)
+    """Read a LiteLLM price file (numbers as Decimal). Raises PriceFileError."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f, parse_float=Decimal)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise PriceFileError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise PriceFileError(f"{path}: expected a JSON object keyed by model name")
+    return data
+
+
+def price_rules_from_file(data: dict) -> dict[tuple[str, str], PriceRule]:
+    """Validated {(provider slug, model): rule} from a parsed LiteLLM file.
+
+    Every value is checked (finite, not negative, fits the column) and rounded to the stored
+    precision here, so an unchanged file compares equal to what is stored and re-importing it
+    adds nothing. Raises PriceFileError naming the entry.
+    """
+    if not isinstance(data, dict):
+        raise PriceFileError("expected a JSON object keyed by model name")
+    try:
+        rules = litellm_to_prices(data)
+    except (ValueError, ArithmeticError, TypeError, AttributeError) as exc:
+        raise PriceFileError(str(exc)) from exc
+    clean: dict[tuple[str, str], PriceRule] = {}
+    for (kind, model), rule in rules.items():
+        if len(model) > 200:
+            raise PriceFileError(f"{model[:40]}…: model name longer than 200 characters")
+        values = {}
+        for name in PRICE_FIELDS:
+            value = getattr(rule, name)
+            if value is not None:
+                if not value.is_finite() or value < 0 or value >= _RATE_LIMIT:
+                    raise PriceFileError(f"{model}.{name}: {value} is not a valid price")
+                value = value.quantize(_RATE_QUANTUM)
+            values[name] = value
+        clean[(kind, model)] = PriceRule(**values)
+    if not clean:
+        raise PriceFileError("no prices for a known provider (is this a LiteLLM price file?)")
+    return clean
 
 
 @transaction.atomic
 def prices_import(*, data: dict, now: datetime | None = None) -> ImportCounts:
-    """Import a LiteLLM price file: add a dated row only where a price is new or changed."""
+    """Import a LiteLLM price file: add a dated row only where a price is new or changed.
+
+    The file is validated as a whole before anything is written (PriceFileError otherwise).
+    A changed price closes the current imported row at `now` and opens a new one from `now`;
+    a model seen for the first time is valid from EPOCH, so earlier usage can be priced.
+    Admin-set rows are never touched.
+    """
+    rules = price_rules_from_file(data)
     now = now or timezone.now()
     providers = {p.slug: p for p in Provider.objects.all()}
     current = {
@@ -103,8 +176,8 @@ def prices_import(*, data: dict, now: datetime | None = None) -> ImportCounts:
         )
     }
     added = changed = unchanged = 0
-    new_rows = []
-    for (kind, model), rule in litellm_to_prices(data).items():
+    new_rows, closed = [], []
+    for (kind, model), rule in rules.items():
         provider = providers.get(kind)
         if provider is None:
             continue
@@ -115,7 +188,7 @@ def prices_import(*, data: dict, now: datetime | None = None) -> ImportCounts:
         valid_from = EPOCH
         if existing is not None:
             existing.valid_to = now
-            existing.save(update_fields=["valid_to"])
+            closed.append(existing)
             valid_from = now
             changed += 1
         else:
@@ -123,13 +196,14 @@ def prices_import(*, data: dict, now: datetime | None = None) -> ImportCounts:
         new_rows.append(
             Price(
                 provider=provider,
-                model=model[:200],
+                model=model,
                 valid_from=valid_from,
                 origin=Price.Origin.IMPORTED,
                 note="LiteLLM model_prices_and_context_window.json",
                 **dataclasses.asdict(rule),
             )
         )
+    Price.objects.bulk_update(closed, ["valid_to"], batch_size=500)
     Price.objects.bulk_create(new_rows, batch_size=500)
     return ImportCounts(added=added, changed=changed, unchanged=unchanged)
 
@@ -140,13 +214,16 @@ def reprice_estimated(*, since: date, account_ids: Iterable[int] | None = None) 
     Official and manual costs are never re-priced. Returns how many records changed.
     """
     from usage.extraction import RequestUsage
-    from usage.pricing import cost_for
+    from usage.services.requests import request_cost
     from usage.services.rollup import day_start, rollup_rebuild
 
     book = PriceBook()
-    qs = UsageRecord.objects.filter(
-        source=Source.ESTIMATED, bucket_start__gte=day_start(since), status="ok"
-    ).select_related("provider", "account")
+    # Failed requests cost nothing whatever the price; incomplete streams are billed.
+    qs = (
+        UsageRecord.objects.filter(source=Source.ESTIMATED, bucket_start__gte=day_start(since))
+        .exclude(status=RecordStatus.FAILED)
+        .select_related("provider", "account")
+    )
     if account_ids is not None:
         qs = qs.filter(account_id__in=list(account_ids))
     changed = 0
@@ -176,13 +253,10 @@ def reprice_estimated(*, since: date, account_ids: Iterable[int] | None = None) 
             rule = book.rule_for(
                 provider=record.provider, model=record.model, at=record.bucket_start
             )
-            rate = record.account.config.get("compute_rate_per_hour")
-            cost = cost_for(
-                record.provider.slug, usage, rule,
-                compute_rate_per_hour=Decimal(str(rate)) if rate not in (None, "") else None,
-            )
-            if cost is not None:
-                cost = cost.quantize(Decimal("1e-12"))
+            try:
+                cost = request_cost(account=record.account, usage=usage, rule=rule)
+            except ValueError:
+                cost = None  # out of any storable range with this price: unpriced, not made up
             if cost != record.cost:
                 record.cost = cost
                 batch.append(record)

@@ -7,23 +7,29 @@ batches, and only the rows this call really inserted are added onto the roll-up.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
 from usage.models import Granularity, RecordStatus, Source, UsageRecord
+from usage.pricing import Price as PriceRule
 from usage.pricing import cost_for
 from usage.services.prices import PriceBook
 from usage.services.rollup import rollup_add
 
 _CHUNK = 400  # rows per INSERT: keeps SQLite under its 32,766 bound-parameter limit
 COST_QUANTUM = Decimal("1e-12")
+# money_field() is DECIMAL(28, 12): 16 digits before the point. A cost this large is an input
+# or price error, and storing it would fail the whole batch.
+MAX_COST = Decimal(10) ** 15
 
 
 @dataclass
@@ -36,49 +42,87 @@ class RequestEvent:
     raw_usage: dict | None = None
 
 
-def _compute_rate(account: ProviderAccount) -> Decimal | None:
+def compute_rate(account: ProviderAccount) -> Decimal | None:
+    """The account's compute rate (USD per hour) for local models, or None when unset.
+
+    A value that is not a non-negative number counts as unset rather than failing every write.
+    """
     rate = (account.config or {}).get("compute_rate_per_hour")
-    return Decimal(str(rate)) if rate not in (None, "") else None
+    if rate in (None, "") or isinstance(rate, bool):
+        return None
+    try:
+        value = Decimal(str(rate))
+    except ArithmeticError:
+        return None
+    return value if value.is_finite() and value >= 0 else None
 
 
-def build_record(
+def request_cost(
+    *, account: ProviderAccount, usage: RequestUsage, rule: PriceRule | None
+) -> Decimal | None:
+    """USD cost of one request for this account (None = unpriced), rounded as stored.
+
+    Raises ValueError when the figure is beyond what a cost column can hold.
+    """
+    cost = cost_for(account.provider.slug, usage, rule, compute_rate_per_hour=compute_rate(account))
+    if cost is None:
+        return None
+    if not cost.is_finite() or abs(cost) >= MAX_COST:
+        raise ValueError(f"cost: {cost:.2E} USD is out of range for this usage and price")
+    return cost.quantize(COST_QUANTUM)
+
+
+def _json_safe(value):
+    """Raw payloads are parsed with Decimal numbers; JSONField stores them as strings."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _record_values(
     *, account: ProviderAccount, event: RequestEvent, book: PriceBook, now: datetime
-) -> UsageRecord:
+) -> dict:
+    """Column values (by attname) of the record for one event, priced at its own time."""
     usage = event.usage
     at = (event.occurred_at or now).astimezone(UTC)
     if event.status == RecordStatus.FAILED:
         cost = Decimal(0)  # the provider rejected it: nothing was billed
     else:
         rule = book.rule_for(provider=account.provider, model=usage.model, at=at)
-        cost = cost_for(
-            account.provider.slug, usage, rule, compute_rate_per_hour=_compute_rate(account)
-        )
-        if cost is not None:
-            cost = cost.quantize(COST_QUANTUM)
-    return UsageRecord(
-        account_id=account.pk,
-        provider_id=account.provider_id,
-        natural_key=f"req:{event.request_id}",
-        request_id=event.request_id,
-        model=usage.model[:200],
-        bucket_start=at,
-        granularity=Granularity.EVENT,
-        input_tokens=usage.input_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        cache_write_1h_tokens=usage.cache_write_1h_tokens,
-        output_tokens=usage.output_tokens,
-        reasoning_tokens=usage.reasoning_tokens,
-        request_count=usage.request_count,
-        search_queries=usage.search_queries,
-        images=usage.images,
-        audio_seconds=usage.audio_seconds,
-        cost=cost,
-        source=Source.ESTIMATED,
-        status=event.status,
-        tags=event.tags,
-        raw={
-            "usage": event.raw_usage,
+        cost = request_cost(account=account, usage=usage, rule=rule)
+    return {
+        "account_id": account.pk,
+        "provider_id": account.provider_id,
+        "natural_key": f"req:{event.request_id}",
+        "model": usage.model[:200],
+        "line_item": "",
+        "description": "",
+        "request_id": event.request_id,
+        "bucket_start": at,
+        "granularity": Granularity.EVENT.value,
+        "input_tokens": usage.input_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "cache_write_1h_tokens": usage.cache_write_1h_tokens,
+        "output_tokens": usage.output_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "request_count": usage.request_count,
+        "seats": _ZERO,
+        "search_queries": usage.search_queries,
+        "images": usage.images,
+        "audio_seconds": usage.audio_seconds,
+        "credits": _ZERO,
+        "cost": cost,
+        "currency": "USD",
+        "source": Source.ESTIMATED.value,
+        "status": str(event.status),  # plain str: drivers adapt Enum members by name
+        "tags": event.tags,
+        "raw": {
+            "usage": _json_safe(event.raw_usage),
             # What re-pricing needs beyond the token columns.
             "pricing": {
                 "provider_cost": None if usage.provider_cost is None else str(usage.provider_cost),
@@ -86,23 +130,68 @@ def build_record(
                 "search_context_size": usage.search_context_size,
             },
         },
-        created_at=now,
-        updated_at=now,
-    )
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
-def _insert_new(records: Sequence[UsageRecord]) -> set[str]:
-    """Insert, skipping natural keys that exist; return the keys actually inserted."""
-    fields = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+def build_record(
+    *, account: ProviderAccount, event: RequestEvent, book: PriceBook, now: datetime
+) -> UsageRecord:
+    """The (unsaved) UsageRecord for one event, priced by the row valid at its time.
+
+    Raises ValueError when the event cannot be stored (see request_cost).
+    """
+    return UsageRecord(**_record_values(account=account, event=event, book=book, now=now))
+
+
+_ZERO = Decimal(0)
+_FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+# Plain ints and strings go to the driver as they are; other types need the backend's adaptation.
+_PASS_THROUGH = (models.IntegerField, models.CharField, models.ForeignKey)
+_MEMO_TYPES = (models.DecimalField, models.DateTimeField)
+
+
+def _insert_new(rows: Sequence[dict]) -> set[str]:
+    """Insert, skipping natural keys that exist; return the keys actually inserted.
+
+    The hot path of ingestion, so no model instances: PostgreSQL gets the whole batch as one
+    JSON parameter (a constant statement; thousands of placeholders cost more to bind than to
+    run), SQLite a multi-row VALUES with values adapted per column type.
+    """
+    if not rows:
+        return set()
+    conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the thread-local proxy
+    if conn.vendor == "postgresql":
+        return _insert_new_postgresql(conn, rows)
     table = UsageRecord._meta.db_table
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    columns = ", ".join(conn.ops.quote_name(f.column) for f in _FIELDS)
+    row_sql = "(" + ", ".join(["%s"] * len(_FIELDS)) + ")"
+    memo: dict = {}
+
+    def adapter(field):
+        if isinstance(field, _PASS_THROUGH):
+            return None
+        if isinstance(field, _MEMO_TYPES):
+
+            def memoised(value, field=field):
+                key = (field.attname, value)
+                if key not in memo:
+                    memo[key] = field.get_db_prep_save(value, conn)
+                return memo[key]
+
+            return memoised
+        return lambda value, field=field: field.get_db_prep_save(value, conn)
+
+    plan = [(f.attname, adapter(f)) for f in _FIELDS]
     inserted: set[str] = set()
-    with connection.cursor() as cursor:
-        for i in range(0, len(records), _CHUNK):
-            chunk = records[i : i + _CHUNK]
+    with conn.cursor() as cursor:
+        for i in range(0, len(rows), _CHUNK):
+            chunk = rows[i : i + _CHUNK]
             params = [
-                f.get_db_prep_save(getattr(r, f.attname), connection) for r in chunk for f in fields
+                row[name] if adapt is None else adapt(row[name])
+                for row in chunk
+                for name, adapt in plan
             ]
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(chunk))} "
@@ -113,25 +202,70 @@ def _insert_new(records: Sequence[UsageRecord]) -> set[str]:
     return inserted
 
 
-def request_events_record(
-    *, account: ProviderAccount, events: Sequence[RequestEvent], book: PriceBook | None = None
-) -> dict[str, str]:
-    """Record events for one account. Returns {request_id: "created" | "duplicate"}.
+def _json_default(value):
+    if isinstance(value, Decimal):
+        return str(value)  # numeric columns read the exact text
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
-    Events repeating a request id inside the batch count once (the first wins).
+
+def _insert_new_postgresql(conn, rows: Sequence[dict]) -> set[str]:
+    table = UsageRecord._meta.db_table
+    columns = ", ".join(conn.ops.quote_name(f.column) for f in _FIELDS)
+    record_type = ", ".join(f"{conn.ops.quote_name(f.column)} {f.db_type(conn)}" for f in _FIELDS)
+    sql = (
+        f"INSERT INTO {table} ({columns}) SELECT {columns} FROM "
+        f"jsonb_to_recordset(%s::jsonb) AS x({record_type}) "
+        "ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING natural_key"
+    )
+    payload = json.dumps(
+        [{f.column: row[f.attname] for f in _FIELDS} for row in rows], default=_json_default
+    )
+    with conn.cursor() as cursor:
+        cursor.execute(sql, [payload])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def request_events_record(
+    *,
+    account: ProviderAccount,
+    events: Sequence[RequestEvent],
+    book: PriceBook | None = None,
+    reasons: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Record events for one account. Returns {request_id: "created" | "duplicate" | "rejected"}.
+
+    The single write path for per-request usage (ingestion API and proxy). Events repeating a
+    request id inside the batch count once (the first wins). An event that cannot be stored
+    (a cost out of range) is "rejected", with the reason put in `reasons` when given, and
+    never stops the others.
     """
     book = book or PriceBook()
     now = timezone.now()
-    records, seen = [], set()
+    rows, seen = [], set()
+    rejected: dict[str, str] = {}
     for event in events:
         if event.request_id in seen:
             continue
         seen.add(event.request_id)
-        records.append(build_record(account=account, event=event, book=book, now=now))
+        try:
+            rows.append(_record_values(account=account, event=event, book=book, now=now))
+        except ValueError as exc:
+            rejected[event.request_id] = str(exc)
     with transaction.atomic():
-        inserted = _insert_new(records)
-        rollup_add([r for r in records if r.natural_key in inserted])
+        inserted = _insert_new(rows)
+        # rollup_add reads attributes; a namespace is all it needs, no model instances.
+        rollup_add([SimpleNamespace(**r) for r in rows if r["natural_key"] in inserted])
+    if reasons is not None:
+        reasons.update(rejected)
     return {
-        e.request_id: ("created" if f"req:{e.request_id}" in inserted else "duplicate")
+        e.request_id: (
+            "rejected"
+            if e.request_id in rejected
+            else "created"
+            if f"req:{e.request_id}" in inserted
+            else "duplicate"
+        )
         for e in events
     }

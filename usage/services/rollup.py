@@ -15,10 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
 
-from usage.db import MoneySum
 from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
 
 _COUNTER_FIELDS = ("request_count", *TOKEN_FIELDS)
@@ -31,54 +28,63 @@ def day_start(day: date) -> datetime:
 def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> None:
     """Recompute the roll-up rows of one account and source for the given UTC days.
 
+    One DELETE and one INSERT … SELECT … GROUP BY, so the records never travel to Python.
     Call inside the transaction that changed the records, so readers never see a mix.
     """
     days = sorted(set(days))
     if not days:
         return
     DailyUsage.objects.filter(account_id=account_id, source=source, day__in=days).delete()
-    records = UsageRecord.objects.filter(
-        account_id=account_id,
-        source=source,
-        bucket_start__gte=day_start(days[0]),
-        bucket_start__lt=day_start(days[-1] + timedelta(days=1)),
+    ops = connection.ops
+    if connection.vendor == "sqlite":
+        day_sql, money_sum = "date(bucket_start)", "decimal_sum"
+    else:
+        day_sql, money_sum = "(bucket_start AT TIME ZONE 'UTC')::date", "SUM"
+    # Official token lines carry no cost by design (money comes on cost lines): not "unpriced".
+    unpriced = "cost IS NULL" if source != Source.OFFICIAL else "1 = 0"
+    columns = [
+        "account_id",
+        "provider_id",
+        "model",
+        "day",
+        "source",
+        "cost",
+        "record_count",
+        "unpriced_count",
+        "unpriced_tokens",
+        "failed_count",
+        *_COUNTER_FIELDS,
+    ]
+    selects = [
+        "account_id",
+        "provider_id",
+        "model",
+        day_sql,
+        "source",
+        f"COALESCE({money_sum}(cost), 0)",
+        "COUNT(*)",
+        f"SUM(CASE WHEN {unpriced} THEN 1 ELSE 0 END)",
+        f"SUM(CASE WHEN {unpriced} THEN input_tokens + output_tokens ELSE 0 END)",
+        "SUM(CASE WHEN status = %s THEN 1 ELSE 0 END)",
+        *(f"SUM({f})" for f in _COUNTER_FIELDS),
+    ]
+    sql = (
+        f"INSERT INTO {DailyUsage._meta.db_table} ({', '.join(columns)}) "
+        f"SELECT {', '.join(selects)} FROM {UsageRecord._meta.db_table} "
+        "WHERE account_id = %s AND source = %s AND bucket_start >= %s AND bucket_start < %s "
+        f"AND {day_sql} IN ({', '.join(['%s'] * len(days))}) "
+        f"GROUP BY account_id, provider_id, model, {day_sql}, source"
     )
-    unpriced = Q(cost__isnull=True) if source != Source.OFFICIAL else Q(pk__in=[])
-    groups = (
-        records.annotate(day=TruncDate("bucket_start", tzinfo=UTC))
-        .values("day", "model", "provider_id")
-        .annotate(
-            cost_sum=MoneySum("cost"),
-            record_total=Count("id"),
-            unpriced=Count("id", filter=unpriced),
-            failed=Count("id", filter=Q(status=RecordStatus.FAILED)),
-            **{f"{f}_sum": Sum(f) for f in _COUNTER_FIELDS},
-            unpriced_input=Sum("input_tokens", filter=unpriced),
-            unpriced_output=Sum("output_tokens", filter=unpriced),
-        )
-        .order_by()
-    )
-    wanted = set(days)
-    rows = []
-    for g in groups:
-        if g["day"] not in wanted:
-            continue
-        rows.append(
-            DailyUsage(
-                account_id=account_id,
-                provider_id=g["provider_id"],
-                model=g["model"],
-                day=g["day"],
-                source=source,
-                cost=g["cost_sum"] or Decimal(0),
-                record_count=g["record_total"],
-                unpriced_count=g["unpriced"],
-                unpriced_tokens=(g["unpriced_input"] or 0) + (g["unpriced_output"] or 0),
-                failed_count=g["failed"],
-                **{f: g[f"{f}_sum"] or 0 for f in _COUNTER_FIELDS},
-            )
-        )
-    DailyUsage.objects.bulk_create(rows)
+    params = [
+        RecordStatus.FAILED,
+        account_id,
+        source,
+        ops.adapt_datetimefield_value(day_start(days[0])),
+        ops.adapt_datetimefield_value(day_start(days[-1] + timedelta(days=1))),
+        *(ops.adapt_datefield_value(d) for d in days),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def rollup_add(records: Iterable[UsageRecord]) -> None:

@@ -1,35 +1,42 @@
+from __future__ import annotations
+
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
 from usage.models import Price
 from usage.pricing import SHIPPED_PRICES_PATH
-from usage.services.prices import load_price_file, prices_import
+from usage.services.prices import PriceFileError, load_price_file, prices_import
 
 
 class Command(BaseCommand):
     help = (
         "Import prices from a LiteLLM model_prices_and_context_window.json (default: the shipped "
-        "snapshot). Adds a new dated row only where a price changed; history is never rewritten."
+        "snapshot). Adds a new dated row only where a price changed; history is never rewritten. "
+        "Prices set in the admin always win over imported ones. Run `reprice --since DATE` "
+        "afterwards to re-price estimated usage recorded before a price existed or changed."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("path", nargs="?", default=str(SHIPPED_PRICES_PATH))
-        parser.add_argument("--if-empty", action="store_true",
-                            help="Do nothing when the price book already has imported prices.")
+        parser.add_argument(
+            "--if-empty",
+            action="store_true",
+            help="Do nothing when the price book already has imported prices.",
+        )
 
     def handle(self, *args, path, if_empty, **options):
         if if_empty and Price.objects.filter(origin=Price.Origin.IMPORTED).exists():
             self.stdout.write("Price book already loaded; skipping.")
             return
         try:
-            data = load_price_file(Path(path))
-        except (OSError, ValueError) as exc:
-            raise CommandError(f"Cannot read {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise CommandError(f"{path} is not a LiteLLM price file (expected a JSON object).")
-        counts = prices_import(data=data)
-        self.stdout.write(self.style.SUCCESS(
-            f"Prices: {counts.added} added, {counts.changed} changed (new dated rows), "
-            f"{counts.unchanged} unchanged."
-        ))
+            # Validated as a whole before the first write: a bad file changes nothing.
+            counts = prices_import(data=load_price_file(Path(path)))
+        except PriceFileError as exc:
+            raise CommandError(f"Cannot import {path}: {exc}") from exc
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Prices: {counts.added} added, {counts.changed} changed (new dated rows), "
+                f"{counts.unchanged} unchanged."
+            )
+        )

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
@@ -6,10 +8,13 @@ from usage.services.prices import reprice_estimated
 
 
 class Command(BaseCommand):
-    help = "Recompute estimated costs since DATE (UTC) after a price was added or corrected."
+    help = (
+        "Recompute estimated (per-request) costs since DATE (UTC) with the price book as it is "
+        "now, after a price was added or corrected. Official and manual costs are never touched."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--since", required=True, help="YYYY-MM-DD")
+        parser.add_argument("--since", required=True, help="UTC day, YYYY-MM-DD")
 
     def handle(self, *args, since, **options):
         try:

@@ -1,0 +1,51 @@
+"""Ingest keys page: list an account's keys, create one (shown once), revoke."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from providers import selectors, services
+from providers.models import IngestKey
+
+
+class IngestKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="What will use it, e.g. “billing-service (prod)”.",
+    )
+
+
+@login_required
+def ingest_key_list(request, pk):
+    account = selectors.account_get_for_user(user=request.user, pk=pk)
+    form = IngestKeyForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        new_key, _ = services.ingest_key_create(account=account, name=form.cleaned_data["name"])
+        form = IngestKeyForm()
+    context = {
+        "account": account,
+        "keys": IngestKey.objects.filter(account=account),
+        "form": form,
+        "new_key": new_key,
+        "events_url": request.build_absolute_uri("/api/usage/events"),
+    }
+    response = render(request, "providers/ingest_keys.html", context)
+    if new_key:
+        response["Cache-Control"] = "no-store"  # the one page that shows the plaintext
+    return response
+
+
+@login_required
+@require_POST
+def ingest_key_revoke(request, pk, key_id):
+    account = selectors.account_get_for_user(user=request.user, pk=pk)
+    key = get_object_or_404(IngestKey, account=account, pk=key_id)
+    services.ingest_key_revoke(key=key)
+    messages.success(request, f"Revoked ingest key {key.hint}….")
+    return redirect("ingest-key-list", pk=account.pk)

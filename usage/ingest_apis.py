@@ -1,0 +1,418 @@
+"""Ingestion API: `POST /api/usage/events` with an account's ingest key.
+
+An ingest key (`Authorization: Bearer cti_…`) may only write per-request usage for its one
+account: it is accepted here and nowhere else, and this endpoint reads nothing back.
+
+Body: a JSON list of up to 1,000 events, or `{"events": [...]}`. Each event:
+
+    {"request_id": "req-123",                 # required idempotency key, string ≤ 200
+     "occurred_at": "2026-11-15T12:00:00Z",   # ISO 8601, optional (default: now); a time
+                                              # without an offset is taken as UTC
+     "model": "gpt-4o-mini",                  # optional when the body names it
+     "usage": {...},                          # the provider's usage object as returned, a
+                                              # whole response body, or normalised counts
+     "tags": {"project": "…", "user": "…", "feature": "…"},   # optional strings
+     "status": "ok" | "failed" | "incomplete"}                # optional, default "ok"
+
+Without a `usage` key the event itself is read as a provider response body (e.g. an Ollama
+final object or a Groq stream chunk carrying `x_groq.usage`). Usage is read the way the key's
+account's provider reports it (`usage.extraction.extract_usage`).
+
+The answer is 200 with one result per item — created, duplicate (the request id was seen
+before; nothing is stored) or rejected (with the reason naming the field) — plus counts. One
+bad item never drops the good ones. 400 only when the body as a whole is unusable (malformed
+JSON, not a list, more than 1,000 events); 401 for a missing, unknown or revoked key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.http.request import RawPostDataException
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import authentication, exceptions, permissions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from providers.models import IngestKey
+from providers.selectors import ingest_key_lookup
+from usage.extraction import RequestUsage, extract_usage
+from usage.models import RecordStatus
+from usage.services.requests import RequestEvent, request_events_record
+
+API_DESCRIPTION = __doc__
+MAX_EVENTS = 1000
+MAX_ID_LENGTH = 200
+TAG_KEYS = ("project", "user", "feature")
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+# Clocks drift; an event stamped a little ahead of ours is still believable.
+FUTURE_SLACK = timedelta(days=1)
+# Column limits with a wide margin: BigInteger tokens, Integer counts, DECIMAL(20, 3) audio.
+MAX_TOKENS = 10**12
+MAX_SMALL_COUNT = 10**6
+MAX_AUDIO_SECONDS = Decimal(10) ** 12
+MAX_DURATION_NS = 10**18
+MAX_PROVIDER_COST = Decimal(10) ** 9
+MAX_DEPTH = 24
+MAX_NODES = 5000
+MAX_RAW_CHARS = 16_000
+_OWN_KEYS = frozenset({"request_id", "occurred_at", "model", "usage", "tags", "status"})
+_STATUSES = {RecordStatus.OK, RecordStatus.FAILED, RecordStatus.INCOMPLETE}
+
+
+def _max_body_bytes() -> int:
+    # 1,000 whole response bodies of a few KB each; DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is
+    # tuned for forms, so this endpoint has its own limit.
+    return int(getattr(settings, "INGEST_MAX_BODY_BYTES", 20 * 1024 * 1024))
+
+
+class EventError(ValueError):
+    """One event is unusable; the message names the field."""
+
+
+class IngestKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer cti_…`. The principal is the key, never its owner: whatever this
+    view does, it cannot act as the user."""
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != b"bearer":
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+        try:
+            raw = header[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise exceptions.AuthenticationFailed("Invalid ingest key.") from None
+        key = ingest_key_lookup(raw=raw)
+        if key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked ingest key.")
+        now = timezone.now()
+        # At most one write a minute: last_used_at is informational, ingestion is hot.
+        if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+            IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        return (AnonymousUser(), key)
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="ingest"'
+
+
+class HasIngestKey(permissions.BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.auth, IngestKey)
+
+
+def _check_json(value: Any) -> None:
+    """Refuse what a database cannot store (NUL, lone surrogates) or nesting without end."""
+    stack = [(value, 0)]
+    nodes = 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise EventError("item: too large")
+        if depth > MAX_DEPTH:
+            raise EventError("item: nested too deeply")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    if "\x00" in text:
+        raise EventError("item: text must not contain NUL characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError("item: text is not valid Unicode") from None
+
+
+def _short_string(item: dict, name: str, *, required: bool = False) -> str | None:
+    value = item.get(name)
+    if value is None:
+        if required:
+            raise EventError(f"{name}: required")
+        return None
+    if not isinstance(value, str):
+        raise EventError(f"{name}: expected a string")
+    value = value.strip()
+    if required and not value:
+        raise EventError(f"{name}: must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise EventError(f"{name}: at most {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _occurred_at(value: Any, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise EventError("occurred_at: expected an ISO 8601 date-time string")
+    try:
+        parsed = parse_datetime(value.strip())
+        if parsed is not None:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)  # documented: no offset means UTC
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        parsed = None
+    if parsed is None:
+        raise EventError("occurred_at: not an ISO 8601 date-time (e.g. 2026-11-15T12:00:00Z)")
+    if parsed < EARLIEST or parsed > now + FUTURE_SLACK:
+        raise EventError("occurred_at: out of range (after 2000 and not in the future)")
+    return parsed
+
+
+def _tags(value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise EventError("tags: expected an object with project, user and feature")
+    tags = {}
+    for key, tag in value.items():
+        if key not in TAG_KEYS:
+            raise EventError(f"tags.{key[:40]}: unknown tag (allowed: {', '.join(TAG_KEYS)})")
+        if tag is None:
+            continue
+        if not isinstance(tag, str):
+            raise EventError(f"tags.{key}: expected a string")
+        if len(tag) > MAX_ID_LENGTH:
+            raise EventError(f"tags.{key}: at most {MAX_ID_LENGTH} characters")
+        tags[key] = tag
+    return tags
+
+
+def _check_bounds(usage: RequestUsage) -> None:
+    limits = [
+        ("input_tokens", MAX_TOKENS),
+        ("cache_read_tokens", MAX_TOKENS),
+        ("cache_write_tokens", MAX_TOKENS),
+        ("cache_write_1h_tokens", MAX_TOKENS),
+        ("output_tokens", MAX_TOKENS),
+        ("reasoning_tokens", MAX_TOKENS),
+        ("request_count", MAX_SMALL_COUNT),
+        ("search_queries", MAX_SMALL_COUNT),
+        ("images", MAX_SMALL_COUNT),
+        ("audio_seconds", MAX_AUDIO_SECONDS),
+        ("total_duration_ns", MAX_DURATION_NS),
+    ]
+    for name, limit in limits:
+        if getattr(usage, name) > limit:
+            raise EventError(f"usage.{name}: more than {limit:,} is not a real request")
+    if usage.provider_cost is not None and usage.provider_cost > MAX_PROVIDER_COST:
+        raise EventError("usage.cost: out of range")
+
+
+def _raw_usage(kind: str, body: dict) -> dict | None:
+    """What to keep for audit: the usage object, never message content."""
+    if isinstance(body.get("usage"), dict):
+        raw = body["usage"]
+    elif kind == "ollama" and ("done" in body or "eval_count" in body):
+        keep = ("model", "prompt_eval_count", "eval_count", "total_duration", "eval_duration")
+        raw = {k: body[k] for k in keep if k in body}
+    elif isinstance(body.get("x_groq"), dict):
+        raw = {"x_groq": {"usage": body["x_groq"].get("usage")}}
+    else:
+        raw = {k: v for k, v in body.items() if k not in ("choices", "content", "message")}
+    try:
+        size = len(json.dumps(raw, default=str))
+    except (TypeError, ValueError):
+        return None
+    return raw if size <= MAX_RAW_CHARS else {"omitted": f"{size} characters"}
+
+
+def event_from_item(*, kind: str, item: Any, now: datetime) -> RequestEvent:
+    """Validate one posted item into a RequestEvent. Raises EventError naming the field."""
+    if not isinstance(item, dict):
+        raise EventError("item: expected a JSON object")
+    _check_json(item)
+    request_id = _short_string(item, "request_id", required=True)
+    occurred_at = _occurred_at(item.get("occurred_at"), now)
+    model = _short_string(item, "model")
+    if "usage" in item:
+        body = item["usage"]
+        if not isinstance(body, dict):
+            raise EventError("usage: expected a JSON object")
+    else:
+        body = {k: v for k, v in item.items() if k not in _OWN_KEYS}
+    try:
+        usage = extract_usage(kind, body)
+    except ValueError as exc:
+        message = str(exc)
+        raise EventError(message if "usage" in message else f"usage.{message}") from None
+    except (ArithmeticError, TypeError, AttributeError, RecursionError):
+        raise EventError("usage: unreadable") from None
+    if not usage.found:
+        raise EventError("usage: no token counts found")
+    _check_bounds(usage)
+    usage.model = model or usage.model.strip()[:MAX_ID_LENGTH]
+    if not usage.model:
+        raise EventError("model: required (in the event or the response body)")
+    status_value = item.get("status", RecordStatus.OK)
+    if not isinstance(status_value, str) or status_value not in _STATUSES:
+        raise EventError("status: expected ok, failed or incomplete")
+    return RequestEvent(
+        request_id=request_id,
+        usage=usage,
+        occurred_at=occurred_at,
+        status=status_value,
+        tags=_tags(item.get("tags")),
+        raw_usage=_raw_usage(kind, body),
+    )
+
+
+@dataclass
+class ItemResult:
+    index: int
+    request_id: str | None
+    status: str
+    reason: str = ""
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_body(raw: bytes) -> list:
+    """The list of posted items. Raises ValidationError (400) naming what is wrong."""
+    try:
+        data = json.loads(raw, parse_float=Decimal, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, 5,000-digit ints
+        message = str(exc)[:200]
+        raise exceptions.ValidationError({"body": f"malformed JSON: {message}"}) from None
+    if isinstance(data, dict) and "events" in data:
+        data = data["events"]
+        field = "events"
+    else:
+        field = "body"
+    if not isinstance(data, list):
+        raise exceptions.ValidationError(
+            {field: 'expected a JSON list of events or {"events": [...]}'}
+        )
+    if len(data) > MAX_EVENTS:
+        raise exceptions.ValidationError(
+            {field: f"at most {MAX_EVENTS} events per request (got {len(data)})"}
+        )
+    return data
+
+
+def ingest_items(*, key: IngestKey, items: list) -> list[ItemResult]:
+    """Validate every item, record the valid ones in one call, report per item."""
+    account = key.account
+    kind = account.provider.slug
+    now = timezone.now()
+    results: list[ItemResult] = []
+    events: list[RequestEvent] = []
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        request_id = item.get("request_id") if isinstance(item, dict) else None
+        request_id = request_id[:MAX_ID_LENGTH] if isinstance(request_id, str) else None
+        try:
+            event = event_from_item(kind=kind, item=item, now=now)
+        except EventError as exc:
+            results.append(ItemResult(index, request_id, "rejected", str(exc)))
+            continue
+        if event.request_id in first_index:
+            reason = f"same request_id as item {first_index[event.request_id]}"
+            results.append(ItemResult(index, event.request_id, "duplicate", reason))
+            continue
+        first_index[event.request_id] = index
+        events.append(event)
+        results.append(ItemResult(index, event.request_id, "pending"))
+    reasons: dict[str, str] = {}
+    outcome = request_events_record(account=account, events=events, reasons=reasons)
+    for result in results:
+        if result.status == "pending":
+            result.status = outcome[result.request_id]
+            if result.status == "duplicate":
+                result.reason = "request_id already recorded"
+            elif result.status == "rejected":
+                result.reason = reasons.get(result.request_id, "")
+    return results
+
+
+class _ItemResultSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    request_id = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=["created", "duplicate", "rejected"])
+    reason = serializers.CharField(allow_blank=True)
+
+
+class UsageEventsApi(APIView):
+    """Record per-request usage for the ingest key's account."""
+
+    authentication_classes = [IngestKeyAuthentication]
+    permission_classes = [HasIngestKey]
+    throttle_classes: list = []
+
+    @extend_schema(
+        summary="Ingest per-request usage events",
+        description=API_DESCRIPTION,
+        request={"application/json": {"type": "array", "items": {"type": "object"}}},
+        responses={
+            200: inline_serializer(
+                "IngestResult",
+                {
+                    "created": serializers.IntegerField(),
+                    "duplicate": serializers.IntegerField(),
+                    "rejected": serializers.IntegerField(),
+                    "results": _ItemResultSerializer(many=True),
+                },
+            ),
+            400: OpenApiResponse(description="Malformed JSON, not a list, over 1,000 events."),
+            401: OpenApiResponse(description="Missing, unknown or revoked ingest key."),
+        },
+    )
+    def post(self, request):
+        limit = _max_body_bytes()
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            return Response(
+                {"body": f"at most {limit} bytes per request"},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        try:
+            # Read the stream ourselves: request.body would apply the 2.5 MB form limit.
+            raw = request._request.read(limit + 1)
+        except RawPostDataException:  # a middleware already read it
+            raw = request.body
+        if len(raw) > limit:
+            return Response(
+                {"body": f"at most {limit} bytes per request"},
+                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        items = parse_body(raw)
+        results = ingest_items(key=request.auth, items=items)
+        counts = {"created": 0, "duplicate": 0, "rejected": 0}
+        for result in results:
+            counts[result.status] += 1
+        return Response(
+            {
+                **counts,
+                "results": [
+                    {
+                        "index": r.index,
+                        "request_id": r.request_id,
+                        "status": r.status,
+                        "reason": r.reason,
+                    }
+                    for r in results
+                ],
+            }
+        )

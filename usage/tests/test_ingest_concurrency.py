@@ -1,0 +1,128 @@
+"""Concurrent batches with the same request ids: the database keeps each id once.
+
+Real transactions (transaction=True) and real threads, each with its own connection, post
+overlapping batches at the same moment through the HTTP layer.
+
+On SQLite the test database is in memory with a shared cache, where a second writer fails at
+once ("database table is locked") instead of waiting as it does on a real database file. So
+the threads there work on a file copy, with the production settings (WAL, IMMEDIATE
+transactions, busy timeout) - the way the app runs on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test import Client
+
+from providers.services import ingest_key_create
+from providers.tests.factories import AccountFactory, provider
+from usage.models import DailyUsage, Price, UsageRecord
+from usage.services.prices import EPOCH
+
+THREADS = 6
+EVENTS = 60
+
+
+@contextmanager
+def threads_see_a_real_database(tmp_path):
+    """On SQLite, copy the in-memory test database to a file that new threads connect to."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    path = tmp_path / "concurrency.sqlite3"
+    connection.ensure_connection()
+    target = sqlite3.connect(path)
+    connection.connection.backup(target)
+    target.close()
+    # New threads build their connection from this same settings dict; this thread keeps its
+    # open in-memory connection (Django never closes an in-memory database).
+    settings_dict = connection.settings_dict
+    original = settings_dict["NAME"]
+    settings_dict["NAME"] = str(path)
+    try:
+        yield
+    finally:
+        settings_dict["NAME"] = original
+
+
+def in_thread(fn):
+    """Run fn on a fresh connection (the one the workers used) and return its result."""
+    box: list = []
+
+    def run():
+        try:
+            box.append(fn())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=60)
+    return box[0]
+
+
+# serialized_rollback: the flush afterwards must not leave the seeded catalogue missing or
+# re-created under the next serialized test.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
+    Price.objects.create(
+        provider=provider("openai"),
+        model="gpt-4o",
+        valid_from=EPOCH,
+        input_per_token=Decimal("2.50") * Decimal("0.000001"),
+    )
+    account = AccountFactory(provider=provider("openai"))
+    raw, _ = ingest_key_create(account=account)
+    barrier = threading.Barrier(THREADS)
+    answers: list = []
+    errors: list = []
+
+    def worker(offset: int) -> None:
+        try:
+            # Every thread sends all ids, each starting at a different point in the list.
+            ids = [f"r{(i + offset * 10) % EVENTS}" for i in range(EVENTS)]
+            body = [
+                {
+                    "request_id": rid,
+                    "occurred_at": "2026-11-15T10:00:00Z",
+                    "model": "gpt-4o",
+                    "usage": {"prompt_tokens": 1000, "completion_tokens": 0},
+                }
+                for rid in ids
+            ]
+            barrier.wait(timeout=30)
+            response = Client().post(
+                "/api/usage/events",
+                data=json.dumps(body),
+                content_type="application/json",
+                HTTP_AUTHORIZATION=f"Bearer {raw}",
+            )
+            answers.append((response.status_code, response.json()))
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    with threads_see_a_real_database(tmp_path):
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        count = in_thread(lambda: UsageRecord.objects.filter(account=account).count())
+        day = in_thread(lambda: DailyUsage.objects.get(account=account))
+
+    assert not errors, errors
+    assert [code for code, _ in answers] == [200] * THREADS
+    assert sum(a["created"] for _, a in answers) == EVENTS  # each id created by exactly one
+    assert sum(a["duplicate"] for _, a in answers) == EVENTS * (THREADS - 1)
+    assert count == EVENTS
+    # 60 × 1,000 × $2.50/M = 60 × $0.0025 = $0.15, each request counted once
+    assert (day.record_count, day.input_tokens, day.cost) == (EVENTS, 60_000, Decimal("0.15"))
