@@ -257,6 +257,8 @@ def request_events_record(
         inserted = _insert_new(rows)
         # rollup_add reads attributes; a namespace is all it needs, no model instances.
         rollup_add([SimpleNamespace(**r) for r in rows if r["natural_key"] in inserted])
+    if inserted:
+        _alerts_evaluate_soon(account.pk)
     if reasons is not None:
         reasons.update(rejected)
     return {
@@ -269,3 +271,17 @@ def request_events_record(
         )
         for e in events
     }
+
+
+def _alerts_evaluate_soon(account_id: int) -> None:
+    """Budgets are checked after ingestion, but at most once a minute per account.
+
+    Ingestion runs thousands of batches a second; a queued evaluation per batch would flood the
+    queue. The 15-minute schedule catches anything the debounce holds back.
+    """
+    from django.core.cache import cache
+    from django_q.tasks import async_task
+
+    if cache.add(f"alerts-evaluate-soon:{account_id}", True, timeout=60):
+        async_task("alerts.tasks.evaluate_account", account_id, group="alerts")
+
