@@ -13,3 +13,15 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A personal API token (ctk_…) from POST /api/auth/login.",
         }
+
+
+class IngestKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "usage.ingest_apis.IngestKeyAuthentication"
+    name = "ingestKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An account's ingest key (cti_…): writes usage, reads nothing.",
+        }
