@@ -1,2 +1,8 @@
-# Wired into costtracker/urls.py; filled in by its feature.
-urlpatterns: list = []
+from django.urls import path
+
+from providers.proxy import views
+
+# Anything under /proxy/<provider>/ reaches one view, which forwards only allow-listed paths.
+urlpatterns = [
+    path("<slug:provider>/<path:path>", views.proxy, name="proxy"),
+]

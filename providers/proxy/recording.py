@@ -1,0 +1,133 @@
+"""One proxied call -> one RequestEvent, written through request_events_record.
+
+A call always leaves a record: ok (usage known), failed (the provider refused: cost 0), or
+incomplete (cut short: whatever usage is known, and cost NULL when none is).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from providers.models import ProviderAccount
+from usage.extraction import RequestUsage
+from usage.services.prices import PriceBook
+from usage.services.requests import RequestEvent, request_events_record
+
+logger = logging.getLogger(__name__)
+
+TAG_HEADERS = {
+    "project": "HTTP_X_TRACKER_PROJECT",
+    "user": "HTTP_X_TRACKER_USER",
+    "feature": "HTTP_X_TRACKER_FEATURE",
+}
+TAG_MAX = 200
+# Prices change rarely; a lookup per request would double the proxy's queries. A price edit
+# reaches proxied calls within this many seconds (and reprice_estimated fixes older ones).
+PRICE_CACHE_SECONDS = 30.0
+
+
+class _Unpriced(PriceBook):
+    """No price for anything: a call whose usage never arrived is unknown, not free."""
+
+    def rule_for(self, **kwargs):
+        return None
+
+
+class _SharedBook:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._book: PriceBook | None = None
+        self._born = 0.0
+
+    def get(self) -> PriceBook:
+        now = time.monotonic()
+        with self._lock:
+            if self._book is None or now - self._born > PRICE_CACHE_SECONDS:
+                self._book, self._born = PriceBook(), now
+            return self._book
+
+    def clear(self) -> None:
+        with self._lock:
+            self._book = None
+
+
+_BOOK = _SharedBook()
+
+
+def price_cache_clear() -> None:
+    _BOOK.clear()
+
+
+def tags_from(meta: dict) -> dict[str, str]:
+    tags = {}
+    for tag, header in TAG_HEADERS.items():
+        value = meta.get(header, "").strip()
+        if value:
+            tags[tag] = value[:TAG_MAX]
+    return tags
+
+
+def jsonable(value: Any) -> Any:
+    """Provider JSON parsed with Decimal floats, made storable (Decimal as its exact string)."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _write(account: ProviderAccount, event: RequestEvent, book: PriceBook) -> None:
+    if connection.vendor == "postgresql" and not getattr(
+        settings, "PROXY_SYNCHRONOUS_COMMIT", True
+    ):
+        # Opt-in: the commit returns before its WAL reaches the disk. The row is committed and
+        # visible at once; a database crash can lose the last fraction of a second of records.
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            request_events_record(account=account, events=[event], book=book)
+        return
+    request_events_record(account=account, events=[event], book=book)
+
+
+def proxy_call_record(
+    *,
+    account: ProviderAccount,
+    usage: RequestUsage,
+    status: str,
+    occurred_at: datetime,
+    tags: dict[str, str],
+    fallback_model: str = "",
+    raw_usage: dict | None = None,
+) -> str:
+    """Record one proxied call and return its request id. Never raises: the client's response
+    must not fail because bookkeeping did (the failure is logged, without secrets)."""
+    request_id = usage.response_id or f"proxy-{uuid.uuid4()}"
+    usage.model = usage.model or fallback_model
+    book = _BOOK.get() if usage.found else _Unpriced()
+    event = RequestEvent(
+        request_id=request_id,
+        usage=usage,
+        occurred_at=occurred_at,
+        status=status,
+        tags=tags,
+        raw_usage=jsonable(raw_usage) if raw_usage is not None else None,
+    )
+    try:
+        _write(account, event, book)
+    except Exception:
+        logger.exception(
+            "proxy: could not record request %s for account %s", request_id, account.pk
+        )
+    return request_id

@@ -1,0 +1,223 @@
+"""`/proxy/<provider>/<path>`: authenticate the ingest key, forward, relay, record usage.
+
+Every forwarded call on a recording route leaves exactly one UsageRecord, written before the
+response ends: ok, failed (the provider said no: passed through unchanged, cost 0) or
+incomplete (cut short by either side: whatever usage is known, unpriced if none).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+import requests
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from providers.crypto import SecretUnreadable
+from providers.models import ProviderAccount
+from providers.proxy import upstream
+from providers.proxy.auth import ingest_key_from_request
+from providers.proxy.recording import proxy_call_record, tags_from
+from providers.proxy.routes import ROUTES, Route
+from usage.extraction import RequestUsage, StreamUsageTracker, add_include_usage, extract_usage
+from usage.models import RecordStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024  # images as base64 make big bodies; beyond this, 413
+
+
+class UpstreamBroke(Exception):
+    """The provider's stream ended abnormally; raised so the server aborts the client's
+    connection instead of ending a truncated stream as if it were whole."""
+
+
+def _error(status: int, kind: str, message: str, **headers: str) -> JsonResponse:
+    # Shaped so both SDKs surface the message: OpenAI reads error.message, Anthropic type+error.
+    body = {"type": "error", "error": {"type": kind, "message": message}}
+    return JsonResponse(body, status=status, headers=headers or None)
+
+
+@dataclass
+class _Call:
+    account: ProviderAccount
+    kind: str
+    route: Route
+    body: bytes
+    tags: dict[str, str]
+    started: datetime
+
+    def request_model(self) -> str:
+        """The model the client asked for; only read when the response did not say."""
+        try:
+            payload = json.loads(self.body)
+        except ValueError:
+            return ""
+        model = payload.get("model") if isinstance(payload, dict) else None
+        return model if isinstance(model, str) else ""
+
+    def record(self, usage: RequestUsage, status: str, raw_usage: dict | None = None) -> None:
+        if not self.route.records:
+            return
+        proxy_call_record(
+            account=self.account,
+            usage=usage,
+            status=status,
+            occurred_at=self.started,
+            tags=self.tags,
+            fallback_model="" if usage.model else self.request_model(),
+            raw_usage=raw_usage,
+        )
+
+
+def _with_include_usage(body: bytes) -> bytes:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return body  # not ours to fix: the provider will answer 400
+    if not isinstance(payload, dict):
+        return body
+    changed = add_include_usage(payload)
+    return body if changed is payload else json.dumps(changed).encode()
+
+
+@csrf_exempt
+def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
+    started = timezone.now()
+    routes = ROUTES.get(provider)
+    if routes is None:
+        return _error(404, "not_found_error", f"The proxy does not serve provider {provider!r}.")
+    key = ingest_key_from_request(request)
+    if key is None:
+        return _error(401, "authentication_error", "Invalid, revoked or missing ingest key.")
+    account = key.account
+    if account.provider.slug != provider:
+        return _error(
+            403, "permission_error", f"This ingest key is for a {account.provider.name} account."
+        )
+    route = routes.get(path)
+    if route is None:
+        return _error(404, "not_found_error", f"The proxy does not forward /{path}.")
+    if request.method != route.method:
+        return _error(405, "invalid_request_error", "Method not allowed.", Allow=route.method)
+    try:
+        provider_key = account.api_key.reveal() if account.api_key else ""
+    except SecretUnreadable:
+        logger.error("proxy: stored API key of account %s cannot be decrypted", account.pk)
+        return _error(500, "api_error", "The stored API key cannot be read; see the server log.")
+    if not provider_key and provider != "ollama":
+        return _error(400, "invalid_request_error", "No API key stored for this account.")
+
+    body = request.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        return _error(413, "invalid_request_error", "Request body too large.")
+    if route.include_usage and b'"stream"' in body:
+        body = _with_include_usage(body)
+
+    call = _Call(account, provider, route, body, tags_from(request.META), started)
+    url = f"{account.provider.base_url.rstrip('/')}/{route.upstream_path}"
+    if query := request.META.get("QUERY_STRING"):
+        url = f"{url}?{query}"
+    headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)
+    try:
+        response = upstream.send(method=route.method, url=url, headers=headers, body=body)
+    except requests.RequestException as exc:
+        call.record(RequestUsage(), RecordStatus.FAILED, {"error": type(exc).__name__})
+        reason = "timed out" if isinstance(exc, requests.Timeout) else "could not be reached"
+        return _error(502, "upstream_unreachable", f"The provider {reason}.")
+
+    if response.status_code < 300 and upstream.is_stream(response):
+        relay = _Relay(call, response)
+        streamed = StreamingHttpResponse(
+            relay, status=response.status_code, headers=upstream.returned_headers(response)
+        )
+        streamed["Cache-Control"] = "no-cache"
+        streamed["X-Accel-Buffering"] = "no"  # keep nginx and friends from buffering events
+        return streamed
+    return _whole(call, response)
+
+
+def _whole(call: _Call, response: requests.Response) -> HttpResponse:
+    """A non-streamed answer: passed back byte for byte, recorded before it is returned."""
+    try:
+        content = response.content
+    except upstream.BROKEN:
+        response.close()
+        # The provider took the call and may bill it: incomplete, unpriced.
+        call.record(RequestUsage(), RecordStatus.INCOMPLETE)
+        return _error(502, "upstream_error", "The provider's response was cut short.")
+    if response.status_code >= 300:
+        call.record(RequestUsage(), RecordStatus.FAILED, {"status": response.status_code})
+    elif call.route.records:
+        usage, raw = RequestUsage(), None
+        try:
+            parsed = json.loads(content, parse_float=Decimal)
+            if isinstance(parsed, dict):
+                raw = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
+                usage = extract_usage(call.kind, parsed)
+        except ValueError:
+            logger.warning("proxy: unreadable usage in a %s response", call.kind)
+        call.record(usage, RecordStatus.OK, raw)
+    return HttpResponse(
+        content, status=response.status_code, headers=upstream.returned_headers(response)
+    )
+
+
+class _Relay:
+    """The streamed body: chunks go on as they arrive; the record is written after the last
+    one (before the server ends the response), or when either side breaks off."""
+
+    def __init__(self, call: _Call, response: requests.Response) -> None:
+        self.call = call
+        self.response = response
+        self.tracker = StreamUsageTracker(call.kind, call.route.style)
+        self._recorded = False
+        self._chunks = self._run()
+
+    def __iter__(self):
+        return self._chunks
+
+    def close(self) -> None:
+        """Called by the server when the response is over, also after a client disconnect."""
+        self._chunks.close()  # GeneratorExit inside _run when it is mid-stream
+        self._finish(complete=False)  # no-op if _run already recorded; else it never started
+
+    def _run(self):
+        marker = self.call.route.end_marker
+        saw_end, tail = marker is None, b""
+        complete, broke = False, None
+        try:
+            for chunk in upstream.iter_body(self.response):
+                self.tracker.feed(chunk)
+                if not saw_end:
+                    window = tail + chunk
+                    saw_end = marker in window
+                    tail = window[-len(marker) :]
+                yield chunk
+            complete = True
+        except upstream.BROKEN as exc:
+            broke = exc
+        finally:
+            self._finish(complete=complete and saw_end)
+        if broke is not None:
+            raise UpstreamBroke("the provider's stream broke off") from broke
+
+    def _finish(self, *, complete: bool) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        if complete:
+            self.response.raw.release_conn()  # read to the end: the connection can be reused
+        else:
+            self.response.close()  # unread bytes left: never hand this connection on
+        try:
+            usage = self.tracker.usage()
+        except ValueError:
+            usage = RequestUsage()
+        status = RecordStatus.OK if complete and usage.found else RecordStatus.INCOMPLETE
+        self.call.record(usage, status)
