@@ -39,6 +39,15 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 ALLOW_SIGNUP = env.bool("ALLOW_SIGNUP", default=True)
 SYNC_INTERVAL_MINUTES = env.int("SYNC_INTERVAL_MINUTES", default=60)
 SYNC_BACKFILL_DAYS = env.int("SYNC_BACKFILL_DAYS", default=30)
+# Proxy: upstream timeouts (seconds) and connection pool size.
+PROXY_CONNECT_TIMEOUT = env.float("PROXY_CONNECT_TIMEOUT", default=5.0)
+PROXY_READ_TIMEOUT = env.float("PROXY_READ_TIMEOUT", default=300.0)
+PROXY_POOL_SIZE = env.int("PROXY_POOL_SIZE", default=64)
+# PostgreSQL only: false skips waiting for the disk flush of each proxied call's usage row
+# (faster; a database crash may lose the last fraction of a second of records).
+PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=True)
+INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=20 * 1024 * 1024)
+
 # Alerts: anomaly sensitivity (median + k·MAD) and notification delivery.
 ANOMALY_K = env.int("ANOMALY_K", default=3)
 WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
@@ -125,9 +134,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# Reuse connections across requests (opening one per request costs milliseconds on the
+# proxy's hot path).
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -91,6 +91,8 @@ def _record_values(
     at = (event.occurred_at or now).astimezone(UTC)
     if event.status == RecordStatus.FAILED:
         cost = Decimal(0)  # the provider rejected it: nothing was billed
+    elif event.status == RecordStatus.INCOMPLETE and not usage.found:
+        cost = None  # a cut-off call with no usage seen: unknown, never a silent $0
     else:
         rule = book.rule_for(provider=account.provider, model=usage.model, at=at)
         cost = request_cost(account=account, usage=usage, rule=rule)

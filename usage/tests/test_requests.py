@@ -283,3 +283,15 @@ def test_it_rejects_only_an_event_whose_cost_cannot_be_stored():
     assert result == {"big": "rejected", "ok": "created"}
     assert reasons["big"].startswith("cost:")
     assert UsageRecord.objects.get().cost == D("0.0025")  # 1,000 × $2.50/M
+
+
+def test_it_leaves_a_cut_off_call_without_usage_unpriced_even_for_free_ollama():
+    account = AccountFactory(provider=provider("ollama"))
+    event = RequestEvent(
+        request_id="cut", usage=RequestUsage(model="llama3.2"), status=RecordStatus.INCOMPLETE
+    )
+    request_events_record(account=account, events=[event])
+    record = UsageRecord.objects.get()
+    # No usage arrived: the cost is unknown (NULL), not Ollama's $0.
+    assert record.status == RecordStatus.INCOMPLETE and record.cost is None
+    assert DailyUsage.objects.get().unpriced_count == 1
