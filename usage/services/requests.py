@@ -163,6 +163,9 @@ def _insert_new(rows: Sequence[dict]) -> set[str]:
     """
     if not rows:
         return set()
+    # One order for every batch: two batches inserting overlapping request ids in different
+    # orders would otherwise wait on each other's rows and deadlock on PostgreSQL.
+    rows = sorted(rows, key=lambda row: row["natural_key"])
     conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the thread-local proxy
     if conn.vendor == "postgresql":
         return _insert_new_postgresql(conn, rows)
@@ -218,7 +221,7 @@ def _insert_new_postgresql(conn, rows: Sequence[dict]) -> set[str]:
     record_type = ", ".join(f"{conn.ops.quote_name(f.column)} {f.db_type(conn)}" for f in _FIELDS)
     sql = (
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM "
-        f"jsonb_to_recordset(%s::jsonb) AS x({record_type}) "
+        f"jsonb_to_recordset(%s::jsonb) AS x({record_type}) ORDER BY natural_key "
         "ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING natural_key"
     )
     payload = json.dumps(
