@@ -43,9 +43,6 @@ SYNC_BACKFILL_DAYS = env.int("SYNC_BACKFILL_DAYS", default=30)
 PROXY_CONNECT_TIMEOUT = env.float("PROXY_CONNECT_TIMEOUT", default=5.0)
 PROXY_READ_TIMEOUT = env.float("PROXY_READ_TIMEOUT", default=300.0)
 PROXY_POOL_SIZE = env.int("PROXY_POOL_SIZE", default=64)
-# PostgreSQL only: false skips waiting for the disk flush of each proxied call's usage row
-# (faster; a database crash may lose the last fraction of a second of records).
-PROXY_SYNCHRONOUS_COMMIT = env.bool("PROXY_SYNCHRONOUS_COMMIT", default=True)
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 
 # Alerts: anomaly sensitivity (median + k·MAD) and notification delivery.

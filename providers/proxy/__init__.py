@@ -2,7 +2,7 @@
 
 - `routes`: the allow-list of paths per provider and where each goes upstream.
 - `auth`: the client's ingest key (Bearer or x-api-key) -> IngestKey.
-- `upstream`: one pooled requests.Session, header filtering, incremental body reads.
+- `upstream`: pooled urllib3 connections, header filtering, incremental body reads.
 - `recording`: turns what came back (or did not) into one RequestEvent.
 - `views`: the CSRF-exempt view tying them together.
 """

@@ -14,9 +14,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
-from django.db import connection, transaction
-
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
 from usage.services.prices import PriceBook
@@ -88,16 +85,6 @@ def jsonable(value: Any) -> Any:
 
 
 def _write(account: ProviderAccount, event: RequestEvent, book: PriceBook) -> None:
-    if connection.vendor == "postgresql" and not getattr(
-        settings, "PROXY_SYNCHRONOUS_COMMIT", True
-    ):
-        # Opt-in: the commit returns before its WAL reaches the disk. The row is committed and
-        # visible at once; a database crash can lose the last fraction of a second of records.
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            request_events_record(account=account, events=[event], book=book)
-        return
     request_events_record(account=account, events=[event], book=book)
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-import requests
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -126,9 +125,9 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)
     try:
         response = upstream.send(method=route.method, url=url, headers=headers, body=body)
-    except requests.RequestException as exc:
+    except upstream.BROKEN as exc:
         call.record(RequestUsage(), RecordStatus.FAILED, {"error": type(exc).__name__})
-        reason = "timed out" if isinstance(exc, requests.Timeout) else "could not be reached"
+        reason = "timed out" if upstream.is_timeout(exc) else "could not be reached"
         return _error(502, "upstream_unreachable", f"The provider {reason}.")
 
     if response.status_code < 300 and upstream.is_stream(response):
@@ -142,7 +141,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     return _whole(call, response)
 
 
-def _whole(call: _Call, response: requests.Response) -> HttpResponse:
+def _whole(call: _Call, response: upstream.UpstreamResponse) -> HttpResponse:
     """A non-streamed answer: passed back byte for byte, recorded before it is returned."""
     try:
         content = response.content
@@ -172,7 +171,7 @@ class _Relay:
     """The streamed body: chunks go on as they arrive; the record is written after the last
     one (before the server ends the response), or when either side breaks off."""
 
-    def __init__(self, call: _Call, response: requests.Response) -> None:
+    def __init__(self, call: _Call, response: upstream.UpstreamResponse) -> None:
         self.call = call
         self.response = response
         self.tracker = StreamUsageTracker(call.kind, call.route.style)
@@ -212,7 +211,7 @@ class _Relay:
             return
         self._recorded = True
         if complete:
-            self.response.raw.release_conn()  # read to the end: the connection can be reused
+            self.response.release_conn()  # read to the end: the connection can be reused
         else:
             self.response.close()  # unread bytes left: never hand this connection on
         try:

@@ -18,7 +18,7 @@ from django.db import connection
 
 from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
 
-_COUNTER_FIELDS = ("request_count", *TOKEN_FIELDS)
+ROLLUP_COUNTERS = ("request_count", *TOKEN_FIELDS)
 
 
 def day_start(day: date) -> datetime:
@@ -53,7 +53,7 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
         "unpriced_count",
         "unpriced_tokens",
         "failed_count",
-        *_COUNTER_FIELDS,
+        *ROLLUP_COUNTERS,
     ]
     selects = [
         "account_id",
@@ -66,7 +66,7 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
         f"SUM(CASE WHEN {unpriced} THEN 1 ELSE 0 END)",
         f"SUM(CASE WHEN {unpriced} THEN input_tokens + output_tokens ELSE 0 END)",
         "SUM(CASE WHEN status = %s THEN 1 ELSE 0 END)",
-        *(f"SUM({f})" for f in _COUNTER_FIELDS),
+        *(f"SUM({f})" for f in ROLLUP_COUNTERS),
     ]
     sql = (
         f"INSERT INTO {DailyUsage._meta.db_table} ({', '.join(columns)}) "
@@ -96,7 +96,7 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
             "unpriced": 0,
             "unpriced_tokens": 0,
             "failed": 0,
-            **{f: 0 for f in _COUNTER_FIELDS},
+            **{f: 0 for f in ROLLUP_COUNTERS},
         }
     )
     for r in records:
@@ -111,7 +111,7 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
             g["cost"] += r.cost
         if r.status == RecordStatus.FAILED:
             g["failed"] += 1
-        for f in _COUNTER_FIELDS:
+        for f in ROLLUP_COUNTERS:
             g[f] += getattr(r, f)
     if not groups:
         return
@@ -121,7 +121,7 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
         "unpriced_count",
         "unpriced_tokens",
         "failed_count",
-        *_COUNTER_FIELDS,
+        *ROLLUP_COUNTERS,
     ]
     add_cost = (
         f"cost = decimal_add({table}.cost, excluded.cost)"
@@ -152,7 +152,7 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
                 g["unpriced"],
                 g["unpriced_tokens"],
                 g["failed"],
-                *(g[f] for f in _COUNTER_FIELDS),
+                *(g[f] for f in ROLLUP_COUNTERS),
             ]
         )
     with connection.cursor() as cursor:
