@@ -40,6 +40,16 @@ def _provider_catalogue(request):
     catalogue_sync()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_price_cache():
+    # The process-wide price book outlives a test; each test sees the prices it created.
+    from usage.services.prices import price_cache_clear
+
+    price_cache_clear()
+    yield
+    price_cache_clear()
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -1,9 +1,9 @@
 """WSGI entry point.
 
-Proxied calls (`/proxy/…`) go through a handler with only the security and host checks: the
-proxy authenticates with ingest keys and needs no sessions, CSRF, messages or login
-throttling, and on its hot path every skipped middleware is latency the client does not pay.
-Everything else gets the full stack.
+Machine traffic authenticated by ingest keys — proxied calls (`/proxy/…`) and event ingestion
+(`/api/usage/events`) — goes through a handler with only the security and host checks: it
+needs no sessions, CSRF, messages or login throttling, and on these hot paths every skipped
+middleware is latency the client pays. Everything else gets the full stack.
 """
 
 import os
@@ -13,19 +13,19 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "costtracker.settings")
 
-PROXY_PREFIX = "/proxy/"
-PROXY_MIDDLEWARE = [
+INGEST_KEY_PATHS = ("/proxy/", "/api/usage/events")
+INGEST_KEY_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",  # ALLOWED_HOSTS is checked here
 ]
 
 
-class ProxyWSGIHandler(WSGIHandler):
+class IngestKeyWSGIHandler(WSGIHandler):
     def load_middleware(self, is_async=False):
         from django.conf import settings
 
         full = settings.MIDDLEWARE
-        settings.MIDDLEWARE = PROXY_MIDDLEWARE
+        settings.MIDDLEWARE = INGEST_KEY_MIDDLEWARE
         try:
             super().load_middleware(is_async)
         finally:
@@ -33,9 +33,9 @@ class ProxyWSGIHandler(WSGIHandler):
 
 
 _site = get_wsgi_application()
-_proxy = ProxyWSGIHandler()
+_machine = IngestKeyWSGIHandler()
 
 
 def application(environ, start_response):
-    handler = _proxy if environ.get("PATH_INFO", "").startswith(PROXY_PREFIX) else _site
+    handler = _machine if environ.get("PATH_INFO", "").startswith(INGEST_KEY_PATHS) else _site
     return handler(environ, start_response)

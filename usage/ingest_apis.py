@@ -46,6 +46,7 @@ from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
 from usage.extraction import RequestUsage, extract_usage
 from usage.models import RecordStatus
+from usage.services.prices import shared_price_book
 from usage.services.requests import RequestEvent, request_events_record
 
 API_DESCRIPTION = __doc__
@@ -333,7 +334,9 @@ def ingest_items(*, key: IngestKey, items: list) -> list[ItemResult]:
         events.append(event)
         results.append(ItemResult(index, event.request_id, "pending"))
     reasons: dict[str, str] = {}
-    outcome = request_events_record(account=account, events=events, reasons=reasons)
+    outcome = request_events_record(
+        account=account, events=events, reasons=reasons, book=shared_price_book()
+    )
     for result in results:
         if result.status == "pending":
             result.status = outcome[result.request_id]

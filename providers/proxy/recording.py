@@ -7,8 +7,6 @@ incomplete (cut short: whatever usage is known, and cost NULL when none is).
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +14,7 @@ from typing import Any
 
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
-from usage.services.prices import PriceBook
+from usage.services.prices import PriceBook, shared_price_book
 from usage.services.requests import RequestEvent, request_events_record
 
 logger = logging.getLogger(__name__)
@@ -27,41 +25,6 @@ TAG_HEADERS = {
     "feature": "HTTP_X_TRACKER_FEATURE",
 }
 TAG_MAX = 200
-# Prices change rarely; a lookup per request would double the proxy's queries. A price edit
-# reaches proxied calls within this many seconds (and reprice_estimated fixes older ones).
-PRICE_CACHE_SECONDS = 30.0
-
-
-class _Unpriced(PriceBook):
-    """No price for anything: a call whose usage never arrived is unknown, not free."""
-
-    def rule_for(self, **kwargs):
-        return None
-
-
-class _SharedBook:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._book: PriceBook | None = None
-        self._born = 0.0
-
-    def get(self) -> PriceBook:
-        now = time.monotonic()
-        with self._lock:
-            if self._book is None or now - self._born > PRICE_CACHE_SECONDS:
-                self._book, self._born = PriceBook(), now
-            return self._book
-
-    def clear(self) -> None:
-        with self._lock:
-            self._book = None
-
-
-_BOOK = _SharedBook()
-
-
-def price_cache_clear() -> None:
-    _BOOK.clear()
 
 
 def tags_from(meta: dict) -> dict[str, str]:
@@ -102,7 +65,7 @@ def proxy_call_record(
     must not fail because bookkeeping did (the failure is logged, without secrets)."""
     request_id = usage.response_id or f"proxy-{uuid.uuid4()}"
     usage.model = usage.model or fallback_model
-    book = _BOOK.get() if usage.found else _Unpriced()
+    book = shared_price_book()
     event = RequestEvent(
         request_id=request_id,
         usage=usage,

@@ -20,11 +20,11 @@ from django.core.signals import request_finished
 from werkzeug import Request, Response
 
 from providers.models import ProviderAccount
-from providers.proxy.recording import price_cache_clear
 from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_create, ingest_key_revoke
 from providers.tests.factories import AccountFactory, provider
 from usage.models import DailyUsage, Price, RecordStatus, UsageRecord
+from usage.services.prices import price_cache_clear
 
 NOW = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
 PROVIDER_KEY = "sk-provider-secret-key-0001"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -96,6 +98,41 @@ class PriceBook:
         if row.pk not in self._rules:
             self._rules[row.pk] = price_rule(row)
         return self._rules[row.pk]
+
+
+# Prices change rarely; a lookup per proxied call or ingested batch would be a query on the hot
+# path. A price edit reaches new requests within this many seconds (`reprice` fixes older ones).
+PRICE_CACHE_SECONDS = 30.0
+
+
+class _SharedBook:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._book: PriceBook | None = None
+        self._born = 0.0
+
+    def get(self) -> PriceBook:
+        now = time.monotonic()
+        with self._lock:
+            if self._book is None or now - self._born > PRICE_CACHE_SECONDS:
+                self._book, self._born = PriceBook(), now
+            return self._book
+
+    def clear(self) -> None:
+        with self._lock:
+            self._book = None
+
+
+_SHARED = _SharedBook()
+
+
+def shared_price_book() -> PriceBook:
+    """The process-wide price book, renewed every PRICE_CACHE_SECONDS."""
+    return _SHARED.get()
+
+
+def price_cache_clear() -> None:
+    _SHARED.clear()
 
 
 @dataclass(frozen=True)
