@@ -51,8 +51,14 @@ class UsageRecord(models.Model):
     `req:<request id>` for a request, `manual:<uuid>` for a manual entry.
     """
 
-    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="usage")
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    # No single-column FK indexes: the composite indexes below lead with these columns, and
+    # every extra index is paid for on each of the millions of inserts.
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="usage", db_index=False
+    )
+    provider = models.ForeignKey(
+        Provider, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     natural_key = models.CharField(max_length=600)
     model = models.CharField(max_length=200, blank=True)
     line_item = models.CharField(max_length=255, blank=True)
@@ -92,7 +98,6 @@ class UsageRecord(models.Model):
         ]
         indexes = [
             models.Index(fields=["account", "source", "bucket_start"], name="usage_acct_src_time"),
-            models.Index(fields=["provider", "bucket_start"], name="usage_provider_time"),
         ]
 
     def __str__(self) -> str:
@@ -109,7 +114,10 @@ class DailyUsage(models.Model):
     Dashboards and totals read this table, never the per-request rows.
     """
 
-    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="+")
+    # The unique (account, day, source, model) index serves every lookup by account and day.
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
     model = models.CharField(max_length=200, blank=True)
     day = models.DateField()
@@ -133,7 +141,6 @@ class DailyUsage(models.Model):
                 fields=["account", "day", "source", "model"], name="daily_usage_unique"
             )
         ]
-        indexes = [models.Index(fields=["account", "day"], name="daily_acct_day")]
 
     def __str__(self) -> str:
         return f"{self.account_id} {self.model} {self.day} {self.source}"
