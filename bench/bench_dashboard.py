@@ -155,7 +155,7 @@ def build(events: int, total: int, users: int) -> int:
             INSERT INTO usage_dailyusage (account_id, provider_id, model, day, source, cost,
                 unpriced_count, unpriced_tokens, record_count, failed_count, request_count,
                 input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
-                output_tokens, reasoning_tokens)
+                output_tokens, reasoning_tokens, superseded)
             SELECT account_id, provider_id, model, (bucket_start AT TIME ZONE 'UTC')::date,
                 source, COALESCE(SUM(cost), 0),
                 COUNT(*) FILTER (WHERE cost IS NULL AND source <> 'official'),
@@ -163,12 +163,21 @@ def build(events: int, total: int, users: int) -> int:
                     FILTER (WHERE cost IS NULL AND source <> 'official'), 0),
                 COUNT(*), COUNT(*) FILTER (WHERE status = 'failed'), SUM(request_count),
                 SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
-                SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens)
+                SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), FALSE
             FROM usage_usagerecord
             GROUP BY 1, 2, 3, 4, 5
             """
         )
-        t = _step("daily roll-up (INSERT ... SELECT ... GROUP BY)", t)
+        # As the roll-up writers do: estimates of days with official figures are superseded.
+        cur.execute(
+            """
+            UPDATE usage_dailyusage d SET superseded = TRUE
+            WHERE d.source = 'estimated' AND EXISTS (
+                SELECT 1 FROM usage_dailyusage o
+                WHERE o.account_id = d.account_id AND o.day = d.day AND o.source = 'official')
+            """
+        )
+        t = _step("daily roll-up (INSERT ... SELECT ... GROUP BY, superseded flags)", t)
         cur.execute("ANALYZE")
         _step("ANALYZE", t)
         cur.execute("SELECT count(*) FROM usage_dailyusage")

@@ -21,51 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from benchlib import bench_database, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "ct_ingest_bench"
 PYTHON = sys.executable
-
-
-def prepare_database() -> tuple[str, str, callable]:
-    """(bench DATABASE_URL, backend label, cleanup)."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
-        import psycopg
-
-        parts = urlsplit(url)
-        admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
-        bench = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-
-        def run(sql: str) -> None:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(sql)
-
-        run(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        run(f"CREATE DATABASE {BENCH_DB}")
-        return bench, "PostgreSQL", lambda: run(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    folder = tempfile.mkdtemp(prefix="ct_ingest_bench_")
-    return (
-        f"sqlite:///{folder}/bench.sqlite3",
-        "SQLite",
-        lambda: shutil.rmtree(folder, ignore_errors=True),
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def items(prefix: str, start: int, count: int) -> list[dict]:
@@ -212,11 +179,6 @@ def drive(url: str, key: str, bodies: list[bytes], clients: int) -> tuple[float,
     return wall, latencies
 
 
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batches", type=int, default=300, help="HTTP batches of 100 events")
@@ -225,7 +187,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent keep-alive clients")
     args = parser.parse_args()
 
-    database_url, backend, cleanup = prepare_database()
+    database_url, backend, cleanup = bench_database(BENCH_DB)
     server = None
     try:
         os.environ["DATABASE_URL"] = database_url

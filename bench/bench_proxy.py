@@ -24,17 +24,15 @@ import argparse
 import itertools
 import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+
+from benchlib import bench_database, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "ct_proxy_bench"
@@ -127,40 +125,6 @@ def start_fake_provider() -> tuple[ThreadingHTTPServer, str]:
 # --- database and server --------------------------------------------------------------------
 
 
-def prepare_database() -> tuple[str, str, callable]:
-    """(bench DATABASE_URL, backend label, cleanup)."""
-    url = os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
-        import psycopg
-
-        parts = urlsplit(url)
-        admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
-        bench = urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
-
-        def run(sql: str) -> None:
-            with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(sql)
-
-        run(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        run(f"CREATE DATABASE {BENCH_DB}")
-        return bench, "PostgreSQL", lambda: run(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-    folder = tempfile.mkdtemp(prefix="ct_proxy_bench_")
-    # CONN_MAX_AGE comes from settings (default 60: connections are reused across requests);
-    # CONN_MAX_AGE=0 in the environment measures a new connection per request instead.
-    age = os.environ.get("CONN_MAX_AGE", "60")
-    return (
-        f"sqlite:///{folder}/bench.sqlite3?CONN_MAX_AGE={int(age)}",
-        f"SQLite (CONN_MAX_AGE={age})",
-        lambda: shutil.rmtree(folder, ignore_errors=True),
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def seed() -> tuple[str, int]:
     from decimal import Decimal
 
@@ -215,11 +179,6 @@ def start_tracker(database_url: str, upstream: str, port: int) -> subprocess.Pop
 
 
 # --- measurements ---------------------------------------------------------------------------
-
-
-def percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
 def latency(direct_url: str, proxy_url: str, key: str, count: int) -> tuple[list, list]:
@@ -300,7 +259,12 @@ def main() -> None:
     parser.add_argument("--stream-seconds", type=float, default=4.0)
     args = parser.parse_args()
 
-    database_url, backend, cleanup = prepare_database()
+    # CONN_MAX_AGE comes from settings (default 60: connections are reused across requests);
+    # CONN_MAX_AGE=0 in the environment measures a new connection per request instead.
+    age = os.environ.get("CONN_MAX_AGE")
+    database_url, backend, cleanup = bench_database(
+        BENCH_DB, sqlite_query=f"?CONN_MAX_AGE={int(age)}" if age else ""
+    )
     fake, upstream = start_fake_provider()
     server = None
     try:

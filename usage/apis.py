@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from providers.models import ProviderAccount
 from usage import selectors
 from usage.db import money_str
-from usage.models import Source, UsageRecord
+from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source, UsageRecord
 from usage.services.records import manual_entry_create
 
 MONEY = {"max_digits": 28, "decimal_places": 12}
@@ -39,18 +39,8 @@ class UsageRecordSerializer(serializers.ModelSerializer):
             "request_id",
             "bucket_start",
             "granularity",
-            "input_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "cache_write_1h_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-            "request_count",
-            "seats",
-            "search_queries",
-            "images",
-            "audio_seconds",
-            "credits",
+            *TOKEN_FIELDS,
+            *UNIT_FIELDS,
             "cost",
             "currency",
             "source",

@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from usage import selectors
-from usage.models import TOKEN_FIELDS, Source
+from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -141,12 +141,7 @@ EXPORT_HEADER = (
     "time_utc",
     "granularity",
     *TOKEN_FIELDS,
-    "request_count",
-    "seats",
-    "search_queries",
-    "images",
-    "audio_seconds",
-    "credits",
+    *UNIT_FIELDS,
     "source",
     "status",
     "cost",

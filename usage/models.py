@@ -43,6 +43,10 @@ TOKEN_FIELDS = (
 )
 
 
+# Counts other than tokens, in the order exports and APIs list them.
+UNIT_FIELDS = ("request_count", "seats", "search_queries", "images", "audio_seconds", "credits")
+
+
 class UsageRecord(models.Model):
     """One synced bucket, one proxied/ingested request, or one manual entry.
 
@@ -122,6 +126,9 @@ class DailyUsage(models.Model):
     model = models.CharField(max_length=200, blank=True)
     day = models.DateField()
     source = models.CharField(max_length=16, choices=Source.choices)
+    # Estimated rows of an account and day that also has official figures: kept for
+    # reconciliation, left out of totals. Set by the roll-up writers so reads need no subquery.
+    superseded = models.BooleanField(default=False)
     cost = money_field(default=0, help_text="Sum of priced records only.")
     unpriced_count = models.IntegerField(default=0)
     unpriced_tokens = models.BigIntegerField(default=0)

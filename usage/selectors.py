@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
 from providers.models import ProviderAccount
 from usage.db import MoneySum
-from usage.models import TOKEN_FIELDS, DailyUsage, Source, UsageRecord
+from usage.models import TOKEN_FIELDS, UNIT_FIELDS, DailyUsage, Source, UsageRecord
 
 WARNING_PCT = Decimal(80)
 CRITICAL_PCT = Decimal(100)
@@ -41,12 +41,7 @@ def effective_daily(
     *, user: User, start: date | None = None, end: date | None = None
 ) -> QuerySet[DailyUsage]:
     """The user's roll-up rows in [start, end), with superseded estimates left out."""
-    official_same_day = DailyUsage.objects.filter(
-        account_id=OuterRef("account_id"), day=OuterRef("day"), source=Source.OFFICIAL
-    )
-    qs = DailyUsage.objects.filter(account__owner=user).exclude(
-        Q(source=Source.ESTIMATED) & Q(Exists(official_same_day))
-    )
+    qs = DailyUsage.objects.filter(account__owner=user, superseded=False)
     if start:
         qs = qs.filter(day__gte=start)
     if end:
@@ -480,12 +475,7 @@ EXPORT_COLUMNS = (
     "bucket_start",
     "granularity",
     *TOKEN_FIELDS,
-    "request_count",
-    "seats",
-    "search_queries",
-    "images",
-    "audio_seconds",
-    "credits",
+    *UNIT_FIELDS,
     "source",
     "status",
     "cost",

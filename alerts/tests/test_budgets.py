@@ -12,9 +12,12 @@ from accounts.tests.factories import UserFactory
 from alerts import selectors, services, tasks
 from alerts.models import Alert, Budget
 from alerts.tests.factories import BudgetFactory
+from providers.adapters.base import UsageLine
 from providers.tests.factories import AccountFactory, provider
+from usage.extraction import RequestUsage
 from usage.models import DailyUsage, Source
-from usage.services.records import manual_entry_create
+from usage.services.records import manual_entry_create, usage_lines_replace_window
+from usage.services.requests import RequestEvent, request_events_record
 
 pytestmark = pytest.mark.django_db
 
@@ -135,13 +138,19 @@ def test_it_counts_only_the_spend_in_the_budget_scope():
 
 @time_machine.travel(NOV_15, tick=False)
 def test_it_lets_official_figures_supersede_estimates():
-    account = AccountFactory()
+    account = AccountFactory(provider=provider("perplexity"))
     user = account.owner
     BudgetFactory(owner=user, amount=Decimal("100"))
     day = date(2026, 11, 3)
-    common = {"account": account, "provider": account.provider, "day": day, "model": "gpt-4o"}
-    DailyUsage.objects.create(source=Source.ESTIMATED, cost=Decimal("70"), **common)
-    DailyUsage.objects.create(source=Source.OFFICIAL, cost=Decimal("60"), **common)
+    estimated = RequestEvent(
+        request_id="e1",
+        occurred_at=datetime(2026, 11, 3, 9, tzinfo=UTC),
+        usage=RequestUsage(model="sonar", provider_cost=Decimal("70"), found=True),
+    )
+    # Perplexity's own cost figure prices the estimate without a price book.
+    request_events_record(account=account, events=[estimated])
+    line = UsageLine(day=day, model="sonar", line_item="invoice", cost=Decimal("60"))
+    usage_lines_replace_window(account=account, start=day, end=date(2026, 11, 4), lines=[line])
 
     # The official $60 replaces the estimated $70 for that day: 60 %, no alert (130 % if added).
     assert selectors.budget_statuses(user=user)[0].spent == Decimal("60")

@@ -15,28 +15,11 @@ from django.utils import timezone
 
 from providers.adapters.base import UsageLine
 from providers.models import ProviderAccount
-from usage.models import Granularity, RecordStatus, Source, UsageRecord
+from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Granularity, RecordStatus, Source, UsageRecord
 from usage.services.rollup import day_start, rollup_rebuild
 
 # Fields a synced line sets; compared to decide "updated" vs "unchanged".
-_LINE_FIELDS = (
-    "model",
-    "line_item",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "request_count",
-    "seats",
-    "search_queries",
-    "images",
-    "audio_seconds",
-    "credits",
-    "cost",
-    "currency",
-)
+_LINE_FIELDS = ("model", "line_item", *TOKEN_FIELDS, *UNIT_FIELDS, "cost", "currency")
 
 
 @dataclass(frozen=True)

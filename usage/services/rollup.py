@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import connection
+from django.db.models import Exists, OuterRef
 
 from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
 
@@ -54,6 +55,7 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
         "unpriced_tokens",
         "failed_count",
         *ROLLUP_COUNTERS,
+        "superseded",
     ]
     selects = [
         "account_id",
@@ -67,6 +69,7 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
         f"SUM(CASE WHEN {unpriced} THEN input_tokens + output_tokens ELSE 0 END)",
         "SUM(CASE WHEN status = %s THEN 1 ELSE 0 END)",
         *(f"SUM({f})" for f in ROLLUP_COUNTERS),
+        "FALSE",  # set just below, once the official rows of these days are in place
     ]
     sql = (
         f"INSERT INTO {DailyUsage._meta.db_table} ({', '.join(columns)}) "
@@ -85,6 +88,23 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+    rollup_mark_superseded(account_id=account_id, days=days)
+
+
+def rollup_mark_superseded(*, account_id: int, days: Iterable[date]) -> None:
+    """Flag the estimated roll-up rows of days that have official figures (and unflag the rest).
+
+    Official supersedes estimated: totals leave flagged rows out instead of adding them on top.
+    """
+    days = sorted(set(days))
+    if not days:
+        return
+    official = DailyUsage.objects.filter(
+        account_id=account_id, day=OuterRef("day"), source=Source.OFFICIAL
+    )
+    DailyUsage.objects.filter(account_id=account_id, source=Source.ESTIMATED, day__in=days).update(
+        superseded=Exists(official)
+    )
 
 
 def rollup_add(records: Iterable[UsageRecord]) -> None:
@@ -129,9 +149,15 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
         else f"cost = {table}.cost + excluded.cost"
     )
     columns = ["account_id", "provider_id", "model", "day", "source", "cost", *counters]
+    # A new estimated row is born superseded when its day already has official figures.
+    superseded = (
+        f"(%s = 'estimated' AND EXISTS (SELECT 1 FROM {table} o WHERE o.account_id = %s "
+        "AND o.day = %s AND o.source = 'official'))"
+    )
     # Identifiers are constants of this module; values go in as parameters.
     sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "
+        f"INSERT INTO {table} ({', '.join(columns)}, superseded) "
+        f"VALUES ({', '.join(['%s'] * len(columns))}, {superseded}) "
         f"ON CONFLICT (account_id, day, source, model) DO UPDATE SET {add_cost}, "
         + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters)
     )
@@ -153,6 +179,9 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
                 g["unpriced_tokens"],
                 g["failed"],
                 *(g[f] for f in ROLLUP_COUNTERS),
+                source,
+                account_id,
+                day,
             ]
         )
     with connection.cursor() as cursor:

@@ -1,0 +1,50 @@
+"""What the benchmark scripts share: a throwaway database, a free port, percentiles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+
+def bench_database(name: str, *, sqlite_query: str = "") -> tuple[str, str, Callable[[], None]]:
+    """(DATABASE_URL for the run, backend label, cleanup).
+
+    With a PostgreSQL DATABASE_URL: a fresh database `name` on that server, dropped by cleanup.
+    Otherwise a temporary SQLite file.
+    """
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://", "pgsql://")):
+        import psycopg
+
+        parts = urlsplit(url)
+        admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
+        bench = urlunsplit(parts._replace(path=f"/{name}"))
+
+        def run(sql: str) -> None:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(sql)
+
+        run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        run(f"CREATE DATABASE {name}")
+        return bench, "PostgreSQL", lambda: run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    folder = tempfile.mkdtemp(prefix=f"{name}_")
+    return (
+        f"sqlite:///{folder}/bench.sqlite3{sqlite_query}",
+        "SQLite",
+        lambda: shutil.rmtree(folder, ignore_errors=True),
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
