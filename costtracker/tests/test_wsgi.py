@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from werkzeug.test import Client
 
 from costtracker.wsgi import application
@@ -13,6 +15,17 @@ from providers.tests.factories import AccountFactory, provider
 from usage.models import UsageRecord
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_transaction():
+    # The real handler closes "old" connections around each request, which would close the
+    # test's open transaction on PostgreSQL; Django's own test client unhooks this the same way.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 def test_it_serves_ingestion_through_the_light_handler():
