@@ -270,6 +270,8 @@ def reprice_estimated(*, since: date, account_ids: Iterable[int] | None = None) 
         for record in qs.iterator(chunk_size=2000):
             # What pricing needs beyond the token columns, saved when the request was recorded.
             inputs = (record.raw or {}).get("pricing") or {}
+            if record.status == RecordStatus.INCOMPLETE and not inputs.get("usage_found", True):
+                continue  # cut off before any usage arrived: unknown, whatever the price
             usage = RequestUsage(
                 model=record.model,
                 input_tokens=record.input_tokens,

@@ -130,6 +130,7 @@ def _record_values(
                 "provider_cost": None if usage.provider_cost is None else str(usage.provider_cost),
                 "total_duration_ns": usage.total_duration_ns,
                 "search_context_size": usage.search_context_size,
+                "usage_found": usage.found,
             },
         },
         "created_at": now,

@@ -295,3 +295,18 @@ def test_it_leaves_a_cut_off_call_without_usage_unpriced_even_for_free_ollama():
     # No usage arrived: the cost is unknown (NULL), not Ollama's $0.
     assert record.status == RecordStatus.INCOMPLETE and record.cost is None
     assert DailyUsage.objects.get().unpriced_count == 1
+
+
+def test_it_keeps_a_cut_off_call_without_usage_unpriced_through_a_reprice():
+    from datetime import date
+
+    from usage.services.prices import reprice_estimated
+
+    account = AccountFactory(provider=provider("ollama"))
+    event = RequestEvent(
+        request_id="cut", usage=RequestUsage(model="llama3.2"), status=RecordStatus.INCOMPLETE
+    )
+    request_events_record(account=account, events=[event])
+    reprice_estimated(since=date(2000, 1, 1))
+    # Ollama is free, but a call whose usage never arrived stays unknown, not $0.
+    assert UsageRecord.objects.get().cost is None
