@@ -52,24 +52,38 @@ class Command(BaseCommand):
             subprocess.Popen([sys.executable, "manage.py", "qcluster"]),  # noqa: S603
         ]
 
-        def stop(*_):
-            for p in procs:
-                if p.poll() is None:
-                    p.send_signal(signal.SIGTERM)
+        stopping = []
+
+        def stop(signum, _frame):
+            # Ctrl-C in a terminal reaches the whole process group, so the children got their
+            # SIGINT already; signalling them again makes django-q2 shut down twice.
+            if signum != signal.SIGINT:
+                _terminate(procs)
+            stopping.append(signum)
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
-        try:
-            while all(p.poll() is None for p in procs):
-                time.sleep(0.5)
-        finally:
-            stop()
-            deadline = time.monotonic() + 20
-            for p in procs:
-                try:
-                    p.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        if not stopping:
+            _terminate(procs)  # one of the two died: take the other down with it
+        deadline = time.monotonic() + 20
+        for p in procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
         codes = [p.returncode for p in procs]
         if any(c not in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes):
             raise SystemExit(1)
+
+
+def _terminate(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
