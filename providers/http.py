@@ -71,7 +71,7 @@ def excerpt(text: str) -> str:
     return text[:EXCERPT_CHARS]
 
 
-def _provider_message(text: str) -> str:
+def provider_message(text: str) -> str:
     """Pull the human message out of an error body (OpenAI, Anthropic and GitHub shapes)."""
     try:
         body = json.loads(text)
@@ -90,7 +90,7 @@ def _provider_message(text: str) -> str:
 
 
 def _with_detail(message: str, text: str) -> str:
-    detail = _provider_message(text)
+    detail = provider_message(text)
     return f"{message}: {detail[:200]}" if detail else message
 
 

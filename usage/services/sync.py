@@ -11,7 +11,6 @@ the provider's body for bad data), or skipped because another run holds the acco
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import date, timedelta
 
@@ -20,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from providers.connection import AccountNotReady, adapter_for_account
-from providers.http import ProviderError
+from providers.http import ProviderError, provider_message
 from providers.models import ProviderAccount, SyncStatus
 from providers.registry import get_adapter_class
 from usage.models import SyncRun
@@ -175,27 +174,11 @@ def _redact(text: str, secret: str) -> str:
     return text
 
 
-def _provider_detail(exc: ProviderError) -> str:
-    """The provider's own message from an error body (OpenAI, Anthropic and GitHub shapes)."""
-    try:
-        body = json.loads(exc.body_excerpt)
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    error = body.get("error")
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return error["message"]
-    if isinstance(error, str):
-        return error
-    return body["message"] if isinstance(body.get("message"), str) else ""
-
-
 def _error_text(exc: Exception) -> tuple[str, str]:
     """(short message for the account, full message for the run log)."""
     if isinstance(exc, ProviderError):
         short = exc.message
-        detail = _provider_detail(exc)
+        detail = provider_message(exc.body_excerpt)
         if detail and detail[:200] not in short:
             short = f"{short}: {detail[:200]}"
         full = short
