@@ -73,34 +73,9 @@ class AccountMonth:
 
 
 def month_summary(*, user: User, today: date | None = None) -> list[AccountMonth]:
-    """Month to date per account: cost, tokens, % of budget, status."""
-    today = today or today_for(user)
-    first, next_first = month_bounds(today)
-    accounts = {
-        a.pk: AccountMonth(account=a)
-        for a in ProviderAccount.objects.filter(owner=user).select_related("provider")
-    }
-    rows = (
-        effective_daily(user=user, start=first, end=next_first)
-        .values("account_id", "source")
-        .annotate(
-            cost_sum=MoneySum("cost"),
-            unpriced=Sum("unpriced_count"),
-            requests=Sum("request_count"),
-            **_TOKEN_SUMS,
-        )
-        .order_by()
-    )
-    for r in rows:
-        item = accounts[r["account_id"]]
-        item.cost += r["cost_sum"] or 0
-        item.tokens += sum(r[f] or 0 for f in _TOKEN_SUMS)
-        item.requests += r["requests"] or 0
-        item.unpriced_count += r["unpriced"] or 0
-        item.sources.add(r["source"])
-    for item in accounts.values():
-        item.budget_pct, item.status = budget_status(item.cost, item.account.monthly_budget)
-    return list(accounts.values())
+    """Month to date (the user's calendar month) per account: cost, tokens, % of budget, status."""
+    first, next_first = month_bounds(today or today_for(user))
+    return dashboard_summary(user=user, start=first, end=next_first, with_budget=True).accounts
 
 
 def spend_total(*, user: User, start: date, end: date) -> Decimal:

@@ -34,14 +34,6 @@ def synced_natural_key(day: date, model: str, line_item: str) -> str:
     return f"day:{day.isoformat()}|{model}|{line_item}"[:600]
 
 
-def _same(a, b) -> bool:
-    if isinstance(a, Decimal) or isinstance(b, Decimal):
-        return (a is None and b is None) or (
-            a is not None and b is not None and Decimal(a) == Decimal(b)
-        )
-    return a == b
-
-
 @transaction.atomic
 def usage_lines_replace_window(
     *, account: ProviderAccount, start: date, end: date, lines: Sequence[UsageLine]
