@@ -135,6 +135,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # proxy's hot path).
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
 DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+# The ingestion and proxy statements are prepared once per PostgreSQL connection
+# (costtracker/db.py). Turn off behind a transaction-mode pooler older than PgBouncer 1.21.
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and (
+    DATABASE_PREPARED_STATEMENTS
+):
+    # Django sets psycopg's threshold to None, which refuses even an explicit prepare=True.
+    # Its own cursors bind on the client and never prepare whatever the threshold, and this
+    # one is never reached by count: only fetch_prepared's explicit request prepares.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from accounts.models import User
+from costtracker.db import fetch_prepared
 from providers.models import IngestKey, Provider, ProviderAccount, hash_ingest_key
 
 
@@ -58,18 +59,17 @@ def ingest_key_lookup(*, raw: str) -> IngestKey | None:
     """The active ingest key matching a plaintext key, with its account and provider, or None.
 
     On every ingested batch and proxied call, so one hand-written query whose SQL and column
-    converters are prepared once (compiling the ORM query cost ~1 ms of CPU, more than the
-    database took to answer it).
+    converters are built once (compiling the ORM query cost ~1 ms of CPU, more than the
+    database took to answer it) and which PostgreSQL plans once per connection.
     """
     if not raw.startswith(IngestKey.PREFIX):
         return None
     conn = connections[DEFAULT_DB_ALIAS]
     sql, plans = _key_lookup_plan(conn.alias)
-    with conn.cursor() as cursor:
-        cursor.execute(sql, [hash_ingest_key(raw), True])
-        row = cursor.fetchone()
-    if row is None:
+    rows = fetch_prepared(sql, [hash_ingest_key(raw), True])
+    if not rows:
         return None
+    row = rows[0]
     instances, start = [], 0
     for model, attnames, converters in plans:
         values = []

@@ -6,4 +6,5 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage and prices"
 
     def ready(self) -> None:
+        import costtracker.db  # noqa: F401 - plans hot PostgreSQL statements once
         from usage import db  # noqa: F401 - registers the exact SQLite money functions

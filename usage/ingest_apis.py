@@ -111,8 +111,9 @@ class HasIngestKey(permissions.BasePermission):
         return isinstance(request.auth, IngestKey)
 
 
-def _check_json(value: Any) -> None:
-    """Refuse what a database cannot store (NUL, lone surrogates) or nesting without end."""
+def _check_json(value: Any, *, text: bool = True) -> None:
+    """Refuse nesting without end and, with `text`, what a database cannot store (NUL, lone
+    surrogates)."""
     stack = [(value, 0)]
     nodes = 0
     while stack:
@@ -124,12 +125,23 @@ def _check_json(value: Any) -> None:
             raise EventError("item: nested too deeply")
         if isinstance(item, dict):
             for key, child in item.items():
-                _check_text(key)
+                if text:
+                    _check_text(key)
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, str):
+        elif text and isinstance(item, str):
             _check_text(item)
+
+
+def may_hold_unstorable_text(raw: bytes) -> bool:
+    """Whether a posted JSON body can hold NUL or a lone surrogate in some string.
+
+    Only a `\\u` escape can put them there: JSON refuses raw control characters inside
+    strings and json.loads refuses bytes that are not UTF-8. Bodies without one (nearly all)
+    skip the per-string check.
+    """
+    return b"\\u" in raw
 
 
 def _check_text(text: str) -> None:
@@ -235,11 +247,17 @@ def _raw_usage(kind: str, body: dict) -> dict | None:
     return raw if size <= MAX_RAW_CHARS else {"omitted": f"{size} characters"}
 
 
-def event_from_item(*, kind: str, item: Any, now: datetime) -> RequestEvent:
-    """Validate one posted item into a RequestEvent. Raises EventError naming the field."""
+def event_from_item(
+    *, kind: str, item: Any, now: datetime, check_text: bool = True
+) -> RequestEvent:
+    """Validate one posted item into a RequestEvent. Raises EventError naming the field.
+
+    `check_text=False` when the body cannot hold unstorable text (may_hold_unstorable_text).
+    """
     if not isinstance(item, dict):
         raise EventError("item: expected a JSON object")
-    _check_json(item)
+    if check_text:
+        _check_json(item)
     request_id = _short_string(item, "request_id", required=True)
     occurred_at = _occurred_at(item.get("occurred_at"), now)
     model = _short_string(item, "model")
@@ -249,6 +267,8 @@ def event_from_item(*, kind: str, item: Any, now: datetime) -> RequestEvent:
             raise EventError("usage: expected a JSON object")
     else:
         body = {k: v for k, v in item.items() if k not in _OWN_KEYS}
+    if not check_text:
+        _check_json(body, text=False)  # the part that is read and kept
     try:
         usage = extract_usage(kind, body)
     except ValueError as exc:
@@ -310,7 +330,7 @@ def parse_body(raw: bytes) -> list:
     return data
 
 
-def ingest_items(*, key: IngestKey, items: list) -> list[ItemResult]:
+def ingest_items(*, key: IngestKey, items: list, check_text: bool = True) -> list[ItemResult]:
     """Validate every item, record the valid ones in one call, report per item."""
     account = key.account
     kind = account.provider.slug
@@ -322,7 +342,7 @@ def ingest_items(*, key: IngestKey, items: list) -> list[ItemResult]:
         request_id = item.get("request_id") if isinstance(item, dict) else None
         request_id = request_id[:MAX_ID_LENGTH] if isinstance(request_id, str) else None
         try:
-            event = event_from_item(kind=kind, item=item, now=now)
+            event = event_from_item(kind=kind, item=item, now=now, check_text=check_text)
         except EventError as exc:
             results.append(ItemResult(index, request_id, "rejected", str(exc)))
             continue
@@ -401,7 +421,9 @@ class UsageEventsApi(APIView):
                 status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         items = parse_body(raw)
-        results = ingest_items(key=request.auth, items=items)
+        results = ingest_items(
+            key=request.auth, items=items, check_text=may_hold_unstorable_text(raw)
+        )
         counts = {"created": 0, "duplicate": 0, "rejected": 0}
         for result in results:
             counts[result.status] += 1

@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cache
 from types import SimpleNamespace
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
+from costtracker.db import fetch_prepared, pg_array_literal
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
 from usage.models import DailyUsage, Granularity, RecordStatus, Source, UsageRecord
@@ -72,17 +74,6 @@ def request_cost(
     return cost.quantize(COST_QUANTUM)
 
 
-def _json_safe(value):
-    """Raw payloads are parsed with Decimal numbers; JSONField stores them as strings."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _record_values(
     *, account: ProviderAccount, event: RequestEvent, book: PriceBook, now: datetime
 ) -> dict:
@@ -124,7 +115,7 @@ def _record_values(
         "status": str(event.status),  # plain str: drivers adapt Enum members by name
         "tags": event.tags,
         "raw": {
-            "usage": _json_safe(event.raw_usage),
+            "usage": event.raw_usage,  # may hold Decimals: the writers encode them as text
             # What re-pricing needs beyond the token columns.
             "pricing": {
                 "provider_cost": None if usage.provider_cost is None else str(usage.provider_cost),
@@ -156,11 +147,10 @@ _MEMO_TYPES = (models.DecimalField, models.DateTimeField)
 
 
 def _insert_new(rows: Sequence[dict]) -> set[str]:
-    """Insert, skipping natural keys that exist; return the keys actually inserted.
+    """Insert, skipping natural keys that exist; return the keys actually inserted (SQLite).
 
-    The hot path of ingestion, so no model instances: PostgreSQL gets the whole batch as one
-    JSON parameter (a constant statement; thousands of placeholders cost more to bind than to
-    run), SQLite a multi-row VALUES with values adapted per column type.
+    The hot path of ingestion, so no model instances: a multi-row VALUES with values adapted
+    per column type.
     """
     if not rows:
         return set()
@@ -173,6 +163,8 @@ def _insert_new(rows: Sequence[dict]) -> set[str]:
     def adapter(field):
         if isinstance(field, _PASS_THROUGH):
             return None
+        if isinstance(field, models.JSONField):
+            return lambda value: json.dumps(value, default=_json_default)  # Decimals as text
         if isinstance(field, _MEMO_TYPES):
 
             def memoised(value, field=field):
@@ -211,26 +203,60 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _insert_and_roll_up_postgresql(rows: Sequence[dict]) -> set[str]:
-    """Insert new rows and add them onto the roll-up in ONE statement; return inserted keys.
+# Columns that are the same for every row of one call: bound once as scalars.
+_CALL_CONSTANT = frozenset(
+    {
+        "account_id",
+        "provider_id",
+        "line_item",
+        "description",
+        "granularity",
+        "seats",
+        "credits",
+        "currency",
+        "source",
+        "created_at",
+        "updated_at",
+    }
+)
+_PER_EVENT = [f for f in _FIELDS if f.attname not in _CALL_CONSTANT]
+_JSON_COLUMNS = frozenset(f.attname for f in _PER_EVENT if isinstance(f, models.JSONField))
+# What the roll-up reads back from the inserted rows (RETURNING * would ship the raw JSON too).
+_ROLLUP_READS = [
+    "natural_key",
+    "account_id",
+    "provider_id",
+    "model",
+    "bucket_start",
+    "source",
+    "cost",
+    "status",
+    "input_tokens",
+    "output_tokens",
+    *ROLLUP_COUNTERS,
+]
 
-    The batch goes as one JSON parameter (a constant statement: thousands of placeholders cost
-    more to bind than to run). The insert's RETURNING feeds the roll-up upsert inside the same
-    statement, which is atomic on its own: one round trip instead of BEGIN, INSERT, UPSERT and
-    COMMIT — on the proxy's path per call, that is most of the database time.
-    """
-    conn = connections[DEFAULT_DB_ALIAS]
+
+@cache
+def _insert_and_roll_up_sql(alias: str) -> str:
+    conn = connections[alias]
     q = conn.ops.quote_name
     table, daily = UsageRecord._meta.db_table, DailyUsage._meta.db_table
     columns = ", ".join(q(f.column) for f in _FIELDS)
-    record_type = ", ".join(f"{q(f.column)} {f.db_type(conn)}" for f in _FIELDS)
+    values = ", ".join(
+        f"%({f.attname})s::{f.db_type(conn)}" if f.attname in _CALL_CONSTANT else q(f.column)
+        for f in _FIELDS
+    )
+    arrays = ", ".join(f"%({f.attname})s::{f.db_type(conn)}[]" for f in _PER_EVENT)
+    names = ", ".join(q(f.column) for f in _PER_EVENT)
+    returning = ", ".join(dict.fromkeys(_ROLLUP_READS))
     counters = ", ".join(f"SUM({c})" for c in ROLLUP_COUNTERS)
     added = ["record_count", "unpriced_count", "unpriced_tokens", "failed_count", *ROLLUP_COUNTERS]
     sql = (
-        f"WITH ins AS (INSERT INTO {table} ({columns}) SELECT {columns} FROM "
-        f"jsonb_to_recordset(%s::jsonb) AS x({record_type}) ORDER BY natural_key "
-        "ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING *), "
-        f"rolled AS (INSERT INTO {daily} (account_id, provider_id, model, day, source, cost, "
+        f"WITH ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
+        f"FROM unnest({arrays}) AS x({names}) ORDER BY natural_key "
+        f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
+        f"rolled AS (INSERT INTO {daily} AS d (account_id, provider_id, model, day, source, cost, "
         f"{', '.join(added)}, superseded) "
         # A new estimated row is born superseded when its day already has official figures.
         "SELECT g.*, g.source = 'estimated' AND EXISTS (SELECT 1 FROM "
@@ -239,19 +265,41 @@ def _insert_and_roll_up_postgresql(rows: Sequence[dict]) -> set[str]:
         "(bucket_start AT TIME ZONE 'UTC')::date AS day, source, "
         "COALESCE(SUM(cost), 0), COUNT(*), COUNT(*) FILTER (WHERE cost IS NULL), "
         "COALESCE(SUM(input_tokens + output_tokens) FILTER (WHERE cost IS NULL), 0), "
-        f"COUNT(*) FILTER (WHERE status = %s), {counters} "
+        f"COUNT(*) FILTER (WHERE status = %(failed)s), {counters} "
         "FROM ins GROUP BY 1, 2, 3, 4, 5) g ORDER BY 1, 4, 5, 3 "
         "ON CONFLICT (account_id, day, source, model) DO UPDATE SET "
-        f"cost = {daily}.cost + excluded.cost, "
-        + ", ".join(f"{c} = {daily}.{c} + excluded.{c}" for c in added)
+        "cost = d.cost + excluded.cost, "
+        + ", ".join(f"{c} = d.{c} + excluded.{c}" for c in added)
         + ") SELECT natural_key FROM ins"
     )
-    payload = json.dumps(
-        [{f.column: row[f.attname] for f in _FIELDS} for row in rows], default=_json_default
-    )
-    with conn.cursor() as cursor:
-        cursor.execute(sql, [payload, RecordStatus.FAILED.value])
-        return {row[0] for row in cursor.fetchall()}
+    # psycopg parses a statement's placeholders once and caches the result only up to 4 KB
+    # (MAX_CACHED_STATEMENT_LENGTH); past that it re-parses this one on every call.
+    assert len(sql) <= 4096, f"the roll-up insert grew to {len(sql)} characters"
+    return sql
+
+
+def _insert_and_roll_up_postgresql(rows: Sequence[dict]) -> set[str]:
+    """Insert new rows and add them onto the roll-up in ONE statement; return inserted keys.
+
+    Each per-event column goes as one array literal and `unnest` zips them back into rows, so
+    the statement text is the same for any batch size and is prepared once per connection
+    (`fetch_prepared`): thousands of placeholders cost more to bind than to run, and planning
+    this statement costs more than running it for a few rows. The literals are built here
+    rather than by psycopg, whose list adaptation costs ~20 µs per column even for one row;
+    and unlike one JSON document per batch, PostgreSQL reads numbers and times straight from
+    them. The insert's RETURNING feeds the roll-up upsert inside the same statement, which is
+    atomic on its own: one round trip instead of BEGIN, INSERT, UPSERT and COMMIT.
+    """
+    first = rows[0]
+    params: dict = {name: first[name] for name in _CALL_CONSTANT}
+    for f in _PER_EVENT:
+        column = (row[f.attname] for row in rows)
+        if f.attname in _JSON_COLUMNS:
+            column = (json.dumps(value, default=_json_default) for value in column)
+        params[f.attname] = pg_array_literal(column)
+    params["failed"] = RecordStatus.FAILED.value
+    sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
+    return {row[0] for row in fetch_prepared(sql, params)}
 
 
 def request_events_record(

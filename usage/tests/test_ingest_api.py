@@ -399,3 +399,32 @@ def _deep(levels: int):
     for _ in range(levels):
         value = {"a": value}
     return value
+
+
+def test_it_stores_ids_and_tags_exactly_whatever_characters_they_hold(client, key):
+    # On PostgreSQL every column travels as an array literal, where quotes, backslashes,
+    # commas, braces and the word NULL are syntax. Sent unescaped (no \u in the body), the
+    # non-ASCII ids also take the path that skips the per-string check.
+    ids = ['quote"d', "back\\slash", "com,ma", "{braced}", "NULL", "naïve-€-😀", 'a\\"b']
+    tags = {"project": 'p"{,}\\', "user": "NULL", "feature": "ü"}
+    body = json.dumps([event(i, tags=tags) for i in ids], ensure_ascii=False).encode()
+    assert b"\\u" not in body
+    data = post(client, key, None, raw=body).json()
+    assert data["created"] == len(ids), data
+    stored = {r.request_id: r for r in UsageRecord.objects.all()}
+    assert sorted(stored) == sorted(ids)
+    for record in stored.values():
+        assert record.tags == tags
+        assert record.cost == D("0.0035")  # 1,000 × $2.50/M + 100 × $10/M = 0.0025 + 0.001
+    # The roll-up took all seven: 7 × $0.0035 = $0.0245.
+    assert DailyUsage.objects.get().cost == D("0.0245")
+
+
+def test_it_refuses_deep_nesting_in_a_body_without_escapes_too(client, key):
+    deep = {"request_id": "deep", "model": "gpt-4o", "usage": {"prompt_tokens": 1, "x": _deep(60)}}
+    body = json.dumps([deep, event("fine")]).encode()
+    assert b"\\u" not in body  # the path that checks only the shape of what is read
+    data = post(client, key, None, raw=body).json()
+    assert [r["status"] for r in data["results"]] == ["rejected", "created"]
+    assert "nested too deeply" in data["results"][0]["reason"]
+    assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["fine"]

@@ -33,6 +33,11 @@ def gunicorn_command(*, host: str, port: str) -> list[str]:
         "15",
         "--keep-alive",
         "5",
+        # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
+        # connections over them. On one shared socket whichever worker wakes first takes the
+        # connection, so a few keep-alive clients (an SDK, a proxy in front) could all land on
+        # one worker and leave the others idle.
+        "--reuse-port",
         "--access-logfile",
         "-",
     ]
