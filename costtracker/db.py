@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 
@@ -38,51 +38,70 @@ def _plan_prepared_statements_once(sender, connection, **kwargs) -> None:
             cursor.execute("SET plan_cache_mode = force_generic_plan")
 
 
-def fetch_prepared(sql: str, params, *, alias: str = DEFAULT_DB_ALIAS) -> list[tuple]:
+def fetch_prepared(
+    sql: str, params, *, alias: str = DEFAULT_DB_ALIAS, read_only: bool = False
+) -> list[tuple]:
     """Execute one statement and return all its rows.
 
-    On PostgreSQL the parameters are bound on the server, so `%(name)b` placeholders (binary,
-    e.g. for arrays) work as well as `%s`; other backends take Django's cursor and `%s` only.
+    On PostgreSQL the statement is prepared once per connection and stands in for Django's
+    per-request health check (a `SELECT 1` round trip before the first query): a `read_only`
+    statement that finds the connection dead, outside a transaction, reconnects and runs once
+    more; anything else fails as any query on a dead connection does.
     """
     conn = connections[alias]
     if conn.vendor != "postgresql":
         with conn.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
-    import psycopg
-
-    conn.close_if_health_check_failed()
+    if conn.queries_logged:
+        # DEBUG, assertNumQueries: through Django's own cursor, so the query is seen.
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    checked = conn.connection is None or conn.health_check_done or not conn.health_check_enabled
     conn.ensure_connection()
     conn.validate_thread_sharing()
-    with conn.wrap_database_errors:
-        cursor = psycopg.Cursor(conn.connection)
-    with cursor:
-        if conn.queries_logged:
-            # DEBUG, assertNumQueries: through Django's wrapper, so the query is seen.
-            with conn.make_debug_cursor(cursor) as logged:
-                logged.execute(sql, params)
-                return logged.fetchall()
-        with conn.wrap_database_errors:
-            cursor.execute(sql, params, prepare=_prepared_statements_on())
-            return cursor.fetchall()
+    try:
+        rows = _execute_prepared(conn, sql, params)
+    except DatabaseError:
+        if checked or not read_only or conn.in_atomic_block or conn.is_usable():
+            raise
+        conn.close()
+        conn.ensure_connection()
+        rows = _execute_prepared(conn, sql, params)
+    conn.health_check_done = True  # it just answered
+    return rows
 
 
-def pg_array_literal(values: Iterable) -> str:
+def _execute_prepared(conn, sql: str, params) -> list[tuple]:
+    import psycopg
+
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
+        cursor.execute(sql, params, prepare=_prepared_statements_on())
+        return cursor.fetchall()
+
+
+def pg_array_literal(values: Iterable, *, numbers: bool = False) -> str:
     """A PostgreSQL array literal of `values` in text form, for one `%s::type[]` parameter.
 
     None becomes NULL; every other value is written with str() inside double quotes, with
     backslashes and double quotes escaped, which is how PostgreSQL reads any element type
     (numbers, times, text, JSON) from an array literal. It travels as a bound parameter, never
     as SQL, so the quoting only has to hold inside the literal. Text containing NUL cannot be
-    stored by PostgreSQL at all; callers refuse it first.
+    stored by PostgreSQL at all; callers refuse it first. `numbers=True` (ints and Decimals
+    only) leaves out the quoting their str() never needs.
     """
+    if numbers:
+        return "{" + ",".join(["NULL" if v is None else str(v) for v in values]) + "}"
     return (
         "{"
         + ",".join(
-            "NULL"
-            if value is None
-            else '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-            for value in values
+            [
+                "NULL"
+                if v is None
+                else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                for v in values
+            ]
         )
         + "}"
     )

@@ -66,7 +66,7 @@ def ingest_key_lookup(*, raw: str) -> IngestKey | None:
         return None
     conn = connections[DEFAULT_DB_ALIAS]
     sql, plans = _key_lookup_plan(conn.alias)
-    rows = fetch_prepared(sql, [hash_ingest_key(raw), True])
+    rows = fetch_prepared(sql, [hash_ingest_key(raw), True], read_only=True)
     if not rows:
         return None
     row = rows[0]

@@ -59,3 +59,33 @@ def test_the_ingest_statement_is_prepared_once_and_planned_generically():
     # One statement for all seven calls, never re-planned: planning it took longer than
     # running it for one row (costtracker/db.py).
     assert plans == [(7, 0)]
+
+
+def test_number_literals_skip_the_quoting():
+    assert pg_array_literal([1, None, Decimal("-0.5"), Decimal("1E-12")], numbers=True) == (
+        "{1,NULL,-0.5,1E-12}"
+    )
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_key_lookup_on_a_connection_the_server_dropped_reconnects_instead_of_failing():
+    # fetch_prepared replaces Django's per-request health check (a SELECT 1 round trip):
+    # a read that finds its connection dead reconnects and runs again.
+    from django.db import connections
+
+    from providers.selectors import ingest_key_lookup
+
+    account = AccountFactory(provider=provider("openai"))
+    raw, key = ingest_key_create(account=account, name="t")
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    connection.health_check_done = False  # as at the start of each request
+    assert ingest_key_lookup(raw=raw) == key
+    assert connection.connection.info.backend_pid != pid

@@ -129,16 +129,6 @@ def _record_values(
     }
 
 
-def build_record(
-    *, account: ProviderAccount, event: RequestEvent, book: PriceBook, now: datetime
-) -> UsageRecord:
-    """The (unsaved) UsageRecord for one event, priced by the row valid at its time.
-
-    Raises ValueError when the event cannot be stored (see request_cost).
-    """
-    return UsageRecord(**_record_values(account=account, event=event, book=book, now=now))
-
-
 _ZERO = Decimal(0)
 _FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
 # Plain ints and strings go to the driver as they are; other types need the backend's adaptation.
@@ -221,6 +211,9 @@ _CALL_CONSTANT = frozenset(
 )
 _PER_EVENT = [f for f in _FIELDS if f.attname not in _CALL_CONSTANT]
 _JSON_COLUMNS = frozenset(f.attname for f in _PER_EVENT if isinstance(f, models.JSONField))
+_NUMBER_COLUMNS = frozenset(
+    f.attname for f in _PER_EVENT if isinstance(f, models.IntegerField | models.DecimalField)
+)
 # What the roll-up reads back from the inserted rows (RETURNING * would ship the raw JSON too).
 _ROLLUP_READS = [
     "natural_key",
@@ -293,10 +286,10 @@ def _insert_and_roll_up_postgresql(rows: Sequence[dict]) -> set[str]:
     first = rows[0]
     params: dict = {name: first[name] for name in _CALL_CONSTANT}
     for f in _PER_EVENT:
-        column = (row[f.attname] for row in rows)
+        column = [row[f.attname] for row in rows]
         if f.attname in _JSON_COLUMNS:
-            column = (json.dumps(value, default=_json_default) for value in column)
-        params[f.attname] = pg_array_literal(column)
+            column = [json.dumps(value, default=_json_default) for value in column]
+        params[f.attname] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
     params["failed"] = RecordStatus.FAILED.value
     sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
     return {row[0] for row in fetch_prepared(sql, params)}

@@ -310,3 +310,22 @@ def test_it_keeps_a_cut_off_call_without_usage_unpriced_through_a_reprice():
     reprice_estimated(since=date(2000, 1, 1))
     # Ollama is free, but a call whose usage never arrived stays unknown, not $0.
     assert UsageRecord.objects.get().cost is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_record_for_an_account_deleted_meanwhile_is_refused_with_its_roll_up():
+    # Usage records carry no FK constraints in the database; the roll-up row written with
+    # them (same statement on PostgreSQL, same transaction on SQLite) does, so a write for an
+    # account that disappeared after its key was read leaves nothing behind.
+    from django.db import IntegrityError
+
+    from providers.models import ProviderAccount
+
+    account = AccountFactory(provider=provider("groq"))
+    stale = ProviderAccount.objects.select_related("provider").get(pk=account.pk)
+    account.delete()
+    event = RequestEvent(request_id="late", usage=RequestUsage(model="m", input_tokens=5))
+    with pytest.raises(IntegrityError):
+        request_events_record(account=stale, events=[event])
+    assert not UsageRecord.objects.filter(account_id=stale.pk).exists()
+    assert not DailyUsage.objects.filter(account_id=stale.pk).exists()
