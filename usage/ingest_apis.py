@@ -34,12 +34,12 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.request import RawPostDataException
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import authentication, exceptions, permissions, serializers, status
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from providers.models import IngestKey
@@ -67,6 +67,7 @@ MAX_NODES = 5000
 MAX_RAW_CHARS = 16_000
 _OWN_KEYS = frozenset({"request_id", "occurred_at", "model", "usage", "tags", "status"})
 _STATUSES = {RecordStatus.OK, RecordStatus.FAILED, RecordStatus.INCOMPLETE}
+_COMPACT = {"separators": (",", ":")}  # as DRF renders JSON
 
 
 def _max_body_bytes() -> int:
@@ -79,28 +80,37 @@ class EventError(ValueError):
     """One event is unusable; the message names the field."""
 
 
+def ingest_key_from_header(request: HttpRequest) -> IngestKey:
+    """The active ingest key in `Authorization: Bearer cti_…`; AuthenticationFailed if bad,
+    NotAuthenticated if there is none."""
+    header = authentication.get_authorization_header(request).split()
+    if not header or header[0].lower() != b"bearer":
+        raise exceptions.NotAuthenticated()
+    if len(header) != 2:
+        raise exceptions.AuthenticationFailed("Malformed Authorization header.")
+    try:
+        raw = header[1].decode("ascii")
+    except UnicodeDecodeError:
+        raise exceptions.AuthenticationFailed("Invalid ingest key.") from None
+    key = ingest_key_lookup(raw=raw)
+    if key is None:
+        raise exceptions.AuthenticationFailed("Invalid or revoked ingest key.")
+    now = timezone.now()
+    # At most one write a minute: last_used_at is informational, ingestion is hot.
+    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+        IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
+    return key
+
+
 class IngestKeyAuthentication(authentication.BaseAuthentication):
     """`Authorization: Bearer cti_…`. The principal is the key, never its owner: whatever this
     view does, it cannot act as the user."""
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != b"bearer":
-            return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Malformed Authorization header.")
         try:
-            raw = header[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid ingest key.") from None
-        key = ingest_key_lookup(raw=raw)
-        if key is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked ingest key.")
-        now = timezone.now()
-        # At most one write a minute: last_used_at is informational, ingestion is hot.
-        if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-            IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        return (AnonymousUser(), key)
+            return (AnonymousUser(), ingest_key_from_header(request))
+        except exceptions.NotAuthenticated:
+            return None
 
     def authenticate_header(self, request):
         return 'Bearer realm="ingest"'
@@ -381,6 +391,19 @@ class UsageEventsApi(APIView):
     permission_classes = [HasIngestKey]
     throttle_classes: list = []
 
+    def dispatch(self, request, *args, **kwargs):
+        # A POST with a valid key is answered here, without DRF's request wrapping, content
+        # negotiation and rendering: on single-event POSTs they cost a fifth of the CPU. The
+        # rest (401, 405, OPTIONS) goes through DRF, which authenticates again and answers.
+        if request.method == "POST":
+            try:
+                key = ingest_key_from_header(request)
+            except exceptions.APIException:
+                pass
+            else:
+                return self.post(request, key)
+        return super().dispatch(request, *args, **kwargs)
+
     @extend_schema(
         summary="Ingest per-request usage events",
         description=API_DESCRIPTION,
@@ -399,45 +422,45 @@ class UsageEventsApi(APIView):
             401: OpenApiResponse(description="Missing, unknown or revoked ingest key."),
         },
     )
-    def post(self, request):
+    def post(self, request, key: IngestKey | None = None) -> HttpResponse:
+        key = key or request.auth  # from dispatch, or DRF's authentication
+        request = getattr(request, "_request", request)  # DRF's wrapper or Django's request
         limit = _max_body_bytes()
+        too_large = JsonResponse(
+            {"body": f"at most {limit} bytes per request"},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
         if length > limit:
-            return Response(
-                {"body": f"at most {limit} bytes per request"},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
+            return too_large
         try:
             # Read the stream ourselves: request.body would apply the 2.5 MB form limit.
-            raw = request._request.read(limit + 1)
+            raw = request.read(limit + 1)
         except RawPostDataException:  # a middleware already read it
             raw = request.body
         if len(raw) > limit:
-            return Response(
-                {"body": f"at most {limit} bytes per request"},
-                status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-            )
-        items = parse_body(raw)
-        results = ingest_items(
-            key=request.auth, items=items, check_text=may_hold_unstorable_text(raw)
-        )
+            return too_large
+        try:
+            items = parse_body(raw)
+        except exceptions.ValidationError as exc:
+            return JsonResponse(exc.detail, status=exc.status_code, json_dumps_params=_COMPACT)
+        results = ingest_items(key=key, items=items, check_text=may_hold_unstorable_text(raw))
         counts = {"created": 0, "duplicate": 0, "rejected": 0}
         for result in results:
             counts[result.status] += 1
-        return Response(
-            {
-                **counts,
-                "results": [
-                    {
-                        "index": r.index,
-                        "request_id": r.request_id,
-                        "status": r.status,
-                        "reason": r.reason,
-                    }
-                    for r in results
-                ],
-            }
-        )
+        body = {
+            **counts,
+            "results": [
+                {
+                    "index": r.index,
+                    "request_id": r.request_id,
+                    "status": r.status,
+                    "reason": r.reason,
+                }
+                for r in results
+            ],
+        }
+        return JsonResponse(body, json_dumps_params=_COMPACT)
