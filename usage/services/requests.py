@@ -7,7 +7,6 @@ batches, and only the rows this call really inserted are added onto the roll-up.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from types import SimpleNamespace
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
+from costtracker import jsontext
 from costtracker.db import fetch_prepared, pg_array_literal
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
@@ -154,7 +154,7 @@ def _insert_new(rows: Sequence[dict]) -> set[str]:
         if isinstance(field, _PASS_THROUGH):
             return None
         if isinstance(field, models.JSONField):
-            return lambda value: json.dumps(value, default=_json_default)  # Decimals as text
+            return jsontext.dumps  # Decimals as text
         if isinstance(field, _MEMO_TYPES):
 
             def memoised(value, field=field):
@@ -183,14 +183,6 @@ def _insert_new(rows: Sequence[dict]) -> set[str]:
             )
             inserted.update(row[0] for row in cursor.fetchall())
     return inserted
-
-
-def _json_default(value):
-    if isinstance(value, Decimal):
-        return str(value)  # numeric columns read the exact text
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 # Columns that are the same for every row of one call: bound once as scalars.
@@ -288,7 +280,7 @@ def _insert_and_roll_up_postgresql(rows: Sequence[dict]) -> set[str]:
     for f in _PER_EVENT:
         column = [row[f.attname] for row in rows]
         if f.attname in _JSON_COLUMNS:
-            column = [json.dumps(value, default=_json_default) for value in column]
+            column = [jsontext.dumps(value) for value in column]
         params[f.attname] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
     params["failed"] = RecordStatus.FAILED.value
     sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
