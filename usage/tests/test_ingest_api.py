@@ -428,3 +428,11 @@ def test_it_refuses_deep_nesting_in_a_body_without_escapes_too(client, key):
     assert [r["status"] for r in data["results"]] == ["rejected", "created"]
     assert "nested too deeply" in data["results"][0]["reason"]
     assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["fine"]
+
+
+def test_it_keeps_a_huge_number_in_an_unused_usage_field_for_audit(client, key):
+    body = [event("big", usage={"prompt_tokens": 1000, "completion_tokens": 100, "x": 10**30})]
+    assert post(client, key, body).json()["created"] == 1
+    record = UsageRecord.objects.get()
+    assert record.raw["usage"]["x"] == 10**30
+    assert record.cost == D("0.0035")  # 1,000 × $2.50/M + 100 × $10/M
