@@ -44,14 +44,17 @@ from rest_framework.views import APIView
 
 from costtracker import jsontext
 from providers.models import IngestKey
-from providers.selectors import ingest_key_lookup
+from providers.selectors import ingest_key_forget, ingest_key_lookup, ingest_key_lookup_recent
 from usage.extraction import RequestUsage, extract_usage
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
-from usage.services.requests import RequestEvent, request_events_record
+from usage.services.requests import IngestKeyInactive, RequestEvent, request_events_record
 
 API_DESCRIPTION = __doc__
 MAX_EVENTS = 1000
+# How long a process may answer a key lookup from memory. The write re-checks the key in the
+# same statement, so revocation stops writes at once; account settings may lag this long.
+RECENT_KEY_SECONDS = 10
 MAX_ID_LENGTH = 200
 TAG_KEYS = ("project", "user", "feature")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -80,25 +83,35 @@ class EventError(ValueError):
     """One event is unusable; the message names the field."""
 
 
-def ingest_key_from_header(request: HttpRequest) -> IngestKey:
-    """The active ingest key in `Authorization: Bearer cti_…`; AuthenticationFailed if bad,
-    NotAuthenticated if there is none."""
+def _presented_key(request: HttpRequest) -> str:
+    """The key text in `Authorization: Bearer cti_…`; NotAuthenticated without one."""
     header = authentication.get_authorization_header(request).split()
     if not header or header[0].lower() != b"bearer":
         raise exceptions.NotAuthenticated()
     if len(header) != 2:
         raise exceptions.AuthenticationFailed("Malformed Authorization header.")
     try:
-        raw = header[1].decode("ascii")
+        return header[1].decode("ascii")
     except UnicodeDecodeError:
         raise exceptions.AuthenticationFailed("Invalid ingest key.") from None
-    key = ingest_key_lookup(raw=raw)
+
+
+def ingest_key_from_header(request: HttpRequest, *, recent: bool = False) -> IngestKey:
+    """The active ingest key in `Authorization: Bearer cti_…`; AuthenticationFailed if bad,
+    NotAuthenticated if there is none. `recent`: may come from this process's memory of the
+    last RECENT_KEY_SECONDS, for callers whose write checks the key again."""
+    raw = _presented_key(request)
+    if recent:
+        key = ingest_key_lookup_recent(raw=raw, max_age=RECENT_KEY_SECONDS)
+    else:
+        key = ingest_key_lookup(raw=raw)
     if key is None:
         raise exceptions.AuthenticationFailed("Invalid or revoked ingest key.")
     now = timezone.now()
     # At most one write a minute: last_used_at is informational, ingestion is hot.
     if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
         IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
     return key
 
 
@@ -365,7 +378,10 @@ def parse_body(raw: bytes) -> list:
 
 
 def ingest_items(*, key: IngestKey, items: list, check_text: bool = True) -> list[ItemResult]:
-    """Validate every item, record the valid ones in one call, report per item."""
+    """Validate every item, record the valid ones in one call, report per item.
+
+    Raises IngestKeyInactive, writing nothing, when the key is no longer active.
+    """
     account = key.account
     kind = account.provider.slug
     now = timezone.now()
@@ -389,7 +405,11 @@ def ingest_items(*, key: IngestKey, items: list, check_text: bool = True) -> lis
         results.append(ItemResult(index, event.request_id, "pending"))
     reasons: dict[str, str] = {}
     outcome = request_events_record(
-        account=account, events=events, reasons=reasons, book=shared_price_book()
+        account=account,
+        events=events,
+        reasons=reasons,
+        book=shared_price_book(),
+        ingest_key_id=key.pk,
     )
     for result in results:
         if result.status == "pending":
@@ -426,11 +446,16 @@ class UsageEventsApi(APIView):
         # rest (401, 405, OPTIONS) goes through DRF, which authenticates again and answers.
         if request.method == "POST":
             try:
-                key = ingest_key_from_header(request)
+                key = ingest_key_from_header(request, recent=True)
             except exceptions.APIException:
                 pass
             else:
-                return self.post(request, key)
+                try:
+                    return self.post(request, key)
+                except IngestKeyInactive:
+                    # Revoked (or its account deactivated) since it was remembered: nothing
+                    # was written. DRF looks the key up afresh and answers 401.
+                    ingest_key_forget(raw=_presented_key(request))
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from costtracker import jsontext
 from costtracker.db import fetch_prepared, pg_array_literal
-from providers.models import ProviderAccount
+from providers.models import IngestKey, ProviderAccount
 from usage.extraction import RequestUsage
 from usage.models import DailyUsage, Granularity, RecordStatus, Source, UsageRecord
 from usage.pricing import Price as PriceRule
@@ -225,21 +225,30 @@ _ROLLUP_READS = [
 @cache
 def _insert_and_roll_up_sql(alias: str) -> str:
     conn = connections[alias]
-    q = conn.ops.quote_name
+
+    def cast(field) -> str:  # short spellings: the statement must stay under 4 KB (below)
+        return field.db_type(conn).replace("timestamp with time zone", "timestamptz")
+
+    # Plain snake_case column names need no quoting (and quotes would cost length, below).
     table, daily = UsageRecord._meta.db_table, DailyUsage._meta.db_table
-    columns = ", ".join(q(f.column) for f in _FIELDS)
+    columns = ", ".join(f.column for f in _FIELDS)
     values = ", ".join(
-        f"%({f.attname})s::{f.db_type(conn)}" if f.attname in _CALL_CONSTANT else q(f.column)
-        for f in _FIELDS
+        f"%({f.attname})s::{cast(f)}" if f.attname in _CALL_CONSTANT else f.column for f in _FIELDS
     )
-    arrays = ", ".join(f"%({f.attname})s::{f.db_type(conn)}[]" for f in _PER_EVENT)
-    names = ", ".join(q(f.column) for f in _PER_EVENT)
+    arrays = ", ".join(f"%({f.attname})s::{cast(f)}[]" for f in _PER_EVENT)
+    names = ", ".join(f.column for f in _PER_EVENT)
     returning = ", ".join(dict.fromkeys(_ROLLUP_READS))
     counters = ", ".join(f"SUM({c})" for c in ROLLUP_COUNTERS)
     added = ["record_count", "unpriced_count", "unpriced_tokens", "failed_count", *ROLLUP_COUNTERS]
+    key, account = IngestKey._meta.db_table, ProviderAccount._meta.db_table
     sql = (
-        f"WITH ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
-        f"FROM unnest({arrays}) AS x({names}) ORDER BY natural_key "
+        # The ingest key (when given) must still be active, checked in this very statement:
+        # its lookup may come from a cache (providers.selectors.ingest_key_lookup).
+        f"WITH ok AS (SELECT %(key_id)s::bigint IS NULL OR EXISTS (SELECT 1 FROM {key} k "
+        f"JOIN {account} a ON a.id = k.account_id WHERE k.id = %(key_id)s::bigint "
+        "AND k.revoked_at IS NULL AND a.is_active) AS ok), "
+        f"ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
+        f"FROM unnest({arrays}) AS x({names}) WHERE (SELECT ok FROM ok) ORDER BY natural_key "
         f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
         f"rolled AS (INSERT INTO {daily} AS d (account_id, provider_id, model, day, source, cost, "
         f"{', '.join(added)}, superseded) "
@@ -255,7 +264,7 @@ def _insert_and_roll_up_sql(alias: str) -> str:
         "ON CONFLICT (account_id, day, source, model) DO UPDATE SET "
         "cost = d.cost + excluded.cost, "
         + ", ".join(f"{c} = d.{c} + excluded.{c}" for c in added)
-        + ") SELECT natural_key FROM ins"
+        + ") SELECT natural_key FROM ins UNION ALL SELECT NULL FROM ok WHERE NOT ok"
     )
     # psycopg parses a statement's placeholders once and caches the result only up to 4 KB
     # (MAX_CACHED_STATEMENT_LENGTH); past that it re-parses this one on every call.
@@ -263,7 +272,7 @@ def _insert_and_roll_up_sql(alias: str) -> str:
     return sql
 
 
-def _insert_and_roll_up_postgresql(rows: Sequence[dict]) -> set[str]:
+def _insert_and_roll_up_postgresql(rows: Sequence[dict], key_id: int | None) -> set[str]:
     """Insert new rows and add them onto the roll-up in ONE statement; return inserted keys.
 
     Each per-event column goes as one array literal and `unnest` zips them back into rows, so
@@ -283,8 +292,12 @@ def _insert_and_roll_up_postgresql(rows: Sequence[dict]) -> set[str]:
             column = [jsontext.dumps(value) for value in column]
         params[f.attname] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
     params["failed"] = RecordStatus.FAILED.value
+    params["key_id"] = key_id
     sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
-    return {row[0] for row in fetch_prepared(sql, params)}
+    inserted = {row[0] for row in fetch_prepared(sql, params)}
+    if None in inserted:
+        raise IngestKeyInactive()
+    return inserted
 
 
 def request_events_record(
@@ -293,10 +306,13 @@ def request_events_record(
     events: Sequence[RequestEvent],
     book: PriceBook | None = None,
     reasons: dict[str, str] | None = None,
+    ingest_key_id: int | None = None,
 ) -> dict[str, str]:
     """Record events for one account. Returns {request_id: "created" | "duplicate" | "rejected"}.
 
-    The single write path for per-request usage (ingestion API and proxy). Events repeating a
+    The single write path for per-request usage (ingestion API and proxy). With
+    `ingest_key_id`, nothing is written unless that key is still active (IngestKeyInactive),
+    checked in the same statement or transaction as the write. Events repeating a
     request id inside the batch count once (the first wins). An event that cannot be stored
     (a cost out of range) is "rejected", with the reason put in `reasons` when given, and
     never stops the others.
@@ -317,11 +333,15 @@ def request_events_record(
     # orders would otherwise wait on each other's rows and deadlock on PostgreSQL.
     rows.sort(key=lambda row: row["natural_key"])
     if not rows:
+        if ingest_key_id is not None and not _ingest_key_active(ingest_key_id):
+            raise IngestKeyInactive()
         inserted: set[str] = set()
     elif connection.vendor == "postgresql":
-        inserted = _insert_and_roll_up_postgresql(rows)
+        inserted = _insert_and_roll_up_postgresql(rows, ingest_key_id)
     else:
         with transaction.atomic():
+            if ingest_key_id is not None and not _ingest_key_active(ingest_key_id):
+                raise IngestKeyInactive()
             inserted = _insert_new(rows)
             # rollup_add reads attributes; a namespace is all it needs, no model instances.
             rollup_add([SimpleNamespace(**r) for r in rows if r["natural_key"] in inserted])
@@ -339,6 +359,16 @@ def request_events_record(
         )
         for e in events
     }
+
+
+class IngestKeyInactive(Exception):
+    """The ingest key was revoked or its account deactivated; nothing was written."""
+
+
+def _ingest_key_active(key_id: int) -> bool:
+    return IngestKey.objects.filter(
+        pk=key_id, revoked_at__isnull=True, account__is_active=True
+    ).exists()
 
 
 def _alerts_evaluate_soon(account_id: int) -> None:

@@ -436,3 +436,27 @@ def test_it_keeps_a_huge_number_in_an_unused_usage_field_for_audit(client, key):
     record = UsageRecord.objects.get()
     assert record.raw["usage"]["x"] == 10**30
     assert record.cost == D("0.0035")  # 1,000 × $2.50/M + 100 × $10/M
+
+
+def test_a_remembered_key_writes_nothing_once_revoked_or_its_account_deactivated(client, account):
+    # Each process remembers a key for RECENT_KEY_SECONDS, but the write checks it again in
+    # the same statement: revocation stops ingestion at once, in every process.
+    from providers.models import IngestKey
+
+    raw, key = ingest_key_create(account=account, name="remembered")
+    assert post(client, raw, [event("before")]).json()["created"] == 1  # now remembered
+    IngestKey.objects.filter(pk=key.pk).update(revoked_at="2026-11-15T11:59:00Z")  # elsewhere
+    response = post(client, raw, [event("after-revoke")])
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="ingest"'
+
+    raw2, _ = ingest_key_create(account=account, name="second")
+    assert post(client, raw2, [event("before-2")]).json()["created"] == 1
+    type(account).objects.filter(pk=account.pk).update(is_active=False)
+    assert post(client, raw2, [event("after-deactivate")]).status_code == 401
+    # A batch whose items are all rejected is refused too, not answered 200.
+    assert post(client, raw2, [{"request_id": "bad"}]).status_code == 401
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == [
+        "before",
+        "before-2",
+    ]

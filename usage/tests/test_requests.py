@@ -312,7 +312,7 @@ def test_it_keeps_a_cut_off_call_without_usage_unpriced_through_a_reprice():
     assert UsageRecord.objects.get().cost is None
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_record_for_an_account_deleted_meanwhile_is_refused_with_its_roll_up():
     # Usage records carry no FK constraints in the database; the roll-up row written with
     # them (same statement on PostgreSQL, same transaction on SQLite) does, so a write for an
