@@ -21,7 +21,6 @@ USER app
 
 EXPOSE 8000
 # The worker service overrides this with `python manage.py qcluster`.
-CMD ["gunicorn", "costtracker.wsgi:application", "--bind", "0.0.0.0:8000", \
-     "--worker-class", "gthread", "--workers", "2", "--threads", "32", \
-     "--timeout", "120", "--graceful-timeout", "15", "--keep-alive", "5", \
-     "--access-logfile", "-"]
+# Workers, threads, timeouts and logging come from gunicorn.conf.py (WEB_WORKERS, WEB_THREADS).
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", \
+     "costtracker.wsgi:application"]

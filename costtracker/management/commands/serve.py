@@ -8,38 +8,21 @@ import subprocess
 import sys
 import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 
 def gunicorn_command(*, host: str, port: str) -> list[str]:
-    # gthread workers: a streamed proxy response holds a thread, not a process, and the
-    # worker keeps its heartbeat while it streams, so calls longer than `timeout` survive.
+    """gunicorn with the project's gunicorn.conf.py, bound to host:port."""
     return [
         sys.executable,
         "-m",
         "gunicorn",
-        "costtracker.wsgi:application",
+        "--config",
+        str(settings.BASE_DIR / "gunicorn.conf.py"),
         "--bind",
         f"{host}:{port}",
-        "--worker-class",
-        "gthread",
-        "--workers",
-        os.environ.get("WEB_WORKERS", "2"),
-        "--threads",
-        os.environ.get("WEB_THREADS", "32"),
-        "--timeout",
-        "120",
-        "--graceful-timeout",
-        "15",
-        "--keep-alive",
-        "5",
-        # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new
-        # connections over them. On one shared socket whichever worker wakes first takes the
-        # connection, so a few keep-alive clients (an SDK, a proxy in front) could all land on
-        # one worker and leave the others idle.
-        "--reuse-port",
-        "--access-logfile",
-        "-",
+        "costtracker.wsgi:application",
     ]
 
 

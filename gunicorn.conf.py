@@ -1,0 +1,23 @@
+"""gunicorn settings, one copy for every way the tracker is served: `make run` (manage.py
+serve), the Dockerfile and docker-compose.yml. Command-line options override them.
+
+WEB_WORKERS and WEB_THREADS size the server (default 2 × 32).
+"""
+
+import os
+
+# gthread workers: a streamed proxy response holds a thread, not a process, and the worker
+# keeps its heartbeat while it streams, so calls longer than `timeout` survive.
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_WORKERS", "2"))
+threads = int(os.environ.get("WEB_THREADS", "32"))
+timeout = 120
+graceful_timeout = 15
+keepalive = 5
+# Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections
+# over them. On one shared socket whichever worker wakes first takes the connection, so a few
+# keep-alive clients (an SDK, a proxy in front) could all land on one worker and leave the
+# others idle.
+reuse_port = True
+accesslog = "-"
+logger_class = "costtracker.gunicorn_logging.AccessLogger"
