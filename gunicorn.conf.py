@@ -24,9 +24,13 @@ logger_class = "costtracker.gunicorn_logging.AccessLogger"
 
 
 def post_worker_init(worker):
-    # The app's modules, settings and caches are loaded and live until the worker exits:
-    # move them out of the cyclic collector's sight, so its passes (and the pauses they put
-    # into requests) only cover what requests allocate.
+    # The app's modules, settings and caches live until the worker exits: load them all (the
+    # URLconf would otherwise be imported by the first request) and move them out of the
+    # cyclic collector's sight, so its passes, and the pauses they put into requests, only
+    # cover what requests allocate.
     import gc
 
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 - imports every view module
     gc.freeze()
