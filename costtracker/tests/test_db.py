@@ -89,3 +89,21 @@ def test_a_key_lookup_on_a_connection_the_server_dropped_reconnects_instead_of_f
     connection.health_check_done = False  # as at the start of each request
     assert ingest_key_lookup(raw=raw) == key
     assert connection.connection.info.backend_pid != pid
+
+
+@pytest.mark.django_db
+def test_ingestion_works_the_same_when_queries_are_logged():
+    # With DEBUG or assertNumQueries the hot statements go through Django's own cursor
+    # (client-side binding, unprepared) so that they are seen; the result must not differ.
+    from django.test.utils import CaptureQueriesContext
+
+    account = AccountFactory(provider=provider("openai"))
+    _, key = ingest_key_create(account=account, name="t")
+    items = [
+        {"request_id": f"q{n}", "model": "m", "usage": {"prompt_tokens": n + 1}} for n in range(3)
+    ]
+    with CaptureQueriesContext(connection) as captured:
+        results = ingest_items(key=key, items=items)
+    assert [r.status for r in results] == ["created"] * 3
+    assert sorted(UsageRecord.objects.values_list("input_tokens", flat=True)) == [1, 2, 3]
+    assert any("INSERT INTO usage_usagerecord" in q["sql"] for q in captured.captured_queries)
