@@ -17,7 +17,9 @@ keepalive = 5
 # Each worker listens on its own SO_REUSEPORT socket and the kernel spreads new connections
 # over them. On one shared socket whichever worker wakes first takes the connection, so a few
 # keep-alive clients (an SDK, a proxy in front) could all land on one worker and leave the
-# others idle.
+# others idle. The price: connections still queued on a worker that exits are reset (clients
+# retry), and a second server on the same port would share it silently, which is why
+# `manage.py serve` checks that the port is free first.
 reuse_port = True
 accesslog = "-"
 logger_class = "costtracker.gunicorn_logging.AccessLogger"

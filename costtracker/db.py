@@ -39,14 +39,15 @@ def _plan_prepared_statements_once(sender, connection, **kwargs) -> None:
 
 
 def fetch_prepared(
-    sql: str, params, *, alias: str = DEFAULT_DB_ALIAS, read_only: bool = False
+    sql: str, params, *, alias: str = DEFAULT_DB_ALIAS, retry_safe: bool = False
 ) -> list[tuple]:
     """Execute one statement and return all its rows.
 
     On PostgreSQL the statement is prepared once per connection and stands in for Django's
-    per-request health check (a `SELECT 1` round trip before the first query): a `read_only`
-    statement that finds the connection dead, outside a transaction, reconnects and runs once
-    more; anything else fails as any query on a dead connection does.
+    per-request health check (a `SELECT 1` round trip before the first query): a `retry_safe`
+    statement (one that may run twice: a read, or an idempotent write) that finds the
+    connection dead, outside a transaction, reconnects and runs once more; anything else fails
+    as any query on a dead connection does.
     """
     conn = connections[alias]
     if conn.vendor != "postgresql":
@@ -64,7 +65,7 @@ def fetch_prepared(
     try:
         rows = _execute_prepared(conn, sql, params)
     except DatabaseError:
-        if checked or not read_only or conn.in_atomic_block or conn.is_usable():
+        if checked or not retry_safe or conn.in_atomic_block or conn.is_usable():
             raise
         conn.close()
         conn.ensure_connection()

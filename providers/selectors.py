@@ -86,9 +86,9 @@ def ingest_key_lookup_recent(*, raw: str, max_age: float) -> IngestKey | None:
     return key
 
 
-def ingest_key_forget(*, raw: str) -> None:
+def ingest_key_forget(*, digest: str) -> None:
     """Drop a key from this process's memory (after a write found it inactive)."""
-    _recent_keys.pop(hash_ingest_key(raw), None)
+    _recent_keys.pop(digest, None)
 
 
 def ingest_key_lookup(*, raw: str) -> IngestKey | None:
@@ -102,7 +102,7 @@ def ingest_key_lookup(*, raw: str) -> IngestKey | None:
         return None
     conn = connections[DEFAULT_DB_ALIAS]
     sql, plans = _key_lookup_plan(conn.alias)
-    rows = fetch_prepared(sql, [hash_ingest_key(raw), True], read_only=True)
+    rows = fetch_prepared(sql, [hash_ingest_key(raw), True], retry_safe=True)
     if not rows:
         return None
     row = rows[0]

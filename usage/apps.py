@@ -7,4 +7,7 @@ class UsageConfig(AppConfig):
 
     def ready(self) -> None:
         import costtracker.db  # noqa: F401 - plans hot PostgreSQL statements once
-        from usage import db  # noqa: F401 - registers the exact SQLite money functions
+        from usage import (
+            db,  # noqa: F401 - registers the exact SQLite money functions
+            signals,  # noqa: F401 - holds an account while it is deleted
+        )

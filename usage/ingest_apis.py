@@ -64,6 +64,7 @@ FUTURE_SLACK = timedelta(days=1)
 MAX_TOKENS = 10**12
 MAX_SMALL_COUNT = 10**6
 MAX_AUDIO_SECONDS = Decimal(10) ** 12
+AUDIO_QUANTUM = Decimal("0.001")
 MAX_DURATION_NS = 10**18
 MAX_PROVIDER_COST = Decimal(10) ** 9
 MAX_DEPTH = 24
@@ -184,11 +185,13 @@ def _check_shape(value: Any) -> None:
 def may_hold_unstorable_text(raw: bytes) -> bool:
     """Whether a posted JSON body can hold NUL or a lone surrogate in some string.
 
-    Only a `\\u` escape can put them there: JSON refuses raw control characters inside
-    strings and json.loads refuses bytes that are not UTF-8. Bodies without one (nearly all)
-    skip the per-string check.
+    Without any of these bytes it cannot: JSON refuses raw control characters inside strings,
+    so NUL needs a `\\u` escape; json.loads reads bytes with `surrogatepass`, so a lone
+    surrogate needs an escape or the UTF-8-style bytes ED A0–ED BF; and a UTF-16 or UTF-32
+    body (which json.loads also accepts) is full of 0x00 bytes. Nearly every real body has
+    none of them and skips the per-string check; a false alarm only costs that check.
     """
-    return b"\\u" in raw
+    return b"\\u" in raw or b"\x00" in raw or b"\xed" in raw
 
 
 def _check_text(text: str) -> None:
@@ -315,7 +318,7 @@ def event_from_item(
     else:
         body = {k: v for k, v in item.items() if k not in _OWN_KEYS}
     if not check_text:
-        _check_shape(body)  # the part that is read and kept
+        _check_shape(item)  # the same limits as _check_json(item), without the text
     try:
         usage = extract_usage(kind, body)
     except ValueError as exc:
@@ -326,6 +329,8 @@ def event_from_item(
     if not usage.found:
         raise EventError("usage: no token counts found")
     _check_bounds(usage)
+    # To the column's 3 places: PostgreSQL's numeric refuses exponents like 1e-99999 outright.
+    usage.audio_seconds = usage.audio_seconds.quantize(AUDIO_QUANTUM)
     usage.model = model or usage.model.strip()[:MAX_ID_LENGTH]
     if not usage.model:
         raise EventError("model: required (in the event or the response body)")
@@ -450,12 +455,7 @@ class UsageEventsApi(APIView):
             except exceptions.APIException:
                 pass
             else:
-                try:
-                    return self.post(request, key)
-                except IngestKeyInactive:
-                    # Revoked (or its account deactivated) since it was remembered: nothing
-                    # was written. DRF looks the key up afresh and answers 401.
-                    ingest_key_forget(raw=_presented_key(request))
+                return self.post(request, key)
         return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(
@@ -501,7 +501,17 @@ class UsageEventsApi(APIView):
             items = parse_body(raw)
         except exceptions.ValidationError as exc:
             return _json_response(exc.detail, status=exc.status_code)
-        results = ingest_items(key=key, items=items, check_text=may_hold_unstorable_text(raw))
+        try:
+            results = ingest_items(key=key, items=items, check_text=may_hold_unstorable_text(raw))
+        except IngestKeyInactive:
+            # Revoked, or its account deactivated, since it was read: nothing was written.
+            ingest_key_forget(digest=key.digest)
+            response = _json_response(
+                {"detail": "Invalid or revoked ingest key."},
+                status=status.HTTP_401_UNAUTHORIZED,
+            )
+            response["WWW-Authenticate"] = IngestKeyAuthentication().authenticate_header(request)
+            return response
         counts = {"created": 0, "duplicate": 0, "rejected": 0}
         for result in results:
             counts[result.status] += 1

@@ -61,7 +61,8 @@ class UsageRecord(models.Model):
     # of PostgreSQL's time for a batch of ingested requests. Integrity holds without them:
     # every write of records also writes their roll-up rows (DailyUsage, whose constraints
     # stay) in the same statement or transaction, so a record for a missing account or
-    # provider fails with its roll-up; deleting an account still cascades (Django does it).
+    # provider fails with its roll-up; deleting an account still cascades (Django does it,
+    # holding the account row first: usage/signals.py).
     account = models.ForeignKey(
         ProviderAccount,
         on_delete=models.CASCADE,

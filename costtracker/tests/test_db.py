@@ -107,3 +107,27 @@ def test_ingestion_works_the_same_when_queries_are_logged():
     assert [r.status for r in results] == ["created"] * 3
     assert sorted(UsageRecord.objects.values_list("input_tokens", flat=True)) == [1, 2, 3]
     assert any("INSERT INTO usage_usagerecord" in q["sql"] for q in captured.captured_queries)
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_an_ingest_write_on_a_connection_the_server_dropped_reconnects_instead_of_failing():
+    # With the key remembered and the price book cached, the write is a request's first
+    # statement; being idempotent it may run again on a fresh connection.
+    from django.db import connections
+
+    account = AccountFactory(provider=provider("openai"))
+    _, key = ingest_key_create(account=account, name="t")
+    first = {"request_id": "a", "model": "m", "usage": {"prompt_tokens": 1}}
+    assert ingest_items(key=key, items=[first])[0].status == "created"
+    pid = connection.connection.info.backend_pid
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+    connection.health_check_done = False  # as at the start of each request
+    second = {"request_id": "b", "model": "m", "usage": {"prompt_tokens": 2}}
+    assert ingest_items(key=key, items=[second])[0].status == "created"
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == ["a", "b"]

@@ -294,7 +294,10 @@ def _insert_and_roll_up_postgresql(rows: Sequence[dict], key_id: int | None) -> 
     params["failed"] = RecordStatus.FAILED.value
     params["key_id"] = key_id
     sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
-    inserted = {row[0] for row in fetch_prepared(sql, params)}
+    # Safe to run twice: ON CONFLICT DO NOTHING, and the roll-up adds only the rows this run
+    # inserted. (Had a first run committed before its connection died, the retry would call
+    # its events duplicates; the stored figures are right either way.)
+    inserted = {row[0] for row in fetch_prepared(sql, params, retry_safe=True)}
     if None in inserted:
         raise IngestKeyInactive()
     return inserted

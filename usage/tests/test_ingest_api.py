@@ -460,3 +460,32 @@ def test_a_remembered_key_writes_nothing_once_revoked_or_its_account_deactivated
         "before",
         "before-2",
     ]
+
+
+def test_unstorable_text_without_any_escape_is_rejected_per_item_not_a_500(client, key):
+    # json.loads also reads UTF-16 bodies, and reads UTF-8-style surrogate bytes (ED A0 80)
+    # as a lone surrogate: neither needs a \u escape, so neither may skip the text check.
+    utf16 = json.dumps([event("nul\x00id"), event("fine-1")], ensure_ascii=False)
+    response = post(client, key, None, raw=utf16.encode("utf-16"))
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == ["rejected", "created"]
+    surrogate = (
+        b'[{"request_id": "sur", "model": "gpt-\xed\xa0\x80", "usage": {"prompt_tokens": 1}}, '
+    )
+    surrogate += json.dumps(event("fine-2")).encode() + b"]"
+    response = post(client, key, None, raw=surrogate)
+    assert response.status_code == 200
+    assert [r["status"] for r in response.json()["results"]] == ["rejected", "created"]
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == ["fine-1", "fine-2"]
+
+
+def test_a_vanishingly_small_audio_duration_is_stored_as_zero_not_a_500(client, key):
+    body = [
+        {
+            "request_id": "tiny-audio",
+            "model": "gpt-4o",
+            "usage": {"input_tokens": 10, "audio_seconds": "1e-99999"},
+        }
+    ]
+    assert post(client, key, body).json()["created"] == 1
+    assert UsageRecord.objects.get().audio_seconds == D("0")  # kept to the column's 3 places

@@ -329,3 +329,20 @@ def test_a_record_for_an_account_deleted_meanwhile_is_refused_with_its_roll_up()
         request_events_record(account=stale, events=[event])
     assert not UsageRecord.objects.filter(account_id=stale.pk).exists()
     assert not DailyUsage.objects.filter(account_id=stale.pk).exists()
+
+
+def test_deleting_an_account_takes_its_usage_and_roll_ups_and_nothing_else():
+    from providers.services import account_delete
+
+    gone, kept = (
+        AccountFactory(provider=provider("groq")),
+        AccountFactory(provider=provider("groq")),
+    )
+    for account in (gone, kept):
+        event = RequestEvent(request_id="r", usage=RequestUsage(model="m", input_tokens=5))
+        assert request_events_record(account=account, events=[event]) == {"r": "created"}
+    account_delete(account=gone)  # on PostgreSQL it locks the account row first
+    assert not UsageRecord.objects.filter(account_id=gone.pk).exists()
+    assert not DailyUsage.objects.filter(account_id=gone.pk).exists()
+    assert UsageRecord.objects.filter(account_id=kept.pk).count() == 1
+    assert DailyUsage.objects.filter(account_id=kept.pk).count() == 1

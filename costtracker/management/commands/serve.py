@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 def gunicorn_command(*, host: str, port: str) -> list[str]:
@@ -26,12 +27,26 @@ def gunicorn_command(*, host: str, port: str) -> list[str]:
     ]
 
 
+def _port_free(host: str, port: int) -> bool:
+    """Whether host:port can be bound. gunicorn's workers bind with SO_REUSEPORT
+    (gunicorn.conf.py), so a second server on the same port would silently share its traffic
+    instead of failing; a plain bind here fails while any server holds the port."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 class Command(BaseCommand):
     help = "Start gunicorn on HOST:PORT (127.0.0.1:8000) and the django-q2 cluster."
 
     def handle(self, *args, **options):
         host = os.environ.get("HOST", "127.0.0.1")
         port = os.environ.get("PORT", "8000")
+        if not _port_free(host, int(port)):
+            raise CommandError(f"{host}:{port} is in use (another `make run`?). Set PORT=…")
         self.stdout.write(
             f"Web server on http://{host}:{port}/ and the django-q2 cluster. Ctrl-C stops both."
         )

@@ -1,0 +1,24 @@
+"""Keeping usage records consistent with their accounts."""
+
+from __future__ import annotations
+
+from django.db import connection
+from django.db.models.signals import pre_delete
+from django.dispatch import receiver
+
+from providers.models import ProviderAccount
+
+
+@receiver(pre_delete, sender=ProviderAccount)
+def _hold_the_account_while_it_is_deleted(sender, instance, **kwargs) -> None:
+    """Lock the account row before its records are deleted, in the deleting transaction.
+
+    Usage records have no FK constraint in the database; what refuses records for a missing
+    account is their roll-up row's constraint (see UsageRecord). Django deletes the records,
+    then the roll-up rows, then the account: a batch committed between the first two would
+    lose its roll-up rows and leave its records behind. With the row locked first, that
+    batch's constraint check waits for the delete and then fails, writing nothing. SQLite
+    admits one writer at a time, so there the race cannot happen.
+    """
+    if connection.vendor == "postgresql":
+        list(ProviderAccount.objects.select_for_update().filter(pk=instance.pk).values("pk"))
