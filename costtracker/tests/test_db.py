@@ -67,17 +67,11 @@ def test_number_literals_skip_the_quoting():
     )
 
 
-@postgresql_only
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_key_lookup_on_a_connection_the_server_dropped_reconnects_instead_of_failing():
-    # fetch_prepared replaces Django's per-request health check (a SELECT 1 round trip):
-    # a read that finds its connection dead reconnects and runs again.
+def _drop_our_connection_on_the_server() -> int:
+    """Have PostgreSQL end this connection's backend, as a restart or an idle kill would, and
+    reset the health-check flag as the start of a request does. Returns the old backend pid."""
     from django.db import connections
 
-    from providers.selectors import ingest_key_lookup
-
-    account = AccountFactory(provider=provider("openai"))
-    raw, key = ingest_key_create(account=account, name="t")
     connection.ensure_connection()
     pid = connection.connection.info.backend_pid
     other = connections.create_connection("default")
@@ -86,7 +80,21 @@ def test_a_key_lookup_on_a_connection_the_server_dropped_reconnects_instead_of_f
             cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
     finally:
         other.close()
-    connection.health_check_done = False  # as at the start of each request
+    connection.health_check_done = False
+    return pid
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_key_lookup_on_a_connection_the_server_dropped_reconnects_instead_of_failing():
+    # fetch_prepared replaces Django's per-request health check (a SELECT 1 round trip):
+    # a read that finds its connection dead reconnects and runs again.
+
+    from providers.selectors import ingest_key_lookup
+
+    account = AccountFactory(provider=provider("openai"))
+    raw, key = ingest_key_create(account=account, name="t")
+    pid = _drop_our_connection_on_the_server()
     assert ingest_key_lookup(raw=raw) == key
     assert connection.connection.info.backend_pid != pid
 
@@ -114,20 +122,13 @@ def test_ingestion_works_the_same_when_queries_are_logged():
 def test_an_ingest_write_on_a_connection_the_server_dropped_reconnects_instead_of_failing():
     # With the key remembered and the price book cached, the write is a request's first
     # statement; being idempotent it may run again on a fresh connection.
-    from django.db import connections
 
     account = AccountFactory(provider=provider("openai"))
     _, key = ingest_key_create(account=account, name="t")
     first = {"request_id": "a", "model": "m", "usage": {"prompt_tokens": 1}}
     assert ingest_items(key=key, items=[first])[0].status == "created"
-    pid = connection.connection.info.backend_pid
-    other = connections.create_connection("default")
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    finally:
-        other.close()
-    connection.health_check_done = False  # as at the start of each request
+    pid = _drop_our_connection_on_the_server()
     second = {"request_id": "b", "model": "m", "usage": {"prompt_tokens": 2}}
     assert ingest_items(key=key, items=[second])[0].status == "created"
     assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == ["a", "b"]
+    assert connection.connection.info.backend_pid != pid  # it did reconnect
