@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
@@ -34,17 +32,6 @@ def tags_from(meta: dict) -> dict[str, str]:
         if value:
             tags[tag] = value[:TAG_MAX]
     return tags
-
-
-def jsonable(value: Any) -> Any:
-    """Provider JSON parsed with Decimal floats, made storable (Decimal as its exact string)."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    return value
 
 
 def _write(account: ProviderAccount, event: RequestEvent, book: PriceBook) -> None:
@@ -72,7 +59,7 @@ def proxy_call_record(
         occurred_at=occurred_at,
         status=status,
         tags=tags,
-        raw_usage=jsonable(raw_usage) if raw_usage is not None else None,
+        raw_usage=raw_usage,  # Decimals and all: the writers store them as exact strings
     )
     try:
         _write(account, event, book)

@@ -371,6 +371,7 @@ def test_it_records_perplexitys_own_cost(live_server, upstream):
     record = only_record(account)
     assert (record.input_tokens, record.output_tokens) == (9, 11)
     assert record.cost == Decimal("0.00502")  # usage.cost.total_cost, exactly
+    assert record.raw["usage"]["cost"]["total_cost"] == "0.00502"  # kept for audit, exactly
 
 
 def test_it_forwards_ollama_openai_calls_without_a_key(live_server, upstream):
