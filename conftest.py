@@ -50,6 +50,26 @@ def _fresh_price_cache():
     price_cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_key_memory():
+    # Keys a process remembers (providers/key_memory.py) outlive a test's rolled-back rows.
+    from providers import key_memory
+
+    key_memory.forget_all()
+    yield
+    key_memory.forget_all()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _key_listener_stopped_at_end(django_db_setup, django_db_blocker):
+    # On PostgreSQL a process listens for key changes on a connection of its own; it must be
+    # closed before the test database is dropped (this fixture ends before django_db_setup).
+    yield
+    from providers import key_memory
+
+    key_memory.stop_listening()
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -146,6 +146,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and (
     # one is never reached by count: only fetch_prepared's explicit request prepares.
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2**31 - 1)
 
+# Each process listens for key changes on PostgreSQL so it can remember ingest keys between
+# requests (providers/key_memory.py). LISTEN needs a session of its own: turn this off behind a
+# transaction-mode pooler (PgBouncer), as DATABASE_PREPARED_STATEMENTS above.
+DATABASE_LISTEN = env.bool("DATABASE_LISTEN", default=True)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 

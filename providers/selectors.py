@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from functools import cache
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -54,41 +53,6 @@ def _key_lookup_plan(alias: str) -> tuple[str, tuple]:
             converters.append((col, conn.ops.get_db_converters(col) + col.get_db_converters(conn)))
         plans.append((model, [f.attname for f in fields], converters))
     return sql, tuple(plans)
-
-
-# digest -> (monotonic time read, key with account and provider). Per process; see below.
-_recent_keys: dict[str, tuple[float, IngestKey]] = {}
-_RECENT_KEYS_MAX = 10_000
-
-
-def ingest_key_lookup_recent(*, raw: str, max_age: float) -> IngestKey | None:
-    """ingest_key_lookup, answered from this process's memory when read within `max_age` s.
-
-    Only for a caller whose write checks the key again in the same statement (ingestion:
-    request_events_record's `ingest_key_id`), so a revoked key still writes nothing at once;
-    what may lag by `max_age` is the account's settings used to price the events. The proxy
-    never uses it: it would forward calls before any write could refuse them.
-    """
-    if not raw.startswith(IngestKey.PREFIX):
-        return None
-    digest = hash_ingest_key(raw)
-    now = time.monotonic()
-    hit = _recent_keys.get(digest)
-    if hit is not None and now - hit[0] <= max_age:
-        return hit[1]
-    key = ingest_key_lookup(raw=raw)
-    if key is None:
-        _recent_keys.pop(digest, None)
-        return None
-    if len(_recent_keys) >= _RECENT_KEYS_MAX:
-        _recent_keys.clear()  # a crude bound; keys are few and re-read cheaply
-    _recent_keys[digest] = (now, key)
-    return key
-
-
-def ingest_key_forget(*, digest: str) -> None:
-    """Drop a key from this process's memory (after a write found it inactive)."""
-    _recent_keys.pop(digest, None)
 
 
 def ingest_key_lookup(*, raw: str) -> IngestKey | None:

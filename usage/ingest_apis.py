@@ -43,8 +43,9 @@ from rest_framework import authentication, exceptions, permissions, serializers,
 from rest_framework.views import APIView
 
 from costtracker import jsontext
+from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
-from providers.selectors import ingest_key_forget, ingest_key_lookup, ingest_key_lookup_recent
+from providers.selectors import ingest_key_lookup
 from usage.extraction import RequestUsage, extract_usage
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
@@ -52,8 +53,9 @@ from usage.services.requests import IngestKeyInactive, RequestEvent, request_eve
 
 API_DESCRIPTION = __doc__
 MAX_EVENTS = 1000
-# How long a process may answer a key lookup from memory. The write re-checks the key in the
-# same statement, so revocation stops writes at once; account settings may lag this long.
+# How long a process may answer a key lookup from memory when it cannot listen for key changes
+# (SQLite; see providers/key_memory.py). The write re-checks the key in the same statement, so
+# revocation stops writes at once; account settings may lag this long.
 RECENT_KEY_SECONDS = 10
 MAX_ID_LENGTH = 200
 TAG_KEYS = ("project", "user", "feature")
@@ -99,11 +101,11 @@ def _presented_key(request: HttpRequest) -> str:
 
 def ingest_key_from_header(request: HttpRequest, *, recent: bool = False) -> IngestKey:
     """The active ingest key in `Authorization: Bearer cti_…`; AuthenticationFailed if bad,
-    NotAuthenticated if there is none. `recent`: may come from this process's memory of the
-    last RECENT_KEY_SECONDS, for callers whose write checks the key again."""
+    NotAuthenticated if there is none. `recent`: may come from this process's memory
+    (providers/key_memory.py), for callers whose write checks the key again."""
     raw = _presented_key(request)
     if recent:
-        key = ingest_key_lookup_recent(raw=raw, max_age=RECENT_KEY_SECONDS)
+        key = ingest_key_remembered(raw=raw, fallback_max_age=RECENT_KEY_SECONDS)
     else:
         key = ingest_key_lookup(raw=raw)
     if key is None:

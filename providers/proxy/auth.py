@@ -7,8 +7,8 @@ from datetime import timedelta
 from django.http import HttpRequest
 from django.utils import timezone
 
+from providers.key_memory import ingest_key_remembered
 from providers.models import IngestKey
-from providers.selectors import ingest_key_lookup
 
 # last_used_at is a hint for the keys page, not an audit log: one UPDATE a minute per key at
 # most keeps the hot path at a single SELECT.
@@ -27,9 +27,12 @@ def ingest_key_from_request(request: HttpRequest) -> IngestKey | None:
     raw = presented_key(request)
     if not raw:
         return None
-    key = ingest_key_lookup(raw=raw)
+    # Remembered only while this process hears of every key change (never on a timer): a
+    # revoked key must not reach the provider.
+    key = ingest_key_remembered(raw=raw, fallback_max_age=0)
     if key is not None:
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
             IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            key.last_used_at = now
     return key

@@ -142,7 +142,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
 
 
 def _whole(call: _Call, response: upstream.UpstreamResponse) -> HttpResponse:
-    """A non-streamed answer: passed back byte for byte, recorded before it is returned."""
+    """A non-streamed answer: passed back byte for byte, recorded before it ends."""
     try:
         content = response.content
     except upstream.BROKEN:
@@ -150,21 +150,53 @@ def _whole(call: _Call, response: upstream.UpstreamResponse) -> HttpResponse:
         # The provider took the call and may bill it: incomplete, unpriced.
         call.record(RequestUsage(), RecordStatus.INCOMPLETE)
         return _error(502, "upstream_error", "The provider's response was cut short.")
-    if response.status_code >= 300:
-        call.record(RequestUsage(), RecordStatus.FAILED, {"status": response.status_code})
-    elif call.route.records:
+    headers = upstream.returned_headers(response)
+    if not call.route.records:
+        return HttpResponse(content, status=response.status_code, headers=headers)
+    body = _RecordedBody(call, response.status_code, content)
+    if len(content) < 2:
+        body.record()
+        return HttpResponse(content, status=response.status_code, headers=headers)
+    answer = StreamingHttpResponse(body, status=response.status_code, headers=headers)
+    answer["Content-Length"] = str(len(content))
+    return answer
+
+
+class _RecordedBody:
+    """The provider's answer, sent while its usage is written: everything but the last byte
+    goes out first, so the client reads the headers and most of the body during the
+    database's round trip; the last byte follows the commit (or the failure to write, which
+    is logged), so the record exists before the response ends, as with a stream."""
+
+    def __init__(self, call: _Call, status: int, content: bytes) -> None:
+        self.call, self.status, self.content = call, status, content
+        self._recorded = False
+
+    def __iter__(self):
+        yield self.content[:-1]
+        self.record()
+        yield self.content[-1:]
+
+    def close(self) -> None:
+        """Called by the server when the response is over, also after a client disconnect."""
+        self.record()
+
+    def record(self) -> None:
+        if self._recorded:
+            return
+        self._recorded = True
+        if self.status >= 300:
+            self.call.record(RequestUsage(), RecordStatus.FAILED, {"status": self.status})
+            return
         usage, raw = RequestUsage(), None
         try:
-            parsed = json.loads(content, parse_float=Decimal)
+            parsed = json.loads(self.content, parse_float=Decimal)
             if isinstance(parsed, dict):
                 raw = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
-                usage = extract_usage(call.kind, parsed)
+                usage = extract_usage(self.call.kind, parsed)
         except ValueError:
-            logger.warning("proxy: unreadable usage in a %s response", call.kind)
-        call.record(usage, RecordStatus.OK, raw)
-    return HttpResponse(
-        content, status=response.status_code, headers=upstream.returned_headers(response)
-    )
+            logger.warning("proxy: unreadable usage in a %s response", self.call.kind)
+        self.call.record(usage, RecordStatus.OK, raw)
 
 
 class _Relay:

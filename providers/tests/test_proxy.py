@@ -239,6 +239,7 @@ def test_it_forwards_an_openai_chat_call_and_records_its_cost(live_server, upstr
 
     assert reply.http_response.status_code == 200
     assert reply.http_response.content == OPENAI_CHAT_BYTES  # byte for byte
+    assert reply.headers["content-length"] == str(len(OPENAI_CHAT_BYTES))
     assert reply.headers["x-request-id"] == "req_upstream_1"
     assert reply.headers["x-ratelimit-remaining-tokens"] == "149000"
     assert "upstream=1" not in reply.headers.get("set-cookie", "")  # provider cookies stay
@@ -259,6 +260,31 @@ def test_it_forwards_an_openai_chat_call_and_records_its_cost(live_server, upstr
     assert record.bucket_start.date() == NOW.date()
     day = DailyUsage.objects.get(account=account)
     assert (day.record_count, day.cost) == (1, Decimal("0.000285"))  # roll-up kept current
+
+
+def test_it_records_a_call_whose_client_hangs_up_before_the_body_ends(
+    live_server, upstream, finished
+):
+    # The last byte of a non-streamed answer is sent after the record is written; a client
+    # gone by then must not cost the record.
+    account, raw = connect("openai")
+    gpt_4o_mini_price()
+    upstream.expect_request("/v1/chat/completions").respond_with_data(
+        OPENAI_CHAT_BYTES, content_type="application/json"
+    )
+    response = requests.post(
+        f"{live_server.url}/proxy/openai/v1/chat/completions",
+        headers={"Authorization": f"Bearer {raw}"},
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+        stream=True,
+        timeout=10,
+    )
+    assert response.status_code == 200
+    response.raw.read(10)
+    response.close()  # the client goes away with most of the body unread
+
+    (record,) = records_after(finished, account)
+    assert (record.status, record.cost) == (RecordStatus.OK, Decimal("0.000285"))  # as above
 
 
 def test_it_records_a_repeated_response_id_once(live_server, upstream):
