@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -138,10 +139,10 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         streamed["Cache-Control"] = "no-cache"
         streamed["X-Accel-Buffering"] = "no"  # keep nginx and friends from buffering events
         return streamed
-    return _whole(call, response)
+    return _whole(call, response, _client_socket(request.META))
 
 
-def _whole(call: _Call, response: upstream.UpstreamResponse) -> HttpResponse:
+def _whole(call: _Call, response: upstream.UpstreamResponse, client_socket=None) -> HttpResponse:
     """A non-streamed answer: passed back byte for byte, recorded before it ends."""
     try:
         content = response.content
@@ -153,7 +154,7 @@ def _whole(call: _Call, response: upstream.UpstreamResponse) -> HttpResponse:
     headers = upstream.returned_headers(response)
     if not call.route.records:
         return HttpResponse(content, status=response.status_code, headers=headers)
-    body = _RecordedBody(call, response.status_code, content)
+    body = _RecordedBody(call, response.status_code, content, client_socket)
     if len(content) < 2:
         body.record()
         return HttpResponse(content, status=response.status_code, headers=headers)
@@ -162,23 +163,43 @@ def _whole(call: _Call, response: upstream.UpstreamResponse) -> HttpResponse:
     return answer
 
 
+def _client_socket(meta: dict):
+    """The client's socket when gunicorn serves us (it hands it over in the environ)."""
+    return meta.get("gunicorn.socket") if hasattr(socket, "TCP_CORK") else None
+
+
+def _cork(sock, on: bool) -> None:
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1 if on else 0)
+    except OSError:
+        pass  # not TCP (a unix socket), or already closed: nothing to hold back
+
+
 class _RecordedBody:
     """The provider's answer, sent while its usage is written: everything but the last byte
     goes out first, so the client reads the headers and most of the body during the
     database's round trip; the last byte follows the commit (or the failure to write, which
     is logged), so the record exists before the response ends, as with a stream."""
 
-    def __init__(self, call: _Call, status: int, content: bytes) -> None:
+    def __init__(self, call: _Call, status: int, content: bytes, sock) -> None:
         self.call, self.status, self.content = call, status, content
+        self.sock = sock
         self._recorded = False
 
     def __iter__(self):
+        # The server writes the headers and then the first part: corked, they leave as one
+        # segment, so the client is woken once for both.
+        _cork(self.sock, True)
         yield self.content[:-1]
+        _cork(self.sock, False)
         self.record()
         yield self.content[-1:]
 
     def close(self) -> None:
         """Called by the server when the response is over, also after a client disconnect."""
+        _cork(self.sock, False)
         self.record()
 
     def record(self) -> None:

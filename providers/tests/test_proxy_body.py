@@ -1,0 +1,75 @@
+"""A non-streamed answer is sent around its record: all but the last byte, the record, the
+last byte. Under gunicorn the first part leaves corked with the headers, as one segment."""
+
+from __future__ import annotations
+
+import json
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+from providers.proxy.views import _RecordedBody
+from usage.models import RecordStatus
+
+BODY = json.dumps(
+    {"id": "chatcmpl-1", "model": "gpt-4o-mini", "usage": {"prompt_tokens": 7}}
+).encode()
+
+needs_cork = pytest.mark.skipif(not hasattr(socket, "TCP_CORK"), reason="Linux's TCP_CORK")
+
+
+@pytest.fixture
+def tcp():
+    """A connected TCP socket on loopback (the server's side of a client connection)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        accepted, _ = server.accept()
+        yield accepted
+        accepted.close()
+        client.close()
+
+
+def _call(log: list):
+    def record(usage, status, raw=None):
+        log.append((status, usage.input_tokens, raw))
+
+    return SimpleNamespace(kind="openai", record=record)
+
+
+def _corked(sock) -> bool:
+    return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_CORK))
+
+
+@needs_cork
+def test_the_last_byte_follows_the_record_and_the_cork_comes_off_before_it(tcp):
+    log = []
+    body = _RecordedBody(_call(log), 200, BODY, tcp)
+    parts = iter(body)
+
+    assert next(parts) == BODY[:-1]
+    assert _corked(tcp) and log == []  # headers and first part held back together
+
+    assert next(parts) == BODY[-1:]
+    assert not _corked(tcp)
+    assert log == [(RecordStatus.OK, 7, {"prompt_tokens": 7})]
+    body.close()
+    assert len(log) == 1  # recorded once
+
+
+@needs_cork
+def test_a_client_gone_before_the_end_still_leaves_one_record(tcp):
+    log = []
+    body = _RecordedBody(_call(log), 200, BODY, tcp)
+    parts = iter(body)
+    next(parts)
+    body.close()  # what the server does when writing to the client failed
+    assert not _corked(tcp)
+    assert log == [(RecordStatus.OK, 7, {"prompt_tokens": 7})]
+
+
+def test_without_a_socket_it_sends_the_same_bytes_and_records_a_failure():
+    log = []
+    body = _RecordedBody(_call(log), 429, b'{"error": "slow down"}', None)
+    assert b"".join(body) == b'{"error": "slow down"}'
+    assert log == [(RecordStatus.FAILED, 0, {"status": 429})]
