@@ -10,6 +10,8 @@ import logging
 import uuid
 from datetime import datetime
 
+from django.conf import settings
+
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
 from usage.services.prices import PriceBook, shared_price_book
@@ -35,7 +37,9 @@ def tags_from(meta: dict) -> dict[str, str]:
 
 
 def _write(account: ProviderAccount, event: RequestEvent, book: PriceBook) -> None:
-    request_events_record(account=account, events=[event], book=book)
+    request_events_record(
+        account=account, events=[event], book=book, durable=settings.PROXY_DURABLE_COMMIT
+    )
 
 
 def proxy_call_record(

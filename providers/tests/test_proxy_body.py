@@ -1,5 +1,6 @@
 """A non-streamed answer is sent around its record: all but the last byte, the record, the
-last byte. Under gunicorn the first part leaves corked with the headers, as one segment."""
+last byte. Under gunicorn the first part leaves corked with the headers, as one segment.
+And the record's commit waits for the disk only when the operator asks for it."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import socket
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
+from providers.proxy.recording import proxy_call_record
 from providers.proxy.views import _RecordedBody
-from usage.models import RecordStatus
+from providers.tests.factories import AccountFactory, provider
+from usage.extraction import RequestUsage
+from usage.models import RecordStatus, UsageRecord
 
 BODY = json.dumps(
     {"id": "chatcmpl-1", "model": "gpt-4o-mini", "usage": {"prompt_tokens": 7}}
@@ -73,3 +79,23 @@ def test_without_a_socket_it_sends_the_same_bytes_and_records_a_failure():
     body = _RecordedBody(_call(log), 429, b'{"error": "slow down"}', None)
     assert b"".join(body) == b'{"error": "slow down"}'
     assert log == [(RecordStatus.FAILED, 0, {"status": 429})]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+@pytest.mark.django_db
+@pytest.mark.parametrize("durable", [False, True])
+def test_proxy_records_wait_for_the_disk_only_when_the_operator_asks(settings, durable):
+    settings.PROXY_DURABLE_COMMIT = durable
+    account = AccountFactory(provider=provider("groq"))
+    proxy_call_record(
+        account=account,
+        usage=RequestUsage(model="llama-3.1-8b-instant", input_tokens=5),
+        status=RecordStatus.OK,
+        occurred_at=timezone.now(),
+        tags={},
+    )
+    assert UsageRecord.objects.filter(account=account).count() == 1
+    # Inside the test's transaction the write's own setting is still in force.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == ("on" if durable else "off")

@@ -202,6 +202,8 @@ _CALL_CONSTANT = frozenset(
     }
 )
 _PER_EVENT = [f for f in _FIELDS if f.attname not in _CALL_CONSTANT]
+# Short placeholder names keep the statement under psycopg's 4 KB cache limit (see below).
+_SLOT = {f.attname: f"p{n}" for n, f in enumerate(_FIELDS)}
 _JSON_COLUMNS = frozenset(f.attname for f in _PER_EVENT if isinstance(f, models.JSONField))
 _NUMBER_COLUMNS = frozenset(
     f.attname for f in _PER_EVENT if isinstance(f, models.IntegerField | models.DecimalField)
@@ -233,9 +235,10 @@ def _insert_and_roll_up_sql(alias: str) -> str:
     table, daily = UsageRecord._meta.db_table, DailyUsage._meta.db_table
     columns = ", ".join(f.column for f in _FIELDS)
     values = ", ".join(
-        f"%({f.attname})s::{cast(f)}" if f.attname in _CALL_CONSTANT else f.column for f in _FIELDS
+        f"%({_SLOT[f.attname]})s::{cast(f)}" if f.attname in _CALL_CONSTANT else f.column
+        for f in _FIELDS
     )
-    arrays = ", ".join(f"%({f.attname})s::{cast(f)}[]" for f in _PER_EVENT)
+    arrays = ", ".join(f"%({_SLOT[f.attname]})s::{cast(f)}[]" for f in _PER_EVENT)
     names = ", ".join(f.column for f in _PER_EVENT)
     returning = ", ".join(dict.fromkeys(_ROLLUP_READS))
     counters = ", ".join(f"SUM({c})" for c in ROLLUP_COUNTERS)
@@ -244,9 +247,11 @@ def _insert_and_roll_up_sql(alias: str) -> str:
     sql = (
         # The ingest key (when given) must still be active, checked in this very statement:
         # its lookup may come from a cache (providers.selectors.ingest_key_lookup).
-        f"WITH ok AS (SELECT %(key_id)s::bigint IS NULL OR EXISTS (SELECT 1 FROM {key} k "
+        # set_config(…, true) lasts until this statement's own commit: `durable` below.
+        "WITH ok AS (SELECT set_config('synchronous_commit', %(commit)s, true) > '' AND "
+        f"(%(key_id)s::bigint IS NULL OR EXISTS (SELECT 1 FROM {key} k "
         f"JOIN {account} a ON a.id = k.account_id WHERE k.id = %(key_id)s::bigint "
-        "AND k.revoked_at IS NULL AND a.is_active) AS ok), "
+        "AND k.revoked_at IS NULL AND a.is_active)) AS ok), "
         f"ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
         f"FROM unnest({arrays}) AS x({names}) WHERE (SELECT ok FROM ok) ORDER BY natural_key "
         f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
@@ -272,7 +277,9 @@ def _insert_and_roll_up_sql(alias: str) -> str:
     return sql
 
 
-def _insert_and_roll_up_postgresql(rows: Sequence[dict], key_id: int | None) -> set[str]:
+def _insert_and_roll_up_postgresql(
+    rows: Sequence[dict], key_id: int | None, *, durable: bool
+) -> set[str]:
     """Insert new rows and add them onto the roll-up in ONE statement; return inserted keys.
 
     Each per-event column goes as one array literal and `unnest` zips them back into rows, so
@@ -285,14 +292,15 @@ def _insert_and_roll_up_postgresql(rows: Sequence[dict], key_id: int | None) -> 
     atomic on its own: one round trip instead of BEGIN, INSERT, UPSERT and COMMIT.
     """
     first = rows[0]
-    params: dict = {name: first[name] for name in _CALL_CONSTANT}
+    params: dict = {_SLOT[name]: first[name] for name in _CALL_CONSTANT}
     for f in _PER_EVENT:
         column = [row[f.attname] for row in rows]
         if f.attname in _JSON_COLUMNS:
             column = [jsontext.dumps(value) for value in column]
-        params[f.attname] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
+        params[_SLOT[f.attname]] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
     params["failed"] = RecordStatus.FAILED.value
     params["key_id"] = key_id
+    params["commit"] = "on" if durable else "off"
     sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
     # Safe to run twice: ON CONFLICT DO NOTHING, and the roll-up adds only the rows this run
     # inserted. (Had a first run committed before its connection died, the retry would call
@@ -310,6 +318,7 @@ def request_events_record(
     book: PriceBook | None = None,
     reasons: dict[str, str] | None = None,
     ingest_key_id: int | None = None,
+    durable: bool = True,
 ) -> dict[str, str]:
     """Record events for one account. Returns {request_id: "created" | "duplicate" | "rejected"}.
 
@@ -319,6 +328,11 @@ def request_events_record(
     request id inside the batch count once (the first wins). An event that cannot be stored
     (a cost out of range) is "rejected", with the reason put in `reasons` when given, and
     never stops the others.
+
+    `durable=False` (PostgreSQL): the commit does not wait for the WAL to reach the disk. The
+    rows are committed and seen by everyone at once, as always, but a crash of the database
+    server within ~0.6 s (3 × wal_writer_delay) may lose them. The proxy's choice, see
+    settings.PROXY_DURABLE_COMMIT.
     """
     book = book or PriceBook()
     now = timezone.now()
@@ -340,7 +354,7 @@ def request_events_record(
             raise IngestKeyInactive()
         inserted: set[str] = set()
     elif connection.vendor == "postgresql":
-        inserted = _insert_and_roll_up_postgresql(rows, ingest_key_id)
+        inserted = _insert_and_roll_up_postgresql(rows, ingest_key_id, durable=durable)
     else:
         with transaction.atomic():
             if ingest_key_id is not None and not _ingest_key_active(ingest_key_id):

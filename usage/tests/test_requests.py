@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import connection
 
 from providers.tests.factories import AccountFactory, provider
 from usage.extraction import RequestUsage, extract_usage
@@ -346,3 +347,34 @@ def test_deleting_an_account_takes_its_usage_and_roll_ups_and_nothing_else():
     assert not DailyUsage.objects.filter(account_id=gone.pk).exists()
     assert UsageRecord.objects.filter(account_id=kept.pk).count() == 1
     assert DailyUsage.objects.filter(account_id=kept.pk).count() == 1
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+@pytest.mark.parametrize("durable", [True, False])
+def test_the_write_chooses_whether_its_own_commit_waits_for_the_disk(durable):
+    # The test runs inside a transaction, so the setting the write makes for its commit is
+    # still in force when the write returns: "on" waits for the WAL to reach the disk.
+    account = AccountFactory(provider=provider("groq"))
+    event = RequestEvent(request_id="r", usage=RequestUsage(model="m", input_tokens=5))
+    assert request_events_record(account=account, events=[event], durable=durable) == {
+        "r": "created"
+    }
+    assert _synchronous_commit() == ("on" if durable else "off")
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_write_that_does_not_wait_for_the_disk_leaves_the_connection_as_it_was():
+    # Outside a transaction the setting ends with the statement's own commit: the next
+    # statement on this connection (an ingestion batch, an admin edit) waits for the disk.
+    account = AccountFactory(provider=provider("groq"))
+    event = RequestEvent(request_id="r", usage=RequestUsage(model="m", input_tokens=5))
+    request_events_record(account=account, events=[event], durable=False)
+    assert _synchronous_commit() == "on"
+    assert UsageRecord.objects.filter(account=account).count() == 1  # committed, seen by all
