@@ -60,14 +60,15 @@ def _fresh_key_memory():
     key_memory.forget_all()
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _key_listener_stopped_at_end(django_db_setup, django_db_blocker):
-    # On PostgreSQL a process listens for key changes on a connection of its own; it must be
-    # closed before the test database is dropped (this fixture ends before django_db_setup).
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, plus: on PostgreSQL a process listens for key changes on a connection
+    of its own, which must be closed before the test database is dropped."""
     yield
     from providers import key_memory
 
-    key_memory.stop_listening()
+    with django_db_blocker.unblock():
+        key_memory.stop_listening()
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ For every other request gunicorn builds a dict of ~100 atoms (each request and r
 header, each environ variable), escapes them all and formats the line from it: ~0.2 ms of a
 proxied call's 3 ms budget (bench/bench_proxy.py). The default format uses nine of them, so
 that line is built from those nine directly; it is the same line, character for character
-(costtracker/tests/test_gunicorn_logging.py). A custom `access_log_format` takes gunicorn's
-own path.
+(costtracker/tests/test_gunicorn_logging.py), handed to the access logger as a finished
+message. A custom `access_log_format` takes gunicorn's own path (and its handlers get the
+format and its fields, as before).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
+    # First: Django tries patterns in order, and every proxied call pays for those before it.
+    path("proxy/", include("providers.proxy_urls")),  # OpenAI/Anthropic-compatible proxy
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -12,7 +14,6 @@ urlpatterns = [
     path("api/", include("usage.ingest_api_urls")),  # ingestion (per-request events)
     path("api/", include("usage.insight_api_urls")),  # forecast, export, reconciliation
     path("api/", include("alerts.api_urls")),  # budgets and alerts
-    path("proxy/", include("providers.proxy_urls")),  # OpenAI/Anthropic-compatible proxy
     path("", include("accounts.urls")),
     path("", include("providers.urls")),
     path("", include("providers.ingest_urls")),  # ingest keys pages

@@ -47,7 +47,8 @@ def decrypt(token: str) -> str:
 
 # The proxy reveals the account's provider key on every call, and a Fernet decryption costs
 # ~0.15 ms (HMAC, AES, base64). A token always decrypts to the same plaintext under the same
-# keys, so a process remembers the last few; they are in its memory while in use anyway.
+# keys, so a process remembers the last few; they are in its memory while in use anyway, and
+# forgotten whenever an account changes (providers/key_memory.py).
 @lru_cache(maxsize=256)
 def _decrypt(keys: tuple[str, ...], token: str) -> str:
     try:
@@ -62,3 +63,7 @@ def rotate(token: str) -> str:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise SecretUnreadable("stored secret cannot be decrypted with ENCRYPTION_KEYS") from exc
+
+
+def forget_decrypted() -> None:
+    _decrypt.cache_clear()

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from gunicorn.config import Config
-from gunicorn.glogging import SafeAtoms
+from gunicorn.glogging import Logger, SafeAtoms
 
 from costtracker.gunicorn_logging import AccessLogger
 
@@ -71,11 +71,17 @@ def _gunicorns_line(logger: AccessLogger, resp, req, environ) -> str:
         {"RAW_URI": '/a"b', "REQUEST_METHOD": "GET"},
     ],
 )
-def test_the_default_line_is_gunicorns_own(changes):
+def test_the_default_line_is_gunicorns_own(changes, monkeypatch):
     logger, out = _logger()
     resp, req, environ = _request(**changes)
     environ = {k: v for k, v in environ.items() if v is not None}
+
+    def not_taken(*args):
+        raise AssertionError("the default line fell back to gunicorn's own path")
+
+    monkeypatch.setattr(Logger, "access", not_taken)
     logger.access(resp, req, environ, timedelta(milliseconds=3))
+    monkeypatch.undo()
     assert out.getvalue() == _gunicorns_line(logger, resp, req, environ) + "\n"
     assert "cti_secret" not in out.getvalue()
 

@@ -62,17 +62,22 @@ class _Call:
         return model if isinstance(model, str) else ""
 
     def record(self, usage: RequestUsage, status: str, raw_usage: dict | None = None) -> None:
+        """Never raises: by now the client's answer is on its way (or done), and a failure
+        to keep the books must not cut it short. The failure is logged, without secrets."""
         if not self.route.records:
             return
-        proxy_call_record(
-            account=self.account,
-            usage=usage,
-            status=status,
-            occurred_at=self.started,
-            tags=self.tags,
-            fallback_model="" if usage.model else self.request_model(),
-            raw_usage=raw_usage,
-        )
+        try:
+            proxy_call_record(
+                account=self.account,
+                usage=usage,
+                status=status,
+                occurred_at=self.started,
+                tags=self.tags,
+                fallback_model="" if usage.model else self.request_model(),
+                raw_usage=raw_usage,
+            )
+        except Exception:
+            logger.exception("proxy: could not record a call for account %s", self.account.pk)
 
 
 def _with_include_usage(body: bytes) -> bytes:
@@ -215,7 +220,8 @@ class _RecordedBody:
             if isinstance(parsed, dict):
                 raw = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
                 usage = extract_usage(self.call.kind, parsed)
-        except ValueError:
+        except Exception:  # whatever the provider sent: recorded unpriced, never cut short
+            usage, raw = RequestUsage(), None
             logger.warning("proxy: unreadable usage in a %s response", self.call.kind)
         self.call.record(usage, RecordStatus.OK, raw)
 
@@ -269,7 +275,7 @@ class _Relay:
             self.response.close()  # unread bytes left: never hand this connection on
         try:
             usage = self.tracker.usage()
-        except ValueError:
+        except Exception:  # whatever the stream held: recorded unpriced, never cut short
             usage = RequestUsage()
         status = RecordStatus.OK if complete and usage.found else RecordStatus.INCOMPLETE
         self.call.record(usage, status)

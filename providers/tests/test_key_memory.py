@@ -115,7 +115,11 @@ def test_the_triggers_notify_changes_but_not_last_used_at():
             return [n.payload for n in watcher.notifies(timeout=3, stop_after=1)]
 
         IngestKey.objects.filter(pk=stored.pk).update(last_used_at=timezone.now())
-        # Written once a minute per key in use: not a change worth forgetting keys for.
+        # Written once a minute per key in use: not a change worth forgetting keys for; nor
+        # is what a sync run writes on the account.
+        ProviderAccount.objects.filter(pk=stored.account_id).update(
+            last_sync_at=timezone.now(), last_sync_status="succeeded", needs_attention=True
+        )
         assert list(watcher.notifies(timeout=0.3)) == []
 
         IngestKey.objects.filter(pk=stored.pk).update(name="renamed")
@@ -136,11 +140,32 @@ def test_a_lost_listener_stops_the_memory_until_a_new_one_is_up(listening):
         cursor.execute("SELECT pg_terminate_backend(%s)", [old_pid])
     _wait_for(lambda: not key_memory._memory.listener.is_alive())
     assert key_memory._memory.entries == {}  # what it vouched for is forgotten
+    key_memory._memory.retry_at = 0.0  # restarts are spaced out by RETRY_SECONDS
 
     key, queries = _lookup_queries(raw)  # starts a new listener, then reads the key again
     assert key is not None and queries == 1
     assert key_memory._memory.backend_pid not in (None, old_pid)
     assert _lookup_queries(raw)[1] == 0
+
+
+@postgresql_only
+@transactional
+def test_without_its_triggers_the_memory_is_off_rather_than_stale(listening, monkeypatch):
+    # A database not yet migrated, or with a trigger disabled, would never tell us of some
+    # changes: the listener's pings stop coming back and the memory is no longer used.
+    monkeypatch.setattr(key_memory, "STALE_SECONDS", 1.5)
+    raw, _ = _new_key()
+    assert _lookup_queries(raw)[0] is not None
+    assert _lookup_queries(raw)[1] == 0
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE providers_provider DISABLE TRIGGER ct_provider_changed")
+    try:
+        _wait_for(lambda: not key_memory.listening(), seconds=5)
+        assert [_lookup_queries(raw)[1] for _ in range(2)] == [1, 1]  # looked up every time
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("ALTER TABLE providers_provider ENABLE TRIGGER ct_provider_changed")
+    _wait_for(key_memory.listening, seconds=5)  # its pings come back: trusted again
 
 
 def test_a_listener_gone_quiet_is_not_trusted(settings):

@@ -266,7 +266,8 @@ def test_it_records_a_call_whose_client_hangs_up_before_the_body_ends(
     live_server, upstream, finished
 ):
     # The last byte of a non-streamed answer is sent after the record is written; a client
-    # gone by then must not cost the record.
+    # that leaves without reading the body must not cost the record. (A client gone before
+    # the server could write: providers/tests/test_proxy_body.py.)
     account, raw = connect("openai")
     gpt_4o_mini_price()
     upstream.expect_request("/v1/chat/completions").respond_with_data(

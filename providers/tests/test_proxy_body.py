@@ -9,9 +9,9 @@ import socket
 from types import SimpleNamespace
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
+from providers.proxy import recording
 from providers.proxy.recording import proxy_call_record
 from providers.proxy.views import _RecordedBody
 from providers.tests.factories import AccountFactory, provider
@@ -81,11 +81,20 @@ def test_without_a_socket_it_sends_the_same_bytes_and_records_a_failure():
     assert log == [(RecordStatus.FAILED, 0, {"status": 429})]
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("durable", [False, True])
-def test_proxy_records_wait_for_the_disk_only_when_the_operator_asks(settings, durable):
+def test_proxy_records_wait_for_the_disk_only_when_the_operator_asks(
+    settings, monkeypatch, durable
+):
     settings.PROXY_DURABLE_COMMIT = durable
+    asked = []
+    real = recording.request_events_record
+
+    def spy(**kwargs):
+        asked.append(kwargs["durable"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(recording, "request_events_record", spy)
     account = AccountFactory(provider=provider("groq"))
     proxy_call_record(
         account=account,
@@ -94,8 +103,34 @@ def test_proxy_records_wait_for_the_disk_only_when_the_operator_asks(settings, d
         occurred_at=timezone.now(),
         tags={},
     )
+    assert asked == [durable]  # what that choice does: usage/tests/test_requests.py
     assert UsageRecord.objects.filter(account=account).count() == 1
-    # Inside the test's transaction the write's own setting is still in force.
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW synchronous_commit")
-        assert cursor.fetchone()[0] == ("on" if durable else "off")
+
+
+def test_a_failure_to_keep_the_books_never_cuts_the_answer_short(monkeypatch, caplog):
+    from providers.proxy import views
+
+    def broken(**kwargs):
+        raise RuntimeError("price book unavailable")
+
+    monkeypatch.setattr(views, "proxy_call_record", broken)
+    call = views._Call(
+        account=SimpleNamespace(pk=7),
+        kind="openai",
+        route=SimpleNamespace(records=True),
+        body=b'{"model": "gpt-4o-mini"}',
+        tags={},
+        started=timezone.now(),
+    )
+    assert b"".join(_RecordedBody(call, 200, BODY, None)) == BODY  # every byte went out
+    assert "could not record a call for account 7" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b'{"usage": {"prompt_tokens": Infinity}}', b'{"usage": {"prompt_tokens": [1]}}', b"[]"],
+)
+def test_an_odd_answer_is_sent_whole_and_recorded_unpriced(content):
+    log = []
+    assert b"".join(_RecordedBody(_call(log), 200, content, None)) == content
+    assert len(log) == 1 and log[0][0] == RecordStatus.OK

@@ -247,8 +247,10 @@ def _insert_and_roll_up_sql(alias: str) -> str:
     sql = (
         # The ingest key (when given) must still be active, checked in this very statement:
         # its lookup may come from a cache (providers.selectors.ingest_key_lookup).
-        # set_config(…, true) lasts until this statement's own commit: `durable` below.
-        "WITH ok AS (SELECT set_config('synchronous_commit', %(commit)s, true) > '' AND "
+        # With %(commit)s = 'off', set_config(…, true) lasts until the transaction's end: only
+        # ever sent for a statement that is its own transaction (`durable` below).
+        "WITH ok AS (SELECT (%(commit)s::text IS NULL OR "
+        "set_config('synchronous_commit', %(commit)s, true) > '') AND "
         f"(%(key_id)s::bigint IS NULL OR EXISTS (SELECT 1 FROM {key} k "
         f"JOIN {account} a ON a.id = k.account_id WHERE k.id = %(key_id)s::bigint "
         "AND k.revoked_at IS NULL AND a.is_active)) AS ok), "
@@ -300,7 +302,8 @@ def _insert_and_roll_up_postgresql(
         params[_SLOT[f.attname]] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
     params["failed"] = RecordStatus.FAILED.value
     params["key_id"] = key_id
-    params["commit"] = "on" if durable else "off"
+    # Inside a caller's transaction the setting would cover all of that transaction's writes.
+    params["commit"] = None if durable or connection.in_atomic_block else "off"
     sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
     # Safe to run twice: ON CONFLICT DO NOTHING, and the roll-up adds only the rows this run
     # inserted. (Had a first run committed before its connection died, the retry would call
@@ -329,10 +332,11 @@ def request_events_record(
     (a cost out of range) is "rejected", with the reason put in `reasons` when given, and
     never stops the others.
 
-    `durable=False` (PostgreSQL): the commit does not wait for the WAL to reach the disk. The
-    rows are committed and seen by everyone at once, as always, but a crash of the database
-    server within ~0.6 s (3 × wal_writer_delay) may lose them. The proxy's choice, see
-    settings.PROXY_DURABLE_COMMIT.
+    `durable=False` (PostgreSQL, outside a transaction): the commit does not wait for the WAL
+    to reach the disk, or a synchronous standby. The rows are committed and seen by everyone at
+    once, as always, but a crash of the database server within ~0.6 s (3 × wal_writer_delay),
+    or a failover, may lose them. The proxy's choice, see settings.PROXY_DURABLE_COMMIT.
+    Otherwise the server's own synchronous_commit applies.
     """
     book = book or PriceBook()
     now = timezone.now()

@@ -355,26 +355,47 @@ def _synchronous_commit() -> str:
         return cursor.fetchone()[0]
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
-@pytest.mark.parametrize("durable", [True, False])
-def test_the_write_chooses_whether_its_own_commit_waits_for_the_disk(durable):
-    # The test runs inside a transaction, so the setting the write makes for its commit is
-    # still in force when the write returns: "on" waits for the WAL to reach the disk.
-    account = AccountFactory(provider=provider("groq"))
-    event = RequestEvent(request_id="r", usage=RequestUsage(model="m", input_tokens=5))
-    assert request_events_record(account=account, events=[event], durable=durable) == {
-        "r": "created"
-    }
-    assert _synchronous_commit() == ("on" if durable else "off")
+def unflushed_wal_after_writes(account, *, durable: bool, writes: int = 5) -> list[int]:
+    """Bytes of WAL written but not yet flushed to disk right after each of `writes` writes.
+
+    A commit that waits for the disk leaves nothing behind it; one that does not leaves its
+    own WAL until the WAL writer's next round (every 200 ms), so back-to-back writes show it.
+    """
+    unflushed = []
+    for n in range(writes):
+        event = RequestEvent(request_id=f"w{n}", usage=RequestUsage(model="m", input_tokens=5))
+        request_events_record(account=account, events=[event], durable=durable)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_insert_lsn() - pg_current_wal_flush_lsn()")
+            unflushed.append(int(cursor.fetchone()[0]))
+    return unflushed
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+postgresql_only = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="synchronous_commit is PostgreSQL's"
+)
+
+
+@postgresql_only
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_a_write_that_does_not_wait_for_the_disk_leaves_the_connection_as_it_was():
-    # Outside a transaction the setting ends with the statement's own commit: the next
-    # statement on this connection (an ingestion batch, an admin edit) waits for the disk.
+def test_a_write_may_commit_without_waiting_for_the_disk_and_only_that_write():
+    account = AccountFactory(provider=provider("groq"))
+    eager = unflushed_wal_after_writes(account, durable=False)
+    assert sum(gap > 0 for gap in eager) >= 4, eager  # visible at once, on disk a little later
+    assert UsageRecord.objects.filter(account=account).count() == 5
+    # The setting ended with the statement's own commit: the connection is as it was.
+    assert _synchronous_commit() == "on"
+
+    other = AccountFactory(provider=provider("groq"))
+    durable = unflushed_wal_after_writes(other, durable=True)
+    assert sum(gap == 0 for gap in durable) >= 4, durable
+
+
+@postgresql_only
+def test_inside_a_transaction_a_write_never_changes_how_it_commits():
+    # This test runs inside a transaction: a setting the write made would last until its end
+    # and cover every other write in it, so the write makes none.
     account = AccountFactory(provider=provider("groq"))
     event = RequestEvent(request_id="r", usage=RequestUsage(model="m", input_tokens=5))
-    request_events_record(account=account, events=[event], durable=False)
+    assert request_events_record(account=account, events=[event], durable=False) == {"r": "created"}
     assert _synchronous_commit() == "on"
-    assert UsageRecord.objects.filter(account=account).count() == 1  # committed, seen by all
