@@ -46,6 +46,7 @@ TRIGGERS = (
     "ct_provider_changed",
 )
 PING_SECONDS = 1.0
+FIRST_ECHO_SECONDS = 0.25
 STALE_SECONDS = 5.0
 LISTENING_MAX_AGE = 300.0
 RETRY_SECONDS = 5.0
@@ -116,10 +117,11 @@ class _Memory:
         self.stop_listener, self.ping_channel = stop, _ping_channel(conn)
         self.backend_pid = conn.info.backend_pid
         self.forget_all()  # whatever was remembered before now was not watched
-        # The first ping is answered before this request goes on, so it can use the memory.
+        # The first ping is answered before this request goes on, so it can use the memory;
+        # without an echo soon (a pooler, missing triggers) the request looks its key up.
         try:
             _ping(conn, self.ping_channel)
-            self._receive(conn, timeout=PING_SECONDS)
+            self._receive(conn, timeout=FIRST_ECHO_SECONDS)
         except Exception as exc:
             logger.warning("key memory: listener lost (%s)", type(exc).__name__)
             conn.close()
