@@ -65,10 +65,20 @@ def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's, plus: on PostgreSQL a process listens for key changes on a connection
     of its own, which must be closed before the test database is dropped."""
     yield
+    from django.db import connection
+
     from providers import key_memory
 
     with django_db_blocker.unblock():
         key_memory.stop_listening()
+        if connection.vendor == "postgresql":
+            # Live-server threads still serving an SDK client's kept-alive connection hold
+            # sessions of their own, which would stop the test database from being dropped.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 @pytest.fixture
