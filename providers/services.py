@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -86,3 +87,18 @@ def ingest_key_revoke(*, key: IngestKey) -> None:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+
+
+# last_used_at is a hint for the keys page, not an audit log: one UPDATE a minute per key at
+# most keeps the proxy's and ingestion's hot paths at a single statement.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def ingest_key_mark_used(*, key: IngestKey) -> None:
+    """Note that a key was used now, at most once a minute. The key may be one a process
+    remembers (providers/key_memory.py): its own copy is updated too, so the next request
+    does not write again."""
+    now = timezone.now()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now

@@ -46,6 +46,7 @@ from costtracker import jsontext
 from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
+from providers.services import ingest_key_mark_used
 from usage.extraction import RequestUsage, extract_usage
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
@@ -110,11 +111,7 @@ def ingest_key_from_header(request: HttpRequest, *, recent: bool = False) -> Ing
         key = ingest_key_lookup(raw=raw)
     if key is None:
         raise exceptions.AuthenticationFailed("Invalid or revoked ingest key.")
-    now = timezone.now()
-    # At most one write a minute: last_used_at is informational, ingestion is hot.
-    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        IngestKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
+    ingest_key_mark_used(key=key)
     return key
 
 

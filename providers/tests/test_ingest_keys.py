@@ -144,3 +144,24 @@ def test_it_loads_the_account_and_provider_with_the_key_in_one_query(django_asse
     account.is_active = False
     account.save()
     assert ingest_key_lookup(raw=raw) is None  # an inactive account takes no usage
+
+
+def test_a_key_in_use_is_marked_at_most_once_a_minute(django_assert_num_queries):
+    from datetime import UTC, datetime
+
+    from providers.services import ingest_key_mark_used
+
+    _, key = ingest_key_create(account=AccountFactory(), name="t")
+    start = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        with django_assert_num_queries(1):
+            ingest_key_mark_used(key=key)
+    assert key.last_used_at == start  # the caller's (perhaps remembered) copy too
+    with time_machine.travel(start.replace(second=59), tick=False):
+        with django_assert_num_queries(0):
+            ingest_key_mark_used(key=key)
+    with time_machine.travel(start.replace(minute=1, second=1), tick=False):
+        with django_assert_num_queries(1):
+            ingest_key_mark_used(key=key)
+    key.refresh_from_db()
+    assert key.last_used_at == start.replace(minute=1, second=1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 
-import psycopg
 import pytest
 import requests
 from django.db import connection
@@ -105,11 +104,8 @@ def test_a_deactivated_account_is_refused_within_moments(listening):
 @transactional
 def test_the_triggers_notify_changes_but_not_last_used_at():
     raw, stored = _new_key()
-    params = connection.get_connection_params()
-    for name in ("cursor_factory", "context", "prepare_threshold"):
-        params.pop(name, None)
-    with psycopg.connect(**params, autocommit=True) as watcher:
-        watcher.execute(f"LISTEN {key_memory.CHANNEL}")
+    # A connection like the listener's own, listening on the channel the triggers notify.
+    with key_memory._listen_connection() as watcher:
 
         def heard() -> list[str]:
             return [n.payload for n in watcher.notifies(timeout=3, stop_after=1)]
