@@ -36,3 +36,12 @@ def post_worker_init(worker):
 
     get_resolver().url_patterns  # noqa: B018 - imports every view module
     gc.freeze()
+
+    # Ctrl-C reaches a worker twice: the terminal's SIGINT to the whole process group, and the
+    # arbiter's SIGQUIT relaying it. gunicorn 27's gthread quit handler, run a second time
+    # while the first is inside ThreadPoolExecutor.shutdown, deadlocks on that executor's lock
+    # until the arbiter SIGKILLs the worker graceful_timeout (15 s) later. The arbiter always
+    # relays the quit, so a worker need not act on SIGINT itself.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
