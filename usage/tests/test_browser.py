@@ -24,14 +24,6 @@ pytestmark = [
 PASSWORD = "a-long-browser-test-passphrase"
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return {
-        "executable_path": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }
-
-
 def _sign_up(page, base: str, username: str) -> None:
     page.goto(f"{base}/signup/")
     page.fill("input[name=username]", username)
