@@ -211,3 +211,75 @@ def test_it_saves_invoices_and_trues_up_from_the_page(client):
         "/reconciliation/invoice/", {"account": account.pk, "month": "2026-11", "invoice": ""}
     )
     assert cleared.status_code == 302 and not Invoice.objects.exists()
+
+
+def test_it_sets_reads_and_removes_invoices_through_the_api(api_client):
+    user, account = _setup()
+    api_client.force_authenticate(user)
+    url = f"/api/accounts/{account.pk}/invoices/2026-11"
+    assert api_client.get(url).status_code == 404
+    for _ in range(2):  # PUT replaces: twice leaves one row
+        response = api_client.put(url, {"amount": "123.45", "note": "Nov bill"}, format="json")
+        assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["month"], body["amount"], body["currency"], body["note"]) == (
+        "2026-11",
+        "123.45",
+        "USD",
+        "Nov bill",
+    )
+    assert api_client.get(url).json() == body
+    assert api_client.get(f"/api/accounts/{account.pk}/invoices").json() == [body]
+    assert Invoice.objects.get(account=account, month=NOV).amount == Decimal("123.45")
+    # GET -> PUT of the same body changes nothing.
+    assert api_client.put(url, body, format="json").json()["amount"] == "123.45"
+    recon = api_client.get("/api/reconciliation?month=2026-11").json()["accounts"][0]
+    assert recon["invoice"] == "123.45" and Decimal(recon["variance"]) == Decimal("23.45")
+    assert api_client.delete(url).status_code == 204
+    assert api_client.get(url).status_code == 404 and api_client.delete(url).status_code == 404
+    assert not Invoice.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("month", "body", "field"),
+    [
+        ("2026-11", {"amount": "abc"}, "amount"),
+        ("2026-11", {}, "amount"),
+        ("2026-11", {"amount": "1000000000000000"}, "amount"),  # 1e15: beyond the bound
+        ("2026-11", {"amount": "NaN"}, "amount"),
+        ("2026-11", {"amount": "1", "currency": "EUR"}, "currency"),
+        ("2026-11", {"amount": "1", "note": "x" * 501}, "note"),
+        ("2026-13", {"amount": "1"}, "month"),
+        ("11-2026", {"amount": "1"}, "month"),
+    ],
+)
+def test_it_refuses_a_bad_invoice_naming_the_field(api_client, month, body, field):
+    user, account = _setup()
+    api_client.force_authenticate(user)
+    response = api_client.put(f"/api/accounts/{account.pk}/invoices/{month}", body, format="json")
+    assert response.status_code == 400 and field in response.json(), response.content
+    assert not Invoice.objects.exists()
+
+
+def test_it_keeps_invoices_to_their_owner(api_client):
+    user, account = _setup()
+    invoice_set(account=account, month_start=NOV, amount=Decimal("5"))
+    api_client.force_authenticate(UserFactory())
+    base = f"/api/accounts/{account.pk}/invoices"
+    assert api_client.get(base).status_code == 404
+    assert api_client.get(f"{base}/2026-11").status_code == 404
+    assert api_client.put(f"{base}/2026-11", {"amount": "1"}, format="json").status_code == 404
+    assert api_client.delete(f"{base}/2026-11").status_code == 404
+    assert Invoice.objects.get().amount == Decimal("5")
+
+
+def test_it_documents_the_invoice_api_in_the_schema(api_client):
+    user, _ = _setup()
+    api_client.force_authenticate(user)
+    schema = api_client.get("/api/schema/", {"format": "json"}).json()
+    detail = next(p for p in schema["paths"] if p.endswith("/invoices/{month}"))
+    assert set(schema["paths"][detail]) >= {"get", "put", "delete"}
+    assert any(p.endswith("/invoices") for p in schema["paths"])
+    config = schema["components"]["schemas"]["Account"]["properties"]["config"]
+    titles = {alt["title"] for alt in config["anyOf"]}
+    assert "GitHub Copilot settings" in titles and len(titles) == 6
