@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 
 from providers.account_settings import settings_clean, settings_form_fields, settings_values
 from providers.models import Provider, ProviderAccount
-from providers.services import account_provider_change_check
+from providers.services import account_has_usage, account_provider_change_check
 
 _KEY_HELP = "Stored encrypted and never shown again. Leave empty to keep the current key."
 
@@ -18,6 +18,11 @@ class ProviderSettingsFormMixin:
     def add_setting_fields(self) -> None:
         self.setting_fields = settings_form_fields()
         current = self.instance.provider.slug if self.instance.provider_id else None
+        if current and account_has_usage(account=self.instance):
+            # The provider is fixed (account_provider_change_check): only its settings apply.
+            self.setting_fields = {
+                name: spec for name, spec in self.setting_fields.items() if spec[0] == current
+            }
         for field_name, (kind, setting, field) in self.setting_fields.items():
             shown = settings_values(
                 kind=kind, stored=self.instance.config if kind == current else None

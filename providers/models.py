@@ -5,6 +5,7 @@ import secrets
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 
@@ -150,6 +151,20 @@ class Invoice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account} {self.month:%Y-%m}: {self.amount} {self.currency}"
+
+    @staticmethod
+    def amount_check(amount: Decimal) -> None:
+        """The one bound on an invoice amount (the CHECK constraint enforces the same)."""
+        if not isinstance(amount, Decimal) or not amount.is_finite() or abs(amount) >= MAX_INVOICE:
+            raise ValidationError({"amount": "Enter a finite amount between -1e15 and 1e15."})
+        if amount != amount.quantize(Decimal("1e-12")):
+            raise ValidationError({"amount": "Use at most 12 decimal places."})
+
+    def clean(self) -> None:
+        if self.month and self.month.day != 1:
+            raise ValidationError({"month": "Use the first day of the month."})
+        if self.amount is not None:
+            self.amount_check(self.amount)
 
     @property
     def month_key(self) -> str:

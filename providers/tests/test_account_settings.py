@@ -321,3 +321,43 @@ def test_it_refuses_a_provider_change_in_the_admin_once_there_is_usage(client):
     assert response.status_code == 302, response.context["adminform"].form.errors
     other.refresh_from_db()
     assert (other.provider.slug, other.config) == ("ollama", {"compute_rate_per_hour": "0.25"})
+
+
+def test_it_declares_every_config_key_the_code_reads():
+    # A key read somewhere but declared nowhere could never be set through the form or API.
+    import re
+    from pathlib import Path
+
+    from django.conf import settings as django_settings
+
+    from providers.account_settings import settings_of
+
+    declared = {s.name for kind in ADAPTERS for s in settings_of(kind)}
+    pattern = re.compile(r"config(?:\)|\s*or\s*\{\}\))?(?:\.get\(|\[)\s*(f?)\"([^\"]+)\"")
+    read = set()
+    root = Path(django_settings.BASE_DIR)
+    for path in root.glob("*/**/*.py"):
+        parts = path.relative_to(root).parts
+        if parts[0] in {".venv", "bench"} or "tests" in parts or "migrations" in parts:
+            continue
+        for is_f, key in pattern.findall(path.read_text(encoding="utf-8")):
+            read.add((key.split("{")[0] if is_f else key, bool(is_f)))
+    assert read, "the pattern found nothing: it no longer matches how config is read"
+    missing = [
+        key
+        for key, prefix in read
+        if not (any(d.startswith(key) for d in declared) if prefix else key in declared)
+    ]
+    assert missing == []
+
+
+def test_it_checks_invoices_edited_in_the_admin(client):
+    admin = UserFactory(is_staff=True, is_superuser=True)
+    account = account_create(owner=admin, provider=provider("openai"), name="A")
+    client.force_login(admin)
+    data = {"account": account.pk, "month": "2026-11-02", "amount": "5", "currency": "USD"}
+    response = client.post("/admin/providers/invoice/add/", data)
+    assert response.status_code == 200 and "month" in response.context["adminform"].form.errors
+    response = client.post("/admin/providers/invoice/add/", {**data, "month": "2026-11-01"})
+    assert response.status_code == 302
+    assert Invoice.objects.get().amount == Decimal("5")

@@ -14,24 +14,14 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from providers.models import MAX_INVOICE, Invoice, ProviderAccount
+from providers.models import Invoice, ProviderAccount
 from usage.models import UsageRecord
 from usage.selectors import invoice_get, reconciliation_month, true_up_records
 from usage.services.records import manual_entry_create, usage_record_delete
 
-INVOICE_QUANTUM = Decimal("1e-12")  # the amount column's decimal places
-
 
 def month_key(month_start: date) -> str:
     return f"{month_start:%Y-%m}"
-
-
-def invoice_amount_check(amount: Decimal) -> None:
-    """The one bound on an invoice amount (the database enforces the same with a CHECK)."""
-    if not isinstance(amount, Decimal) or not amount.is_finite() or abs(amount) >= MAX_INVOICE:
-        raise ValidationError({"amount": "Enter a finite amount between -1e15 and 1e15."})
-    if amount != amount.quantize(INVOICE_QUANTUM):
-        raise ValidationError({"amount": "Use at most 12 decimal places."})
 
 
 @transaction.atomic
@@ -44,7 +34,7 @@ def invoice_set(
     note: str = "",
 ) -> Invoice:
     """Store the invoice total of one account and month (replacing the month's earlier one)."""
-    invoice_amount_check(amount)
+    Invoice.amount_check(amount)
     if month_start.day != 1:
         raise ValidationError({"month": "Use the first day of the month."})
     if currency not in dict(Invoice._meta.get_field("currency").choices):

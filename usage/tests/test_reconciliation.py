@@ -199,9 +199,12 @@ def test_it_saves_invoices_and_trues_up_from_the_page(client):
     )
     assert bad.status_code == 400 and b"invoice: Enter a number." in bad.content
     ok = client.post(
-        "/reconciliation/invoice/", {"account": account.pk, "month": "2026-11", "invoice": "120"}
+        "/reconciliation/invoice/",
+        {"account": account.pk, "month": "2026-11", "invoice": "120", "note": "Nov bill #42"},
     )
     assert ok.status_code == 302 and ok["Location"] == "/reconciliation/?month=2026-11"
+    page = client.get("/reconciliation/?month=2026-11").content.decode()
+    assert 'value="120"' in page and 'value="Nov bill #42"' in page
     client.post("/reconciliation/true-up/", {"account": account.pk, "month": "2026-11"})
     client.post("/reconciliation/true-up/", {"account": account.pk, "month": "2026-11"})
     # 120 - 100 = 20, booked once
