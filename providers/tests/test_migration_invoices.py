@@ -29,7 +29,7 @@ def _back_to_latest():
     executor.migrate(executor.loader.graph.leaf_nodes())
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.usefixtures("_back_to_latest")
 def test_it_moves_invoices_and_the_demo_flag_into_their_own_columns():
     apps = _migrate(BEFORE)
