@@ -2,8 +2,9 @@
 
 Before: ``config = {"organization": "acme", "invoices": {"2026-11": "123.45"}, "demo": true}``.
 After: one Invoice row per month, ``is_demo`` set, and ``config`` holding provider settings only.
-An invoice entry that cannot be read as a month and an amount within bounds stays in
-``config["invoices"]`` (which nothing reads any more), so no stored figure is destroyed.
+An invoice entry that cannot be read as a month and an amount within bounds (only a hand edit
+of the database could have stored one) stays in ``config["invoices"]``, which nothing reads any
+more, and is printed, so an operator can re-enter it on the Reconcile page.
 """
 
 import re
@@ -50,6 +51,7 @@ def forwards(apps, schema_editor):
             )
         if kept:
             config["invoices"] = kept
+            print(f"\n  account {account.pk}: unreadable invoice totals left in config: {kept}")
         account.is_demo = config.pop("demo", None) is True
         account.config = config
         account.save(update_fields=["config", "is_demo"])

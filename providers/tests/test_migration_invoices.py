@@ -77,7 +77,14 @@ def test_it_moves_invoices_and_the_demo_flag_into_their_own_columns():
     plain = Account.objects.get(pk=plain.pk)
     assert (plain.config, plain.is_demo) == ({}, False)
 
-    # Running the step again (e.g. after a partial deploy) adds nothing.
-    _migrate(BEFORE)
+    # Reversible: back to the old shape...
+    apps = _migrate(BEFORE)
+    gh = apps.get_model("providers", "ProviderAccount").objects.get(pk=gh.pk)
+    assert gh.config == {
+        "organization": "acme",
+        "invoices": {"2026-10": "190", "2026-11": "123.45"},
+        "demo": True,
+    }
+    # ...and running the step again adds nothing.
     apps = _migrate(AFTER)
     assert apps.get_model("providers", "Invoice").objects.count() == 3
