@@ -78,7 +78,11 @@ class AccountSettingsFieldSchema(OpenApiSerializerFieldExtension):
 class AccountSerializer(serializers.ModelSerializer):
     """Secrets are write-only: responses carry has_* flags and at most the last 4 characters."""
 
-    provider = serializers.SlugRelatedField(slug_field="slug", queryset=Provider.objects.all())
+    provider = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Provider.objects.all(),
+        help_text="Cannot change once the account has usage (400 on `provider`).",
+    )
     provider_name = serializers.CharField(source="provider.name", read_only=True)
     api_key = serializers.CharField(
         write_only=True,

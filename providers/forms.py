@@ -20,6 +20,7 @@ class ProviderSettingsFormMixin:
         current = self.instance.provider.slug if self.instance.provider_id else None
         if current and account_has_usage(account=self.instance):
             # The provider is fixed (account_provider_change_check): only its settings apply.
+            self.fields["provider"].help_text = "Fixed: this account already has usage."
             self.setting_fields = {
                 name: spec for name, spec in self.setting_fields.items() if spec[0] == current
             }
