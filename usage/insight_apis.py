@@ -13,18 +13,22 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
+from providers.selectors import account_get_for_user
 from usage import selectors
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
+from usage.services.reconciliation import invoice_delete, invoice_set
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -125,6 +129,80 @@ class ReconciliationApi(APIView):
                 "official figures + manual entries (true-ups apart).",
             }
         )
+
+
+# --- invoices ----------------------------------------------------------------------------
+
+
+class PlainDecimalField(serializers.DecimalField):
+    """A decimal string with no exponent and no padding zeros ("123.45", "0")."""
+
+    def to_representation(self, value):
+        text = format(Decimal(value).normalize(), "f")
+        return "0" if text == "-0" else text
+
+
+class InvoiceSerializer(serializers.Serializer):
+    month = serializers.CharField(source="month_key", read_only=True, help_text="YYYY-MM")
+    # 27 digits, 12 after the point: below 1e15 in size, as the database's CHECK requires.
+    amount = PlainDecimalField(
+        max_digits=27, decimal_places=12, help_text="What the provider billed for the month."
+    )
+    currency = serializers.ChoiceField(choices=["USD"], default="USD")
+    note = serializers.CharField(max_length=500, allow_blank=True, default="")
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+_MONTH_PATH = OpenApiParameter(
+    "month", str, OpenApiParameter.PATH, description="The billed month, YYYY-MM."
+)
+
+
+class AccountInvoiceListApi(APIView):
+    """The invoice totals entered for one account, newest month first."""
+
+    @extend_schema(responses=InvoiceSerializer(many=True))
+    def get(self, request, pk):
+        account = account_get_for_user(user=request.user, pk=pk)
+        invoices = selectors.invoice_list(account=account)
+        return Response(InvoiceSerializer(invoices, many=True).data)
+
+
+class AccountInvoiceApi(APIView):
+    """One account's invoice total for one month: read, set (PUT replaces) or remove."""
+
+    def _month(self, request, month: str) -> date:
+        return parse_month(month or "-", today=selectors.today_for(request.user))
+
+    @extend_schema(parameters=[_MONTH_PATH], responses=InvoiceSerializer)
+    def get(self, request, pk, month):
+        account = account_get_for_user(user=request.user, pk=pk)
+        invoice = selectors.invoice_get(account=account, month_start=self._month(request, month))
+        if invoice is None:
+            raise NotFound("No invoice total for this month.")
+        return Response(InvoiceSerializer(invoice).data)
+
+    @extend_schema(parameters=[_MONTH_PATH], request=InvoiceSerializer, responses=InvoiceSerializer)
+    def put(self, request, pk, month):
+        account = account_get_for_user(user=request.user, pk=pk)
+        month_start = self._month(request, month)
+        serializer = InvoiceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            invoice = invoice_set(
+                account=account, month_start=month_start, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return Response(InvoiceSerializer(invoice).data)
+
+    @extend_schema(parameters=[_MONTH_PATH], request=None, responses={204: None})
+    def delete(self, request, pk, month):
+        account = account_get_for_user(user=request.user, pk=pk)
+        if not invoice_delete(account=account, month_start=self._month(request, month)):
+            raise NotFound("No invoice total for this month.")
+        return Response(status=204)
 
 
 # --- export ------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from providers.models import ProviderAccount
+from providers.models import Invoice, ProviderAccount
 from usage.db import MoneySum
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, DailyUsage, Source, UsageRecord
 
@@ -345,6 +345,7 @@ class ReconciliationRow:
     manual: Decimal = Decimal(0)  # without true-ups
     true_up: Decimal | None = None
     invoice: Decimal | None = None
+    invoice_note: str = ""
     unpriced_count: int = 0
 
     @property
@@ -376,9 +377,12 @@ class ReconciliationRow:
         return (self.variance / self.reference * 100).quantize(Decimal("0.1"))
 
 
-def invoice_for(account: ProviderAccount, month: str) -> Decimal | None:
-    value = ((account.config or {}).get("invoices") or {}).get(month)
-    return None if value in (None, "") else Decimal(str(value))
+def invoice_get(*, account: ProviderAccount, month_start: date) -> Invoice | None:
+    return Invoice.objects.filter(account=account, month=month_start).first()
+
+
+def invoice_list(*, account: ProviderAccount) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(account=account).order_by("-month")
 
 
 def true_up_records(*, account_ids, month: str) -> QuerySet[UsageRecord]:
@@ -396,10 +400,12 @@ def reconciliation_month(
     accounts = ProviderAccount.objects.filter(owner=user).select_related("provider")
     if account_id:
         accounts = accounts.filter(pk=account_id)
-    result = {
-        a.pk: ReconciliationRow(account=a, month=month, invoice=invoice_for(a, month))
-        for a in accounts
-    }
+    result = {a.pk: ReconciliationRow(account=a, month=month) for a in accounts}
+    for invoice in Invoice.objects.filter(account_id__in=result, month=month_start):
+        row = result[invoice.account_id]
+        # "123.45", not "123.450000000000": the page puts it back into an input box.
+        row.invoice = Decimal(format(invoice.amount.normalize(), "f"))
+        row.invoice_note = invoice.note
     raw = (
         DailyUsage.objects.filter(account_id__in=result, day__gte=month_start, day__lt=next_first)
         .values("account_id", "source")
