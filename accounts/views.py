@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
 
-from accounts.forms import ProfileForm, SignUpForm
+from accounts.forms import ProfileForm, SignUpForm, time_zone_names
 
 
 def signup(request):
@@ -31,4 +31,9 @@ def profile(request):
         form.save()
         messages.success(request, "Profile saved.")
         return redirect("profile")
-    return render(request, "accounts/profile.html", {"form": form})
+    return render(
+        request,
+        "accounts/profile.html",
+        {"form": form, "time_zones": time_zone_names()},
+        status=400 if form.errors else 200,
+    )

@@ -94,6 +94,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.UserTimeZoneMiddleware",  # pages show times in the user's zone
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -118,6 +119,8 @@ TEMPLATES = [
             ],
             "builtins": [
                 "usage.templatetags.money",
+                "usage.templatetags.errors",  # error_message: one-line summary + details
+                "usage.templatetags.times",  # when (user's zone), utc_day
                 "django.contrib.humanize.templatetags.humanize",
                 "template_partials.templatetags.partials",
             ],

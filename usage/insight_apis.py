@@ -255,8 +255,14 @@ class _Echo:
         return value
 
 
-def _csv_stream(rows: Iterator[tuple]) -> Iterator[str]:
+# Excel reads a CSV without a byte-order mark as the local ANSI code page ("–" → "â€“").
+UTF8_BOM = "\ufeff"
+
+
+def _csv_stream(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
     writer = csv.writer(_Echo())
+    if bom:
+        yield UTF8_BOM
     yield writer.writerow(EXPORT_HEADER)
     for row in rows:
         item = _export_dict(row)
@@ -272,8 +278,11 @@ def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
     yield "\n]\n"
 
 
-def export_response(*, user, filters: dict) -> StreamingHttpResponse:
-    """Stream the user's records as CSV or a JSON array, never holding them all in memory."""
+def export_response(*, user, filters: dict, bom: bool = False) -> StreamingHttpResponse:
+    """Stream the user's records as CSV or a JSON array, never holding them all in memory.
+
+    ``bom``: start a CSV with a UTF-8 byte-order mark, for the download people open in Excel
+    (the page's); the API's CSV stays plain UTF-8 for scripts."""
     rows = selectors.export_rows(
         user=user,
         start=filters["start"],
@@ -288,7 +297,9 @@ def export_response(*, user, filters: dict) -> StreamingHttpResponse:
     if fmt == "json":
         response = StreamingHttpResponse(_json_stream(rows), content_type="application/json")
     else:
-        response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            _csv_stream(rows, bom=bom), content_type="text/csv; charset=utf-8"
+        )
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
     return response

@@ -55,6 +55,7 @@ def export(request):
                 "source": f.get("source") or None,
                 "model": f.get("model") or None,
             },
+            bom=True,  # the page's download is what people open in Excel
         )
     return render(
         request, "usage/export.html", {"form": form}, status=400 if form.is_bound else 200

@@ -293,10 +293,49 @@ def top_models(*, user: User, start: date, end: date, limit: int = 10) -> list[d
         m["requests"] += r["requests"] or 0
         m["unpriced_count"] += r["unpriced"] or 0
         m["sources"].add(r["source"])
-    ranked = sorted(merged.values(), key=lambda m: (-m["cost"], -m["tokens"], m["model"]))
+    ranked = sorted(merged.values(), key=lambda m: (-m["cost"], -m["tokens"], m["model"]))[:limit]
+    unnamed = {m["provider_id"] for m in ranked if not m["model"]}
+    labels = _unnamed_model_labels(user=user, start=start, end=end, provider_ids=unnamed)
     for m in ranked:
         m["sources"] = sorted(m["sources"])
-    return ranked[:limit]
+        m["label"] = m["model"] or labels.get(m["provider_id"], "")
+    return ranked
+
+
+def _unnamed_model_labels(
+    *, user: User, start: date, end: date, provider_ids: set[int], shown: int = 2
+) -> dict[int, str]:
+    """What the records without a model say they are (a seat charge, an invoice), per provider:
+    their descriptions (else line items), most recent first, at most `shown` then "+N more"."""
+    from usage.services.rollup import day_start
+
+    if not provider_ids:
+        return {}
+    rows = (
+        UsageRecord.objects.filter(
+            account__owner=user,
+            provider_id__in=provider_ids,
+            model="",
+            bucket_start__gte=day_start(start),
+            bucket_start__lt=day_start(end),
+        )
+        .order_by("-bucket_start", "-id")
+        .values_list("provider_id", "description", "line_item")[:500]
+    )
+    found: dict[int, list[str]] = {}
+    for provider_id, description, line_item in rows:
+        text = (description or line_item or "").strip()
+        names = found.setdefault(provider_id, [])
+        if text and text not in names:
+            names.append(text)
+    labels = {}
+    for provider_id, names in found.items():
+        if names:
+            more = len(names) - shown
+            labels[provider_id] = "; ".join(names[:shown]) + (
+                f" (+{more} more)" if more > 0 else ""
+            )
+    return labels
 
 
 FORECAST_HISTORY_DAYS = 60

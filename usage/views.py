@@ -238,4 +238,7 @@ def history(request):
     query = request.GET.copy()
     query.pop("page", None)
     template = "usage/history.html#results" if request.htmx else "usage/history.html"
-    return render(request, template, {"form": form, "page": page, "query": query.urlencode()})
+    # Bad filters are a 400 with the errors in place; HTMX swaps only 2xx answers in.
+    status = 400 if form.is_bound and form.errors and not request.htmx else 200
+    context = {"form": form, "page": page, "query": query.urlencode()}
+    return render(request, template, context, status=status)
