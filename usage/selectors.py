@@ -161,6 +161,14 @@ def record_get_for_user(*, user: User, pk) -> UsageRecord:
     return get_object_or_404(UsageRecord.objects.filter(account__owner=user), pk=pk)
 
 
+def manual_entry_get_for_user(*, user: User, pk) -> UsageRecord:
+    """One of the user's manual entries; 404 for anyone else's and for any other source."""
+    from django.shortcuts import get_object_or_404
+
+    qs = UsageRecord.objects.filter(account__owner=user, source=Source.MANUAL)
+    return get_object_or_404(qs.select_related("account__provider"), pk=pk)
+
+
 # --- Dashboard, forecast, reconciliation and export reads (issue 5) -------------------------
 
 
