@@ -82,3 +82,11 @@ def test_it_needs_a_login(client):
     assert client.get("/profile/tokens/").status_code == 302
     assert client.post("/profile/tokens/", {"name": "x"}).status_code == 302
     assert not ApiToken.objects.exists()
+
+
+def test_it_renders_without_inline_script_style_or_handlers(client):
+    client.force_login(UserFactory())
+    html = client.post("/profile/tokens/", {"name": "x"}).content.decode()
+    assert " style=" not in html
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html)
+    assert not re.search(r"\son[a-z]+=", html)

@@ -322,3 +322,17 @@ def test_it_sends_a_test_notification_over_the_api(api_client, httpserver, user)
     api_client.force_authenticate(UserFactory())
     assert api_client.post(f"/api/notification-channels/{channel.pk}/test").status_code == 404
     assert NotificationDelivery.objects.count() == 1
+
+
+def test_it_renders_the_alert_pages_without_inline_script_style_or_handlers(web, user):
+    """A Content-Security-Policy without 'unsafe-inline' must not break these pages."""
+    account = AccountFactory(owner=user)
+    manual_entry_create(account=account, day=date(2026, 11, 2), cost=Decimal("90"))
+    services.budget_create(owner=user, scope="overall", amount=Decimal("100"))
+    ChannelFactory(owner=user, target="ops@example.com")
+    alert = Alert.objects.filter(owner=user, listed=True).first()
+    for url in ("/alerts/", "/alerts/channels/", "/budgets/", f"/alerts/{alert.pk}/"):
+        html = web.get(url).content.decode()
+        assert " style=" not in html, url
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), url
+        assert not re.search(r"\son[a-z]+=", html), url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -219,3 +220,13 @@ def test_it_links_edit_and_delete_from_manual_history_rows_only(client, owner, a
     assert page.count("/edit/?next=") == 1
     assert f'href="/usage/{record.pk}/edit/?next=/usage/history/"' in page
     assert f'href="/usage/{record.pk}/delete/?next=/usage/history/"' in page
+
+
+def test_it_renders_the_forms_without_inline_script_style_or_handlers(client, owner, account):
+    record = _entry(account)
+    client.force_login(owner)
+    for url in ("/usage/new/", f"/usage/{record.pk}/edit/", f"/usage/{record.pk}/delete/"):
+        html = client.get(url).content.decode()
+        assert " style=" not in html, url
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), url
+        assert not re.search(r"\son[a-z]+=", html), url
