@@ -24,6 +24,7 @@ def alert_list(request):
     context = {
         "alerts": page,
         "page": page,
+        "open_ids": [a.pk for a in page if a.acknowledged_at is None],
         "form": form,
         "query": query.urlencode(),
         "here": request.get_full_path(),
