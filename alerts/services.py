@@ -269,12 +269,16 @@ def _threshold_alert_fields(*, target, status, threshold: int) -> dict:
     }
 
 
+def _forecast_dedupe_key(*, target, period: date) -> str:
+    return f"{target.key}:{period:%Y-%m}:forecast:{target.amount}"
+
+
 def _budget_thresholds_settle(*, budget: Budget) -> None:
     """A budget saved already past several thresholds alerts once, for the highest.
 
     The lower ones are recorded as passed (unlisted, acknowledged rows with their usual dedupe
-    key), so they neither alert now nor later this month. The evaluation that follows fires
-    the highest one as usual.
+    key), so they neither alert now nor later this month; so is the forecast alert when spend
+    is already over the amount. The evaluation that follows fires the highest one as usual.
     """
     # As stored (10 becomes 10.00), so the dedupe keys match the evaluation's.
     budget = selectors.budget_get_for_user(user=budget.owner, pk=budget.pk)
@@ -284,6 +288,18 @@ def _budget_thresholds_settle(*, budget: Budget) -> None:
     for threshold in crossed[:-1]:
         fields = _threshold_alert_fields(target=target, status=status, threshold=threshold)
         alert_fire(owner=budget.owner, listed=False, **fields)
+    if target.forecast_alert and crossed and status.spent >= target.amount:
+        # Already over: "on track to exceed" would only repeat the threshold alert.
+        alert_fire(
+            owner=budget.owner,
+            kind=Alert.Kind.FORECAST,
+            dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
+            message=f"{target.label}: already over the budget when it was saved.",
+            budget=target.budget,
+            account=target.account,
+            period=status.period,
+            listed=False,
+        )
 
 
 @transaction.atomic
@@ -340,7 +356,6 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
     created: list[Alert] = []
     for status in selectors.budget_statuses(user=user, today=today):
         target = status.target
-        month = f"{status.period:%Y-%m}"
         common = {"budget": target.budget, "account": target.account, "period": status.period}
         base_data = {
             "scope": target.scope,
@@ -366,7 +381,7 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
         alert, new = alert_fire(
             owner=user,
             kind=Alert.Kind.FORECAST,
-            dedupe_key=f"{target.key}:{month}:forecast:{target.amount}",
+            dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
             message=f"{target.label}: {text}",
             data={
                 **base_data,
