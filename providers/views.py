@@ -8,6 +8,7 @@ from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from alerts import selectors as alert_selectors
 from providers import selectors, services
 from providers.connection import account_test_connection
 from providers.forms import AccountForm
@@ -66,6 +67,12 @@ def account_detail(request, pk):
         user=request.user, start=first, end=end, account_id=account.pk
     )
     runs = list(account.sync_runs.all()[:RECENT_SYNC_RUNS])
+    # Budgets made on the Budgets page for this account (its own monthly_budget is `month`).
+    budgets = [
+        s
+        for s in alert_selectors.budget_statuses(user=request.user, today=today)
+        if s.target.budget is not None and s.target.account_id == account.pk
+    ]
     context = {
         "account": account,
         "today": today,
@@ -79,6 +86,7 @@ def account_detail(request, pk):
         ),
         "keys": IngestKey.objects.filter(account=account),
         "runs": runs,
+        "budgets": budgets,
         "latest_run": runs[0] if runs else None,
         "supports_sync": account_supports_sync(account),
         "zero": Decimal(0),

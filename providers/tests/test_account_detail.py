@@ -185,3 +185,16 @@ def test_it_is_linked_from_the_accounts_list_and_dashboard_cards(client, setup):
         html = client.get(page).content.decode()
         assert f'href="/accounts/{account.pk}/overview/"' in html
         assert f'href="/accounts/{other.pk}/overview/"' in html
+
+
+def test_it_shows_the_budgets_pages_budget_for_the_account(client, setup):
+    from alerts.tests.factories import BudgetFactory
+
+    user, account, other = setup
+    BudgetFactory(owner=user, scope="account", account=account, amount=Decimal("80"))
+    BudgetFactory(owner=user, scope="account", account=other, amount=Decimal("1"))
+    client.force_login(user)
+    html = client.get(f"/accounts/{account.pk}/overview/").content.decode()
+    rows = re.findall(r'data-testid="account-budget-row">(.*?)</p>', html, re.S)
+    # $60.00 of $80.00 = 75.0 %; the other account's budget is not shown here.
+    assert len(rows) == 1 and "75.0% of the $80.00 budget" in rows[0]
