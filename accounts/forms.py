@@ -79,3 +79,11 @@ class ProfileForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["email", "time_zone"]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="What it is for, e.g. “nightly export script”.",
+    )

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alerts import selectors, services
-from alerts.models import Alert, Budget, NotificationChannel
+from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.services import THRESHOLD_MAX, THRESHOLD_MIN
 from providers.models import Provider, ProviderAccount
 
@@ -279,3 +279,32 @@ class ChannelDetailApi(generics.RetrieveDestroyAPIView):
 
     def perform_destroy(self, instance):
         services.channel_delete(channel=instance)
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = NotificationDelivery
+        fields = [
+            "id",
+            "alert",
+            "channel",
+            "status",
+            "attempts",
+            "error",
+            "last_attempt_at",
+            "sent_at",
+        ]
+        read_only_fields = fields
+
+
+class ChannelTestApi(APIView):
+    @extend_schema(request=None, responses={200: DeliverySerializer})
+    def post(self, request, pk):
+        """Send a test notification to the channel now (one attempt) and return the delivery.
+
+        Recorded like a real delivery; a failed send is a 200 with status "failed" and the
+        error, since the request itself succeeded.
+        """
+        channel = selectors.channel_get_for_user(user=request.user, pk=pk)
+        delivery = services.channel_test_send(channel=channel)
+        return Response(DeliverySerializer(delivery).data)

@@ -47,7 +47,21 @@ class Budget(models.Model):
                     | models.Q(scope="account", provider__isnull=True, account__isnull=False)
                 ),
                 name="budget_scope_matches_target",
-            )
+            ),
+            # One budget per target: two for the same thing would alert twice for one spend.
+            models.UniqueConstraint(
+                fields=["owner"], condition=models.Q(scope="overall"), name="budget_one_overall"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "provider"],
+                condition=models.Q(scope="provider"),
+                name="budget_one_per_provider",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "account"],
+                condition=models.Q(scope="account"),
+                name="budget_one_per_account",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -64,6 +78,7 @@ class Alert(models.Model):
         ANOMALY = "anomaly", "Anomaly"
         SYNC = "sync", "Sync problem"
         MANUAL = "manual", "Note"
+        TEST = "test", "Test notification"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts"
@@ -78,6 +93,9 @@ class Alert(models.Model):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # False for rows kept only for their dedupe key or deliveries, not for a person to read:
+    # thresholds a new budget had already passed (only the highest alerts), test notifications.
+    listed = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -112,6 +130,11 @@ class NotificationChannel(models.Model):
 
     class Meta:
         ordering = ["kind", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "kind", "target"], name="channel_once_per_target"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.target_display}"

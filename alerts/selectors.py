@@ -229,7 +229,8 @@ def account_model_days(
 def alert_list(
     *, user: User, kind: str | None = None, acknowledged: bool | None = None
 ) -> QuerySet[Alert]:
-    qs = Alert.objects.filter(owner=user).select_related("budget", "account")
+    """The user's alerts, newest first; unlisted rows (thresholds passed silently, tests) not."""
+    qs = Alert.objects.filter(owner=user, listed=True).select_related("budget", "account")
     if kind:
         qs = qs.filter(kind=kind)
     if acknowledged is True:
@@ -240,12 +241,12 @@ def alert_list(
 
 
 def alert_get_for_user(*, user: User, pk) -> Alert:
-    """404 for anyone else's alert."""
-    return get_object_or_404(alert_list(user=user), pk=pk)
+    """404 for anyone else's alert. Unlisted ones too: a test notification links to its page."""
+    return get_object_or_404(Alert.objects.filter(owner=user).select_related("account"), pk=pk)
 
 
 def unacknowledged_count(*, user: User) -> int:
-    return Alert.objects.filter(owner=user, acknowledged_at__isnull=True).count()
+    return alert_list(user=user, acknowledged=False).count()
 
 
 def channel_list(*, user: User) -> QuerySet[NotificationChannel]:

@@ -29,6 +29,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+from django.urls import reverse
 from django.utils import timezone
 from django_q.tasks import async_task
 
@@ -78,6 +80,7 @@ def alert_fire(
     threshold: int | None = None,
     period: date | None = None,
     data: dict | None = None,
+    listed: bool = True,
 ) -> tuple[Alert, bool]:
     """The alert with this dedupe key, created if it does not exist yet. (alert, created).
 
@@ -95,6 +98,9 @@ def alert_fire(
             "threshold": threshold,
             "period": period,
             "data": data or {},
+            "listed": listed,
+            # A row kept only for its key (a threshold passed silently) needs no attention.
+            "acknowledged_at": None if listed else timezone.now(),
         },
     )
 
@@ -132,8 +138,24 @@ def alert_unacknowledge(*, alert: Alert) -> Alert:
     return alert
 
 
+def alerts_acknowledge(*, owner: User, ids) -> int:
+    """Acknowledge several of the owner's alerts at once; others' ids are ignored.
+
+    Returns how many were newly acknowledged (already acknowledged ones keep their time).
+    """
+    return Alert.objects.filter(owner=owner, pk__in=list(ids), acknowledged_at=None).update(
+        acknowledged_at=timezone.now()
+    )
+
+
 def alert_delete(*, alert: Alert) -> None:
     alert.delete()
+
+
+def alert_url(alert: Alert) -> str:
+    """The alert's page in the app, for emails and webhooks (SITE_URL + path)."""
+    base = str(getattr(settings, "SITE_URL", "") or "http://127.0.0.1:8000").rstrip("/")
+    return base + reverse("alert-detail", args=[alert.pk])
 
 
 # --- budgets ---------------------------------------------------------------------------------
@@ -170,6 +192,8 @@ def _budget_validate(budget: Budget) -> None:
         errors["account"] = f"A budget for {Budget.Scope(scope).label.lower()} has no account."
     if budget.account_id is not None and budget.account.owner_id != budget.owner_id:
         errors["account"] = "Not one of your accounts."
+    if not errors:
+        _budget_check_unique(budget)
     try:
         budget.thresholds = thresholds_clean(budget.thresholds)
     except ValidationError as exc:
@@ -179,6 +203,106 @@ def _budget_validate(budget: Budget) -> None:
     budget.full_clean()
 
 
+_BUDGET_TARGET_FIELD = {
+    Budget.Scope.OVERALL: "scope",
+    Budget.Scope.PROVIDER: "provider",
+    Budget.Scope.ACCOUNT: "account",
+}
+
+
+def _budget_check_unique(budget: Budget) -> None:
+    """One budget per target and month: a second one would alert twice for the same spend."""
+    same = Budget.objects.filter(
+        owner_id=budget.owner_id,
+        scope=budget.scope,
+        provider_id=budget.provider_id,
+        account_id=budget.account_id,
+    ).exclude(pk=budget.pk)
+    if same.exists():
+        target = {
+            Budget.Scope.OVERALL: "all spend",
+            Budget.Scope.PROVIDER: "this provider",
+            Budget.Scope.ACCOUNT: "this account",
+        }[budget.scope]
+        raise ValidationError(
+            {
+                _BUDGET_TARGET_FIELD[budget.scope]: (
+                    f"You already have a monthly budget for {target}; edit that one instead."
+                )
+            }
+        )
+
+
+def _budget_save(budget: Budget) -> None:
+    """Save; a concurrent duplicate that slipped past the check becomes the same field error."""
+    try:
+        with transaction.atomic():
+            budget.save()
+    except IntegrityError:
+        _budget_check_unique(budget)
+        raise
+
+
+def _threshold_alert_fields(*, target, status, threshold: int) -> dict:
+    """Dedupe key, message and data of one threshold alert (one definition for every caller)."""
+    month = f"{status.period:%Y-%m}"
+    return {
+        "kind": Alert.Kind.THRESHOLD,
+        "dedupe_key": f"{target.key}:{month}:{threshold}:{target.amount}",
+        "message": (
+            f"{target.label}: {format_usd(status.spent)} spent this month, "
+            f"{status.percent}% of the {format_usd(target.amount)} budget "
+            f"(alert at {threshold}%)."
+        ),
+        "threshold": threshold,
+        "budget": target.budget,
+        "account": target.account,
+        "period": status.period,
+        "data": {
+            "scope": target.scope,
+            "target": target.label,
+            "amount": str(target.amount),
+            "spent": str(status.spent),
+            "percent": str(status.percent),
+            "threshold": threshold,
+        },
+    }
+
+
+def _forecast_dedupe_key(*, target, period: date) -> str:
+    return f"{target.key}:{period:%Y-%m}:forecast:{target.amount}"
+
+
+def _budget_thresholds_settle(*, budget: Budget) -> None:
+    """A budget saved already past several thresholds alerts once, for the highest.
+
+    The lower ones are recorded as passed (unlisted, acknowledged rows with their usual dedupe
+    key), so they neither alert now nor later this month; so is the forecast alert when spend
+    is already over the amount. The evaluation that follows fires the highest one as usual.
+    """
+    # As stored (10 becomes 10.00), so the dedupe keys match the evaluation's.
+    budget = selectors.budget_get_for_user(user=budget.owner, pk=budget.pk)
+    status = selectors.budget_status_for(user=budget.owner, budget=budget)
+    target = status.target
+    crossed = [t for t in target.thresholds if status.spent * 100 >= target.amount * t]
+    for threshold in crossed[:-1]:
+        fields = _threshold_alert_fields(target=target, status=status, threshold=threshold)
+        alert_fire(owner=budget.owner, listed=False, **fields)
+    if target.forecast_alert and crossed and status.spent >= target.amount:
+        # Already over: "on track to exceed" would only repeat the threshold alert.
+        alert_fire(
+            owner=budget.owner,
+            kind=Alert.Kind.FORECAST,
+            dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
+            message=f"{target.label}: already over the budget when it was saved.",
+            budget=target.budget,
+            account=target.account,
+            period=status.period,
+            listed=False,
+        )
+
+
+@transaction.atomic
 def budget_create(
     *,
     owner: User,
@@ -200,7 +324,8 @@ def budget_create(
         forecast_alert=forecast_alert,
     )
     _budget_validate(budget)
-    budget.save()
+    _budget_save(budget)
+    _budget_thresholds_settle(budget=budget)
     alerts_evaluate_for_user(user=owner)
     return budget
 
@@ -208,6 +333,7 @@ def budget_create(
 _BUDGET_FIELDS = ("scope", "amount", "provider", "account", "thresholds", "forecast_alert")
 
 
+@transaction.atomic
 def budget_update(*, budget: Budget, **changes) -> Budget:
     """Change any of scope, amount, provider, account, thresholds, forecast_alert."""
     unknown = set(changes) - set(_BUDGET_FIELDS)
@@ -216,7 +342,8 @@ def budget_update(*, budget: Budget, **changes) -> Budget:
     for name, value in changes.items():
         setattr(budget, name, value)
     _budget_validate(budget)
-    budget.save()
+    _budget_save(budget)
+    _budget_thresholds_settle(budget=budget)
     alerts_evaluate_for_user(user=budget.owner)
     return budget
 
@@ -229,7 +356,6 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
     created: list[Alert] = []
     for status in selectors.budget_statuses(user=user, today=today):
         target = status.target
-        month = f"{status.period:%Y-%m}"
         common = {"budget": target.budget, "account": target.account, "period": status.period}
         base_data = {
             "scope": target.scope,
@@ -241,19 +367,8 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
         for threshold in target.thresholds:
             if status.spent * 100 < target.amount * threshold:
                 continue
-            alert, new = alert_fire(
-                owner=user,
-                kind=Alert.Kind.THRESHOLD,
-                dedupe_key=f"{target.key}:{month}:{threshold}:{target.amount}",
-                message=(
-                    f"{target.label}: {format_usd(status.spent)} spent this month, "
-                    f"{status.percent}% of the {format_usd(target.amount)} budget "
-                    f"(alert at {threshold}%)."
-                ),
-                threshold=threshold,
-                data={**base_data, "threshold": threshold},
-                **common,
-            )
+            fields = _threshold_alert_fields(target=target, status=status, threshold=threshold)
+            alert, new = alert_fire(owner=user, **fields)
             if new:
                 created.append(alert)
         if not target.forecast_alert:
@@ -266,7 +381,7 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
         alert, new = alert_fire(
             owner=user,
             kind=Alert.Kind.FORECAST,
-            dedupe_key=f"{target.key}:{month}:forecast:{target.amount}",
+            dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
             message=f"{target.label}: {text}",
             data={
                 **base_data,
@@ -396,9 +511,17 @@ def channel_target_clean(*, kind: str, target: str) -> str:
             raise ValidationError({"target": str(exc)}) from None
     else:
         raise ValidationError({"kind": "Choose email or webhook."})
-    if len(target) > 2000:
+    # Bytes, not characters: the unique index on the target has a per-row size limit.
+    if len(target.encode()) > 2000:
         raise ValidationError({"target": "At most 2000 characters."})
     return target
+
+
+def _channel_check_unique(*, owner: User, kind: str, target: str, exclude_pk=None) -> None:
+    same = NotificationChannel.objects.filter(owner=owner, kind=kind, target=target)
+    if same.exclude(pk=exclude_pk).exists():
+        what = "email address" if kind == NotificationChannel.Kind.EMAIL else "webhook URL"
+        raise ValidationError({"target": f"You already have a channel for this {what}."})
 
 
 def channel_create(
@@ -410,17 +533,43 @@ def channel_create(
     is_active: bool = True,
 ) -> NotificationChannel:
     target = channel_target_clean(kind=kind, target=target)
-    return NotificationChannel.objects.create(
-        owner=owner,
-        kind=kind,
-        target=target,
-        slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
-        is_active=is_active,
-    )
+    _channel_check_unique(owner=owner, kind=kind, target=target)
+    try:
+        with transaction.atomic():
+            return NotificationChannel.objects.create(
+                owner=owner,
+                kind=kind,
+                target=target,
+                slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
+                is_active=is_active,
+            )
+    except IntegrityError:  # a concurrent duplicate: the same error as the check above
+        _channel_check_unique(owner=owner, kind=kind, target=target)
+        raise
 
 
 def channel_delete(*, channel: NotificationChannel) -> None:
     channel.delete()
+
+
+def channel_test_send(*, channel: NotificationChannel) -> NotificationDelivery:
+    """Send a test notification to one channel now, once, and record it like a real delivery.
+
+    The test is an unlisted alert (it is in Recent deliveries, not in the Alerts list); the
+    delivery row carries the outcome, so a broken webhook shows its error right away.
+    """
+    alert, _ = alert_fire(
+        owner=channel.owner,
+        kind=Alert.Kind.TEST,
+        dedupe_key=f"test:{channel.pk}:{uuid.uuid4()}",
+        message=(
+            "Test notification from AI Cost Tracker: this channel receives your alerts "
+            "(budget thresholds, forecasts, anomalies)."
+        ),
+        listed=False,
+    )
+    delivery = NotificationDelivery.objects.create(alert=alert, channel=channel)
+    return notification_deliver(delivery_id=delivery.pk, max_attempts=1)
 
 
 # --- delivery --------------------------------------------------------------------------------
@@ -456,6 +605,7 @@ def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
 def alert_payload(alert: Alert) -> dict:
     """What a generic webhook receives about an alert (money as strings)."""
     return {
+        "url": alert_url(alert),
         "id": alert.pk,
         "kind": alert.kind,
         "message": alert.message,
@@ -477,7 +627,8 @@ def _send_email(channel: NotificationChannel, alert: Alert) -> None:
         send_mail(
             subject=f"{_title(alert)} — {alert.message[:80]}",
             message=f"{alert.message}\n\nKind: {alert.get_kind_display()}\n"
-            f"Raised: {alert.created_at:%Y-%m-%d %H:%M} UTC\n",
+            f"Raised: {alert.created_at:%Y-%m-%d %H:%M} UTC\n\n"
+            f"Open it in AI Cost Tracker: {alert_url(alert)}\n",
             from_email=None,
             recipient_list=[channel.target],
             fail_silently=False,
@@ -493,7 +644,7 @@ def _send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     except WebhookURLError as exc:
         raise DeliveryError(f"Blocked: {exc}", permanent=True) from exc
     if channel.slack_format:
-        body = slack_payload(_title(alert), alert.message)
+        body = slack_payload(_title(alert), alert.message, url=alert_url(alert))
     else:
         body = generic_payload(alert_payload(alert))
     try:
@@ -525,7 +676,9 @@ _SENDERS = {
 }
 
 
-def notification_deliver(*, delivery_id: int) -> NotificationDelivery | None:
+def notification_deliver(
+    *, delivery_id: int, max_attempts: int | None = None
+) -> NotificationDelivery | None:
     """Send one delivery, retrying temporary failures with exponential backoff.
 
     At most NOTIFY_MAX_ATTEMPTS attempts (default 3), NOTIFY_RETRY_BACKOFF_SECONDS (default 2)
@@ -539,7 +692,9 @@ def notification_deliver(*, delivery_id: int) -> NotificationDelivery | None:
     )
     if delivery is None or delivery.status == NotificationDelivery.Status.SENT:
         return delivery
-    max_attempts = max(1, int(getattr(settings, "NOTIFY_MAX_ATTEMPTS", 3)))
+    if max_attempts is None:
+        max_attempts = int(getattr(settings, "NOTIFY_MAX_ATTEMPTS", 3))
+    max_attempts = max(1, max_attempts)
     backoff = float(getattr(settings, "NOTIFY_RETRY_BACKOFF_SECONDS", 2))
     send = _SENDERS[delivery.channel.kind]
     error = ""

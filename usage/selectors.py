@@ -38,10 +38,19 @@ def month_bounds(day: date) -> tuple[date, date]:
 
 
 def effective_daily(
-    *, user: User, start: date | None = None, end: date | None = None
+    *,
+    user: User,
+    start: date | None = None,
+    end: date | None = None,
+    account_id: int | None = None,
 ) -> QuerySet[DailyUsage]:
-    """The user's roll-up rows in [start, end), with superseded estimates left out."""
+    """The user's roll-up rows in [start, end), with superseded estimates left out.
+
+    `account_id` narrows every read built on this to one account (the account page).
+    """
     qs = DailyUsage.objects.filter(account__owner=user, superseded=False)
+    if account_id is not None:
+        qs = qs.filter(account_id=account_id)
     if start:
         qs = qs.filter(day__gte=start)
     if end:
@@ -102,11 +111,13 @@ def spend_by_provider(*, user: User, start: date, end: date) -> list[dict]:
     ]
 
 
-def spend_by_day(*, user: User, start: date, end: date) -> list[dict]:
+def spend_by_day(
+    *, user: User, start: date, end: date, account_id: int | None = None
+) -> list[dict]:
     """One entry per day in [start, end), zero-filled, split by source."""
     days = {start + timedelta(days=i): {} for i in range((end - start).days)}
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(user=user, start=start, end=end, account_id=account_id)
         .values("day", "source")
         .annotate(cost=MoneySum("cost"), **_TOKEN_SUMS)
         .order_by()
@@ -161,6 +172,14 @@ def record_get_for_user(*, user: User, pk) -> UsageRecord:
     return get_object_or_404(UsageRecord.objects.filter(account__owner=user), pk=pk)
 
 
+def manual_entry_get_for_user(*, user: User, pk) -> UsageRecord:
+    """One of the user's manual entries; 404 for anyone else's and for any other source."""
+    from django.shortcuts import get_object_or_404
+
+    qs = UsageRecord.objects.filter(account__owner=user, source=Source.MANUAL)
+    return get_object_or_404(qs.select_related("account__provider"), pk=pk)
+
+
 # --- Dashboard, forecast, reconciliation and export reads (issue 5) -------------------------
 
 
@@ -181,18 +200,20 @@ class DashboardSummary:
         return any(a.sources for a in self.accounts)
 
 
-def dashboard_summary(*, user: User, start: date, end: date, with_budget: bool) -> DashboardSummary:
+def dashboard_summary(
+    *, user: User, start: date, end: date, with_budget: bool, account_id: int | None = None
+) -> DashboardSummary:
     """Per account, per provider and per source totals of [start, end) (UTC days).
 
     `with_budget` compares each account's cost to its monthly budget; only meaningful when the
-    period is one calendar month.
+    period is one calendar month. `account_id` gives the same totals for one account.
     """
-    accounts = {
-        a.pk: AccountMonth(account=a)
-        for a in ProviderAccount.objects.filter(owner=user).select_related("provider")
-    }
+    owned = ProviderAccount.objects.filter(owner=user).select_related("provider")
+    if account_id is not None:
+        owned = owned.filter(pk=account_id)
+    accounts = {a.pk: AccountMonth(account=a) for a in owned}
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(user=user, start=start, end=end, account_id=account_id)
         .values("account_id", "source")
         .annotate(
             cost_sum=MoneySum("cost"),
@@ -261,10 +282,12 @@ def spend_by_day_and_provider(*, user: User, start: date, end: date) -> list[dic
     ]
 
 
-def top_models(*, user: User, start: date, end: date, limit: int = 10) -> list[dict]:
+def top_models(
+    *, user: User, start: date, end: date, limit: int = 10, account_id: int | None = None
+) -> list[dict]:
     """The models that cost most in [start, end), with tokens, requests and sources."""
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(user=user, start=start, end=end, account_id=account_id)
         .values("provider_id", "model", "source")
         .annotate(
             cost=MoneySum("cost"),
