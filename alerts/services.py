@@ -40,7 +40,7 @@ from alerts.anomalies import (
     detect_pricier_model_switch,
     detect_spend_spikes,
 )
-from alerts.forecast import budget_forecast_message, forecast_month_end, format_usd
+from alerts.forecast import budget_forecast_message, format_usd
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.webhooks import WebhookURLError, generic_payload, slack_payload, validate_webhook_url
 from providers.models import Provider, ProviderAccount
@@ -258,8 +258,7 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
                 created.append(alert)
         if not target.forecast_alert:
             continue
-        month_spend, history = selectors.forecast_inputs(user=user, target=target, today=today)
-        forecast = forecast_month_end(daily_spend=month_spend, today=today, history=history)
+        forecast = selectors.target_forecast(user=user, target=target, today=today)
         text = budget_forecast_message(forecast, target.amount, today)
         if text is None:
             continue
