@@ -6,13 +6,17 @@ from __future__ import annotations
 import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from unittest.mock import patch
 
 import pytest
 import time_machine
 from django.contrib.admin.sites import site
 from django.core.management import call_command
 from django.db import transaction
+from django_q.brokers import get_broker
+from django_q.conf import Conf
 from django_q.models import Schedule
+from django_q.scheduler import scheduler
 
 from accounts.tests.factories import UserFactory
 from alerts import services, tasks
@@ -88,6 +92,24 @@ def test_it_evaluates_a_manual_entry_past_100_percent(account, django_capture_on
         assert tasks.evaluate_due() == 1
     assert thresholds(account.owner) == [80, 100]
     assert not EvaluationDue.objects.exists()
+
+
+@time_machine.travel(NOON, tick=False)
+def test_it_is_run_by_the_django_q2_scheduler(account, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        entry(account, "250")  # 125 %
+
+    with patch.object(Conf, "SYNC", True):  # the scheduler's task runs inline
+        with time_machine.travel(at(9), tick=False):
+            scheduler(broker=get_broker())
+        assert thresholds(account.owner) == []  # the schedule is not due before 12:00:10
+        # The cluster's scheduler looks every 30 s: at the latest 30 s after the window's end.
+        with time_machine.travel(at(10 + 30), tick=False):
+            scheduler(broker=get_broker())
+
+    assert thresholds(account.owner) == [80, 100]
+    assert not EvaluationDue.objects.exists()
+    assert not Schedule.objects.filter(func="alerts.tasks.evaluate_due").exists()  # ONCE: gone
 
 
 @time_machine.travel(NOON, tick=False)
@@ -320,3 +342,18 @@ def test_it_evaluates_other_owners_when_one_fails(monkeypatch):
     with time_machine.travel(at(10), tick=False):
         assert services.alerts_evaluate_due() == [second.owner_id]
     assert not EvaluationDue.objects.exists()
+
+
+@time_machine.travel(NOON, tick=False)
+def test_it_never_fails_a_committed_write_over_the_request(
+    account, django_capture_on_commit_callbacks, monkeypatch, caplog
+):
+    def broken(**kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(services, "alerts_evaluation_request", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        record = entry(account, "5")
+
+    assert UsageRecord.objects.filter(pk=record.pk).exists()
+    assert "database gone" in caplog.text  # logged; the 15-minute evaluation still runs

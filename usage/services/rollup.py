@@ -36,10 +36,14 @@ def spend_changed(*, account_ids: Iterable[int] = (), owner_id: int | None = Non
     """
     from alerts.services import alerts_evaluation_request
 
+    # robust: a failure to ask is logged, never turned into an error of the committed write
+    # (the evaluation every 15 minutes still sees the change).
     for account_id in sorted(set(account_ids)):
-        transaction.on_commit(lambda a=account_id: alerts_evaluation_request(account_id=a))
+        transaction.on_commit(
+            lambda a=account_id: alerts_evaluation_request(account_id=a), robust=True
+        )
     if owner_id is not None:
-        transaction.on_commit(lambda: alerts_evaluation_request(owner_id=owner_id))
+        transaction.on_commit(lambda: alerts_evaluation_request(owner_id=owner_id), robust=True)
 
 
 def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> None:
