@@ -400,14 +400,19 @@ def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
 EVALUATION_WINDOW = 10  # seconds
 EVALUATION_MARGIN = 3  # seconds
 EVALUATE_DUE_TASK = "alerts.tasks.evaluate_due"
-_asked: dict[tuple[str, int], datetime] = {}
+# (kind, id) -> index of the last window this process asked for
+_asked: dict[tuple[str, int], int] = {}
+
+
+def _window_index(now: datetime | None) -> int:
+    # time.time() rather than an aware datetime: this runs on every proxied call.
+    seconds = time.time() if now is None else now.timestamp()
+    return (int(seconds) + EVALUATION_MARGIN) // EVALUATION_WINDOW
 
 
 def evaluation_due_at(*, now: datetime) -> datetime:
     """The end of the coalescing window a write at ``now`` belongs to (UTC, whole seconds)."""
-    window = int(getattr(settings, "ALERT_EVALUATION_WINDOW_SECONDS", EVALUATION_WINDOW))
-    index = (int(now.timestamp()) + EVALUATION_MARGIN) // window
-    return datetime.fromtimestamp((index + 1) * window, tz=UTC)
+    return datetime.fromtimestamp((_window_index(now) + 1) * EVALUATION_WINDOW, tz=UTC)
 
 
 def alerts_evaluation_request(
@@ -420,10 +425,11 @@ def alerts_evaluation_request(
     """
     if (account_id is None) == (owner_id is None):
         raise TypeError("give exactly one of account_id or owner_id")
-    due = evaluation_due_at(now=now or timezone.now())
+    window = _window_index(now)
     key = ("account", account_id) if account_id is not None else ("owner", owner_id)
-    if _asked.get(key) == due:
+    if _asked.get(key) == window:
         return False
+    due = datetime.fromtimestamp((window + 1) * EVALUATION_WINDOW, tz=UTC)
     table = EvaluationDue._meta.db_table
     due_param = connection.ops.adapt_datetimefield_value(due)
     if account_id is not None:
@@ -444,7 +450,7 @@ def alerts_evaluation_request(
             _evaluation_schedule(due=due)
     if len(_asked) > 10_000:  # one entry per account; clear rather than grow without end
         _asked.clear()
-    _asked[key] = due
+    _asked[key] = window
     return created
 
 
