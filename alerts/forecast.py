@@ -198,9 +198,10 @@ def forecast_month_end(
     for day, amount in ahead.items():
         projection[day] = projection.get(day, ZERO) + amount
     extra = booked + _q(sum(ahead.values(), ZERO))
-    method = usage.method
     if usage.method == "no data":
-        method = "fixed charges only"
+        method = "fixed charges only, counted as booked (no usage to extrapolate)"
+    else:
+        method = f"{usage.method}; fixed charges counted as booked, not extrapolated"
     return Forecast(
         month_to_date=usage.month_to_date + booked,
         projected_total=usage.projected_total + extra,
@@ -208,7 +209,7 @@ def forecast_month_end(
         high=usage.high + extra,
         days_elapsed=usage.days_elapsed,
         days_in_month=days_in_month,
-        method=f"{method}; fixed charges counted as booked, not extrapolated",
+        method=method,
         daily_projection=sorted(projection.items()),
     )
 
