@@ -310,6 +310,9 @@ FORECAST_HISTORY_DAYS = 60
 # seat charge is neither a trend nor a spike. Fixed records are never estimates, so
 # "official supersedes estimated" never hides one.
 FIXED_CHARGE = Q(source=Source.MANUAL) | Q(source=Source.OFFICIAL, seats__gt=0)
+# The sources FIXED_CHARGE can match: lets the (account, source, bucket_start) index skip the
+# millions of estimated per-request records.
+FIXED_CHARGE_SOURCES = (Source.MANUAL, Source.OFFICIAL)
 # Synced seat lines are prorated by day (seats × monthly price ÷ days in the month): the rest of
 # the month is already committed at the latest day's amount.
 PRORATED_FIXED_CHARGE = Q(source=Source.OFFICIAL, seats__gt=0)
@@ -328,7 +331,8 @@ def fixed_charge_records(
 
     qs = UsageRecord.objects.filter(
         FIXED_CHARGE,
-        account__owner=user,
+        account_id__in=ProviderAccount.objects.filter(owner=user).values("pk"),
+        source__in=FIXED_CHARGE_SOURCES,
         bucket_start__gte=day_start(start),
         bucket_start__lt=day_start(end),
     )
