@@ -1,7 +1,8 @@
 """Writes for budgets, alerts and notifications.
 
-Evaluation runs after every sync (usage.services.sync calls ``alerts_evaluate_for_account``),
-when a budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
+Evaluation runs within 60 s of every change in spend (``alerts_evaluation_request``, below),
+right after every sync (usage.services.sync calls ``alerts_evaluate_for_account``), when a
+budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
 a dedupe key unique per owner, so evaluating again — or twice at once — never fires twice:
 
 * thresholds: ``<target>:<YYYY-MM>:<threshold>:<amount>`` — once per budget month; the month
@@ -382,10 +383,10 @@ def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
 # alerts_evaluation_request once its transaction has committed. Time is cut into windows of
 # EVALUATION_WINDOW seconds; a write at time t belongs to the window whose end is more than
 # EVALUATION_MARGIN seconds after t, and asks for an EvaluationDue row (owner, window end).
-# Many writes of one window make one row (coalesced), and a write after the row was taken
-# lands in a later window with a row of its own (never dropped). The row is taken by
-# alerts.tasks.evaluate_due, run by a django-q2 ONCE schedule at the window's end (the cluster's
-# scheduler looks every 30 s) and, as a safety net, by a schedule every minute.
+# Many writes of one window make one row (coalesced), and a write while the row is evaluated
+# lands in a later window with a row of its own (never dropped). alerts.tasks.evaluate_due
+# deletes a row once its evaluation succeeded; it runs from a django-q2 ONCE schedule at the
+# window's end (the cluster's scheduler looks every 30 s) and, as a safety net, every minute.
 #
 # Bound: a write is committed before its window's end - EVALUATION_MARGIN, and evaluated at most
 # EVALUATION_WINDOW + EVALUATION_MARGIN (13 s) + 30 s (scheduler) + ~1 s (queue poll) later:
@@ -474,27 +475,36 @@ def _evaluation_schedule(*, due: datetime) -> None:
 
 
 def alerts_evaluate_due(*, now: datetime | None = None) -> list[int]:
-    """Take every EvaluationDue row due by ``now`` and evaluate each owner once.
+    """Evaluate each owner with EvaluationDue rows due by ``now`` once; return their ids.
 
-    Returns the owner ids evaluated. DELETE … RETURNING takes the rows in one statement, so
-    concurrent runs (several nodes) never evaluate the same row twice. One owner's failure is
-    logged and never stops the others.
+    Per owner, one transaction locks the due rows (SKIP LOCKED: another node evaluating that
+    owner is left alone), evaluates, and deletes them. A worker killed half-way, or an
+    evaluation that fails, leaves the rows for the next run (the schedule every minute): an
+    evaluation is never lost. One owner's failure is logged and never stops the others.
     """
     now = now or timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DELETE FROM {EvaluationDue._meta.db_table} WHERE due_at <= %s RETURNING owner_id",
-            [connection.ops.adapt_datetimefield_value(now)],
-        )
-        owner_ids = sorted({row[0] for row in cursor.fetchall()})
+    due = EvaluationDue.objects.filter(due_at__lte=now)
+    owner_ids = sorted(set(due.values_list("owner_id", flat=True)))
     evaluated = []
-    for user in User.objects.filter(pk__in=owner_ids, is_active=True).order_by("pk"):
+    for owner_id in owner_ids:
         try:
-            alerts_evaluate_for_user(user=user, now=now)
+            with transaction.atomic():
+                rows = list(
+                    due.filter(owner_id=owner_id)
+                    .select_for_update(skip_locked=True)
+                    .values_list("pk", flat=True)
+                )
+                if not rows:
+                    continue  # taken by another run meanwhile
+                user = User.objects.filter(pk=owner_id, is_active=True).first()
+                if user is not None:
+                    alerts_evaluate_for_user(user=user, now=now)
+                EvaluationDue.objects.filter(pk__in=rows).delete()
         except Exception:
-            logger.exception("evaluating alerts for user %s failed", user.pk)
+            logger.exception("evaluating alerts for user %s failed; will try again", owner_id)
             continue
-        evaluated.append(user.pk)
+        if user is not None:
+            evaluated.append(owner_id)
     return evaluated
 
 

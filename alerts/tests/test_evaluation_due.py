@@ -327,7 +327,7 @@ def test_it_sets_up_the_safety_net_schedule():
 
 
 @time_machine.travel(NOON, tick=False)
-def test_it_evaluates_other_owners_when_one_fails(monkeypatch):
+def test_it_keeps_a_failed_evaluation_for_the_next_run_and_evaluates_the_others(monkeypatch):
     first, second = AccountFactory(), AccountFactory()
     for a in (first, second):
         services.alerts_evaluation_request(account_id=a.pk)
@@ -341,6 +341,11 @@ def test_it_evaluates_other_owners_when_one_fails(monkeypatch):
     monkeypatch.setattr(services, "alerts_evaluate_for_user", failing_for_first)
     with time_machine.travel(at(10), tick=False):
         assert services.alerts_evaluate_due() == [second.owner_id]
+    # The failed owner's row stays: the next run (the schedule every minute) tries again.
+    assert list(EvaluationDue.objects.values_list("owner_id", flat=True)) == [first.owner_id]
+    monkeypatch.setattr(services, "alerts_evaluate_for_user", evaluate)
+    with time_machine.travel(at(60), tick=False):
+        assert services.alerts_evaluate_due() == [first.owner_id]
     assert not EvaluationDue.objects.exists()
 
 
