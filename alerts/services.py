@@ -463,7 +463,12 @@ def evaluation_requests_forget() -> None:
 def _evaluation_schedule(*, due: datetime) -> None:
     """One django-q2 ONCE schedule per window end: it takes every row due by then."""
     name = f"alerts-evaluate-due {due:%Y-%m-%dT%H:%M:%S}Z"
-    if not Schedule.objects.filter(name=name).exists():
+    pending = Schedule.objects.filter(func=EVALUATE_DUE_TASK, schedule_type=Schedule.ONCE)
+    if pending.filter(next_run__lt=due - timedelta(minutes=2)).exists():
+        # The cluster's scheduler is not running: one overdue run takes every due row when it
+        # does, so do not pile up a schedule per window meanwhile.
+        return
+    if not pending.filter(name=name).exists():
         # Two writers may both get here: two runs of evaluate_due, the second finds nothing.
         Schedule.objects.create(
             name=name,

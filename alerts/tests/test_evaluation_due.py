@@ -362,3 +362,25 @@ def test_it_never_fails_a_committed_write_over_the_request(
 
     assert UsageRecord.objects.filter(pk=record.pk).exists()
     assert "database gone" in caplog.text  # logged; the 15-minute evaluation still runs
+
+
+@time_machine.travel(NOON, tick=False)
+def test_it_piles_up_no_schedules_while_the_cluster_is_stopped(account):
+    # A run that was due 5 minutes ago and never ran: no scheduler is running.
+    Schedule.objects.create(
+        name="alerts-evaluate-due stale",
+        func="alerts.tasks.evaluate_due",
+        schedule_type=Schedule.ONCE,
+        repeats=-1,
+        next_run=NOON - timedelta(minutes=5),
+    )
+    for second in (0, 10, 20):
+        with time_machine.travel(at(second), tick=False):
+            assert services.alerts_evaluation_request(account_id=account.pk) is True
+
+    assert EvaluationDue.objects.count() == 3
+    assert Schedule.objects.filter(func="alerts.tasks.evaluate_due").count() == 1
+    # When the cluster is back, the overdue run takes every due row: one evaluation.
+    with time_machine.travel(at(30), tick=False):
+        assert services.alerts_evaluate_due() == [account.owner_id]
+    assert not EvaluationDue.objects.exists()
