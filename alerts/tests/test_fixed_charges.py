@@ -6,6 +6,7 @@ use the one split in usage.selectors (FIXED_CHARGE).
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -207,3 +208,31 @@ def test_it_keeps_usage_on_a_day_with_a_fixed_charge_of_the_same_model():
     # The roll-up holds $2.50 (estimated) + $100 (manual) for gpt-4o; usage is the $2.50.
     assert data[account.pk]["gpt-4o"][day].cost == Decimal("2.5")
     assert data[account.pk]["gpt-4o"][day].input_tokens == 1000
+
+
+@time_machine.travel(DEC_6, tick=False)
+def test_it_counts_the_demo_seat_charge_once():
+    # The reported case: with the demo data the $190 Copilot seat entry of Dec 1 was read as
+    # a day of spend and extrapolated ($1,711.95 forecast for $290.73 spent).
+    from django.core.management import call_command
+
+    from accounts.tests.factories import UserFactory
+    from alerts.forecast import forecast_month_end
+
+    user = UserFactory(username="demo")
+    call_command("seed_demo", "--user", "demo", "--days", "90", stdout=io.StringIO())
+
+    split = spend_split(user=user, start=date(2026, 10, 2), end=date(2027, 1, 1))
+    # 10 seats x $19 = $190, booked once on Dec 1; earlier months' 8 seats ($152) likewise.
+    assert split.fixed[date(2026, 12, 1)] == Decimal("190")
+    assert split.fixed[date(2026, 11, 1)] == Decimal("152")
+    forecast = forecast_for_user(user=user, today=date(2026, 12, 6))
+    usage_only = forecast_month_end(
+        daily_spend={d: v for d, v in split.usage.items() if d >= date(2026, 12, 1)},
+        history={d: v for d, v in split.usage.items() if d < date(2026, 12, 1)},
+        today=date(2026, 12, 6),
+    )
+    # The forecast is the usage forecast plus $190, exactly; never the $190 extrapolated.
+    assert forecast.projected_total == usage_only.projected_total + Decimal("190")
+    assert forecast.month_to_date == usage_only.month_to_date + Decimal("190")
+    assert forecast.high == usage_only.high + Decimal("190")
