@@ -111,6 +111,17 @@ def _fresh_key_memory():
     key_memory.forget_all()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_evaluation_requests():
+    # The (account, window) pairs a process has asked to evaluate outlive a test's rolled-back
+    # EvaluationDue rows (alerts.services.alerts_evaluation_request).
+    from alerts.services import evaluation_requests_forget
+
+    evaluation_requests_forget()
+    yield
+    evaluation_requests_forget()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's, plus: on PostgreSQL a process listens for key changes on a connection

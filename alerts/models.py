@@ -175,3 +175,27 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"alert {self.alert_id} -> channel {self.channel_id}: {self.status}"
+
+
+class EvaluationDue(models.Model):
+    """An evaluation of one owner's alerts that is due, kept in the database so any node runs it.
+
+    Every change in spend asks for one (alerts.services.alerts_evaluation_request): one row per
+    owner and coalescing window, due at the window's end. alerts.tasks.evaluate_due takes the
+    due rows (a DELETE … RETURNING, so two nodes never take the same row) and evaluates each
+    owner once.
+    """
+
+    # The unique (owner, due_at) index serves lookups by owner.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    due_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "due_at"], name="alerts_evaluation_due_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluate alerts of {self.owner_id} at {self.due_at:%Y-%m-%d %H:%M:%S}"

@@ -1,7 +1,8 @@
 """Writes for budgets, alerts and notifications.
 
-Evaluation runs after every sync (usage.services.sync calls ``alerts_evaluate_for_account``),
-when a budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
+Evaluation runs within 60 s of every change in spend (``alerts_evaluation_request``, below),
+right after every sync (usage.services.sync calls ``alerts_evaluate_for_account``), when a
+budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
 a dedupe key unique per owner, so evaluating again — or twice at once — never fires twice:
 
 * thresholds: ``<target>:<YYYY-MM>:<threshold>:<amount>`` — once per budget month; the month
@@ -21,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import requests
@@ -29,9 +30,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from accounts.models import User
@@ -42,8 +44,8 @@ from alerts.anomalies import (
     detect_pricier_model_switch,
     detect_spend_spikes,
 )
-from alerts.forecast import budget_forecast_message, forecast_month_end, format_usd
-from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
+from alerts.forecast import budget_forecast_message, format_usd
+from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
 from alerts.webhooks import WebhookURLError, generic_payload, slack_payload, validate_webhook_url
 from providers.models import Provider, ProviderAccount
 from usage.selectors import today_for
@@ -373,8 +375,7 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
                 created.append(alert)
         if not target.forecast_alert:
             continue
-        month_spend, history = selectors.forecast_inputs(user=user, target=target, today=today)
-        forecast = forecast_month_end(daily_spend=month_spend, today=today, history=history)
+        forecast = selectors.target_forecast(user=user, target=target, today=today)
         text = budget_forecast_message(forecast, target.amount, today)
         if text is None:
             continue
@@ -474,11 +475,11 @@ def alerts_evaluate_for_user(*, user: User, now=None) -> list[Alert]:
 
 
 def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
-    """Hook run after a sync or an ingestion batch: evaluate the account owner's rules.
+    """Hook run after a sync: evaluate the account owner's rules now.
 
     Overall and provider budgets span the owner's other accounts too, so the whole user is
     evaluated. A failure here is logged, not raised: the figures are already saved, and the
-    scheduled evaluation will try again.
+    evaluation their write requested (alerts_evaluation_request) will try again.
     """
     account = ProviderAccount.objects.select_related("owner").filter(pk=account_id).first()
     if account is None:
@@ -488,6 +489,142 @@ def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
     except Exception:
         logger.exception("evaluating alerts after account %s changed failed", account_id)
         return []
+
+
+# --- evaluation after every change in spend ----------------------------------------------------
+#
+# Every writer of spend ends in usage.services.rollup.spend_changed, which calls
+# alerts_evaluation_request once its transaction has committed. Time is cut into windows of
+# EVALUATION_WINDOW seconds; a write at time t belongs to the window whose end is more than
+# EVALUATION_MARGIN seconds after t, and asks for an EvaluationDue row (owner, window end).
+# Many writes of one window make one row (coalesced), and a write while the row is evaluated
+# lands in a later window with a row of its own (never dropped). alerts.tasks.evaluate_due
+# deletes a row once its evaluation succeeded; it runs from a django-q2 ONCE schedule at the
+# window's end (the cluster's scheduler looks every 30 s) and, as a safety net, every minute.
+#
+# Bound: a write is committed before its window's end - EVALUATION_MARGIN, and evaluated at most
+# EVALUATION_WINDOW + EVALUATION_MARGIN (13 s) + 30 s (scheduler) + ~1 s (queue poll) later:
+# within 45 s plus the evaluation itself, given a free worker; the README promises 60 s.
+#
+# A process remembers which (account, window) it has already asked for, so the proxy and
+# ingestion hot path makes at most one extra statement per account and window (10 s), not one
+# per call: a row known to exist for the window cannot be taken before the window's end, and
+# the write that skips asking has committed before that (the margin also covers clock skew
+# between nodes).
+
+EVALUATION_WINDOW = 10  # seconds
+EVALUATION_MARGIN = 3  # seconds
+EVALUATE_DUE_TASK = "alerts.tasks.evaluate_due"
+# (kind, id) -> index of the last window this process asked for
+_asked: dict[tuple[str, int], int] = {}
+
+
+def _window_index(now: datetime | None) -> int:
+    # time.time() rather than an aware datetime: this runs on every proxied call.
+    seconds = time.time() if now is None else now.timestamp()
+    return (int(seconds) + EVALUATION_MARGIN) // EVALUATION_WINDOW
+
+
+def evaluation_due_at(*, now: datetime) -> datetime:
+    """The end of the coalescing window a write at ``now`` belongs to (UTC, whole seconds)."""
+    return datetime.fromtimestamp((_window_index(now) + 1) * EVALUATION_WINDOW, tz=UTC)
+
+
+def alerts_evaluation_request(
+    *, account_id: int | None = None, owner_id: int | None = None, now: datetime | None = None
+) -> bool:
+    """Ask for an evaluation of the owner's alerts (of an account or an owner) soon.
+
+    Call after the change in spend has committed (spend_changed does). Returns True when this
+    call wrote the EvaluationDue row; a row that already exists for the window is left as is.
+    """
+    if (account_id is None) == (owner_id is None):
+        raise TypeError("give exactly one of account_id or owner_id")
+    window = _window_index(now)
+    key = ("account", account_id) if account_id is not None else ("owner", owner_id)
+    if _asked.get(key) == window:
+        return False
+    due = datetime.fromtimestamp((window + 1) * EVALUATION_WINDOW, tz=UTC)
+    table = EvaluationDue._meta.db_table
+    due_param = connection.ops.adapt_datetimefield_value(due)
+    if account_id is not None:
+        # The account's owner, looked up in the same statement.
+        rows = f"SELECT owner_id, %s FROM {ProviderAccount._meta.db_table} WHERE id = %s"
+        params = [due_param, account_id]
+    else:
+        rows, params = "VALUES (%s, %s)", [owner_id, due_param]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (owner_id, due_at) {rows} "
+                "ON CONFLICT (owner_id, due_at) DO NOTHING RETURNING owner_id",
+                params,
+            )
+            created = cursor.fetchone() is not None
+        if created:
+            _evaluation_schedule(due=due)
+    if len(_asked) > 10_000:  # one entry per account; clear rather than grow without end
+        _asked.clear()
+    _asked[key] = window
+    return created
+
+
+def evaluation_requests_forget() -> None:
+    """Forget which evaluations this process has asked for (tests: their rows roll back)."""
+    _asked.clear()
+
+
+def _evaluation_schedule(*, due: datetime) -> None:
+    """One django-q2 ONCE schedule per window end: it takes every row due by then."""
+    name = f"alerts-evaluate-due {due:%Y-%m-%dT%H:%M:%S}Z"
+    pending = Schedule.objects.filter(func=EVALUATE_DUE_TASK, schedule_type=Schedule.ONCE)
+    if pending.filter(next_run__lt=due - timedelta(minutes=2)).exists():
+        # The cluster's scheduler is not running: one overdue run takes every due row when it
+        # does, so do not pile up a schedule per window meanwhile.
+        return
+    if not pending.filter(name=name).exists():
+        # Two writers may both get here: two runs of evaluate_due, the second finds nothing.
+        Schedule.objects.create(
+            name=name,
+            func=EVALUATE_DUE_TASK,
+            schedule_type=Schedule.ONCE,
+            repeats=-1,  # a ONCE schedule with negative repeats deletes itself once run
+            next_run=due,
+        )
+
+
+def alerts_evaluate_due(*, now: datetime | None = None) -> list[int]:
+    """Evaluate each owner with EvaluationDue rows due by ``now`` once; return their ids.
+
+    Per owner, one transaction locks the due rows (SKIP LOCKED: another node evaluating that
+    owner is left alone), evaluates, and deletes them. A worker killed half-way, or an
+    evaluation that fails, leaves the rows for the next run (the schedule every minute): an
+    evaluation is never lost. One owner's failure is logged and never stops the others.
+    """
+    now = now or timezone.now()
+    due = EvaluationDue.objects.filter(due_at__lte=now)
+    owner_ids = sorted(set(due.values_list("owner_id", flat=True)))
+    evaluated = []
+    for owner_id in owner_ids:
+        try:
+            with transaction.atomic():
+                rows = list(
+                    due.filter(owner_id=owner_id)
+                    .select_for_update(skip_locked=True)
+                    .values_list("pk", flat=True)
+                )
+                if not rows:
+                    continue  # taken by another run meanwhile
+                user = User.objects.filter(pk=owner_id, is_active=True).first()
+                if user is not None:
+                    alerts_evaluate_for_user(user=user, now=now)
+                EvaluationDue.objects.filter(pk__in=rows).delete()
+        except Exception:
+            logger.exception("evaluating alerts for user %s failed; will try again", owner_id)
+            continue
+        if user is not None:
+            evaluated.append(owner_id)
+    return evaluated
 
 
 # --- notification channels -------------------------------------------------------------------

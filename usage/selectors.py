@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -363,33 +363,158 @@ def _unnamed_model_labels(
 
 FORECAST_HISTORY_DAYS = 60
 
+# --- Fixed charges versus usage-based spend ---------------------------------------------------
+#
+# THE rule for what is billed once (or per seat) rather than per use. Every manual entry is a
+# fixed charge (seats, subscriptions, invoices, true-ups), and so is every synced line that
+# bills seats (e.g. Copilot's `seats:<plan>` lines). Forecasts count fixed charges as booked
+# instead of extrapolating them as a daily run-rate, and anomaly rules leave them out: a $190
+# seat charge is neither a trend nor a spike. Fixed records are never estimates, so
+# "official supersedes estimated" never hides one.
+FIXED_CHARGE = Q(source=Source.MANUAL) | Q(source=Source.OFFICIAL, seats__gt=0)
+# The sources FIXED_CHARGE can match: lets the (account, source, bucket_start) index skip the
+# millions of estimated per-request records.
+FIXED_CHARGE_SOURCES = (Source.MANUAL, Source.OFFICIAL)
+# Synced seat lines are prorated by day (seats × monthly price ÷ days in the month): the rest of
+# the month is already committed at the latest day's amount.
+PRORATED_FIXED_CHARGE = Q(source=Source.OFFICIAL, seats__gt=0)
+
+
+def fixed_charge_records(
+    *,
+    user: User,
+    start: date,
+    end: date,
+    provider_id: int | None = None,
+    account_id: int | None = None,
+) -> QuerySet[UsageRecord]:
+    """The user's fixed-charge records on UTC days [start, end) (FIXED_CHARGE)."""
+    from usage.services.rollup import day_start
+
+    qs = UsageRecord.objects.filter(
+        FIXED_CHARGE,
+        account_id__in=ProviderAccount.objects.filter(owner=user).values("pk"),
+        source__in=FIXED_CHARGE_SOURCES,
+        bucket_start__gte=day_start(start),
+        bucket_start__lt=day_start(end),
+    )
+    if provider_id is not None:
+        qs = qs.filter(provider_id=provider_id)
+    if account_id is not None:
+        qs = qs.filter(account_id=account_id)
+    return qs
+
+
+@dataclass
+class SpendSplit:
+    """Spend per UTC day of [start, end), split into usage-based spend and fixed charges.
+
+    ``usage`` + ``fixed`` per day is what the roll-up counts (official supersedes estimated).
+    ``recurring`` is, per prorated fixed line (account, line item), its latest day and amount.
+    """
+
+    usage: dict[date, Decimal] = field(default_factory=dict)
+    fixed: dict[date, Decimal] = field(default_factory=dict)
+    recurring: dict[tuple[int, str], tuple[date, Decimal]] = field(default_factory=dict)
+
+    def total(self, day: date) -> Decimal:
+        return self.usage.get(day, Decimal(0)) + self.fixed.get(day, Decimal(0))
+
+    def committed_after(self, *, day: date, month_end: date) -> dict[date, Decimal]:
+        """Prorated fixed charges still to come, per day after ``day`` up to ``month_end``.
+
+        Each prorated line continues at its latest day's amount from the day after that (and
+        never before ``day + 1``) to the end of the month it was booked in.
+        """
+        ahead: dict[date, Decimal] = {}
+        for last_day, amount in self.recurring.values():
+            if (last_day.year, last_day.month) != (month_end.year, month_end.month):
+                continue
+            current = max(last_day, day) + timedelta(days=1)
+            while current <= month_end:
+                ahead[current] = ahead.get(current, Decimal(0)) + amount
+                current += timedelta(days=1)
+        return ahead
+
+
+def spend_split(
+    *,
+    user: User,
+    start: date,
+    end: date,
+    provider_id: int | None = None,
+    account_id: int | None = None,
+) -> SpendSplit:
+    """Usage-based spend and fixed charges per UTC day in [start, end) (see FIXED_CHARGE).
+
+    Usage is the roll-up minus the fixed records of the same day, so the two always add up to
+    the totals every other page shows.
+    """
+    rollup = effective_daily(user=user, start=start, end=end)
+    if provider_id is not None:
+        rollup = rollup.filter(provider_id=provider_id)
+    if account_id is not None:
+        rollup = rollup.filter(account_id=account_id)
+    totals = {
+        r["day"]: r["cost"] or Decimal(0)
+        for r in rollup.values("day").annotate(cost=MoneySum("cost")).order_by()
+    }
+    split = SpendSplit()
+    fixed_rows = (
+        fixed_charge_records(
+            user=user, start=start, end=end, provider_id=provider_id, account_id=account_id
+        )
+        .filter(cost__isnull=False)
+        .order_by("bucket_start", "id")
+        .values_list("bucket_start", "cost", "account_id", "line_item", "source")
+    )
+    for bucket_start, cost, row_account_id, line_item, source in fixed_rows:
+        day = bucket_start.astimezone(UTC).date()
+        split.fixed[day] = split.fixed.get(day, Decimal(0)) + cost
+        if source == Source.OFFICIAL:  # PRORATED_FIXED_CHARGE; rows come oldest first
+            key = (row_account_id, line_item)
+            last = split.recurring.get(key)
+            if last is None or last[0] != day:
+                split.recurring[key] = (day, cost)
+            else:
+                split.recurring[key] = (day, last[1] + cost)
+    for day, total in totals.items():
+        usage = total - split.fixed.get(day, Decimal(0))
+        if usage or day not in split.fixed:  # a day of fixed charges only has no usage
+            split.usage[day] = usage
+    return split
+
+
+def forecast_from_split(*, split: SpendSplit, today: date):
+    """alerts.forecast over a split: fixed charges as booked, a run-rate for usage only."""
+    from alerts.forecast import forecast_month_end
+
+    first, next_first = month_bounds(today)
+    month_end = next_first - timedelta(days=1)
+    return forecast_month_end(
+        daily_spend={d: v for d, v in split.usage.items() if d >= first},
+        history={d: v for d, v in split.usage.items() if d < first},
+        fixed={d: v for d, v in split.fixed.items() if first <= d <= month_end},
+        fixed_ahead=split.committed_after(day=today, month_end=month_end),
+        today=today,
+    )
+
 
 def forecast_with_days(*, user: User, today: date | None = None):
     """Month-end forecast of the user's total spend, and this month's spend per day so far.
 
     alerts.forecast over the roll-up: the month is the user's (time zone) month, each day's
     spend its UTC-day roll-up; 60 days before the month feed the trend and weekday pattern.
+    Fixed charges are counted as booked; only usage-based spend is extrapolated (FIXED_CHARGE).
     """
-    from alerts.forecast import forecast_month_end
-
     today = today or today_for(user)
-    first, _ = month_bounds(today)
-    # Cost per day only: the forecast needs neither tokens nor the split by source.
-    rows = (
-        effective_daily(
-            user=user, start=first - timedelta(days=FORECAST_HISTORY_DAYS), end=today + timedelta(1)
-        )
-        .values("day")
-        .annotate(cost=MoneySum("cost"))
-        .order_by()
+    first, next_first = month_bounds(today)
+    split = spend_split(
+        user=user, start=first - timedelta(days=FORECAST_HISTORY_DAYS), end=next_first
     )
-    spend = {r["day"]: r["cost"] or Decimal(0) for r in rows}
-    this_month = {d: v for d, v in spend.items() if d >= first}
-    forecast = forecast_month_end(
-        daily_spend=this_month,
-        history={d: v for d, v in spend.items() if d < first},
-        today=today,
-    )
+    forecast = forecast_from_split(split=split, today=today)
+    days = set(split.usage) | set(split.fixed)
+    this_month = {d: split.total(d) for d in sorted(days) if first <= d <= today}
     return forecast, this_month
 
 

@@ -25,7 +25,7 @@ from usage.models import DailyUsage, Granularity, RecordStatus, Source, UsageRec
 from usage.pricing import Price as PriceRule
 from usage.pricing import cost_for
 from usage.services.prices import PriceBook
-from usage.services.rollup import ROLLUP_COUNTERS, rollup_add
+from usage.services.rollup import ROLLUP_COUNTERS, rollup_add, spend_changed
 
 _CHUNK = 400  # rows per INSERT: keeps SQLite under its 32,766 bound-parameter limit
 COST_QUANTUM = Decimal("1e-12")
@@ -311,6 +311,10 @@ def _insert_and_roll_up_postgresql(
     inserted = {row[0] for row in fetch_prepared(sql, params, retry_safe=True)}
     if None in inserted:
         raise IngestKeyInactive()
+    if inserted:
+        # The roll-up changed in the statement above: what rollup_add would do after it. Most
+        # calls end in a dictionary lookup here (see alerts_evaluation_request).
+        spend_changed(account_ids=[first["account_id"]])
     return inserted
 
 
@@ -366,8 +370,6 @@ def request_events_record(
             inserted = _insert_new(rows)
             # rollup_add reads attributes; a namespace is all it needs, no model instances.
             rollup_add([SimpleNamespace(**r) for r in rows if r["natural_key"] in inserted])
-    if inserted:
-        _alerts_evaluate_soon(account.pk)
     if reasons is not None:
         reasons.update(rejected)
     return {
@@ -390,16 +392,3 @@ def _ingest_key_active(key_id: int) -> bool:
     return IngestKey.objects.filter(
         pk=key_id, revoked_at__isnull=True, account__is_active=True
     ).exists()
-
-
-def _alerts_evaluate_soon(account_id: int) -> None:
-    """Budgets are checked after ingestion, but at most once a minute per account.
-
-    Ingestion runs thousands of batches a second; a queued evaluation per batch would flood the
-    queue. The 15-minute schedule catches anything the debounce holds back.
-    """
-    from django.core.cache import cache
-    from django_q.tasks import async_task
-
-    if cache.add(f"alerts-evaluate-soon:{account_id}", True, timeout=60):
-        async_task("alerts.tasks.evaluate_account", account_id, group="alerts")
