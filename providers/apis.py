@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from providers import selectors, services
 from providers.models import Provider, ProviderAccount
 from providers.services import UNCHANGED
+from usage.bounds import ACCOUNT_BUDGET
 
 
 class ProviderSerializer(serializers.ModelSerializer):
@@ -82,7 +83,7 @@ class AccountSerializer(serializers.ModelSerializer):
     has_admin_key = serializers.BooleanField(read_only=True)
     config = serializers.JSONField(required=False, validators=[_validate_config])
     monthly_budget = serializers.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True
+        max_digits=20, **ACCOUNT_BUDGET.form_kwargs(), required=False, allow_null=True
     )
 
     class Meta:

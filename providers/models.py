@@ -2,14 +2,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
 from django.db import models
 
 from providers.fields import EncryptedSecretField, SealedSecret
 from providers.registry import adapter_choices
+from usage import bounds
 
 
 class Provider(models.Model):
@@ -66,7 +65,7 @@ class ProviderAccount(models.Model):
         decimal_places=2,
         null=True,
         blank=True,
-        validators=[MinValueValidator(Decimal("0"))],
+        validators=bounds.ACCOUNT_BUDGET.validators(),
         help_text="USD per calendar month; empty means no budget.",
     )
     is_active = models.BooleanField(default=True)
@@ -84,7 +83,10 @@ class ProviderAccount(models.Model):
     class Meta:
         ordering = ["provider__name", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner")
+            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner"),
+            bounds.check_constraint(
+                "account", {"monthly_budget": bounds.ACCOUNT_BUDGET}, nullable={"monthly_budget"}
+            ),
         ]
 
     def __str__(self) -> str:

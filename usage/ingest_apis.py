@@ -47,6 +47,7 @@ from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_mark_used
+from usage import bounds
 from usage.extraction import RequestUsage, extract_usage
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
@@ -63,13 +64,7 @@ TAG_KEYS = ("project", "user", "feature")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 # Clocks drift; an event stamped a little ahead of ours is still believable.
 FUTURE_SLACK = timedelta(days=1)
-# Column limits with a wide margin: BigInteger tokens, Integer counts, DECIMAL(20, 3) audio.
-MAX_TOKENS = 10**12
-MAX_SMALL_COUNT = 10**6
-MAX_AUDIO_SECONDS = Decimal(10) ** 12
 AUDIO_QUANTUM = Decimal("0.001")
-MAX_DURATION_NS = 10**18
-MAX_PROVIDER_COST = Decimal(10) ** 9
 MAX_DEPTH = 24
 MAX_NODES = 5000
 MAX_RAW_CHARS = 16_000
@@ -258,24 +253,10 @@ def _tags(value: Any) -> dict:
 
 
 def _check_bounds(usage: RequestUsage) -> None:
-    limits = [
-        ("input_tokens", MAX_TOKENS),
-        ("cache_read_tokens", MAX_TOKENS),
-        ("cache_write_tokens", MAX_TOKENS),
-        ("cache_write_1h_tokens", MAX_TOKENS),
-        ("output_tokens", MAX_TOKENS),
-        ("reasoning_tokens", MAX_TOKENS),
-        ("request_count", MAX_SMALL_COUNT),
-        ("search_queries", MAX_SMALL_COUNT),
-        ("images", MAX_SMALL_COUNT),
-        ("audio_seconds", MAX_AUDIO_SECONDS),
-        ("total_duration_ns", MAX_DURATION_NS),
-    ]
-    for name, limit in limits:
-        if getattr(usage, name) > limit:
-            raise EventError(f"usage.{name}: more than {limit:,} is not a real request")
-    if usage.provider_cost is not None and usage.provider_cost > MAX_PROVIDER_COST:
-        raise EventError("usage.cost: out of range")
+    try:
+        bounds.values_check(usage, bounds=bounds.REQUEST, prefix="usage.")
+    except bounds.OutOfBounds as exc:
+        raise EventError(str(exc)) from None
 
 
 def _raw_usage(kind: str, body: dict) -> dict | None:

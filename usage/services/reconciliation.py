@@ -16,11 +16,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from providers.models import ProviderAccount
+from usage import bounds
 from usage.models import UsageRecord
 from usage.selectors import invoice_for, reconciliation_month, true_up_records
 from usage.services.records import manual_entry_create, usage_record_delete
-
-MAX_INVOICE = Decimal("1e15")
 
 
 def month_key(month_start: date) -> str:
@@ -32,8 +31,8 @@ def invoice_total_set(
     *, account: ProviderAccount, month_start: date, total: Decimal | None
 ) -> ProviderAccount:
     """Store (or with None, clear) the invoice total of one account and month."""
-    if total is not None and (not total.is_finite() or abs(total) >= MAX_INVOICE):
-        raise ValidationError({"invoice": "Enter a finite amount below 1e15."})
+    if total is not None and (problem := bounds.INVOICE.problem(total)):
+        raise ValidationError({"invoice": f"Must be a number {problem.removeprefix('must be ')}."})
     # Lock the row: config also holds other settings a concurrent edit could overwrite.
     locked = ProviderAccount.objects.select_for_update().get(pk=account.pk)
     config = dict(locked.config or {})
@@ -76,6 +75,8 @@ def true_up_book(*, account: ProviderAccount, month_start: date, today: date) ->
     difference = invoice - row.counted
     if not difference:
         return None
+    if problem := bounds.COST.problem(difference):
+        raise ValidationError({"invoice": f"The true-up of {difference:,.2f} USD {problem}."})
     return manual_entry_create(
         account=account,
         day=true_up_day(month_start, today),
