@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from providers.models import ProviderAccount
 from usage import bounds, selectors
-from usage.db import money_str
+from usage.db import WIDE, money_str
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source, UsageRecord
 from usage.services.records import manual_entry_create
 
@@ -21,10 +21,20 @@ MONEY = {"max_digits": 28, "decimal_places": 12}
 EARLIEST = date(2000, 1, 1)
 
 
+class StoredMoneyField(serializers.DecimalField):
+    """Money read back, to the column's places, whatever was stored: a value from before the
+    input bounds (usage/bounds.py) may have more digits than max_digits allows."""
+
+    def quantize(self, value):
+        if not value.is_finite():
+            return value
+        return value.quantize(Decimal(1).scaleb(-self.decimal_places), context=WIDE)
+
+
 class UsageRecordSerializer(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.slug")
     account_name = serializers.CharField(source="account.name")
-    cost = serializers.DecimalField(**MONEY, allow_null=True)
+    cost = StoredMoneyField(**MONEY, allow_null=True, read_only=True)
 
     class Meta:
         model = UsageRecord
