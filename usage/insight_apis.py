@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, timedelta
@@ -25,6 +26,8 @@ from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from usage import selectors
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
+
+logger = logging.getLogger(__name__)
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -177,7 +180,26 @@ class _Echo:
         return value
 
 
-def _csv_stream(rows: Iterator[tuple]) -> Iterator[str]:
+class ExportBroken(Exception):
+    """The export failed part-way; raised out of the stream so the server aborts the response
+    (no terminating chunk) and the client's download fails instead of looking complete."""
+
+
+def _failing_loudly(lines: Iterator[str], *, marker) -> Iterator[str]:
+    """Pass `lines` on; on a failure part-way, write `marker(rows sent)` (for a person opening
+    a file whose end the server could not mark) and abort the stream."""
+    sent = 0
+    try:
+        for line in lines:
+            yield line
+            sent += 1
+    except Exception as exc:
+        logger.exception("export failed after %s lines", sent)
+        yield marker(max(sent - 1, 0))
+        raise ExportBroken(f"the export failed after {max(sent - 1, 0)} rows") from exc
+
+
+def _csv_rows(rows: Iterator[tuple]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(EXPORT_HEADER)
     for row in rows:
@@ -185,13 +207,28 @@ def _csv_stream(rows: Iterator[tuple]) -> Iterator[str]:
         yield writer.writerow([_csv_cell(k, item[k]) for k in EXPORT_HEADER])
 
 
-def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
+def _csv_stream(rows: Iterator[tuple]) -> Iterator[str]:
+    def marker(count: int) -> str:
+        return f"ERROR: the export failed after {count} rows; this file is incomplete.\r\n"
+
+    return _failing_loudly(_csv_rows(rows), marker=marker)
+
+
+def _json_rows(rows: Iterator[tuple]) -> Iterator[str]:
     yield "["
     first = True
     for row in rows:
         yield ("\n" if first else ",\n") + json.dumps(_export_dict(row), sort_keys=False)
         first = False
     yield "\n]\n"
+
+
+def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
+    def marker(count: int) -> str:
+        # The array stays open: no JSON parser takes a cut-off export for a whole one.
+        return f'\n"ERROR: the export failed after {count} rows; this file is incomplete."'
+
+    return _failing_loudly(_json_rows(rows), marker=marker)
 
 
 def export_response(*, user, filters: dict) -> StreamingHttpResponse:
