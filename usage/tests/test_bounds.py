@@ -389,3 +389,94 @@ def test_it_states_each_bound_once():
     assert bounds.TOKENS.problem(True) == "must be a number"
     assert bounds.COST.problem(Decimal("NaN")) == "must be a finite number"
     assert datetime.now(UTC)  # keep the import honest
+
+
+# --- the other write paths: ingestion, official sync, the admin --------------------------------
+
+
+@time_machine.travel(NOW, tick=False)
+def test_ingestion_rejects_only_the_item_outside_the_bounds(client):
+    from providers.services import ingest_key_create
+
+    account = AccountFactory(provider=provider("openai"))
+    raw, _ = ingest_key_create(account=account, name="tests")
+
+    def item(request_id: str, prompt: int) -> dict:
+        usage = {"prompt_tokens": prompt, "completion_tokens": 1}
+        return {"request_id": request_id, "model": "gpt-4o", "usage": usage}
+
+    response = client.post(
+        "/api/usage/events",
+        data=json.dumps([item("good", 10), item("huge", 10**13 + 1), item("alsogood", 10**13)]),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert response.status_code == 200
+    results = {r["request_id"]: r for r in response.json()["results"]}
+    assert results["huge"]["status"] == "rejected"
+    assert results["huge"]["reason"].startswith("usage.input_tokens: must be from 0 to")
+    assert (results["good"]["status"], results["alsogood"]["status"]) == ("created", "created")
+    assert set(UsageRecord.objects.values_list("request_id", flat=True)) == {"good", "alsogood"}
+
+
+@time_machine.travel("2026-08-03 12:00:00Z", tick=False)
+def test_a_sync_serving_a_count_outside_the_bounds_fails_cleanly(settings, httpserver):
+    from usage.services.sync import usage_sync
+    from usage.tests.test_sync import (
+        OPENAI_COMPLETIONS,
+        OPENAI_COSTS,
+        OPENAI_EMBEDDINGS,
+        fixture,
+        make_account,
+        point_settings_at,
+    )
+
+    point_settings_at(settings, httpserver)
+    completions = json.loads(fixture("openai", "completions.json"))
+    completions["data"][0]["results"][0]["input_tokens"] = 10**16
+    completions["data"][0]["results"][0]["input_uncached_tokens"] = 10**16
+    httpserver.expect_request(OPENAI_COSTS).respond_with_data(
+        fixture("openai", "costs_page1.json").replace('"has_more": true', '"has_more": false'),
+        content_type="application/json",
+    )
+    httpserver.expect_request(OPENAI_COMPLETIONS).respond_with_json(completions)
+    httpserver.expect_request(OPENAI_EMBEDDINGS).respond_with_data(
+        fixture("openai", "embeddings.json"), content_type="application/json"
+    )
+    account = make_account("openai")
+
+    for _ in range(2):  # the same answer twice: the same outcome, nothing written
+        run = usage_sync(account_id=account.pk, adapter_options={"sleep": lambda s: None})
+        assert run.status == "failed"
+        assert "malformed response" in run.error_message
+        assert "input_tokens: must be from 0 to 10,000,000,000,000 tokens" in run.error_message
+        assert not UsageRecord.objects.filter(account=account).exists()
+        assert not DailyUsage.objects.filter(account=account).exists()
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_admin_refuses_a_figure_outside_the_bounds_with_the_field_named(client, owner, account):
+    client.force_login(owner)
+    base = {
+        "account": account.pk,
+        "provider": account.provider_id,
+        "natural_key": "",
+        "model": "gpt-4o",
+        "bucket_start_0": "2026-11-10",
+        "bucket_start_1": "00:00:00",
+        "granularity": "day",
+        "source": "manual",
+        "status": "ok",
+        "currency": "USD",
+        "tags": "{}",
+        "raw": "{}",
+        **{name: "0" for name in bounds.RECORD},
+    }
+    for field, value in [("cost", HUGE_COST), ("output_tokens", HUGE_COUNT), ("seats", "1e8")]:
+        response = client.post("/admin/usage/usagerecord/add/", {**base, field: value})
+        assert response.status_code == 200, field  # the form again, not a 500
+        assert field in response.context["adminform"].form.errors, field
+    assert not UsageRecord.objects.exists()
+    response = client.post("/admin/usage/usagerecord/add/", {**base, "cost": TOP_COST})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert UsageRecord.objects.count() == 1
