@@ -2,7 +2,7 @@
 
 Every write path checks its figures against these (forms, the API, ingestion, the proxy, sync,
 the admin, the true-up) and the database enforces the same ranges as CHECK constraints
-generated from them (`check_constraints`), so a value outside is refused with the field named
+generated from them (`check_constraint`), so a value outside is refused with the field named
 and never stored. The README's "Input bounds" section states them.
 
 Why these figures: far above anything real, far below what breaks a column. Every bound, with
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
@@ -161,10 +160,6 @@ def values_check(
         problem = bound.problem(value)
         if problem:
             raise OutOfBounds(f"{prefix}{name}", problem)
-
-
-def validation_error(exc: OutOfBounds) -> ValidationError:
-    return ValidationError({exc.field: [exc.message]})
 
 
 def check_constraint(
