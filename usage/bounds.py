@@ -38,22 +38,33 @@ class Bound:
     def describe(self) -> str:
         return f"from {_plain(self.low)} to {_plain(self.high)} {self.unit}".rstrip()
 
+    def __post_init__(self) -> None:
+        # Plain ints for whole bounds: the common case (an int count) compares int to int.
+        low, high = (int(self.low), int(self.high)) if self.whole else (self.low, self.high)
+        object.__setattr__(self, "_low", low)
+        object.__setattr__(self, "_high", high)
+
     def problem(self, value: Any) -> str | None:
         """Why `value` is not acceptable (a sentence), or None when it is. None stays None."""
-        if value is None:
+        kind = type(value)
+        if kind is int or kind is Decimal:  # nearly always: checked without conversion
+            number = value
+        elif value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
+        elif isinstance(value, bool) or not isinstance(value, int | Decimal | float | str):
             return "must be a number"
-        try:
-            number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        except (InvalidOperation, ValueError):
-            return "must be a number"
-        if not number.is_finite():
-            return "must be a finite number"
-        if not self.low <= number <= self.high:
+        else:
+            try:
+                number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+            except (InvalidOperation, ValueError):
+                return "must be a number"
+        if kind is not int:
+            if not number.is_finite():
+                return "must be a finite number"
+            if self.whole and number != number.to_integral_value():
+                return "must be a whole number"
+        if not self._low <= number <= self._high:
             return f"must be {self.describe()}"
-        if self.whole and number != number.to_integral_value():
-            return "must be a whole number"
         # Extra decimal places of an amount are not refused here: the column rounds them
         # (forms and the API refuse them with their decimal_places, from form_kwargs).
         return None
@@ -148,18 +159,19 @@ def values_check(
 ) -> None:
     """Raise OutOfBounds for the first field of `values` (a mapping or an object with those
     attributes) outside its bound. Fields absent from `values` are not checked."""
+    mapping = isinstance(values, Mapping)
     for name, bound in bounds.items():
-        if isinstance(values, Mapping):
-            if name not in values:
-                continue
-            value = values[name]
-        else:
-            if not hasattr(values, name):
-                continue
-            value = getattr(values, name)
+        value = values.get(name, _ABSENT) if mapping else getattr(values, name, _ABSENT)
+        if type(value) is int and bound._low <= value <= bound._high:
+            continue  # the common case, on the ingestion hot path
+        if value is _ABSENT:
+            continue
         problem = bound.problem(value)
         if problem:
             raise OutOfBounds(f"{prefix}{name}", problem)
+
+
+_ABSENT = object()
 
 
 def check_constraint(

@@ -47,8 +47,8 @@ from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_mark_used
-from usage import bounds
-from usage.extraction import RequestUsage, extract_usage
+from usage.db import WIDE
+from usage.extraction import extract_usage
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
 from usage.services.requests import IngestKeyInactive, RequestEvent, request_events_record
@@ -252,13 +252,6 @@ def _tags(value: Any) -> dict:
     return tags
 
 
-def _check_bounds(usage: RequestUsage) -> None:
-    try:
-        bounds.values_check(usage, bounds=bounds.REQUEST, prefix="usage.")
-    except bounds.OutOfBounds as exc:
-        raise EventError(str(exc)) from None
-
-
 def _raw_usage(kind: str, body: dict) -> dict | None:
     """What to keep for audit: the usage object, never message content."""
     if isinstance(body.get("usage"), dict):
@@ -308,9 +301,11 @@ def event_from_item(
         raise EventError("usage: unreadable") from None
     if not usage.found:
         raise EventError("usage: no token counts found")
-    _check_bounds(usage)
-    # To the column's 3 places: PostgreSQL's numeric refuses exponents like 1e-99999 outright.
-    usage.audio_seconds = usage.audio_seconds.quantize(AUDIO_QUANTUM)
+    # Counts outside the input bounds (usage/bounds.py) are rejected, naming the field, by
+    # the write itself (request_events_record), which every path goes through.
+    # To the column's 3 places: PostgreSQL's numeric refuses exponents like 1e-99999 outright
+    # (in a context wide enough for any figure: one too large is rejected next).
+    usage.audio_seconds = usage.audio_seconds.quantize(AUDIO_QUANTUM, context=WIDE)
     usage.model = model or usage.model.strip()[:MAX_ID_LENGTH]
     if not usage.model:
         raise EventError("model: required (in the event or the response body)")

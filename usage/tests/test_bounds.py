@@ -480,3 +480,33 @@ def test_the_admin_refuses_a_figure_outside_the_bounds_with_the_field_named(clie
     response = client.post("/admin/usage/usagerecord/add/", {**base, "cost": TOP_COST})
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert UsageRecord.objects.count() == 1
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize(
+    ("usage", "field"),
+    [
+        ({"input_tokens": 1, "audio_seconds": "1e30"}, "usage.audio_seconds"),
+        ({"input_tokens": 1, "total_duration_ns": 10**19}, "usage.total_duration_ns"),
+        ({"input_tokens": 1, "request_count": 1, "provider_cost": "1e13"}, "usage.provider_cost"),
+        ({"input_tokens": 1, "request_count": 10**9 + 1}, "usage.request_count"),
+        ({"prompt_tokens": 1, "completion_tokens": int(HUGE_COUNT)}, "usage.output_tokens"),
+    ],
+)
+def test_ingestion_names_every_field_outside_the_bounds(client, usage, field):
+    from providers.services import ingest_key_create
+
+    account = AccountFactory(provider=provider("openai"))
+    raw, _ = ingest_key_create(account=account, name="tests")
+    body = [{"request_id": "r", "model": "gpt-4o", "usage": usage}]
+    response = client.post(
+        "/api/usage/events",
+        data=json.dumps(body),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {raw}",
+    )
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    assert result["status"] == "rejected"
+    assert result["reason"].startswith(f"{field}: must be from 0 to"), result
+    assert not UsageRecord.objects.exists()
