@@ -262,12 +262,17 @@ def test_the_database_refuses_budgets_outside_the_bounds(owner, account):
 class _ChecksOff:
     """Store a row the CHECK would refuse, as one written before the constraint existed."""
 
+    def __init__(self, table: str = "usage_usagerecord", constraint: str = "usage_record_bounds"):
+        self.table, self.constraint = table, constraint
+
     def __enter__(self):
         with connection.cursor() as cursor:
             if connection.vendor == "sqlite":
                 cursor.execute("PRAGMA ignore_check_constraints = ON")
             else:  # inside the test's transaction: rolled back with it
-                cursor.execute("ALTER TABLE usage_usagerecord DROP CONSTRAINT usage_record_bounds")
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending FK checks
+                cursor.execute(f"ALTER TABLE {self.table} DROP CONSTRAINT {self.constraint}")
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
 
     def __exit__(self, *exc):
         if connection.vendor == "sqlite":
@@ -510,3 +515,21 @@ def test_ingestion_names_every_field_outside_the_bounds(client, usage, field):
     assert result["status"] == "rejected"
     assert result["reason"].startswith(f"{field}: must be from 0 to"), result
     assert not UsageRecord.objects.exists()
+
+
+def test_the_migrations_set_budgets_outside_the_bounds_right(owner, account):
+    budget = Budget.objects.create(owner=owner, amount=Decimal("10"))
+    with _ChecksOff("alerts_budget", "budget_bounds"):
+        Budget.objects.filter(pk=budget.pk).update(amount=Decimal("1e15"))
+        importlib.import_module("alerts.migrations.0003_bounds_checks").clamp_out_of_bounds(
+            apps, None
+        )
+    with _ChecksOff("providers_provideraccount", "account_bounds"):
+        ProviderAccount.objects.filter(pk=account.pk).update(monthly_budget=Decimal("-5"))
+        importlib.import_module("providers.migrations.0004_bounds_checks").clear_out_of_bounds(
+            apps, None
+        )
+    budget.refresh_from_db()
+    account.refresh_from_db()
+    assert budget.amount == Decimal("1000000000000")  # the nearest bound
+    assert account.monthly_budget is None  # no budget rather than a negative one
