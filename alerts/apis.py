@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -15,6 +13,7 @@ from alerts import selectors, services
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.services import THRESHOLD_MAX, THRESHOLD_MIN
 from providers.models import Provider, ProviderAccount
+from usage import bounds
 
 
 def _drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
@@ -46,7 +45,7 @@ class BudgetSerializer(serializers.ModelSerializer):
         required=False, allow_null=True, help_text="Account id; only with scope=account."
     )
     amount = serializers.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal("0.01"), help_text="USD per month."
+        max_digits=20, **bounds.BUDGET.form_kwargs(), help_text="USD per month."
     )
     thresholds = serializers.ListField(
         child=serializers.IntegerField(min_value=THRESHOLD_MIN, max_value=THRESHOLD_MAX),

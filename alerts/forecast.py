@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from usage.db import WIDE
+
 ZERO = Decimal(0)
 ONE = Decimal(1)
 PLACES = Decimal("1e-10")  # DecimalField(decimal_places=10)
@@ -79,13 +81,13 @@ def format_usd(amount: Decimal, *, significant: int | None = None) -> str:
     if significant is not None and amount and abs(amount) < 1:
         places = max(2, significant - 1 - amount.adjusted())
     quantum = Decimal(1).scaleb(-places)
-    rounded = abs(amount).quantize(quantum, rounding=ROUND_HALF_UP)
+    rounded = abs(amount).quantize(quantum, rounding=ROUND_HALF_UP, context=WIDE)
     sign = "-" if amount < 0 and rounded else ""
     return f"{sign}${rounded:,}"
 
 
 def _q(amount: Decimal) -> Decimal:
-    return amount.quantize(PLACES, rounding=ROUND_HALF_UP)
+    return amount.quantize(PLACES, rounding=ROUND_HALF_UP, context=WIDE)  # any stored sum
 
 
 def _days(start: date, end: date) -> list[date]:

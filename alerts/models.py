@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
 from django.db import models
 
 from providers.models import Provider, ProviderAccount
+from usage import bounds
 
 
 def default_thresholds() -> list[int]:
@@ -29,7 +28,7 @@ class Budget(models.Model):
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE)
     account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE)
     amount = models.DecimalField(
-        max_digits=20, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+        max_digits=20, decimal_places=2, validators=bounds.BUDGET.validators()
     )
     thresholds = models.JSONField(
         default=default_thresholds, help_text="Percentages, e.g. [80, 100]."
@@ -62,6 +61,7 @@ class Budget(models.Model):
                 condition=models.Q(scope="account"),
                 name="budget_one_per_account",
             ),
+            bounds.check_constraint("budget", {"amount": bounds.BUDGET}),
         ]
 
     def __str__(self) -> str:

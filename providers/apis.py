@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -15,6 +13,7 @@ from providers import selectors, services
 from providers.account_settings import settings_clean, settings_openapi_schema, settings_values
 from providers.models import Provider, ProviderAccount
 from providers.services import UNCHANGED
+from usage.bounds import ACCOUNT_BUDGET
 
 
 class ProviderSerializer(serializers.ModelSerializer):
@@ -109,7 +108,7 @@ class AccountSerializer(serializers.ModelSerializer):
         help_text="The provider's settings. Keys left out keep their value; null resets one.",
     )
     monthly_budget = serializers.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True
+        max_digits=20, **ACCOUNT_BUDGET.form_kwargs(), required=False, allow_null=True
     )
 
     class Meta:

@@ -6,11 +6,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
 from django.db import models
 
 from providers.fields import EncryptedSecretField, SealedSecret
 from providers.registry import adapter_choices
+from usage import bounds
 
 
 class Provider(models.Model):
@@ -69,7 +69,7 @@ class ProviderAccount(models.Model):
         decimal_places=2,
         null=True,
         blank=True,
-        validators=[MinValueValidator(Decimal("0"))],
+        validators=bounds.ACCOUNT_BUDGET.validators(),
         help_text="USD per calendar month; empty means no budget.",
     )
     is_active = models.BooleanField(default=True)
@@ -89,7 +89,10 @@ class ProviderAccount(models.Model):
     class Meta:
         ordering = ["provider__name", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner")
+            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner"),
+            bounds.check_constraint(
+                "account", {"monthly_budget": bounds.ACCOUNT_BUDGET}, nullable={"monthly_budget"}
+            ),
         ]
 
     def __str__(self) -> str:
@@ -117,10 +120,6 @@ class ProviderAccount(models.Model):
         return bool(self.admin_key)
 
 
-# An invoice total beyond this is a typing error; it would also overflow the money columns.
-MAX_INVOICE = Decimal("1e15")
-
-
 class Invoice(models.Model):
     """What the provider billed an account for one calendar month, typed in by the user.
 
@@ -140,10 +139,7 @@ class Invoice(models.Model):
         ordering = ["account", "-month"]
         constraints = [
             models.UniqueConstraint(fields=["account", "month"], name="invoice_one_per_month"),
-            models.CheckConstraint(
-                condition=models.Q(amount__gt=-MAX_INVOICE, amount__lt=MAX_INVOICE),
-                name="invoice_amount_bounds",
-            ),
+            bounds.check_constraint("invoice", {"amount": bounds.INVOICE}),
             models.CheckConstraint(
                 condition=models.Q(month__day=1), name="invoice_month_first_day"
             ),
@@ -154,9 +150,11 @@ class Invoice(models.Model):
 
     @staticmethod
     def amount_check(amount: Decimal) -> None:
-        """The one bound on an invoice amount (the CHECK constraint enforces the same)."""
-        if not isinstance(amount, Decimal) or not amount.is_finite() or abs(amount) >= MAX_INVOICE:
-            raise ValidationError({"amount": "Enter a finite amount between -1e15 and 1e15."})
+        """The invoice bound (usage/bounds.py; the CHECK constraint enforces the same)."""
+        if not isinstance(amount, Decimal):
+            raise ValidationError({"amount": "Enter a number."})
+        if problem := bounds.INVOICE.problem(amount):
+            raise ValidationError({"amount": f"The amount {problem}."})
         if amount != amount.quantize(Decimal("1e-12")):
             raise ValidationError({"amount": "Use at most 12 decimal places."})
 

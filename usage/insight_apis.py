@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, timedelta
@@ -26,9 +27,11 @@ from rest_framework.views import APIView
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from providers.selectors import account_get_for_user
-from usage import selectors
+from usage import bounds, selectors
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
 from usage.services.reconciliation import invoice_delete, invoice_set
+
+logger = logging.getLogger(__name__)
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -144,9 +147,10 @@ class PlainDecimalField(serializers.DecimalField):
 
 class InvoiceSerializer(serializers.Serializer):
     month = serializers.CharField(source="month_key", read_only=True, help_text="YYYY-MM")
-    # 27 digits, 12 after the point: below 1e15 in size, as the database's CHECK requires.
     amount = PlainDecimalField(
-        max_digits=27, decimal_places=12, help_text="What the provider billed for the month."
+        max_digits=None,
+        **bounds.INVOICE.form_kwargs(),
+        help_text="What the provider billed for the month.",
     )
     currency = serializers.ChoiceField(choices=["USD"], default="USD")
     note = serializers.CharField(max_length=500, allow_blank=True, default="")
@@ -259,7 +263,26 @@ class _Echo:
 UTF8_BOM = "\ufeff"
 
 
-def _csv_stream(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
+class ExportBroken(Exception):
+    """The export failed part-way; raised out of the stream so the server aborts the response
+    (no terminating chunk) and the client's download fails instead of looking complete."""
+
+
+def _failing_loudly(lines: Iterator[str], *, marker) -> Iterator[str]:
+    """Pass `lines` on; on a failure part-way, write `marker(rows sent)` (for a person opening
+    a file whose end the server could not mark) and abort the stream."""
+    sent = 0
+    try:
+        for line in lines:
+            yield line
+            sent += 1
+    except Exception as exc:
+        logger.exception("export failed after %s lines", sent)
+        yield marker(max(sent - 1, 0))
+        raise ExportBroken(f"the export failed after {max(sent - 1, 0)} rows") from exc
+
+
+def _csv_rows(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
     writer = csv.writer(_Echo())
     if bom:
         yield UTF8_BOM
@@ -269,13 +292,28 @@ def _csv_stream(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
         yield writer.writerow([_csv_cell(k, item[k]) for k in EXPORT_HEADER])
 
 
-def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
+def _csv_stream(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
+    def marker(count: int) -> str:
+        return f"ERROR: the export failed after {count} rows; this file is incomplete.\r\n"
+
+    return _failing_loudly(_csv_rows(rows, bom=bom), marker=marker)
+
+
+def _json_rows(rows: Iterator[tuple]) -> Iterator[str]:
     yield "["
     first = True
     for row in rows:
         yield ("\n" if first else ",\n") + json.dumps(_export_dict(row), sort_keys=False)
         first = False
     yield "\n]\n"
+
+
+def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
+    def marker(count: int) -> str:
+        # The array stays open: no JSON parser takes a cut-off export for a whole one.
+        return f'\n"ERROR: the export failed after {count} rows; this file is incomplete."'
+
+    return _failing_loudly(_json_rows(rows), marker=marker)
 
 
 def export_response(*, user, filters: dict, bom: bool = False) -> StreamingHttpResponse:

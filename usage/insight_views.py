@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from rest_framework import serializers
 
 from providers.selectors import account_get_for_user
-from usage import selectors
+from usage import bounds, selectors
 from usage.forms import HistoryFilterForm
 from usage.insight_apis import export_response, parse_month
 from usage.services.reconciliation import invoice_delete, invoice_set, true_up_book
@@ -66,7 +66,11 @@ class InvoiceForm(forms.Form):
     account = forms.IntegerField(min_value=1)
     month = forms.RegexField(regex=r"^\d{4}-\d{2}$")
     invoice = forms.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal(0), required=False
+        max_digits=20,
+        decimal_places=2,
+        min_value=Decimal(0),
+        max_value=bounds.INVOICE.high,
+        required=False,
     )
     note = forms.CharField(max_length=500, required=False)
 

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from providers.models import Invoice, ProviderAccount
+from usage import bounds
 from usage.models import UsageRecord
 from usage.selectors import invoice_get, reconciliation_month, true_up_records
 from usage.services.records import manual_entry_create, usage_record_delete
@@ -84,6 +85,8 @@ def true_up_book(*, account: ProviderAccount, month_start: date, today: date) ->
     difference = invoice - row.counted
     if not difference:
         return None
+    if problem := bounds.COST.problem(difference):
+        raise ValidationError({"invoice": f"The true-up of {difference:,.2f} USD {problem}."})
     return manual_entry_create(
         account=account,
         day=true_up_day(month_start, today),

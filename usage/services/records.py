@@ -14,7 +14,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from providers.adapters.base import UsageLine
+from providers.http import ProviderError
 from providers.models import ProviderAccount
+from usage import bounds
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Granularity, RecordStatus, Source, UsageRecord
 from usage.services.rollup import day_start, rollup_rebuild
 
@@ -49,6 +51,7 @@ def usage_lines_replace_window(
     PostgreSQL; executemany on SQLite.
     """
     lines = [ln for ln in lines if start <= ln.day < end]
+    lines_check(lines)
     by_key: dict[str, UsageLine] = {}
     for ln in lines:
         # Two lines on one key would make the second overwrite the first; adapters sum
@@ -96,6 +99,22 @@ def usage_lines_replace_window(
 
 
 _line_values = operator.attrgetter(*_LINE_FIELDS)
+
+
+def lines_check(lines: Sequence[UsageLine]) -> None:
+    """Refuse a fetched window holding a figure outside the input bounds (usage/bounds.py).
+
+    A provider reporting such a figure sent a malformed answer: the sync fails, writing
+    nothing, rather than storing part of the window or a number no one can trust.
+    """
+    for ln in lines:
+        try:
+            bounds.values_check(ln)
+        except bounds.OutOfBounds as exc:
+            name = ln.model or ln.line_item
+            raise ProviderError(
+                f"malformed response: the {ln.day} line {name[:80]!r}: {exc}", permanent=False
+            ) from None
 
 
 def _prepared(field_name: str, value):
