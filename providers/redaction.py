@@ -45,15 +45,16 @@ def _variants(secret: str) -> Iterator[str]:
     yield quote(secret, safe="")
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with every given secret, and every token-shaped string, replaced."""
+def redact(text: str, secrets: Iterable[str] = (), *, shapes: bool = True) -> str:
+    """``text`` with every given secret, and (unless ``shapes`` is off: a body relayed to its
+    client) every token-shaped string, replaced."""
     if not text:
         return text
     for secret in sorted({*secrets, *_active.get()}, key=len, reverse=True):
         if secret and len(secret) >= MIN_SECRET_CHARS:
             for variant in _variants(secret):
                 text = text.replace(variant, REDACTED)
-    return _TOKEN_SHAPES.sub(REDACTED, text)
+    return _TOKEN_SHAPES.sub(REDACTED, text) if shapes else text
 
 
 def active_secrets() -> tuple[str, ...]:

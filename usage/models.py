@@ -207,6 +207,16 @@ class SyncRun(models.Model):
     def __str__(self) -> str:
         return f"sync {self.account_id} {self.window_start}..{self.window_end} {self.status}"
 
+    @property
+    def error_summary(self) -> str:
+        """The one human line of the error (what a page shows first)."""
+        return self.error_message.partition("\n")[0]
+
+    @property
+    def error_details(self) -> str:
+        """Whatever follows that line: technical detail and the provider's body excerpt."""
+        return self.error_message.partition("\n")[2]
+
 
 class Price(models.Model):
     """An effective-dated price of one model at one provider, USD per unit.
