@@ -134,7 +134,7 @@ def stop_cluster(proc: subprocess.Popen) -> None:
         return
     os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=15)
+        proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -164,7 +164,7 @@ def main() -> int:
         from cryptography.fernet import Fernet
 
         os.environ["ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
-    database_url, backend, cleanup = bench_database("ct_sync_isolation_bench")
+    database_url, backend, cleanup = bench_database(f"ct_sync_isolation_bench_{os.getpid()}")
 
     stop = threading.Event()
     server = make_server(
