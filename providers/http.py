@@ -223,7 +223,7 @@ def _network_error(exc: requests.RequestException, url: str) -> ProviderError:
     host = _host(url)
     if isinstance(exc, requests.ConnectTimeout):
         reason, error_class = "connection timed out", ErrorClass.TIMEOUT
-    elif isinstance(exc, requests.Timeout):
+    elif isinstance(exc, requests.Timeout) or "Read timed out" in str(exc):
         return ProviderError(
             f"Timed out waiting for {host} to answer",
             error_class=ErrorClass.TIMEOUT,
@@ -245,6 +245,27 @@ def _network_error(exc: requests.RequestException, url: str) -> ProviderError:
     return ProviderError(
         f"Couldn't reach {host}: {reason}", error_class=error_class, detail=str(exc)
     )
+
+
+def _read_body(response: requests.Response, budget: Budget) -> None:
+    """Read the body in chunks, giving up once the budget is spent: the read timeout bounds
+    each read, not the whole body, so a provider trickling bytes could otherwise hold a worker
+    for as long as it likes."""
+    chunks: list[bytes] = []
+    try:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            chunks.append(chunk)
+            remaining = budget.remaining()
+            if remaining is not None and remaining <= 0:
+                raise requests.Timeout(
+                    f"the body was still arriving when the time budget ({budget.seconds:g} s) "
+                    "ran out"
+                )
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise requests.ConnectionError(f"Connection aborted: {exc}") from exc
+    finally:
+        response.close()
+    response._content = b"".join(chunks)  # what .text and .json() read from then on
 
 
 def _parse(response: requests.Response) -> JsonResponse:
@@ -302,8 +323,13 @@ def get_response(
         delay: float | None = None
         try:
             response = session.get(
-                url, headers=dict(headers or {}), params=params, timeout=(connect, read)
+                url,
+                headers=dict(headers or {}),
+                params=params,
+                timeout=(connect, read),
+                stream=True,
             )
+            _read_body(response, budget)
         except (requests.Timeout, requests.ConnectionError) as exc:
             last_error = _network_error(exc, url)
         except requests.RequestException as exc:

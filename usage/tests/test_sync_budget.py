@@ -91,6 +91,39 @@ def test_it_bounds_each_request_by_what_is_left_of_the_budget(hanging, settings)
     assert len(hanging.log) <= 1  # tried once; the retry is a later task
 
 
+def test_a_provider_trickling_its_body_cannot_outlast_the_budget():
+    """One byte every 0.2 s for 6 s: no single read times out, the budget still holds."""
+
+    def trickle(request: Request) -> Response:
+        def body():
+            yield b'{"data": ['
+            for _ in range(30):
+                time.sleep(0.2)
+                yield b" "
+            yield b"]}"
+
+        return Response(body(), content_type="application/json")
+
+    server = HTTPServer(threaded=True)
+    server.expect_request("/slow").respond_with_handler(trickle)
+    server.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as info:
+            http.get_json(
+                requests.Session(), server.url_for("/slow"), budget=Budget(seconds=1, max_tries=1)
+            )
+        elapsed = time.monotonic() - started
+    finally:
+        time.sleep(0.1)
+        server.clear()
+        server.stop()
+
+    assert elapsed < 2.5
+    assert info.value.error_class == "timeout"
+    assert "time budget (1 s) ran out" in info.value.detail
+
+
 def test_it_makes_no_request_once_the_budget_is_used_up(httpserver):
     now = [100.0]
     budget = Budget(seconds=10, clock=lambda: now[0])
