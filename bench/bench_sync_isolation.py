@@ -16,8 +16,14 @@ Targets: every healthy account finished within 10 s of being queued; the hanging
 failed with error class `timeout` within SYNC_TIME_BUDGET_SECONDS (+ 5 s), freed its worker,
 and has a retry scheduled on a later task (not slept in the worker).
 
+Then a killed worker: a sixth account's sync stalls at its provider, the whole cluster is
+SIGKILLed (as an OOM kill would), a new cluster starts, and "Sync now" is pressed every 0.5 s.
+Target: the dead run is marked `stale` and a new run starts within SYNC_LEASE_SECONDS (+ 5 s;
+the benchmark sets a 10 s lease, the default is 120 s) and succeeds.
+
 Before this change (4 tries × 30 s read timeout in the worker) the second healthy account
-behind the hanging one started ~129 s late, the fourth ~257 s late.
+behind the hanging one started ~129 s late, the fourth ~257 s late; a killed worker's run
+showed "running" until the broker redelivered it ~361 s later, and "Sync now" did nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from benchlib import bench_database  # noqa: E402
 
 FIXTURES = ROOT / "providers" / "tests" / "fixtures"
 SLOW_KEY = "sk-admin-bench-slow-000000000001"
+STALL_KEY = "sk-admin-bench-stall-00000000006"  # stalls until the "killed worker" phase ends
 HANG_SECONDS = 600  # longer than any timeout: the provider simply never answers
 TARGET_HEALTHY_S = 10.0
 
@@ -54,7 +61,7 @@ class _Quiet(WSGIRequestHandler):
         pass
 
 
-def fake_provider_app(stop: threading.Event):
+def fake_provider_app(stop: threading.Event, unstall: threading.Event):
     """One WSGI app answering every provider's usage endpoints with fixture bodies.
 
     A request carrying SLOW_KEY hangs until the benchmark ends.
@@ -74,8 +81,11 @@ def fake_provider_app(stop: threading.Event):
         return b'{"error": {"message": "not found"}}'
 
     def app(environ, start_response):
-        if SLOW_KEY in environ.get("HTTP_AUTHORIZATION", ""):
+        auth = environ.get("HTTP_AUTHORIZATION", "") + environ.get("HTTP_X_API_KEY", "")
+        if SLOW_KEY in auth:
             stop.wait(HANG_SECONDS)
+        if STALL_KEY in auth and not unstall.is_set():
+            unstall.wait(HANG_SECONDS)
         data = body(environ["PATH_INFO"], environ.get("QUERY_STRING", ""))
         start_response("200 OK", [("Content-Type", "application/json")])
         return [data]
@@ -154,9 +164,79 @@ def wait_for_cluster(timeout: float = 60) -> float:
     raise SystemExit("the cluster did not run a probe task within 60 s")
 
 
+def killed_worker_phase(
+    cluster: subprocess.Popen, env: dict[str, str], unstall: threading.Event, *, lease: int
+) -> tuple[subprocess.Popen, bool]:
+    """Kill the cluster (SIGKILL, as an OOM kill or a crash would) while a sync runs, start a
+    new one, and press "Sync now" until it starts a new run. Before the lease, a click returns
+    the running run; after it, the dead run is marked stale and a new run starts."""
+    from accounts.models import User
+    from providers.models import Provider, ProviderAccount
+    from usage.models import SyncRun
+    from usage.services.sync import sync_request
+
+    account = ProviderAccount.objects.create(
+        owner=User.objects.get(username="bench-sync-isolation"),
+        provider=Provider.objects.get(slug="openai"),
+        name="OpenAI (worker killed)",
+    )
+    account.set_secret("admin_key", STALL_KEY)
+    account.save()
+    first, _ = sync_request(account=account)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        first.refresh_from_db()
+        if first.status == SyncRun.Status.RUNNING:
+            break
+        time.sleep(0.2)
+    os.killpg(cluster.pid, signal.SIGKILL)
+    cluster.wait()
+    killed_at = time.monotonic()
+    cluster = start_cluster(env)
+    unstall.set()  # the provider is fine again; only the worker was lost
+    restarted_at = None
+    clicks = 0
+    while time.monotonic() - killed_at < lease + 30:
+        run, created = sync_request(account=account)
+        clicks += 1
+        if created:
+            restarted_at = time.monotonic()
+            break
+        time.sleep(0.5)
+    done_at = None
+    if restarted_at is not None:
+        while time.monotonic() - restarted_at < 60:
+            run.refresh_from_db()
+            if run.finished_at is not None:
+                done_at = time.monotonic()
+                break
+            time.sleep(0.2)
+    first.refresh_from_db()
+    print(f"   killed worker (lease {lease} s, SYNC_LEASE_SECONDS):")
+    if restarted_at is None or done_at is None:
+        print("   !! Sync now never started a new run")
+        return cluster, False
+    print(
+        f"   {'':16s} the dead run: {first.status} ({first.error_class}); "
+        f"Sync now started a new run {restarted_at - killed_at:.1f} s after the kill "
+        f"({clicks} clicks), which {run.status} {done_at - killed_at:.1f} s after the kill "
+        "(before: ~361 s until the broker redelivered it)"
+    )
+    phase_ok = (
+        first.error_class == "stale"
+        and run.status == SyncRun.Status.SUCCEEDED
+        and restarted_at - killed_at <= lease + 5
+    )
+    return cluster, phase_ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=float, default=60.0, help="SYNC_TIME_BUDGET_SECONDS")
+    parser.add_argument("--lease", type=int, default=10, help="SYNC_LEASE_SECONDS")
+    parser.add_argument(
+        "--skip-kill", action="store_true", help="leave out the killed-worker phase"
+    )
     parser.add_argument(
         "--target",
         type=float,
@@ -172,9 +252,13 @@ def main() -> int:
         os.environ["ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
     database_url, backend, cleanup = bench_database(f"ct_sync_isolation_bench_{os.getpid()}")
 
-    stop = threading.Event()
+    stop, unstall = threading.Event(), threading.Event()
     server = make_server(
-        "127.0.0.1", 0, fake_provider_app(stop), _ThreadingWSGIServer, handler_class=_Quiet
+        "127.0.0.1",
+        0,
+        fake_provider_app(stop, unstall),
+        _ThreadingWSGIServer,
+        handler_class=_Quiet,
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     fake = f"http://127.0.0.1:{server.server_port}"
@@ -187,6 +271,7 @@ def main() -> int:
         "GITHUB_API_URL": fake,
         "SYNC_BACKFILL_DAYS": "3",
         "SYNC_TIME_BUDGET_SECONDS": str(args.budget),
+        "SYNC_LEASE_SECONDS": str(args.lease),
     }
     os.environ.update(env)
     setup_django(database_url)
@@ -252,8 +337,12 @@ def main() -> int:
             f"   healthy accounts: all finished within {slowest:.2f} s of being queued "
             f"(target ≤ {args.target:g} s)"
         )
+        if not args.skip_kill:
+            cluster, phase_ok = killed_worker_phase(cluster, env, unstall, lease=args.lease)
+            ok = ok and phase_ok
     finally:
         stop.set()
+        unstall.set()
         stop_cluster(cluster)
         server.shutdown()
         from django.db import connections

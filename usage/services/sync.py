@@ -215,9 +215,12 @@ def _heartbeat(run: SyncRun):
     """A Budget.on_request hook: renew the lease at most every HEARTBEAT_EVERY."""
     last = {"at": run.heartbeat_at}
 
+    # Often enough that a live run never looks stale, whatever SYNC_LEASE_SECONDS is.
+    every = min(HEARTBEAT_EVERY, stale_after() / 4)
+
     def beat() -> None:
         now = timezone.now()
-        if last["at"] is None or now - last["at"] >= HEARTBEAT_EVERY:
+        if last["at"] is None or now - last["at"] >= every:
             sync_run_heartbeat(run_id=run.pk, at=now)
             last["at"] = now
 

@@ -3,7 +3,8 @@ the benchmark script, run with a 3 s time budget so it takes seconds, must meet 
 the hanging one failed as `timeout` within the budget, with a retry scheduled on a later task,
 and the healthy accounts all succeeded (here within 30 s of being queued rather than the
 benchmark's 10 s, since the suite may share a busy machine; the benchmark's own run measures
-~2 s)."""
+~2 s). Then the cluster is killed mid-sync: "Sync now" must start a new run once the
+4 s lease has run out."""
 
 from __future__ import annotations
 
@@ -36,3 +37,4 @@ def test_a_hanging_provider_does_not_delay_the_other_accounts():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "targets met" in result.stdout
     assert "OpenAI (hangs)   failed     timeout" in result.stdout
+    assert "the dead run: failed (stale); Sync now started a new run" in result.stdout
