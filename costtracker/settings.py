@@ -41,6 +41,15 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 ALLOW_SIGNUP = env.bool("ALLOW_SIGNUP", default=True)
 SYNC_INTERVAL_MINUTES = env.int("SYNC_INTERVAL_MINUTES", default=60)
 SYNC_BACKFILL_DAYS = env.int("SYNC_BACKFILL_DAYS", default=30)
+# One sync may use this much provider time in total (every request's timeout is bounded by
+# what is left); a temporary failure is retried by a later task, never by sleeping in a worker:
+# after SYNC_RETRY_BASE_SECONDS, doubling, at most SYNC_MAX_ATTEMPTS tries in all.
+SYNC_TIME_BUDGET_SECONDS = env.float("SYNC_TIME_BUDGET_SECONDS", default=60.0)
+SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=4)
+SYNC_RETRY_BASE_SECONDS = env.int("SYNC_RETRY_BASE_SECONDS", default=60)
+# A running sync renews its lease (heartbeat) as it works; one silent for this long lost its
+# worker and is marked stale, so "Sync now" can start again.
+SYNC_LEASE_SECONDS = env.int("SYNC_LEASE_SECONDS", default=120)
 # Proxy: upstream timeouts (seconds) and connection pool size.
 PROXY_CONNECT_TIMEOUT = env.float("PROXY_CONNECT_TIMEOUT", default=5.0)
 PROXY_READ_TIMEOUT = env.float("PROXY_READ_TIMEOUT", default=300.0)

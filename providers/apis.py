@@ -209,20 +209,30 @@ class AccountDetailApi(generics.RetrieveUpdateDestroyAPIView):
 
 
 class AccountTestApi(APIView):
-    """One cheap authenticated call to the provider with the stored key."""
+    """One cheap authenticated call to the provider with the stored key.
 
-    @extend_schema(
-        request=None,
-        responses={
-            200: inline_serializer(
-                "TestResult", {"ok": serializers.BooleanField(), "message": serializers.CharField()}
-            )
+    200 when it worked; 400 when the account lacks what the test needs; 502 when the provider
+    refused or failed. The message never holds a secret, even one the provider echoed.
+    """
+
+    _result = inline_serializer(
+        "TestResult",
+        {
+            "ok": serializers.BooleanField(),
+            "message": serializers.CharField(),
+            "error_class": serializers.CharField(
+                help_text="Empty on success; else auth, rate_limited, timeout, server_error, "
+                "malformed, network, config or internal."
+            ),
         },
     )
+
+    @extend_schema(request=None, responses={200: _result, 400: _result, 502: _result})
     def post(self, request, pk):
         from providers.connection import account_test_connection
 
         account = selectors.account_get_for_user(user=request.user, pk=pk)
         result = account_test_connection(account=account)
         code = status.HTTP_200_OK if result.ok else result.http_status
-        return Response({"ok": result.ok, "message": result.message}, status=code)
+        body = {"ok": result.ok, "message": result.message, "error_class": result.error_class}
+        return Response(body, status=code)

@@ -1,30 +1,38 @@
 """The one HTTP wrapper every provider adapter goes through.
 
-It always passes a timeout, parses JSON with ``parse_float=Decimal`` (money is never a float),
-retries what is worth retrying (429, 5xx, timeouts, connection errors) with bounded tries, and
-turns every failure into one error type, :class:`ProviderError`, whose ``permanent`` flag tells
-the caller whether trying again later can help.
+It always passes a timeout (bounded by what is left of the caller's time budget), parses JSON
+with ``parse_float=Decimal`` (money is never a float), retries what is worth retrying (429,
+5xx, timeouts, connection errors) with bounded tries, and turns every failure into one error
+type, :class:`ProviderError`, whose ``error_class`` says what went wrong and whose ``permanent``
+flag tells the caller whether trying again later can help.
+
+Every ProviderError is redacted as it is built (:mod:`providers.redaction`): the secrets of the
+adapter call in progress and anything token-shaped never reach its message or excerpt, so
+nothing downstream (the retry log line, a SyncRun, an API answer, a page) can leak them.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from django.db import models
 
-logger = logging.getLogger(__name__)
+from providers.redaction import redact, redacted_logger
+
+logger = redacted_logger(__name__)
 
 # Module constants rather than literals so tests can shorten the read timeout.
 CONNECT_TIMEOUT: float = 5
 READ_TIMEOUT: float = 30
-MAX_RETRY_AFTER: int = 60  # never wait longer than this on a provider's say-so
+MAX_RETRY_AFTER: int = 60  # never wait longer than this on a provider's say-so (in place)
 BACKOFF_BASE: float = 1.0
 MAX_PAGES: int = 1000
 EXCERPT_CHARS: int = 500
@@ -32,12 +40,30 @@ EXCERPT_CHARS: int = 500
 Sleep = Callable[[float], Any]
 
 
+class ErrorClass(models.TextChoices):
+    """What kind of failure a provider call (or a sync) ended in; stored on SyncRun."""
+
+    AUTH = "auth", "Key rejected"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    TIMEOUT = "timeout", "Timed out"
+    SERVER_ERROR = "server_error", "Provider error"
+    MALFORMED = "malformed", "Malformed response"
+    NETWORK = "network", "Network"
+    CONFIG = "config", "Account settings"
+    INTERNAL = "internal", "Internal error"
+    STALE = "stale", "Worker lost"
+
+
 class ProviderError(Exception):
     """A provider call failed.
 
+    ``message`` is one short human line ("Couldn't reach api.openai.com: DNS lookup failed");
+    ``detail`` the technical text behind it; ``body_excerpt`` the start of the provider's body.
+    All three are redacted here, the one place every provider failure is made.
+
     ``permanent`` is True when retrying cannot help without a person changing something (a
     rejected key, a missing permission, a wrong organization); False for outages, rate limits and
-    garbled responses.
+    garbled responses. ``retry_after`` is the provider's Retry-After in seconds, if it sent one.
     """
 
     def __init__(
@@ -47,15 +73,53 @@ class ProviderError(Exception):
         permanent: bool = False,
         status: int | None = None,
         body_excerpt: str = "",
+        error_class: str | None = None,
+        detail: str = "",
+        retry_after: int | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        self.message = redact(message)
+        super().__init__(self.message)
         self.permanent = permanent
         self.status = status
-        self.body_excerpt = body_excerpt[:EXCERPT_CHARS]
+        # Redact before cutting, so a key straddling the cut cannot survive as a prefix.
+        self.body_excerpt = excerpt(redact(body_excerpt))
+        self.detail = excerpt(redact(detail))
+        if error_class is None:
+            error_class = ErrorClass.CONFIG if permanent else ErrorClass.MALFORMED
+        self.error_class = ErrorClass(error_class)
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass
+class Budget:
+    """A caller's limits on one adapter call: a total deadline, a cap on tries, a heartbeat.
+
+    ``deadline`` is a ``clock()`` reading; every request's timeout is bounded by what is left,
+    and no request starts (nor retry waits) once it has passed. ``on_request`` runs before each
+    request (the sync service renews its run's lease there).
+    """
+
+    seconds: float | None = None
+    max_tries: int | None = None
+    on_request: Callable[[], Any] | None = None
+    clock: Callable[[], float] = time.monotonic
+    deadline: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.seconds is not None:
+            self.deadline = self.clock() + self.seconds
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self.clock()
+
+    def used_up(self) -> ProviderError:
+        return ProviderError(
+            f"Gave up: the sync's time budget ({self.seconds:g} s) is used up",
+            error_class=ErrorClass.TIMEOUT,
+        )
 
 
 @dataclass(frozen=True)
@@ -94,6 +158,10 @@ def _with_detail(message: str, text: str) -> str:
     return f"{message}: {detail[:200]}" if detail else message
 
 
+def _host(url: str) -> str:
+    return urlsplit(url).hostname or "the provider"
+
+
 def _backoff(attempt: int) -> float:
     # Exponential (1, 2, 4, ... seconds) plus up to one base unit of jitter, so many accounts
     # syncing at once do not retry in lock-step.
@@ -101,13 +169,11 @@ def _backoff(attempt: int) -> float:
     return min(delay + random.uniform(0, BACKOFF_BASE), MAX_RETRY_AFTER)
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after_header(response: requests.Response) -> int | None:
     # Providers send integer seconds (OpenAI spec, Groq, GitHub). An HTTP date or junk falls
     # back to our own backoff rather than trusting it.
     value = response.headers.get("Retry-After", "").strip()
-    if not value.isdigit():
-        return None
-    return float(min(int(value), MAX_RETRY_AFTER))
+    return int(value) if value.isdigit() else None
 
 
 def _is_rate_limited(response: requests.Response) -> bool:
@@ -122,24 +188,84 @@ def _is_rate_limited(response: requests.Response) -> bool:
 def _error_for_status(response: requests.Response) -> ProviderError:
     status = response.status_code
     text = response.text
-    body = excerpt(text)
+    common = {"status": status, "body_excerpt": text, "detail": provider_message(text)}
     if _is_rate_limited(response):
         return ProviderError(
-            f"rate limited ({status})", permanent=False, status=status, body_excerpt=body
+            f"rate limited ({status})",
+            permanent=False,
+            error_class=ErrorClass.RATE_LIMITED,
+            retry_after=_retry_after_header(response),
+            **common,
         )
     if status == 401:
-        return ProviderError("key rejected (401)", permanent=True, status=status, body_excerpt=body)
+        return ProviderError(
+            "key rejected (401)", permanent=True, error_class=ErrorClass.AUTH, **common
+        )
     if status == 403:
         message = _with_detail("key lacks admin permission (403)", text)
-        return ProviderError(message, permanent=True, status=status, body_excerpt=body)
+        return ProviderError(message, permanent=True, error_class=ErrorClass.AUTH, **common)
     if status == 404:
-        return ProviderError("not found (404)", permanent=True, status=status, body_excerpt=body)
+        return ProviderError(
+            "not found (404)", permanent=True, error_class=ErrorClass.CONFIG, **common
+        )
     if status >= 500:
         message = _with_detail(f"provider error ({status})", text)
-        return ProviderError(message, permanent=False, status=status, body_excerpt=body)
+        return ProviderError(
+            message, permanent=False, error_class=ErrorClass.SERVER_ERROR, **common
+        )
     # Other 4xx (400, 422): the request or the account is wrong; a retry cannot fix it.
     message = _with_detail(f"request rejected ({status})", text)
-    return ProviderError(message, permanent=True, status=status, body_excerpt=body)
+    return ProviderError(message, permanent=True, error_class=ErrorClass.CONFIG, **common)
+
+
+def _network_error(exc: requests.RequestException, url: str) -> ProviderError:
+    """One human line for a request that got no HTTP answer; the raw text goes to ``detail``."""
+    host = _host(url)
+    if isinstance(exc, requests.ConnectTimeout):
+        reason, error_class = "connection timed out", ErrorClass.TIMEOUT
+    elif isinstance(exc, requests.Timeout) or "Read timed out" in str(exc):
+        return ProviderError(
+            f"Timed out waiting for {host} to answer",
+            error_class=ErrorClass.TIMEOUT,
+            detail=str(exc),
+        )
+    elif isinstance(exc, requests.exceptions.SSLError):
+        reason, error_class = "TLS handshake failed", ErrorClass.NETWORK
+    else:
+        text = str(exc)
+        if "NameResolutionError" in text or "Name or service not known" in text:
+            reason = "DNS lookup failed"
+        elif "Connection refused" in text or "ConnectionRefusedError" in text:
+            reason = "connection refused"
+        elif "RemoteDisconnected" in text or "Connection aborted" in text:
+            reason = "the connection was closed"
+        else:
+            reason = "connection failed"
+        error_class = ErrorClass.NETWORK
+    return ProviderError(
+        f"Couldn't reach {host}: {reason}", error_class=error_class, detail=str(exc)
+    )
+
+
+def _read_body(response: requests.Response, budget: Budget) -> None:
+    """Read the body in chunks, giving up once the budget is spent: the read timeout bounds
+    each read, not the whole body, so a provider trickling bytes could otherwise hold a worker
+    for as long as it likes."""
+    chunks: list[bytes] = []
+    try:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            chunks.append(chunk)
+            remaining = budget.remaining()
+            if remaining is not None and remaining <= 0:
+                raise requests.Timeout(
+                    f"the body was still arriving when the time budget ({budget.seconds:g} s) "
+                    "ran out"
+                )
+    except requests.exceptions.ChunkedEncodingError as exc:
+        raise requests.ConnectionError(f"Connection aborted: {exc}") from exc
+    finally:
+        response.close()
+    response._content = b"".join(chunks)  # what .text and .json() read from then on
 
 
 def _parse(response: requests.Response) -> JsonResponse:
@@ -150,13 +276,15 @@ def _parse(response: requests.Response) -> JsonResponse:
         raise ProviderError(
             f"malformed response: not JSON ({exc})",
             status=response.status_code,
-            body_excerpt=excerpt(text),
-        ) from exc
+            body_excerpt=text,
+            error_class=ErrorClass.MALFORMED,
+        ) from None
     if not isinstance(body, dict):
         raise ProviderError(
             "malformed response: expected a JSON object",
             status=response.status_code,
-            body_excerpt=excerpt(text),
+            body_excerpt=text,
+            error_class=ErrorClass.MALFORMED,
         )
     return JsonResponse(body=body, headers=response.headers, status=response.status_code)
 
@@ -169,42 +297,64 @@ def get_response(
     params: Mapping[str, Any] | None = None,
     max_tries: int = 4,
     sleep: Sleep = time.sleep,
+    budget: Budget | None = None,
 ) -> JsonResponse:
     """GET ``url`` and return its JSON object body and headers, retrying temporary failures.
 
     List values in ``params`` are sent as repeated keys, so ``{"group_by[]": ["model"]}``
     becomes ``group_by[]=model`` (the bracket form OpenAI and Anthropic document).
+
+    With a ``budget``: at most ``budget.max_tries`` tries, each request's timeouts bounded by
+    the time left, and no request or wait past the deadline.
     """
+    budget = budget or Budget()
+    if budget.max_tries is not None:
+        max_tries = max(1, min(max_tries, budget.max_tries))
     last_error: ProviderError | None = None
     for attempt in range(1, max_tries + 1):
+        remaining = budget.remaining()
+        if remaining is not None and remaining <= 0:
+            raise last_error or budget.used_up()
+        if budget.on_request is not None:
+            budget.on_request()
+        connect, read = CONNECT_TIMEOUT, READ_TIMEOUT
+        if remaining is not None:
+            connect, read = min(connect, remaining), min(read, remaining)
         delay: float | None = None
         try:
             response = session.get(
                 url,
                 headers=dict(headers or {}),
                 params=params,
-                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                timeout=(connect, read),
+                stream=True,
             )
-        except requests.ConnectTimeout as exc:
-            last_error = ProviderError(f"provider unreachable: connect timeout ({exc})")
-        except requests.Timeout as exc:
-            last_error = ProviderError(f"provider timed out: {exc}")
-        except requests.ConnectionError as exc:
-            last_error = ProviderError(f"provider unreachable: {exc}")
+            _read_body(response, budget)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            last_error = _network_error(exc, url)
         except requests.RequestException as exc:
             # Invalid URL and the like: a configuration problem, not an outage.
-            raise ProviderError(f"request failed: {exc}", permanent=True) from exc
+            raise ProviderError(
+                f"Bad provider address: {type(exc).__name__}",
+                permanent=True,
+                error_class=ErrorClass.CONFIG,
+                detail=str(exc),
+            ) from None
         else:
             if 200 <= response.status_code < 300:
                 return _parse(response)
             last_error = _error_for_status(response)
             if last_error.permanent:
                 raise last_error
-            if _is_rate_limited(response):
-                delay = _retry_after(response)
+            if last_error.retry_after is not None:
+                delay = float(min(last_error.retry_after, MAX_RETRY_AFTER))
         if attempt < max_tries:
             wait = delay if delay is not None else _backoff(attempt)
-            logger.info("retrying %s in %.1fs after: %s", url, wait, last_error)
+            left = budget.remaining()
+            if left is not None and wait >= left:
+                break  # the wait alone would overrun the budget: hand the failure back now
+            # The error is already redacted; the URL holds no secret (keys go in headers).
+            logger.info("retrying %s in %.1fs after: %s", redact(url), wait, last_error)
             sleep(wait)
     assert last_error is not None
     raise last_error
@@ -218,10 +368,17 @@ def get_json(
     params: Mapping[str, Any] | None = None,
     max_tries: int = 4,
     sleep: Sleep = time.sleep,
+    budget: Budget | None = None,
 ) -> dict[str, Any]:
     """Like :func:`get_response` but return only the parsed JSON object."""
     return get_response(
-        session, url, headers=headers, params=params, max_tries=max_tries, sleep=sleep
+        session,
+        url,
+        headers=headers,
+        params=params,
+        max_tries=max_tries,
+        sleep=sleep,
+        budget=budget,
     ).body
 
 
@@ -246,9 +403,16 @@ def paginate_cursor(
         if not isinstance(cursor, str) or not cursor:
             raise ProviderError(
                 "malformed response: has_more is true but next_page is missing",
-                body_excerpt=excerpt(json.dumps(page, default=str)),
+                body_excerpt=json.dumps(page, default=str),
+                error_class=ErrorClass.MALFORMED,
             )
         if cursor in seen:
-            raise ProviderError(f"pagination loop: cursor {cursor[:40]!r} repeated")
+            raise ProviderError(
+                f"pagination loop: cursor {cursor[:40]!r} repeated",
+                error_class=ErrorClass.MALFORMED,
+            )
         seen.add(cursor)
-    raise ProviderError(f"pagination stopped after {max_pages} pages (page limit)")
+    raise ProviderError(
+        f"pagination stopped after {max_pages} pages (page limit)",
+        error_class=ErrorClass.MALFORMED,
+    )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from usage import apis
+from usage import apis, sync_apis
 
 urlpatterns = [
     path("usage", apis.UsageSummaryApi.as_view(), name="api-usage"),
@@ -8,4 +8,5 @@ urlpatterns = [
     path("usage/by-service", apis.UsageByServiceApi.as_view(), name="api-usage-by-service"),
     path("usage/daily", apis.UsageDailyApi.as_view(), name="api-usage-daily"),
     path("usage/records", apis.ManualEntryApi.as_view(), name="api-usage-records"),
+    path("accounts/<int:pk>/sync-runs", sync_apis.SyncRunListApi.as_view(), name="api-sync-runs"),
 ]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from providers.http import ErrorClass
 from providers.models import Provider, ProviderAccount
 from usage import bounds
 
@@ -196,10 +197,17 @@ class SyncRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Renewed while the run works (before each provider request and before writing); a
+    # running run whose heartbeat is older than SYNC_LEASE_SECONDS lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # 1 for a first try; a temporary failure is tried again by a later task, up to
+    # SYNC_MAX_ATTEMPTS, and the failed run says when (next_retry_at).
+    attempt = models.PositiveSmallIntegerField(default=1)
+    next_retry_at = models.DateTimeField(null=True, blank=True)
     fetched = models.IntegerField(default=0)
     created = models.IntegerField(default=0)
     updated = models.IntegerField(default=0)
-    error_class = models.CharField(max_length=100, blank=True)
+    error_class = models.CharField(max_length=100, blank=True, choices=ErrorClass.choices)
     error_message = models.TextField(blank=True)
 
     class Meta:
@@ -208,6 +216,16 @@ class SyncRun(models.Model):
 
     def __str__(self) -> str:
         return f"sync {self.account_id} {self.window_start}..{self.window_end} {self.status}"
+
+    @property
+    def error_summary(self) -> str:
+        """The one human line of the error (what a page shows first)."""
+        return self.error_message.partition("\n")[0]
+
+    @property
+    def error_details(self) -> str:
+        """Whatever follows that line: technical detail and the provider's body excerpt."""
+        return self.error_message.partition("\n")[2]
 
 
 class Price(models.Model):

@@ -11,18 +11,39 @@ from providers.registry import syncable_kinds
 from usage.services.sync import usage_sync
 
 
-def sync_account(account_id: int, run_id: int | None = None, days: int | None = None) -> str:
+def sync_account(
+    account_id: int,
+    run_id: int | None = None,
+    days: int | None = None,
+    attempt: int = 1,
+    retry_of: int | None = None,
+) -> str:
     """Sync one account. Provider and data errors end up on the SyncRun, not as a task failure.
 
     Returning normally matters: django-q2 would otherwise count a permanent error (a rejected
-    key) as a failure worth redelivering.
+    key) as a failure worth redelivering. A temporary failure is not retried here (the worker
+    is freed at once): the service schedules this task again (``attempt``, ``retry_of``).
+    The result holds no provider text, so nothing secret lands in django-q2's task table.
     """
     if not ProviderAccount.objects.filter(pk=account_id).exists():
         return f"account {account_id}: deleted"
+    if retry_of is not None:
+        trigger = "retry"
+    else:
+        trigger = "manual" if run_id else "schedule"
     run = usage_sync(
-        account_id=account_id, run_id=run_id, days=days, trigger="manual" if run_id else "schedule"
+        account_id=account_id,
+        run_id=run_id,
+        days=days,
+        trigger=trigger,
+        retry_later=True,
+        attempt=attempt,
+        retry_of=retry_of,
     )
-    return f"account {account_id}: {run.status if run else 'already handled'}"
+    if run is None:
+        return f"account {account_id}: already handled"
+    outcome = f"{run.status} ({run.error_class})" if run.error_class else run.status
+    return f"account {account_id}: {outcome}"
 
 
 def syncable_accounts() -> QuerySet[ProviderAccount]:

@@ -7,9 +7,10 @@ objects, one per UTC day × model × line item, money as ``Decimal``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -18,7 +19,16 @@ from typing import Any, ClassVar
 
 import requests
 
-from providers.http import JsonResponse, ProviderError, Sleep, excerpt, get_json, get_response
+from providers.http import (
+    Budget,
+    ErrorClass,
+    JsonResponse,
+    ProviderError,
+    Sleep,
+    get_json,
+    get_response,
+)
+from providers.redaction import secrets_redacted
 
 ZERO = Decimal(0)
 
@@ -113,7 +123,8 @@ def merge_lines(lines: Iterable[UsageLine]) -> list[UsageLine]:
 def shape_error(what: str, obj: Any) -> ProviderError:
     return ProviderError(
         f"unexpected response shape: {what}",
-        body_excerpt=excerpt(json.dumps(jsonable(obj), default=str)),
+        body_excerpt=json.dumps(jsonable(obj), default=str),
+        error_class=ErrorClass.MALFORMED,
     )
 
 
@@ -217,6 +228,16 @@ class ProviderAdapter:
     test_max_tries: ClassVar[int] = 2
     # The non-secret settings an account of this provider has (read from ``self.config``).
     settings: ClassVar[tuple[Setting, ...]] = ()
+    # The calls that reach the provider: each runs with the account's secrets registered for
+    # redaction, so any ProviderError raised inside (by the HTTP wrapper or a shape check)
+    # carries no secret, whoever called the adapter.
+    _redacted_methods: ClassVar[tuple[str, ...]] = ("test_connection", "fetch_daily_usage")
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in cls._redacted_methods:
+            if name in cls.__dict__:
+                setattr(cls, name, _with_secrets_redacted(cls.__dict__[name]))
 
     def __init__(
         self,
@@ -226,6 +247,8 @@ class ProviderAdapter:
         config: dict[str, Any],
         session: requests.Session | None = None,
         sleep: Sleep = time.sleep,
+        budget: Budget | None = None,
+        other_secrets: Iterable[str] = (),
     ) -> None:
         url = (base_url or self.default_base_url).rstrip("/")
         if self.api_prefix and url.endswith(self.api_prefix):
@@ -235,6 +258,9 @@ class ProviderAdapter:
         self.config = dict(config or {})
         self.session = session or requests.Session()
         self.sleep = sleep
+        self.budget = budget
+        # Every secret of the account, not only the one this adapter sends.
+        self.secrets = tuple(s for s in (secret, *other_secrets) if s)
 
     def __repr__(self) -> str:
         # Never show the secret.
@@ -253,6 +279,7 @@ class ProviderAdapter:
             params=params,
             max_tries=max_tries,
             sleep=self.sleep,
+            budget=self.budget,
         )
 
     def _get_response(
@@ -265,6 +292,7 @@ class ProviderAdapter:
             params=params,
             max_tries=max_tries,
             sleep=self.sleep,
+            budget=self.budget,
         )
 
     def test_connection(self) -> str:
@@ -274,3 +302,12 @@ class ProviderAdapter:
     def fetch_daily_usage(self, *, start: date, end: date) -> list[UsageLine]:
         """Return usage lines for UTC days ``start`` (inclusive) to ``end`` (exclusive)."""
         raise NotImplementedError(f"{self.label or type(self).__name__} does not sync usage")
+
+
+def _with_secrets_redacted(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: ProviderAdapter, *args: Any, **kwargs: Any) -> Any:
+        with secrets_redacted(self.secrets):
+            return method(self, *args, **kwargs)
+
+    return wrapper

@@ -18,12 +18,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from providers.connection import account_secrets
 from providers.crypto import SecretUnreadable
 from providers.models import ProviderAccount
 from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
 from providers.proxy.recording import proxy_call_record, tags_from
 from providers.proxy.routes import ROUTES, Route
+from providers.redaction import redact
 from usage.extraction import RequestUsage, StreamUsageTracker, add_include_usage, extract_usage
 from usage.models import RecordStatus
 
@@ -166,6 +168,10 @@ def _whole(call: _Call, response: upstream.UpstreamResponse, client_socket=None)
         call.record(RequestUsage(), RecordStatus.INCOMPLETE)
         return _error(502, "upstream_error", "The provider's response was cut short.")
     headers = upstream.returned_headers(response)
+    if response.status_code >= 400:
+        # An error body may echo the stored key we swapped in; the client holds only an ingest
+        # key and must never see it.
+        content = _redact_bytes(content, account_secrets(account=call.account))
     if not call.route.records:
         return HttpResponse(content, status=response.status_code, headers=headers)
     body = _RecordedBody(call, response.status_code, content, client_socket)
@@ -175,6 +181,13 @@ def _whole(call: _Call, response: upstream.UpstreamResponse, client_socket=None)
     answer = StreamingHttpResponse(body, status=response.status_code, headers=headers)
     answer["Content-Length"] = str(len(content))
     return answer
+
+
+def _redact_bytes(content: bytes, secrets: tuple[str, ...]) -> bytes:
+    """``content`` without any of the account's secrets (the same rule as every message)."""
+    text = content.decode("utf-8", "replace")
+    redacted = redact(text, secrets, shapes=False)
+    return content if redacted == text else redacted.encode()
 
 
 def _client_socket(meta: dict):

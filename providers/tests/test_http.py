@@ -187,7 +187,9 @@ def test_it_retries_timeouts_then_fails_temporarily(session, monkeypatch):
         sleeps: list[float] = []
         with pytest.raises(ProviderError) as info:
             _get(session, server.url_for("/slow"), sleeps, max_tries=2)
-        assert info.value.message.startswith("provider timed out")
+        assert info.value.message == "Timed out waiting for localhost to answer"
+        assert info.value.error_class == "timeout"
+        assert "Read timed out" in info.value.detail
         assert info.value.permanent is False
         assert len(sleeps) == 1  # two tries, one backoff between them
         time.sleep(0.4)  # let both handlers finish so the server can stop cleanly
@@ -205,7 +207,10 @@ def test_it_reports_connection_refused_as_unreachable(session):
     sleeps: list[float] = []
     with pytest.raises(ProviderError) as info:
         _get(session, f"http://127.0.0.1:{port}/x", sleeps)
-    assert info.value.message.startswith("provider unreachable: ")
+    # One human line; the raw urllib3 text only in the details.
+    assert info.value.message == "Couldn't reach 127.0.0.1: connection refused"
+    assert info.value.error_class == "network"
+    assert "Max retries exceeded" in info.value.detail
     assert info.value.permanent is False
     assert len(sleeps) == 3  # 4 tries
 

@@ -76,6 +76,9 @@ _CLASS_ALIASES = {
 }
 
 
+_HUMAN_NETWORK_LINE = re.compile(r"^Couldn't reach ([^\s:]+)")
+
+
 @dataclass(frozen=True)
 class ErrorDisplay:
     summary: str  # one line, for a person
@@ -84,7 +87,8 @@ class ErrorDisplay:
 
 
 def _host(message: str) -> str:
-    match = _HOST_IN_POOL.search(message)
+    # providers/http.py already writes "Couldn't reach <host>: <reason>" as the first line.
+    match = _HUMAN_NETWORK_LINE.search(message) or _HOST_IN_POOL.search(message)
     if match:
         return match.group(1)
     match = _URL.search(message)
