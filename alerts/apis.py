@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from alerts import selectors, services
 from alerts.models import Alert, Budget, NotificationChannel
 from alerts.services import THRESHOLD_MAX, THRESHOLD_MIN
+from costtracker.api import DecimalStringField, MoneyField, decimal_str, money_str
 from providers.models import Provider, ProviderAccount
 
 
@@ -45,7 +46,12 @@ class BudgetSerializer(serializers.ModelSerializer):
     account = _UserAccountField(
         required=False, allow_null=True, help_text="Account id; only with scope=account."
     )
-    amount = serializers.DecimalField(
+    scope = serializers.ChoiceField(
+        choices=Budget.Scope.choices,
+        default=Budget.Scope.OVERALL,
+        help_text="Default: overall (all spend).",
+    )
+    amount = MoneyField(
         max_digits=20, decimal_places=2, min_value=Decimal("0.01"), help_text="USD per month."
     )
     thresholds = serializers.ListField(
@@ -88,12 +94,13 @@ class BudgetSerializer(serializers.ModelSerializer):
     def get_period(self, budget) -> str:
         return self._status(budget).period.isoformat()
 
+    @extend_schema_field(MoneyField(read_only=True))
     def get_spent(self, budget) -> str:
-        return str(self._status(budget).spent)
+        return money_str(self._status(budget).spent)
 
+    @extend_schema_field(DecimalStringField(allow_null=True))
     def get_percent(self, budget) -> str | None:
-        percent = self._status(budget).percent
-        return None if percent is None else str(percent)
+        return decimal_str(self._status(budget).percent)
 
     def get_status(self, budget) -> str:
         return self._status(budget).status

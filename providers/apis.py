@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from costtracker.api import MoneyField
 from providers import selectors, services
 from providers.models import Provider, ProviderAccount
 from providers.services import UNCHANGED
@@ -55,6 +56,14 @@ def _validate_config(value):
     return value
 
 
+def _validate_secret(value):
+    # A key travels in an HTTP header: only printable ASCII, no spaces (a pasted key with a
+    # stray character would otherwise fail on every call, far from where it was typed).
+    if value and not (value.isascii() and value.isprintable() and " " not in value):
+        raise serializers.ValidationError("Use printable ASCII characters only, no spaces.")
+    return value
+
+
 class AccountSerializer(serializers.ModelSerializer):
     """Secrets are write-only: responses carry has_* flags and at most the last 4 characters."""
 
@@ -67,6 +76,7 @@ class AccountSerializer(serializers.ModelSerializer):
         allow_blank=True,
         max_length=500,
         style={"input_type": "password"},
+        validators=[_validate_secret],
         help_text="Omit to keep; null to clear.",
     )
     admin_key = serializers.CharField(
@@ -76,12 +86,13 @@ class AccountSerializer(serializers.ModelSerializer):
         allow_blank=True,
         max_length=500,
         style={"input_type": "password"},
+        validators=[_validate_secret],
         help_text="Admin key or GitHub token. Omit to keep.",
     )
     has_api_key = serializers.BooleanField(read_only=True)
     has_admin_key = serializers.BooleanField(read_only=True)
     config = serializers.JSONField(required=False, validators=[_validate_config])
-    monthly_budget = serializers.DecimalField(
+    monthly_budget = MoneyField(
         max_digits=20, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True
     )
 
@@ -155,15 +166,20 @@ class AccountDetailApi(generics.RetrieveUpdateDestroyAPIView):
         services.account_delete(account=instance)
 
 
+TestResult = inline_serializer(
+    "TestResult", {"ok": serializers.BooleanField(), "message": serializers.CharField()}
+)
+
+
 class AccountTestApi(APIView):
     """One cheap authenticated call to the provider with the stored key."""
 
     @extend_schema(
         request=None,
         responses={
-            200: inline_serializer(
-                "TestResult", {"ok": serializers.BooleanField(), "message": serializers.CharField()}
-            )
+            200: TestResult,
+            400: OpenApiResponse(TestResult, description="The account cannot be tested as is."),
+            502: OpenApiResponse(TestResult, description="The provider refused or failed."),
         },
     )
     def post(self, request, pk):

@@ -9,18 +9,18 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from costtracker.api import DecimalStringField, MoneyField
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from usage import selectors
@@ -28,11 +28,6 @@ from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def money_str(value: Decimal | None) -> str | None:
-    """A plain decimal string (never exponent notation); None stays None."""
-    return None if value is None else format(value, "f")
 
 
 def plain_decimal(value: Decimal | None) -> str:
@@ -55,54 +50,75 @@ def parse_month(raw: str | None, *, today: date) -> date:
     return date(int(match[1]), int(match[2]), 1)
 
 
+class ProjectionPointOutput(serializers.Serializer):
+    date = serializers.DateField()
+    amount = MoneyField()
+
+
+class ForecastOutput(serializers.Serializer):
+    month = serializers.CharField(help_text="YYYY-MM")
+    today = serializers.DateField()
+    time_zone = serializers.CharField()
+    month_to_date = MoneyField()
+    projected_total = MoneyField()
+    low = MoneyField(help_text="p10 of the projected total.")
+    high = MoneyField(help_text="p90 of the projected total.")
+    days_elapsed = serializers.IntegerField()
+    days_in_month = serializers.IntegerField()
+    method = serializers.CharField()
+    daily_projection = ProjectionPointOutput(many=True)
+    note = serializers.CharField()
+
+
 class ForecastApi(APIView):
     """Projected total spend of the user's current month, with its p10-p90 range."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=ForecastOutput)
     def get(self, request):
         today = selectors.today_for(request.user)
         fc = selectors.forecast_for_user(user=request.user, today=today)
-        return Response(
-            {
-                "month": f"{today:%Y-%m}",
-                "today": today,
-                "time_zone": request.user.time_zone,
-                "month_to_date": money_str(fc.month_to_date),
-                "projected_total": money_str(fc.projected_total),
-                "low": money_str(fc.low),
-                "high": money_str(fc.high),
-                "days_elapsed": fc.days_elapsed,
-                "days_in_month": fc.days_in_month,
-                "method": fc.method,
-                "daily_projection": [
-                    {"date": d, "amount": money_str(v)} for d, v in fc.daily_projection
-                ],
-                "note": DAYS_NOTE,
-            }
-        )
-
-
-def reconciliation_payload(rows: Iterable[selectors.ReconciliationRow]) -> list[dict]:
-    return [
-        {
-            "account": r.account.pk,
-            "account_name": r.account.name,
-            "provider": r.account.provider.slug,
-            "official": money_str(r.official),
-            "estimated": money_str(r.estimated),
-            "estimated_counted": money_str(r.estimated_counted),
-            "manual": money_str(r.manual),
-            "true_up": money_str(r.true_up),
-            "counted": money_str(r.counted),
-            "invoice": money_str(r.invoice),
-            "reference": money_str(r.reference),
-            "reference_kind": r.reference_kind or None,
-            "variance": money_str(r.variance),
-            "variance_pct": money_str(r.variance_pct),
-            "unpriced_count": r.unpriced_count,
+        forecast = {
+            "month": f"{today:%Y-%m}",
+            "today": today,
+            "time_zone": request.user.time_zone,
+            "month_to_date": fc.month_to_date,
+            "projected_total": fc.projected_total,
+            "low": fc.low,
+            "high": fc.high,
+            "days_elapsed": fc.days_elapsed,
+            "days_in_month": fc.days_in_month,
+            "method": fc.method,
+            "daily_projection": [{"date": d, "amount": v} for d, v in fc.daily_projection],
+            "note": DAYS_NOTE,
         }
-        for r in rows
-    ]
+        return Response(ForecastOutput(forecast).data)
+
+
+class ReconciliationRowOutput(serializers.Serializer):
+    account = serializers.IntegerField(source="account.pk")
+    account_name = serializers.CharField(source="account.name")
+    provider = serializers.CharField(source="account.provider.slug")
+    official = MoneyField()
+    estimated = MoneyField()
+    estimated_counted = MoneyField()
+    manual = MoneyField()
+    true_up = MoneyField(allow_null=True)
+    counted = MoneyField()
+    invoice = MoneyField(allow_null=True)
+    reference = MoneyField(allow_null=True)
+    reference_kind = serializers.SerializerMethodField()
+    variance = MoneyField(allow_null=True)
+    variance_pct = DecimalStringField(allow_null=True)
+    unpriced_count = serializers.IntegerField()
+
+    def get_reference_kind(self, row) -> str | None:
+        return row.reference_kind or None
+
+
+class ReconciliationOutput(serializers.Serializer):
+    month = serializers.CharField(help_text="YYYY-MM")
+    accounts = ReconciliationRowOutput(many=True)
+    note = serializers.CharField()
 
 
 class ReconciliationApi(APIView):
@@ -110,21 +126,20 @@ class ReconciliationApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("month", str, description="YYYY-MM")],
-        responses=OpenApiTypes.OBJECT,
+        responses=ReconciliationOutput,
     )
     def get(self, request):
         today = selectors.today_for(request.user)
         month_start = parse_month(request.query_params.get("month"), today=today)
         rows = selectors.reconciliation_month(user=request.user, month_start=month_start)
-        return Response(
-            {
-                "month": f"{month_start:%Y-%m}",
-                "accounts": reconciliation_payload(rows),
-                "note": "variance = reference - counted; reference is the invoice you entered, "
-                "else the official total. counted = official + estimates on days without "
-                "official figures + manual entries (true-ups apart).",
-            }
-        )
+        reconciliation = {
+            "month": f"{month_start:%Y-%m}",
+            "accounts": rows,
+            "note": "variance = reference - counted; reference is the invoice you entered, "
+            "else the official total. counted = official + estimates on days without "
+            "official figures + manual entries (true-ups apart).",
+        }
+        return Response(ReconciliationOutput(reconciliation).data)
 
 
 # --- export ------------------------------------------------------------------------------
