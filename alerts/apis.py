@@ -170,6 +170,36 @@ class AlertSerializer(serializers.ModelSerializer):
     def get_acknowledged(self, alert) -> bool:
         return alert.acknowledged_at is not None
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["data"] = alert_data_for_api(data["data"])
+        return data
+
+
+# Money figures in an alert's data (stored as text when it fired) leave in the API's one
+# money format; their other numbers become plain decimals (never an exponent). Names and
+# labels are left alone, even one that reads like a number.
+_ALERT_MONEY_KEYS = frozenset({"amount", "spent", "projected_total", "low", "high"})
+_ALERT_NUMBER_KEYS = _ALERT_MONEY_KEYS | {"percent", "observed", "baseline", "threshold", "k"}
+
+
+def alert_data_for_api(data):
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        if key in _ALERT_NUMBER_KEYS and isinstance(value, str) and _is_number(value):
+            value = money_str(value) if key in _ALERT_MONEY_KEYS else decimal_str(value)
+        out[key] = value
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except ArithmeticError:
+        return False
+
 
 class AlertFilterSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Alert.Kind.choices, required=False)

@@ -143,6 +143,7 @@ _ERROR_DESCRIPTIONS = {
     "403": ("Not allowed (e.g. staff only, or a CSRF check failed for a session).", _ERROR_REF),
     "404": ("No such object, or it is not yours.", _ERROR_REF),
     "405": ("Method not allowed.", _ERROR_REF),
+    "413": ("Request body too large; the body names the limit.", _VALIDATION_REF),
     "415": ("Unsupported request media type.", _ERROR_REF),
 }
 _BODY_METHODS = {"post", "put", "patch"}

@@ -20,7 +20,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from costtracker.api import DecimalStringField, MoneyField
+from costtracker.api import DecimalStringField, MoneyField, money_str
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from usage import selectors
@@ -164,7 +164,7 @@ EXPORT_HEADER = (
     "tags",
 )
 _TEXT = {"account", "model", "line_item", "description", "request_id"}
-_DECIMALS = {"seats", "audio_seconds", "credits", "cost"}
+_DECIMALS = {"seats", "audio_seconds", "credits"}
 
 
 def _export_dict(row: tuple) -> dict:
@@ -172,6 +172,7 @@ def _export_dict(row: tuple) -> dict:
     item["time_utc"] = item["time_utc"].astimezone(UTC).isoformat().replace("+00:00", "Z")
     for key in _DECIMALS:
         item[key] = plain_decimal(item[key]) if item[key] is not None else None
+    item["cost"] = money_str(item["cost"])  # the API's one money format; None = unpriced
     return item
 
 
