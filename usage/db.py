@@ -70,11 +70,3 @@ class MoneySum(models.Aggregate):
         return super().as_sql(compiler, connection, function="decimal_sum", **extra_context)
 
 
-MONEY_QUANTUM = Decimal("1e-12")
-
-
-def money_str(value: Decimal | None) -> str | None:
-    """Money for JSON: a string with the column's 12 places on every backend (None = unpriced)."""
-    if value is None:
-        return None
-    return str(Decimal(value).quantize(MONEY_QUANTUM))

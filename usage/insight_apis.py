@@ -14,7 +14,7 @@ from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django.http import StreamingHttpResponse
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
@@ -273,12 +273,47 @@ class _NoFormatNegotiation(BaseContentNegotiation):
         return parsers[0] if parsers else None
 
 
+_UNIT_DECIMALS = _DECIMALS & set(UNIT_FIELDS)
+
+
+def _export_row_field(name: str) -> serializers.Field:
+    if name in TOKEN_FIELDS or name in ("id", "account_id"):
+        return serializers.IntegerField()
+    if name in _UNIT_DECIMALS:
+        return DecimalStringField()
+    if name in UNIT_FIELDS:
+        return serializers.IntegerField()
+    if name == "time_utc":
+        return serializers.DateTimeField()
+    if name == "cost":
+        return MoneyField(allow_null=True, help_text="null: unpriced (not free).")
+    if name == "tags":
+        return serializers.DictField(child=serializers.CharField())
+    return serializers.CharField(allow_blank=True)
+
+
+# One exported record, in EXPORT_HEADER's order (documents format=json; CSV has these columns).
+ExportRowOutput = type(
+    "ExportRowOutput",
+    (serializers.Serializer,),
+    {name: _export_row_field(name) for name in EXPORT_HEADER},
+)
+
+
 class ExportApi(APIView):
     """Usage records of a UTC date range as CSV or JSON, streamed."""
 
     content_negotiation_class = _NoFormatNegotiation
 
-    @extend_schema(parameters=[ExportFilterSerializer], responses={(200, "text/csv"): str})
+    @extend_schema(
+        parameters=[ExportFilterSerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(str, description="format=csv (the default)"),
+            (200, "application/json"): OpenApiResponse(
+                ExportRowOutput(many=True), description="format=json"
+            ),
+        },
+    )
     def get(self, request):
         filters = ExportFilterSerializer(data=request.query_params, user=request.user)
         filters.is_valid(raise_exception=True)
