@@ -253,16 +253,23 @@ class AlertDetailApi(APIView):
     @extend_schema(request=AlertUpdateSerializer, responses=AlertSerializer)
     def put(self, request, pk):
         """Acknowledge or reopen; every other field is read-only."""
+        return self._update(request, pk, partial=False)
+
+    @extend_schema(request=AlertUpdateSerializer, responses=AlertSerializer)
+    def patch(self, request, pk):
+        """As PUT; `acknowledged` may be omitted (nothing changes), as the schema says."""
+        return self._update(request, pk, partial=True)
+
+    def _update(self, request, pk, *, partial: bool):
         alert = selectors.alert_get_for_user(user=request.user, pk=pk)
-        data = AlertUpdateSerializer(data=request.data)
+        data = AlertUpdateSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        if data.validated_data["acknowledged"]:
+        acknowledged = data.validated_data.get("acknowledged")
+        if acknowledged is True:
             services.alert_acknowledge(alert=alert)
-        else:
+        elif acknowledged is False:
             services.alert_unacknowledge(alert=alert)
         return Response(AlertSerializer(alert).data)
-
-    patch = put
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
