@@ -42,14 +42,15 @@ def decimal_str(value: Decimal | int | str | None) -> str | None:
     None. As given, without exponent: Decimal("0E+1") -> "0", Decimal("1.50") -> "1.50"."""
     if value is None:
         return None
-    text = format(Decimal(value), "f")
-    return "0" if text == "-0" else text
+    number = Decimal(value)
+    text = format(number, "f")
+    return text.lstrip("-") if number == 0 else text  # no "-0"
 
 
 class MoneyField(serializers.DecimalField):
-    """Money in an API: input validated like a DecimalField with the given digits and places;
-    output always `money_str` (12 places), whatever the input precision. Read-only by default
-    when used without digits (an output-only figure)."""
+    """Money in an API: input validated like a DecimalField with the given digits and places
+    (default: the columns' 28 digits, 12 places); output always `money_str` (12 places),
+    whatever the input precision, and never fails on a stored value wider than the field."""
 
     def __init__(self, *, max_digits: int = 28, decimal_places: int = MONEY_PLACES, **kwargs):
         super().__init__(max_digits=max_digits, decimal_places=decimal_places, **kwargs)
