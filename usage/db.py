@@ -68,5 +68,3 @@ class MoneySum(models.Aggregate):
 
     def as_sqlite(self, compiler, connection, **extra_context):
         return super().as_sql(compiler, connection, function="decimal_sum", **extra_context)
-
-
