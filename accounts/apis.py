@@ -6,7 +6,7 @@ from axes.exceptions import AxesBackendPermissionDenied
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +17,9 @@ from accounts.services import api_token_create, api_token_revoke, user_create
 TokenOutput = inline_serializer(
     "TokenOutput", {"token": serializers.CharField(), "expiry": serializers.DateTimeField()}
 )
+
+
+ErrorOutput = inline_serializer("DetailError", {"detail": serializers.CharField()})
 
 
 class UserOutputSerializer(serializers.ModelSerializer):
@@ -42,7 +45,10 @@ class RegisterApi(APIView):
                 raise serializers.ValidationError("A user with that username already exists.")
             return value
 
-    @extend_schema(request=InputSerializer, responses={201: TokenOutput})
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: TokenOutput, 403: OpenApiResponse(ErrorOutput, "Sign-up is disabled.")},
+    )
     def post(self, request):
         if not settings.ALLOW_SIGNUP:
             return Response({"detail": "Sign-up is disabled."}, status=status.HTTP_403_FORBIDDEN)
@@ -67,7 +73,13 @@ class LoginApi(APIView):
         class Meta:
             ref_name = "LoginInput"
 
-    @extend_schema(request=InputSerializer, responses={200: TokenOutput})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            200: TokenOutput,
+            429: OpenApiResponse(ErrorOutput, "Too many failed logins; try again later."),
+        },
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

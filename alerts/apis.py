@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -12,6 +14,7 @@ from rest_framework.views import APIView
 from alerts import selectors, services
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.services import THRESHOLD_MAX, THRESHOLD_MIN
+from costtracker.api import DecimalStringField, MoneyField, decimal_str, money_str
 from providers.models import Provider, ProviderAccount
 from usage import bounds
 
@@ -44,9 +47,12 @@ class BudgetSerializer(serializers.ModelSerializer):
     account = _UserAccountField(
         required=False, allow_null=True, help_text="Account id; only with scope=account."
     )
-    amount = serializers.DecimalField(
-        max_digits=20, **bounds.BUDGET.form_kwargs(), help_text="USD per month."
+    scope = serializers.ChoiceField(
+        choices=Budget.Scope.choices,
+        default=Budget.Scope.OVERALL,
+        help_text="Default: overall (all spend).",
     )
+    amount = MoneyField(max_digits=20, **bounds.BUDGET.form_kwargs(), help_text="USD per month.")
     thresholds = serializers.ListField(
         child=serializers.IntegerField(min_value=THRESHOLD_MIN, max_value=THRESHOLD_MAX),
         allow_empty=False,
@@ -87,12 +93,13 @@ class BudgetSerializer(serializers.ModelSerializer):
     def get_period(self, budget) -> str:
         return self._status(budget).period.isoformat()
 
+    @extend_schema_field(MoneyField(read_only=True))
     def get_spent(self, budget) -> str:
-        return str(self._status(budget).spent)
+        return money_str(self._status(budget).spent)
 
+    @extend_schema_field(DecimalStringField(allow_null=True))
     def get_percent(self, budget) -> str | None:
-        percent = self._status(budget).percent
-        return None if percent is None else str(percent)
+        return decimal_str(self._status(budget).percent)
 
     def get_status(self, budget) -> str:
         return self._status(budget).status
@@ -162,6 +169,36 @@ class AlertSerializer(serializers.ModelSerializer):
     def get_acknowledged(self, alert) -> bool:
         return alert.acknowledged_at is not None
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["data"] = alert_data_for_api(data["data"])
+        return data
+
+
+# Money figures in an alert's data (stored as text when it fired) leave in the API's one
+# money format; their other numbers become plain decimals (never an exponent). Names and
+# labels are left alone, even one that reads like a number.
+_ALERT_MONEY_KEYS = frozenset({"amount", "spent", "projected_total", "low", "high"})
+_ALERT_NUMBER_KEYS = _ALERT_MONEY_KEYS | {"percent", "observed", "baseline", "threshold", "k"}
+
+
+def alert_data_for_api(data):
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for key, value in data.items():
+        if key in _ALERT_NUMBER_KEYS and isinstance(value, str) and _is_number(value):
+            value = money_str(value) if key in _ALERT_MONEY_KEYS else decimal_str(value)
+        out[key] = value
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except ArithmeticError:
+        return False
+
 
 class AlertFilterSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Alert.Kind.choices, required=False)
@@ -215,16 +252,23 @@ class AlertDetailApi(APIView):
     @extend_schema(request=AlertUpdateSerializer, responses=AlertSerializer)
     def put(self, request, pk):
         """Acknowledge or reopen; every other field is read-only."""
+        return self._update(request, pk, partial=False)
+
+    @extend_schema(request=AlertUpdateSerializer, responses=AlertSerializer)
+    def patch(self, request, pk):
+        """As PUT; `acknowledged` may be omitted (nothing changes), as the schema says."""
+        return self._update(request, pk, partial=True)
+
+    def _update(self, request, pk, *, partial: bool):
         alert = selectors.alert_get_for_user(user=request.user, pk=pk)
-        data = AlertUpdateSerializer(data=request.data)
+        data = AlertUpdateSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
-        if data.validated_data["acknowledged"]:
+        acknowledged = data.validated_data.get("acknowledged")
+        if acknowledged is True:
             services.alert_acknowledge(alert=alert)
-        else:
+        elif acknowledged is False:
             services.alert_unacknowledge(alert=alert)
         return Response(AlertSerializer(alert).data)
-
-    patch = put
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):

@@ -4,6 +4,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from costtracker.favicon import favicon
 
+# Pages get the app's layout; /api/ gets JSON and /proxy/ a provider-shaped error.
+handler400 = "costtracker.errors.bad_request"
+handler403 = "costtracker.errors.permission_denied"
+handler404 = "costtracker.errors.page_not_found"
+handler500 = "costtracker.errors.server_error"
+
 urlpatterns = [
     # First: Django tries patterns in order, and every proxied call pays for those before it.
     path("proxy/", include("providers.proxy_urls")),  # OpenAI/Anthropic-compatible proxy

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from costtracker.api import MoneyField
 from providers import selectors, services
 from providers.account_settings import settings_clean, settings_openapi_schema, settings_values
 from providers.models import Provider, ProviderAccount
@@ -74,6 +75,14 @@ class AccountSettingsFieldSchema(OpenApiSerializerFieldExtension):
         return settings_openapi_schema()
 
 
+def _validate_secret(value):
+    # A key travels in an HTTP header: only printable ASCII, no spaces (a pasted key with a
+    # stray character would otherwise fail on every call, far from where it was typed).
+    if value and not (value.isascii() and value.isprintable() and " " not in value):
+        raise serializers.ValidationError("Use printable ASCII characters only, no spaces.")
+    return value
+
+
 class AccountSerializer(serializers.ModelSerializer):
     """Secrets are write-only: responses carry has_* flags and at most the last 4 characters."""
 
@@ -90,6 +99,7 @@ class AccountSerializer(serializers.ModelSerializer):
         allow_blank=True,
         max_length=500,
         style={"input_type": "password"},
+        validators=[_validate_secret],
         help_text="Omit to keep; null to clear.",
     )
     admin_key = serializers.CharField(
@@ -99,6 +109,7 @@ class AccountSerializer(serializers.ModelSerializer):
         allow_blank=True,
         max_length=500,
         style={"input_type": "password"},
+        validators=[_validate_secret],
         help_text="Admin key or GitHub token. Omit to keep.",
     )
     has_api_key = serializers.BooleanField(read_only=True)
@@ -107,7 +118,7 @@ class AccountSerializer(serializers.ModelSerializer):
         required=False,
         help_text="The provider's settings. Keys left out keep their value; null resets one.",
     )
-    monthly_budget = serializers.DecimalField(
+    monthly_budget = MoneyField(
         max_digits=20, **ACCOUNT_BUDGET.form_kwargs(), required=False, allow_null=True
     )
 
@@ -208,6 +219,19 @@ class AccountDetailApi(generics.RetrieveUpdateDestroyAPIView):
         services.account_delete(account=instance)
 
 
+TestResult = inline_serializer(
+    "TestResult",
+    {
+        "ok": serializers.BooleanField(),
+        "message": serializers.CharField(),
+        "error_class": serializers.CharField(
+            help_text="Empty on success; else auth, rate_limited, timeout, server_error, "
+            "malformed, network, config or internal."
+        ),
+    },
+)
+
+
 class AccountTestApi(APIView):
     """One cheap authenticated call to the provider with the stored key.
 
@@ -215,19 +239,14 @@ class AccountTestApi(APIView):
     refused or failed. The message never holds a secret, even one the provider echoed.
     """
 
-    _result = inline_serializer(
-        "TestResult",
-        {
-            "ok": serializers.BooleanField(),
-            "message": serializers.CharField(),
-            "error_class": serializers.CharField(
-                help_text="Empty on success; else auth, rate_limited, timeout, server_error, "
-                "malformed, network, config or internal."
-            ),
+    @extend_schema(
+        request=None,
+        responses={
+            200: TestResult,
+            400: OpenApiResponse(TestResult, description="The account cannot be tested as is."),
+            502: OpenApiResponse(TestResult, description="The provider refused or failed."),
         },
     )
-
-    @extend_schema(request=None, responses={200: _result, 400: _result, 502: _result})
     def post(self, request, pk):
         from providers.connection import account_test_connection
 

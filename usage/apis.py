@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 from decimal import Decimal
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from costtracker.api import DecimalStringField, MoneyField
 from providers.models import ProviderAccount
 from usage import bounds, selectors
-from usage.db import WIDE, money_str
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source, UsageRecord
 from usage.services.records import manual_entry_create
 
@@ -21,20 +20,10 @@ MONEY = {"max_digits": 28, "decimal_places": 12}
 EARLIEST = date(2000, 1, 1)
 
 
-class StoredMoneyField(serializers.DecimalField):
-    """Money read back, to the column's places, whatever was stored: a value from before the
-    input bounds (usage/bounds.py) may have more digits than max_digits allows."""
-
-    def quantize(self, value):
-        if not value.is_finite():
-            return value
-        return value.quantize(Decimal(1).scaleb(-self.decimal_places), context=WIDE)
-
-
 class UsageRecordSerializer(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.slug")
     account_name = serializers.CharField(source="account.name")
-    cost = StoredMoneyField(**MONEY, allow_null=True, read_only=True)
+    cost = MoneyField(allow_null=True, help_text="null: unpriced (not free).")
 
     class Meta:
         model = UsageRecord
@@ -60,49 +49,63 @@ class UsageRecordSerializer(serializers.ModelSerializer):
         ]
 
 
+class PeriodOutput(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField(help_text="Inclusive.")
+
+
+class AccountMonthOutput(serializers.Serializer):
+    account = serializers.IntegerField(source="account.pk")
+    account_name = serializers.CharField(source="account.name")
+    provider = serializers.CharField(source="account.provider.slug")
+    cost = MoneyField()
+    tokens = serializers.IntegerField()
+    requests = serializers.IntegerField()
+    unpriced_count = serializers.IntegerField()
+    sources = serializers.SerializerMethodField()
+    monthly_budget = MoneyField(source="account.monthly_budget", allow_null=True)
+    budget_pct = DecimalStringField(allow_null=True)
+    status = serializers.CharField()
+
+    def get_sources(self, item) -> list[str]:
+        return sorted(item.sources)
+
+
+class ProviderCostOutput(serializers.Serializer):
+    provider = serializers.CharField()
+    cost = MoneyField()
+    tokens = serializers.IntegerField()
+
+
+class UsageSummaryOutput(serializers.Serializer):
+    period = PeriodOutput()
+    time_zone = serializers.CharField()
+    total_cost = MoneyField()
+    accounts = AccountMonthOutput(many=True)
+    providers = ProviderCostOutput(many=True)
+
+
 class UsageSummaryApi(APIView):
     """Current month (in the user's time zone) per account."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=UsageSummaryOutput)
     def get(self, request):
         today = selectors.today_for(request.user)
         first, next_first = selectors.month_bounds(today)
         items = selectors.month_summary(user=request.user, today=today)
-        accounts = [
-            {
-                "account": i.account.pk,
-                "account_name": i.account.name,
-                "provider": i.account.provider.slug,
-                "cost": money_str(i.cost),
-                "tokens": i.tokens,
-                "requests": i.requests,
-                "unpriced_count": i.unpriced_count,
-                "sources": sorted(i.sources),
-                "monthly_budget": None
-                if i.account.monthly_budget is None
-                else str(i.account.monthly_budget),
-                "budget_pct": None if i.budget_pct is None else str(i.budget_pct),
-                "status": i.status,
-            }
-            for i in items
-        ]
         by_provider: dict[str, dict] = {}
         for i in items:
             p = by_provider.setdefault(i.account.provider.slug, {"cost": Decimal(0), "tokens": 0})
             p["cost"] += i.cost
             p["tokens"] += i.tokens
-        return Response(
-            {
-                "period": {"start": first, "end": next_first - timedelta(days=1)},
-                "time_zone": request.user.time_zone,
-                "total_cost": money_str(sum((i.cost for i in items), Decimal(0))),
-                "accounts": accounts,
-                "providers": [
-                    {"provider": k, "cost": money_str(v["cost"]), "tokens": v["tokens"]}
-                    for k, v in sorted(by_provider.items())
-                ],
-            }
-        )
+        summary = {
+            "period": {"start": first, "end": next_first - timedelta(days=1)},
+            "time_zone": request.user.time_zone,
+            "total_cost": sum((i.cost for i in items), Decimal(0)),
+            "accounts": items,
+            "providers": [{"provider": k, **v} for k, v in sorted(by_provider.items())],
+        }
+        return Response(UsageSummaryOutput(summary).data)
 
 
 class HistoryFilterSerializer(serializers.Serializer):
@@ -138,44 +141,60 @@ class UsageHistoryApi(generics.ListAPIView):
         )
 
 
+class ServiceSpendOutput(serializers.Serializer):
+    provider = serializers.CharField()
+    name = serializers.CharField()
+    cost = MoneyField()
+    tokens = serializers.IntegerField()
+    unpriced_count = serializers.IntegerField()
+
+
+class UsageByServiceOutput(serializers.Serializer):
+    start = serializers.DateField()
+    end = serializers.DateField(help_text="Inclusive.")
+    services = ServiceSpendOutput(many=True)
+
+
 class UsageByServiceApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("days", int, description="Default: this month")],
-        responses=OpenApiTypes.OBJECT,
+        parameters=[OpenApiParameter("days", int, description="1..366; default: this month")],
+        responses=UsageByServiceOutput,
     )
     def get(self, request):
         start, end = _period(request)
         rows = selectors.spend_by_provider(user=request.user, start=start, end=end)
         return Response(
-            {
-                "start": start,
-                "end": end - timedelta(days=1),
-                "services": [{**r, "cost": money_str(r["cost"])} for r in rows],
-            }
+            UsageByServiceOutput(
+                {"start": start, "end": end - timedelta(days=1), "services": rows}
+            ).data
         )
+
+
+# One money figure per source, every source always present.
+SourceCostOutput = type(
+    "SourceCostOutput", (serializers.Serializer,), {s: MoneyField() for s in Source.values}
+)
+
+
+class DailySpendOutput(serializers.Serializer):
+    date = serializers.DateField(help_text="UTC day.")
+    cost = MoneyField()
+    tokens = serializers.IntegerField()
+    by_source = SourceCostOutput()
 
 
 class UsageDailyApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("days", int, description="1..366, default 30")],
-        responses=OpenApiTypes.OBJECT,
+        responses=DailySpendOutput(many=True),
     )
     def get(self, request):
+        """One entry per UTC day, oldest first, the days without spend included."""
         days = _days_param(request, default=30)
         end = selectors.today_for(request.user) + timedelta(days=1)
         start = end - timedelta(days=days)
         rows = selectors.spend_by_day(user=request.user, start=start, end=end)
-        return Response(
-            [
-                {
-                    "date": r["date"],
-                    "cost": money_str(r["cost"]),
-                    "tokens": r["tokens"],
-                    "by_source": {k: money_str(v) for k, v in r["by_source"].items()},
-                }
-                for r in rows
-            ]
-        )
+        return Response(DailySpendOutput(rows, many=True).data)
 
 
 def _days_param(request, *, default: int) -> int:

@@ -99,16 +99,6 @@ class MoneySum(models.Aggregate):
         return super().as_sql(compiler, connection, function="decimal_sum", **extra_context)
 
 
-MONEY_QUANTUM = Decimal("1e-12")
-# Wide enough to quantize any amount to 12 places, even one stored before the input bounds.
+# Wide enough to quantize any amount to its column's places, even one stored before the input
+# bounds (usage/bounds.py) with more digits than the column allows.
 WIDE = Context(prec=80)
-
-
-def money_str(value: Decimal | None) -> str | None:
-    """Money for JSON: a string with the column's 12 places on every backend (None = unpriced)."""
-    if value is None:
-        return None
-    value = Decimal(value)
-    if not value.is_finite():
-        return str(value)
-    return str(value.quantize(MONEY_QUANTUM, context=WIDE))

@@ -449,6 +449,7 @@ class UsageEventsApi(APIView):
             ),
             400: OpenApiResponse(description="Malformed JSON, not a list, over 1,000 events."),
             401: OpenApiResponse(description="Missing, unknown or revoked ingest key."),
+            413: OpenApiResponse(description="Body larger than INGEST_MAX_BODY_BYTES."),
         },
     )
     def post(self, request, key: IngestKey | None = None) -> HttpResponse:

@@ -10,20 +10,20 @@ import csv
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from costtracker.api import DecimalStringField, MoneyField, money_str
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from providers.selectors import account_get_for_user
@@ -35,11 +35,6 @@ logger = logging.getLogger(__name__)
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def money_str(value: Decimal | None) -> str | None:
-    """A plain decimal string (never exponent notation); None stays None."""
-    return None if value is None else format(value, "f")
 
 
 def plain_decimal(value: Decimal | None) -> str:
@@ -62,54 +57,75 @@ def parse_month(raw: str | None, *, today: date) -> date:
     return date(int(match[1]), int(match[2]), 1)
 
 
+class ProjectionPointOutput(serializers.Serializer):
+    date = serializers.DateField()
+    amount = MoneyField()
+
+
+class ForecastOutput(serializers.Serializer):
+    month = serializers.CharField(help_text="YYYY-MM")
+    today = serializers.DateField()
+    time_zone = serializers.CharField()
+    month_to_date = MoneyField()
+    projected_total = MoneyField()
+    low = MoneyField(help_text="p10 of the projected total.")
+    high = MoneyField(help_text="p90 of the projected total.")
+    days_elapsed = serializers.IntegerField()
+    days_in_month = serializers.IntegerField()
+    method = serializers.CharField()
+    daily_projection = ProjectionPointOutput(many=True)
+    note = serializers.CharField()
+
+
 class ForecastApi(APIView):
     """Projected total spend of the user's current month, with its p10-p90 range."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=ForecastOutput)
     def get(self, request):
         today = selectors.today_for(request.user)
         fc = selectors.forecast_for_user(user=request.user, today=today)
-        return Response(
-            {
-                "month": f"{today:%Y-%m}",
-                "today": today,
-                "time_zone": request.user.time_zone,
-                "month_to_date": money_str(fc.month_to_date),
-                "projected_total": money_str(fc.projected_total),
-                "low": money_str(fc.low),
-                "high": money_str(fc.high),
-                "days_elapsed": fc.days_elapsed,
-                "days_in_month": fc.days_in_month,
-                "method": fc.method,
-                "daily_projection": [
-                    {"date": d, "amount": money_str(v)} for d, v in fc.daily_projection
-                ],
-                "note": DAYS_NOTE,
-            }
-        )
-
-
-def reconciliation_payload(rows: Iterable[selectors.ReconciliationRow]) -> list[dict]:
-    return [
-        {
-            "account": r.account.pk,
-            "account_name": r.account.name,
-            "provider": r.account.provider.slug,
-            "official": money_str(r.official),
-            "estimated": money_str(r.estimated),
-            "estimated_counted": money_str(r.estimated_counted),
-            "manual": money_str(r.manual),
-            "true_up": money_str(r.true_up),
-            "counted": money_str(r.counted),
-            "invoice": money_str(r.invoice),
-            "reference": money_str(r.reference),
-            "reference_kind": r.reference_kind or None,
-            "variance": money_str(r.variance),
-            "variance_pct": money_str(r.variance_pct),
-            "unpriced_count": r.unpriced_count,
+        forecast = {
+            "month": f"{today:%Y-%m}",
+            "today": today,
+            "time_zone": request.user.time_zone,
+            "month_to_date": fc.month_to_date,
+            "projected_total": fc.projected_total,
+            "low": fc.low,
+            "high": fc.high,
+            "days_elapsed": fc.days_elapsed,
+            "days_in_month": fc.days_in_month,
+            "method": fc.method,
+            "daily_projection": [{"date": d, "amount": v} for d, v in fc.daily_projection],
+            "note": DAYS_NOTE,
         }
-        for r in rows
-    ]
+        return Response(ForecastOutput(forecast).data)
+
+
+class ReconciliationRowOutput(serializers.Serializer):
+    account = serializers.IntegerField(source="account.pk")
+    account_name = serializers.CharField(source="account.name")
+    provider = serializers.CharField(source="account.provider.slug")
+    official = MoneyField()
+    estimated = MoneyField()
+    estimated_counted = MoneyField()
+    manual = MoneyField()
+    true_up = MoneyField(allow_null=True)
+    counted = MoneyField()
+    invoice = MoneyField(allow_null=True)
+    reference = MoneyField(allow_null=True)
+    reference_kind = serializers.SerializerMethodField()
+    variance = MoneyField(allow_null=True)
+    variance_pct = DecimalStringField(allow_null=True)
+    unpriced_count = serializers.IntegerField()
+
+    def get_reference_kind(self, row) -> str | None:
+        return row.reference_kind or None
+
+
+class ReconciliationOutput(serializers.Serializer):
+    month = serializers.CharField(help_text="YYYY-MM")
+    accounts = ReconciliationRowOutput(many=True)
+    note = serializers.CharField()
 
 
 class ReconciliationApi(APIView):
@@ -117,37 +133,28 @@ class ReconciliationApi(APIView):
 
     @extend_schema(
         parameters=[OpenApiParameter("month", str, description="YYYY-MM")],
-        responses=OpenApiTypes.OBJECT,
+        responses=ReconciliationOutput,
     )
     def get(self, request):
         today = selectors.today_for(request.user)
         month_start = parse_month(request.query_params.get("month"), today=today)
         rows = selectors.reconciliation_month(user=request.user, month_start=month_start)
-        return Response(
-            {
-                "month": f"{month_start:%Y-%m}",
-                "accounts": reconciliation_payload(rows),
-                "note": "variance = reference - counted; reference is the invoice you entered, "
-                "else the official total. counted = official + estimates on days without "
-                "official figures + manual entries (true-ups apart).",
-            }
-        )
+        reconciliation = {
+            "month": f"{month_start:%Y-%m}",
+            "accounts": rows,
+            "note": "variance = reference - counted; reference is the invoice you entered, "
+            "else the official total. counted = official + estimates on days without "
+            "official figures + manual entries (true-ups apart).",
+        }
+        return Response(ReconciliationOutput(reconciliation).data)
 
 
 # --- invoices ----------------------------------------------------------------------------
 
 
-class PlainDecimalField(serializers.DecimalField):
-    """A decimal string with no exponent and no padding zeros ("123.45", "0")."""
-
-    def to_representation(self, value):
-        text = format(Decimal(value).normalize(), "f")
-        return "0" if text == "-0" else text
-
-
 class InvoiceSerializer(serializers.Serializer):
     month = serializers.CharField(source="month_key", read_only=True, help_text="YYYY-MM")
-    amount = PlainDecimalField(
+    amount = MoneyField(
         max_digits=None,
         **bounds.INVOICE.form_kwargs(),
         help_text="What the provider billed for the month.",
@@ -231,7 +238,7 @@ EXPORT_HEADER = (
     "tags",
 )
 _TEXT = {"account", "model", "line_item", "description", "request_id"}
-_DECIMALS = {"seats", "audio_seconds", "credits", "cost"}
+_DECIMALS = {"seats", "audio_seconds", "credits"}
 
 
 def _export_dict(row: tuple) -> dict:
@@ -239,6 +246,7 @@ def _export_dict(row: tuple) -> dict:
     item["time_utc"] = item["time_utc"].astimezone(UTC).isoformat().replace("+00:00", "Z")
     for key in _DECIMALS:
         item[key] = plain_decimal(item[key]) if item[key] is not None else None
+    item["cost"] = money_str(item["cost"])  # the API's one money format; None = unpriced
     return item
 
 
@@ -384,12 +392,47 @@ class _NoFormatNegotiation(BaseContentNegotiation):
         return parsers[0] if parsers else None
 
 
+_UNIT_DECIMALS = _DECIMALS & set(UNIT_FIELDS)
+
+
+def _export_row_field(name: str) -> serializers.Field:
+    if name in TOKEN_FIELDS or name in ("id", "account_id"):
+        return serializers.IntegerField()
+    if name in _UNIT_DECIMALS:
+        return DecimalStringField()
+    if name in UNIT_FIELDS:
+        return serializers.IntegerField()
+    if name == "time_utc":
+        return serializers.DateTimeField()
+    if name == "cost":
+        return MoneyField(allow_null=True, help_text="null: unpriced (not free).")
+    if name == "tags":
+        return serializers.DictField(child=serializers.CharField())
+    return serializers.CharField(allow_blank=True)
+
+
+# One exported record, in EXPORT_HEADER's order (documents format=json; CSV has these columns).
+ExportRowOutput = type(
+    "ExportRowOutput",
+    (serializers.Serializer,),
+    {name: _export_row_field(name) for name in EXPORT_HEADER},
+)
+
+
 class ExportApi(APIView):
     """Usage records of a UTC date range as CSV or JSON, streamed."""
 
     content_negotiation_class = _NoFormatNegotiation
 
-    @extend_schema(parameters=[ExportFilterSerializer], responses={(200, "text/csv"): str})
+    @extend_schema(
+        parameters=[ExportFilterSerializer],
+        responses={
+            (200, "text/csv"): OpenApiResponse(str, description="format=csv (the default)"),
+            (200, "application/json"): OpenApiResponse(
+                ExportRowOutput(many=True), description="format=json"
+            ),
+        },
+    )
     def get(self, request):
         filters = ExportFilterSerializer(data=request.query_params, user=request.user)
         filters.is_valid(raise_exception=True)

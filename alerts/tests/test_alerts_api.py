@@ -45,7 +45,7 @@ def test_it_creates_a_budget_and_evaluates_it_at_once(client, user):
     assert response.status_code == 201, response.json()
     body = response.json()
     assert body["thresholds"] == [80, 100]  # the default
-    assert body["amount"] == "100.00"
+    assert body["amount"] == "100.000000000000"  # money: always 12 places (costtracker/api.py)
     assert Decimal(body["spent"]) == Decimal("90")  # $90 of $100
     assert body["percent"] == "90.0"
     assert body["status"] == "warning"

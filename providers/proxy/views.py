@@ -45,6 +45,9 @@ def _error(status: int, kind: str, message: str, **headers: str) -> JsonResponse
     return JsonResponse(body, status=status, headers=headers or None)
 
 
+proxy_error = _error  # the one shape of the proxy's errors; handler404/500 answer with it too
+
+
 @dataclass
 class _Call:
     account: ProviderAccount

@@ -90,7 +90,7 @@ def test_it_goes_from_sign_up_to_dashboard_chart_and_csv_export(page, live_serve
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 BOM, for Excel
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     assert [(r["account"], r["provider"], r["source"], r["cost"]) for r in rows] == [
-        ("Groq team", "groq", "manual", "42.5")
+        ("Groq team", "groq", "manual", "42.500000000000")  # money: 12 places, as the API
     ]
     assert errors == []
 

@@ -87,7 +87,7 @@ def test_it_exports_csv_rows_with_unpriced_cost_left_empty(api_client, data):
     assert official["time_utc"] == "2026-11-02T00:00:00Z"
     assert (official["input_tokens"], official["cache_read_tokens"]) == ("1200", "300")
     assert (official["output_tokens"], official["reasoning_tokens"]) == ("450", "50")
-    assert official["source"] == "official" and official["cost"] == "0.0075"
+    assert official["source"] == "official" and official["cost"] == "0.007500000000"
     assert event["cost"] == "" and event["source"] == "estimated"  # unpriced, not $0
     assert event["time_utc"] == "2026-11-05T08:30:15Z"
     assert json.loads(event["tags"]) == {"team": "web"}
@@ -102,7 +102,8 @@ def test_it_exports_a_json_array_with_money_as_strings(api_client, data):
     assert response["Content-Type"] == "application/json"
     items = json.loads(_body(response), parse_float=Decimal)
     assert [i["model"] or i["description"] for i in items] == ["old seats", "gpt-4o", "mystery"]
-    assert items[0]["cost"] == "19" and items[0]["source"] == "manual"
+    # Money in the API's one format: 12 places, no exponent (costtracker/api.py money_str).
+    assert items[0]["cost"] == "19.000000000000" and items[0]["source"] == "manual"
     assert items[2]["cost"] is None and items[2]["tags"] == {"team": "web"}
     assert items[1]["account"] == "Prod" and items[1]["request_count"] == 3
 

