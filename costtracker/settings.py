@@ -78,9 +78,10 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
+    # Before django_q: its `qcluster` command is replaced by one that stops on SIGTERM.
+    "costtracker",
     "django_q",
     "axes",
-    "costtracker",
     "accounts",
     "providers",
     "usage",
