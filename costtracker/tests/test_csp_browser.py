@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from decimal import Decimal
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 from playwright.sync_api import Error as PlaywrightError
 
 from accounts.models import User
@@ -98,11 +100,12 @@ def _links(page, base: str, selector: str) -> list[str]:
     return found
 
 
-def _crawl(watch: Watch, page, base: str) -> list[str]:
-    """Breadth-first from the navigation; returns the paths visited."""
+def _crawl(watch: Watch, page, base: str, *, also: list[str]) -> list[str]:
+    """Breadth-first from the navigation (then `also`); returns the paths visited."""
     watch.visit(f"{base}/")
     queue = _links(page, base, "header a[href], footer a[href]")
     assert len(queue) >= 8, queue  # the nav really was found
+    queue += also
     seen: set[str] = {"/"}
     visited = ["/"]
     while queue and len(visited) < MAX_PAGES:
@@ -119,21 +122,35 @@ def _crawl(watch: Watch, page, base: str) -> list[str]:
     return visited
 
 
-def _data(user: User) -> None:
-    """Something on every page: demo spend, a budget past its thresholds (alerts), a channel."""
+def _data(user: User) -> list[str]:
+    """Something on every page: demo spend, a budget past its thresholds (alerts), a channel,
+    a failed sync. Returns the paths no link leads to yet (sync history shows after a sync)."""
     from alerts.services import budget_create, channel_create
+    from providers.models import ProviderAccount
+    from usage.models import SyncRun
 
     call_command("seed_demo", "--user", user.username, "--days", "10")
     budget_create(owner=user, scope="overall", amount=Decimal("5"))
     channel_create(owner=user, kind="email", target="ops@example.com")
+    account = ProviderAccount.objects.filter(owner=user).order_by("pk").first()
+    today = date.today()
+    SyncRun.objects.create(
+        account=account,
+        window_start=today,
+        window_end=today,
+        status=SyncRun.Status.FAILED,
+        error_message="provider error (500): upstream said no",
+    )
+    return [reverse("account-sync-history", args=[account.pk])]
 
 
 def test_every_page_renders_without_a_csp_violation(page, live_server):
     base = live_server.url
     user = User.objects.create_superuser("cspadmin", "csp@example.com", PASSWORD)
-    _data(user)
+    unlinked = _data(user)
     watch = Watch(page)
 
+    watch.visit(f"{base}/signup/")  # 404 when sign-up is off: still a page to check
     watch.visit(f"{base}/login/")
     # The watch sees a violation (a control: a style="" set from script is refused).
     page.evaluate("document.body.setAttribute('style', 'color: red')")
@@ -147,9 +164,10 @@ def test_every_page_renders_without_a_csp_violation(page, live_server):
     page.wait_for_url(f"{base}/")
     watch.settle()
 
-    visited = _crawl(watch, page, base)
-    for path in ("/accounts/", "/budgets/", "/alerts/", "/profile/", "/api/docs/"):
+    visited = _crawl(watch, page, base, also=[base + path for path in unlinked])
+    for path in ("/accounts/", "/budgets/", "/alerts/", "/profile/", "/api/docs/", *unlinked):
         assert path in visited, visited
+    assert watch.problems == []
 
     # Scripted pages really ran: charts drawn, budget bars filled, Swagger UI built.
     watch.visit(f"{base}/")
@@ -165,6 +183,8 @@ def test_every_page_renders_without_a_csp_violation(page, live_server):
     page.wait_for_selector(".swagger-ui .opblock")
     page.locator(".opblock-summary").first.click()
     watch.settle()
+
+    assert watch.problems == []
 
     # The admin, as a superuser: index, every changelist, a change form where there are rows.
     watch.visit(f"{base}/admin/")
