@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from costtracker.tests.test_gunicorn_server import _free_port, needs_posix
+from costtracker.tests.test_gunicorn_server import _children, _free_port, needs_posix
 
 pytestmark = needs_posix
 MANAGE = str(settings.BASE_DIR / "manage.py")
@@ -145,6 +145,16 @@ def test_it_stops_a_cluster_with_a_task_running_within_5_s(env, procs):
     assert took < 5, "".join(cluster.lines)
     assert cluster.group() == []
     assert any("killing its processes" in line for line in cluster.lines)
+
+
+def test_it_fails_when_the_sentinel_dies_on_its_own(env, procs):
+    # `make run` (serve) and a supervisor restart the cluster only if the command fails.
+    cluster = Proc(["qcluster"], env)
+    procs.append(cluster)
+    cluster.wait_for("running.")
+    (sentinel,) = _children(cluster.popen.pid)
+    os.kill(sentinel, signal.SIGKILL)
+    assert cluster.popen.wait(timeout=5) == 1
 
 
 @pytest.mark.parametrize("target", ["group", "main"])

@@ -119,8 +119,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--run-once", action="store_true", help="Start, then stop at once (a smoke test)."
         )
+        parser.add_argument(
+            "-n", "--name", dest="cluster_name", help="Queue name (django-q2's multi-queue)."
+        )
 
     def handle(self, *args, **options):
+        if options["cluster_name"]:  # as django-q2's own command does
+            os.environ["Q_CLUSTER_NAME"] = options["cluster_name"]
         cluster = StoppableCluster()
         cluster.start()
         cluster.run(once=options["run_once"])
+        if not cluster.stop_requested and cluster.sentinel.exitcode not in (0, None):
+            # The sentinel died on its own: fail, so a supervisor restarts the cluster.
+            raise SystemExit(1)
