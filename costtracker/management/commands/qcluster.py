@@ -28,7 +28,7 @@ from django_q.conf import logger
 
 # Seconds the sentinel gets to stop the cluster in order before what is left is killed; with
 # the kill and the reaping this keeps a stop under 5 s.
-STOP_GRACE = 3.0
+STOP_GRACE = 2.0
 
 
 class QuietSentinel(Sentinel):
