@@ -27,8 +27,10 @@ serve-setup: $(VENV)/.installed .env
 run: serve-setup
 	PORT=$(PORT) $(PY) manage.py serve
 
-## The whole test suite (SQLite unless DATABASE_URL says otherwise).
+## The whole test suite (SQLite unless DATABASE_URL says otherwise). Installs Debian's
+## chromium for the browser tests when it is missing and apt-get may run (root).
 test: $(VENV)/.installed
+	@sh scripts/ensure_browser.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed

@@ -2,8 +2,59 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from rest_framework.test import APIClient
+
+# The browser tests drive Debian's chromium; Playwright's own browser download is never used.
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+BROWSER_MISSING = (
+    f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing. Install it with "
+    "`sudo apt-get install chromium` (or run `make test` as root, which installs it)."
+)
+
+
+def browser_available() -> bool:
+    return os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_report_header(config) -> str | None:
+    if browser_available():
+        return None
+    if _in_ci():
+        return f"CI=true and {CHROMIUM} is missing: every browser test will FAIL."
+    return BROWSER_MISSING
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    # Without chromium, skip only the browser tests, loudly. Not under CI=true: there the
+    # launch fixture below fails them, so a green CI run has always exercised the UI.
+    if browser_available() or _in_ci():
+        return
+    for item in items:
+        if item.get_closest_marker("browser") is not None:
+            item.add_marker(pytest.mark.skip(reason=BROWSER_MISSING))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not browser_available() and not _in_ci():
+        terminalreporter.write_line(BROWSER_MISSING, yellow=True, bold=True)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args() -> dict:
+    """pytest-playwright's launch arguments: Debian's chromium, headless, no sandbox (root)."""
+    if not browser_available():
+        pytest.fail(f"CI=true but {CHROMIUM} is missing: install Debian's chromium.")
+    return {
+        "executable_path": CHROMIUM,
+        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+    }
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +109,17 @@ def _fresh_key_memory():
     key_memory.forget_all()
     yield
     key_memory.forget_all()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_evaluation_requests():
+    # The (account, window) pairs a process has asked to evaluate outlive a test's rolled-back
+    # EvaluationDue rows (alerts.services.alerts_evaluation_request).
+    from alerts.services import evaluation_requests_forget
+
+    evaluation_requests_forget()
+    yield
+    evaluation_requests_forget()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,11 @@ keepalive = 5
 # retry), and a second server on the same port would share it silently, which is why
 # `manage.py serve` checks that the port is free first.
 reuse_port = True
+# The longest request line gunicorn accepts (its default, 4094, answered a long History filter
+# with a bare "414 Request-URI Too Long" page before Django could say what was wrong). Filter
+# inputs are bounded (max_length) so the UI never builds a longer address; one typed by hand
+# up to this length gets the page's own form error instead.
+limit_request_line = 8190  # gunicorn's maximum
 accesslog = "-"
 logger_class = "costtracker.gunicorn_logging.AccessLogger"
 

@@ -7,7 +7,64 @@ from django.contrib.auth.forms import UserCreationForm
 
 from accounts.models import User
 
-TIME_ZONE_CHOICES = [(z, z) for z in sorted(zoneinfo.available_timezones())]
+# Offered first in the time-zone suggestions; every IANA zone is accepted.
+COMMON_TIME_ZONES = [
+    "UTC",
+    "America/Los_Angeles",
+    "America/Denver",
+    "America/Chicago",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Africa/Johannesburg",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Singapore",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+]
+
+
+def time_zone_names() -> list[str]:
+    """Every zone the server knows: the common ones first, then the rest alphabetically."""
+    known = zoneinfo.available_timezones()
+    common = [z for z in COMMON_TIME_ZONES if z in known]
+    return common + sorted(known - set(common))
+
+
+class TimeZoneField(forms.CharField):
+    """A searchable text input (suggestions from a <datalist>), checked against zoneinfo.
+
+    Case and spaces are forgiven ("europe/berlin", "America/New York"); anything else is
+    refused in place, naming an example."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 64)
+        kwargs.setdefault(
+            "help_text", "Start typing a city or region, e.g. Berlin, New_York, Tokyo."
+        )
+        super().__init__(**kwargs)
+        self.widget.attrs.update(
+            {"list": "time-zones", "autocomplete": "off", "spellcheck": "false"}
+        )
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return value
+        wanted = value.strip().replace(" ", "_").casefold()
+        for name in zoneinfo.available_timezones():
+            if name.casefold() == wanted:
+                return name
+        raise forms.ValidationError(
+            "Unknown time zone %(value)s: pick one from the list, e.g. Europe/Berlin.",
+            code="invalid_time_zone",
+            params={"value": repr(value[:64])},
+        )
 
 
 class SignUpForm(UserCreationForm):
@@ -17,8 +74,16 @@ class SignUpForm(UserCreationForm):
 
 
 class ProfileForm(forms.ModelForm):
-    time_zone = forms.ChoiceField(choices=TIME_ZONE_CHOICES)
+    time_zone = TimeZoneField()
 
     class Meta:
         model = User
         fields = ["email", "time_zone"]
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        help_text="What it is for, e.g. “nightly export script”.",
+    )

@@ -22,11 +22,15 @@ def user_create(*, username: str, password: str, email: str = "") -> User:
     return user
 
 
-def api_token_create(*, user: User) -> tuple[str, ApiToken]:
-    """Returns the plaintext token (shown once) and the stored, hashed row."""
+def api_token_create(*, user: User, name: str = "") -> tuple[str, ApiToken]:
+    """Returns the plaintext token (shown once) and the stored, hashed row.
+
+    The one way tokens are made: POST /api/auth/login and the tokens page both call it.
+    """
     raw = ApiToken.new_raw_token()
     token = ApiToken.objects.create(
         user=user,
+        name=name.strip()[:100],
         digest=hash_token(raw),
         hint=raw[:10],
         expires_at=timezone.now() + settings.API_TOKEN_TTL,

@@ -16,4 +16,6 @@ urlpatterns = [
         "password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"
     ),
     path("profile/", views.profile, name="profile"),
+    path("profile/tokens/", views.api_tokens, name="api-tokens"),
+    path("profile/tokens/<int:pk>/revoke/", views.api_token_revoke, name="api-token-revoke"),
 ]

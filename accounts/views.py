@@ -6,8 +6,10 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from accounts.forms import ProfileForm, SignUpForm
+from accounts import selectors, services
+from accounts.forms import ApiTokenForm, ProfileForm, SignUpForm, time_zone_names
 
 
 def signup(request):
@@ -31,4 +33,39 @@ def profile(request):
         form.save()
         messages.success(request, "Profile saved.")
         return redirect("profile")
-    return render(request, "accounts/profile.html", {"form": form})
+    return render(
+        request,
+        "accounts/profile.html",
+        {"form": form, "time_zones": time_zone_names()},
+        status=400 if form.errors else 200,
+    )
+
+
+@login_required
+def api_tokens(request):
+    """List, create (the plaintext is shown in this one response, never again) and revoke."""
+    form = ApiTokenForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        raw, token = services.api_token_create(user=request.user, name=form.cleaned_data["name"])
+        created = {"raw": raw, "token": token}
+        form = ApiTokenForm()
+    context = {
+        "form": form,
+        "created": created,
+        "tokens": selectors.api_token_list(user=request.user),
+        "ttl_days": settings.API_TOKEN_TTL.days,
+    }
+    response = render(request, "accounts/api_tokens.html", context)
+    if created:
+        response["Cache-Control"] = "no-store"  # the page holds a secret
+    return response
+
+
+@login_required
+@require_POST
+def api_token_revoke(request, pk):
+    token = selectors.api_token_get_for_user(user=request.user, pk=pk)
+    services.api_token_revoke(token=token)
+    messages.success(request, f"Token {token.name or token.hint + '…'} revoked.")
+    return redirect("api-tokens")

@@ -9,6 +9,10 @@ only judged when at least ``min_history`` usable days precede it in the window.
 The MAD is scaled by 1.4826, which makes it estimate the standard deviation of normal noise, so
 ``k`` reads as "standard deviations". Unscaled, k=3 is only about two standard deviations: on
 simulated noisy daily spend it flagged roughly one ordinary day in twenty.
+
+The series are usage-based spend only: alerts.selectors.account_model_days takes fixed charges
+(usage.selectors.FIXED_CHARGE: manual entries, synced seat lines) out before they get here, the
+same split the forecast uses, so a seat charge or a change in seat count is never a spike.
 """
 
 from __future__ import annotations

@@ -14,4 +14,9 @@ urlpatterns = [
     path("budgets/<int:pk>", apis.BudgetDetailApi.as_view(), name="api-budget"),
     path("notification-channels", apis.ChannelListCreateApi.as_view(), name="api-channels"),
     path("notification-channels/<int:pk>", apis.ChannelDetailApi.as_view(), name="api-channel"),
+    path(
+        "notification-channels/<int:pk>/test",
+        apis.ChannelTestApi.as_view(),
+        name="api-channel-test",
+    ),
 ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -12,9 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alerts import selectors, services
-from alerts.models import Alert, Budget, NotificationChannel
+from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.services import THRESHOLD_MAX, THRESHOLD_MIN
 from providers.models import Provider, ProviderAccount
+from usage import bounds
 
 
 def _drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
@@ -46,7 +45,7 @@ class BudgetSerializer(serializers.ModelSerializer):
         required=False, allow_null=True, help_text="Account id; only with scope=account."
     )
     amount = serializers.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal("0.01"), help_text="USD per month."
+        max_digits=20, **bounds.BUDGET.form_kwargs(), help_text="USD per month."
     )
     thresholds = serializers.ListField(
         child=serializers.IntegerField(min_value=THRESHOLD_MIN, max_value=THRESHOLD_MAX),
@@ -279,3 +278,32 @@ class ChannelDetailApi(generics.RetrieveDestroyAPIView):
 
     def perform_destroy(self, instance):
         services.channel_delete(channel=instance)
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = NotificationDelivery
+        fields = [
+            "id",
+            "alert",
+            "channel",
+            "status",
+            "attempts",
+            "error",
+            "last_attempt_at",
+            "sent_at",
+        ]
+        read_only_fields = fields
+
+
+class ChannelTestApi(APIView):
+    @extend_schema(request=None, responses={200: DeliverySerializer})
+    def post(self, request, pk):
+        """Send a test notification to the channel now (one attempt) and return the delivery.
+
+        Recorded like a real delivery; a failed send is a 200 with status "failed" and the
+        error, since the request itself succeeded.
+        """
+        channel = selectors.channel_get_for_user(user=request.user, pk=pk)
+        delivery = services.channel_test_send(channel=channel)
+        return Response(DeliverySerializer(delivery).data)

@@ -11,6 +11,9 @@ Conventions:
   whole day minus what has already been spent (never below zero).
 * A day inside the observed span with no entry is a $0 day: the daily roll-up omits empty days.
   The span starts at the first day of the month, or earlier if ``history`` goes back further.
+* Fixed charges (seats, subscriptions, invoices, true-ups: usage.selectors.FIXED_CHARGE) are
+  not spend per day. They come in apart from ``daily_spend`` and are added as booked, once;
+  only usage-based spend gets a run-rate and a p10-p90 range.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+
+from usage.db import WIDE
 
 ZERO = Decimal(0)
 ONE = Decimal(1)
@@ -76,13 +81,13 @@ def format_usd(amount: Decimal, *, significant: int | None = None) -> str:
     if significant is not None and amount and abs(amount) < 1:
         places = max(2, significant - 1 - amount.adjusted())
     quantum = Decimal(1).scaleb(-places)
-    rounded = abs(amount).quantize(quantum, rounding=ROUND_HALF_UP)
+    rounded = abs(amount).quantize(quantum, rounding=ROUND_HALF_UP, context=WIDE)
     sign = "-" if amount < 0 and rounded else ""
     return f"{sign}${rounded:,}"
 
 
 def _q(amount: Decimal) -> Decimal:
-    return amount.quantize(PLACES, rounding=ROUND_HALF_UP)
+    return amount.quantize(PLACES, rounding=ROUND_HALF_UP, context=WIDE)  # any stored sum
 
 
 def _days(start: date, end: date) -> list[date]:
@@ -162,8 +167,17 @@ def forecast_month_end(
     daily_spend: Mapping[date, Decimal],
     today: date,
     history: Mapping[date, Decimal] | None = None,
+    fixed: Mapping[date, Decimal] | None = None,
+    fixed_ahead: Mapping[date, Decimal] | None = None,
 ) -> Forecast:
     """Project the total spend of the calendar month containing ``today``.
+
+    ``daily_spend`` and ``history`` are usage-based spend only. ``fixed`` holds this month's
+    fixed charges by day: they count in ``month_to_date`` and the total as booked, whatever
+    their day, and are never extrapolated. ``fixed_ahead`` holds fixed charges already
+    committed for days after today (a prorated seat line continuing to month end): added on
+    their days, with no spread. So the total is fixed charges + usage so far + the usage
+    projection (+ committed fixed charges ahead).
 
     The expected spend of each remaining day is a 50/50 blend of this month's average daily
     spend and the trailing 14-day linear trend (drawn from ``history`` too, which may reach into
@@ -174,6 +188,38 @@ def forecast_month_end(
     ``low`` never drops below what has already been spent.
     """
     history = history or {}
+    days_in_month = calendar.monthrange(today.year, today.month)[1]
+    month_start = today.replace(day=1)
+    month_end = today.replace(day=days_in_month)
+    booked = _q(sum((v for d, v in (fixed or {}).items() if month_start <= d <= month_end), ZERO))
+    ahead = {d: v for d, v in (fixed_ahead or {}).items() if today <= d <= month_end and v}
+    usage = _forecast_usage(daily_spend=daily_spend, today=today, history=history)
+    if not booked and not ahead:
+        return usage
+    projection = dict(usage.daily_projection)
+    for day, amount in ahead.items():
+        projection[day] = projection.get(day, ZERO) + amount
+    extra = booked + _q(sum(ahead.values(), ZERO))
+    if usage.method == "no data":
+        method = "fixed charges only, counted as booked (no usage to extrapolate)"
+    else:
+        method = f"{usage.method}; fixed charges counted as booked, not extrapolated"
+    return Forecast(
+        month_to_date=usage.month_to_date + booked,
+        projected_total=usage.projected_total + extra,
+        low=usage.low + extra,
+        high=usage.high + extra,
+        days_elapsed=usage.days_elapsed,
+        days_in_month=days_in_month,
+        method=method,
+        daily_projection=sorted(projection.items()),
+    )
+
+
+def _forecast_usage(
+    *, daily_spend: Mapping[date, Decimal], today: date, history: Mapping[date, Decimal]
+) -> Forecast:
+    """The forecast of usage-based spend alone (forecast_month_end without fixed charges)."""
     days_in_month = calendar.monthrange(today.year, today.month)[1]
     month_start = today.replace(day=1)
     month_end = today.replace(day=days_in_month)

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from decimal import Decimal
-
 from django import forms
 from django.core.exceptions import ValidationError
 
 from alerts.models import Alert, Budget, NotificationChannel
 from alerts.services import channel_target_clean, thresholds_clean
 from providers.models import Provider, ProviderAccount
+from usage import bounds
 
 
 class ThresholdsField(forms.CharField):
@@ -35,7 +34,7 @@ class BudgetForm(forms.Form):
     provider = forms.ModelChoiceField(queryset=Provider.objects.none(), required=False)
     account = forms.ModelChoiceField(queryset=ProviderAccount.objects.none(), required=False)
     amount = forms.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal("0.01"), label="Amount (USD / month)"
+        max_digits=20, **bounds.BUDGET.form_kwargs(), label="Amount (USD / month)"
     )
     thresholds = ThresholdsField(
         initial="80, 100", help_text="Percentages of the amount, e.g. 80, 100."

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
 from django.db import models
 
 from providers.models import Provider, ProviderAccount
+from usage import bounds
 
 
 def default_thresholds() -> list[int]:
@@ -29,7 +28,7 @@ class Budget(models.Model):
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE)
     account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE)
     amount = models.DecimalField(
-        max_digits=20, decimal_places=2, validators=[MinValueValidator(Decimal("0.01"))]
+        max_digits=20, decimal_places=2, validators=bounds.BUDGET.validators()
     )
     thresholds = models.JSONField(
         default=default_thresholds, help_text="Percentages, e.g. [80, 100]."
@@ -47,7 +46,22 @@ class Budget(models.Model):
                     | models.Q(scope="account", provider__isnull=True, account__isnull=False)
                 ),
                 name="budget_scope_matches_target",
-            )
+            ),
+            # One budget per target: two for the same thing would alert twice for one spend.
+            models.UniqueConstraint(
+                fields=["owner"], condition=models.Q(scope="overall"), name="budget_one_overall"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "provider"],
+                condition=models.Q(scope="provider"),
+                name="budget_one_per_provider",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "account"],
+                condition=models.Q(scope="account"),
+                name="budget_one_per_account",
+            ),
+            bounds.check_constraint("budget", {"amount": bounds.BUDGET}),
         ]
 
     def __str__(self) -> str:
@@ -64,6 +78,7 @@ class Alert(models.Model):
         ANOMALY = "anomaly", "Anomaly"
         SYNC = "sync", "Sync problem"
         MANUAL = "manual", "Note"
+        TEST = "test", "Test notification"
 
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts"
@@ -78,6 +93,9 @@ class Alert(models.Model):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # False for rows kept only for their dedupe key or deliveries, not for a person to read:
+    # thresholds a new budget had already passed (only the highest alerts), test notifications.
+    listed = models.BooleanField(default=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -112,6 +130,11 @@ class NotificationChannel(models.Model):
 
     class Meta:
         ordering = ["kind", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "kind", "target"], name="channel_once_per_target"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.target_display}"
@@ -152,3 +175,27 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"alert {self.alert_id} -> channel {self.channel_id}: {self.status}"
+
+
+class EvaluationDue(models.Model):
+    """An evaluation of one owner's alerts that is due, kept in the database so any node runs it.
+
+    Every change in spend asks for one (alerts.services.alerts_evaluation_request): one row per
+    owner and coalescing window, due at the window's end. alerts.tasks.evaluate_due takes the
+    due rows (a DELETE … RETURNING, so two nodes never take the same row) and evaluates each
+    owner once.
+    """
+
+    # The unique (owner, due_at) index serves lookups by owner.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    due_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "due_at"], name="alerts_evaluation_due_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluate alerts of {self.owner_id} at {self.due_at:%Y-%m-%d %H:%M:%S}"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Count, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from accounts.models import User
@@ -26,12 +26,18 @@ from alerts.models import (
 )
 from providers.models import ProviderAccount
 from usage.db import MoneySum
-from usage.models import Source
-from usage.selectors import budget_status, effective_daily, month_bounds, today_for
+from usage.selectors import (
+    FORECAST_HISTORY_DAYS,
+    budget_status,
+    effective_daily,
+    fixed_charge_records,
+    forecast_from_split,
+    month_bounds,
+    spend_split,
+    today_for,
+)
 
 ZERO = Decimal(0)
-# The forecast looks this far back for its trailing trend and weekday pattern.
-FORECAST_HISTORY_DAYS = 56
 
 
 @dataclass(frozen=True)
@@ -139,20 +145,21 @@ def target_daily_spend(
     return {r["day"]: r["c"] or ZERO for r in rows}
 
 
-def forecast_inputs(
-    *, user: User, target: BudgetTarget, today: date
-) -> tuple[dict[date, Decimal], dict[date, Decimal]]:
-    """(this month's daily spend, earlier history) for alerts.forecast.forecast_month_end."""
+def target_forecast(*, user: User, target: BudgetTarget, today: date):
+    """Month-end forecast of the spend that counts against the target.
+
+    The same split as the dashboard (usage.selectors.spend_split): fixed charges as booked,
+    a run-rate for usage-based spend only.
+    """
     first, next_first = month_bounds(today)
-    daily = target_daily_spend(
+    split = spend_split(
         user=user,
-        target=target,
         start=first - timedelta(days=FORECAST_HISTORY_DAYS),
         end=next_first,
+        provider_id=target.provider_id if target.scope == Budget.Scope.PROVIDER else None,
+        account_id=target.account_id if target.scope == Budget.Scope.ACCOUNT else None,
     )
-    month = {d: v for d, v in daily.items() if d >= first}
-    history = {d: v for d, v in daily.items() if d < first}
-    return month, history
+    return forecast_from_split(split=split, today=today)
 
 
 def budget_statuses(*, user: User, today: date | None = None) -> list[BudgetStatus]:
@@ -184,41 +191,65 @@ class ModelDay:
     cache_read_tokens: int = 0
 
 
+_MODEL_DAY_SUMS = {
+    "cost_sum": MoneySum("cost"),
+    "records": Sum("record_count"),
+    "input_sum": Sum("input_tokens"),
+    "cache_read_sum": Sum("cache_read_tokens"),
+    "cache_write_sum": Sum("cache_write_tokens"),
+    "cache_write_1h_sum": Sum("cache_write_1h_tokens"),
+    "output_sum": Sum("output_tokens"),
+}
+
+
 def account_model_days(
     *, user: User, start: date, end: date
 ) -> dict[int, dict[str, dict[date, ModelDay]]]:
-    """{account_id: {model: {day: ModelDay}}} from the roll-up in [start, end).
+    """{account_id: {model: {day: ModelDay}}} of usage-based spend in [start, end).
 
-    Manual entries are left out: a hand-entered invoice or seat charge lands on one day by
-    nature and would read as a spike.
+    Fixed charges (usage.selectors.FIXED_CHARGE: manual entries, synced seat lines) are taken
+    out: a seat charge or an invoice lands on one day by nature and would read as a spike, and
+    a change in seat count is not a change in usage.
     """
     rows = (
         effective_daily(user=user, start=start, end=end)
-        .exclude(source=Source.MANUAL)
         .values("account_id", "model", "day")
-        .annotate(
-            cost_sum=MoneySum("cost"),
-            input_sum=Sum("input_tokens"),
-            cache_read_sum=Sum("cache_read_tokens"),
-            cache_write_sum=Sum("cache_write_tokens"),
-            cache_write_1h_sum=Sum("cache_write_1h_tokens"),
-            output_sum=Sum("output_tokens"),
-        )
+        .annotate(**_MODEL_DAY_SUMS)
         .order_by()
     )
+    fixed_sums = {
+        "cost_sum": MoneySum("cost"),
+        "records": Count("id"),
+        **{k: v for k, v in _MODEL_DAY_SUMS.items() if k not in ("cost_sum", "records")},
+    }
+    # Fixed records are day-bucketed (UTC midnight), so bucket_start stands for the day.
+    fixed = {
+        (r["account_id"], r["model"], r["bucket_start"].astimezone(UTC).date()): r
+        for r in fixed_charge_records(user=user, start=start, end=end)
+        .values("account_id", "model", "bucket_start")
+        .annotate(**fixed_sums)
+        .order_by()
+    }
     result: dict[int, dict[str, dict[date, ModelDay]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        input_tokens = r["input_sum"] or 0
-        cache_read = r["cache_read_sum"] or 0
+        sums = {k: r[k] or 0 for k in _MODEL_DAY_SUMS}
+        f = fixed.get((r["account_id"], r["model"], r["day"]))
+        if f is not None:
+            for k in _MODEL_DAY_SUMS:
+                sums[k] -= f[k] or 0
+            if sums["records"] <= 0:
+                continue  # nothing but fixed charges: no usage that day
+        input_tokens = sums["input_sum"]
+        cache_read = sums["cache_read_sum"]
         tokens = (
             input_tokens
             + cache_read
-            + (r["cache_write_sum"] or 0)
-            + (r["cache_write_1h_sum"] or 0)
-            + (r["output_sum"] or 0)
+            + sums["cache_write_sum"]
+            + sums["cache_write_1h_sum"]
+            + sums["output_sum"]
         )
         result[r["account_id"]][r["model"]][r["day"]] = ModelDay(
-            cost=r["cost_sum"] or ZERO,
+            cost=Decimal(sums["cost_sum"]),
             tokens=tokens,
             input_tokens=input_tokens,
             cache_read_tokens=cache_read,
@@ -229,7 +260,8 @@ def account_model_days(
 def alert_list(
     *, user: User, kind: str | None = None, acknowledged: bool | None = None
 ) -> QuerySet[Alert]:
-    qs = Alert.objects.filter(owner=user).select_related("budget", "account")
+    """The user's alerts, newest first; unlisted rows (thresholds passed silently, tests) not."""
+    qs = Alert.objects.filter(owner=user, listed=True).select_related("budget", "account")
     if kind:
         qs = qs.filter(kind=kind)
     if acknowledged is True:
@@ -240,12 +272,12 @@ def alert_list(
 
 
 def alert_get_for_user(*, user: User, pk) -> Alert:
-    """404 for anyone else's alert."""
-    return get_object_or_404(alert_list(user=user), pk=pk)
+    """404 for anyone else's alert. Unlisted ones too: a test notification links to its page."""
+    return get_object_or_404(Alert.objects.filter(owner=user).select_related("account"), pk=pk)
 
 
 def unacknowledged_count(*, user: User) -> int:
-    return Alert.objects.filter(owner=user, acknowledged_at__isnull=True).count()
+    return alert_list(user=user, acknowledged=False).count()
 
 
 def channel_list(*, user: User) -> QuerySet[NotificationChannel]:

@@ -1,7 +1,8 @@
 """Writes for budgets, alerts and notifications.
 
-Evaluation runs after every sync (usage.services.sync calls ``alerts_evaluate_for_account``),
-when a budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
+Evaluation runs within 60 s of every change in spend (``alerts_evaluation_request``, below),
+right after every sync (usage.services.sync calls ``alerts_evaluate_for_account``), when a
+budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
 a dedupe key unique per owner, so evaluating again — or twice at once — never fires twice:
 
 * thresholds: ``<target>:<YYYY-MM>:<threshold>:<amount>`` — once per budget month; the month
@@ -21,7 +22,7 @@ import json
 import logging
 import time
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import requests
@@ -29,7 +30,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
+from django.db import IntegrityError, connection, transaction
+from django.urls import reverse
 from django.utils import timezone
+from django_q.models import Schedule
 from django_q.tasks import async_task
 
 from accounts.models import User
@@ -40,8 +44,8 @@ from alerts.anomalies import (
     detect_pricier_model_switch,
     detect_spend_spikes,
 )
-from alerts.forecast import budget_forecast_message, forecast_month_end, format_usd
-from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
+from alerts.forecast import budget_forecast_message, format_usd
+from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
 from alerts.webhooks import WebhookURLError, generic_payload, slack_payload, validate_webhook_url
 from providers.models import Provider, ProviderAccount
 from usage.selectors import today_for
@@ -78,6 +82,7 @@ def alert_fire(
     threshold: int | None = None,
     period: date | None = None,
     data: dict | None = None,
+    listed: bool = True,
 ) -> tuple[Alert, bool]:
     """The alert with this dedupe key, created if it does not exist yet. (alert, created).
 
@@ -95,6 +100,9 @@ def alert_fire(
             "threshold": threshold,
             "period": period,
             "data": data or {},
+            "listed": listed,
+            # A row kept only for its key (a threshold passed silently) needs no attention.
+            "acknowledged_at": None if listed else timezone.now(),
         },
     )
 
@@ -132,8 +140,24 @@ def alert_unacknowledge(*, alert: Alert) -> Alert:
     return alert
 
 
+def alerts_acknowledge(*, owner: User, ids) -> int:
+    """Acknowledge several of the owner's alerts at once; others' ids are ignored.
+
+    Returns how many were newly acknowledged (already acknowledged ones keep their time).
+    """
+    return Alert.objects.filter(owner=owner, pk__in=list(ids), acknowledged_at=None).update(
+        acknowledged_at=timezone.now()
+    )
+
+
 def alert_delete(*, alert: Alert) -> None:
     alert.delete()
+
+
+def alert_url(alert: Alert) -> str:
+    """The alert's page in the app, for emails and webhooks (SITE_URL + path)."""
+    base = str(getattr(settings, "SITE_URL", "") or "http://127.0.0.1:8000").rstrip("/")
+    return base + reverse("alert-detail", args=[alert.pk])
 
 
 # --- budgets ---------------------------------------------------------------------------------
@@ -170,6 +194,8 @@ def _budget_validate(budget: Budget) -> None:
         errors["account"] = f"A budget for {Budget.Scope(scope).label.lower()} has no account."
     if budget.account_id is not None and budget.account.owner_id != budget.owner_id:
         errors["account"] = "Not one of your accounts."
+    if not errors:
+        _budget_check_unique(budget)
     try:
         budget.thresholds = thresholds_clean(budget.thresholds)
     except ValidationError as exc:
@@ -179,6 +205,106 @@ def _budget_validate(budget: Budget) -> None:
     budget.full_clean()
 
 
+_BUDGET_TARGET_FIELD = {
+    Budget.Scope.OVERALL: "scope",
+    Budget.Scope.PROVIDER: "provider",
+    Budget.Scope.ACCOUNT: "account",
+}
+
+
+def _budget_check_unique(budget: Budget) -> None:
+    """One budget per target and month: a second one would alert twice for the same spend."""
+    same = Budget.objects.filter(
+        owner_id=budget.owner_id,
+        scope=budget.scope,
+        provider_id=budget.provider_id,
+        account_id=budget.account_id,
+    ).exclude(pk=budget.pk)
+    if same.exists():
+        target = {
+            Budget.Scope.OVERALL: "all spend",
+            Budget.Scope.PROVIDER: "this provider",
+            Budget.Scope.ACCOUNT: "this account",
+        }[budget.scope]
+        raise ValidationError(
+            {
+                _BUDGET_TARGET_FIELD[budget.scope]: (
+                    f"You already have a monthly budget for {target}; edit that one instead."
+                )
+            }
+        )
+
+
+def _budget_save(budget: Budget) -> None:
+    """Save; a concurrent duplicate that slipped past the check becomes the same field error."""
+    try:
+        with transaction.atomic():
+            budget.save()
+    except IntegrityError:
+        _budget_check_unique(budget)
+        raise
+
+
+def _threshold_alert_fields(*, target, status, threshold: int) -> dict:
+    """Dedupe key, message and data of one threshold alert (one definition for every caller)."""
+    month = f"{status.period:%Y-%m}"
+    return {
+        "kind": Alert.Kind.THRESHOLD,
+        "dedupe_key": f"{target.key}:{month}:{threshold}:{target.amount}",
+        "message": (
+            f"{target.label}: {format_usd(status.spent)} spent this month, "
+            f"{status.percent}% of the {format_usd(target.amount)} budget "
+            f"(alert at {threshold}%)."
+        ),
+        "threshold": threshold,
+        "budget": target.budget,
+        "account": target.account,
+        "period": status.period,
+        "data": {
+            "scope": target.scope,
+            "target": target.label,
+            "amount": str(target.amount),
+            "spent": str(status.spent),
+            "percent": str(status.percent),
+            "threshold": threshold,
+        },
+    }
+
+
+def _forecast_dedupe_key(*, target, period: date) -> str:
+    return f"{target.key}:{period:%Y-%m}:forecast:{target.amount}"
+
+
+def _budget_thresholds_settle(*, budget: Budget) -> None:
+    """A budget saved already past several thresholds alerts once, for the highest.
+
+    The lower ones are recorded as passed (unlisted, acknowledged rows with their usual dedupe
+    key), so they neither alert now nor later this month; so is the forecast alert when spend
+    is already over the amount. The evaluation that follows fires the highest one as usual.
+    """
+    # As stored (10 becomes 10.00), so the dedupe keys match the evaluation's.
+    budget = selectors.budget_get_for_user(user=budget.owner, pk=budget.pk)
+    status = selectors.budget_status_for(user=budget.owner, budget=budget)
+    target = status.target
+    crossed = [t for t in target.thresholds if status.spent * 100 >= target.amount * t]
+    for threshold in crossed[:-1]:
+        fields = _threshold_alert_fields(target=target, status=status, threshold=threshold)
+        alert_fire(owner=budget.owner, listed=False, **fields)
+    if target.forecast_alert and crossed and status.spent >= target.amount:
+        # Already over: "on track to exceed" would only repeat the threshold alert.
+        alert_fire(
+            owner=budget.owner,
+            kind=Alert.Kind.FORECAST,
+            dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
+            message=f"{target.label}: already over the budget when it was saved.",
+            budget=target.budget,
+            account=target.account,
+            period=status.period,
+            listed=False,
+        )
+
+
+@transaction.atomic
 def budget_create(
     *,
     owner: User,
@@ -200,7 +326,8 @@ def budget_create(
         forecast_alert=forecast_alert,
     )
     _budget_validate(budget)
-    budget.save()
+    _budget_save(budget)
+    _budget_thresholds_settle(budget=budget)
     alerts_evaluate_for_user(user=owner)
     return budget
 
@@ -208,6 +335,7 @@ def budget_create(
 _BUDGET_FIELDS = ("scope", "amount", "provider", "account", "thresholds", "forecast_alert")
 
 
+@transaction.atomic
 def budget_update(*, budget: Budget, **changes) -> Budget:
     """Change any of scope, amount, provider, account, thresholds, forecast_alert."""
     unknown = set(changes) - set(_BUDGET_FIELDS)
@@ -216,7 +344,8 @@ def budget_update(*, budget: Budget, **changes) -> Budget:
     for name, value in changes.items():
         setattr(budget, name, value)
     _budget_validate(budget)
-    budget.save()
+    _budget_save(budget)
+    _budget_thresholds_settle(budget=budget)
     alerts_evaluate_for_user(user=budget.owner)
     return budget
 
@@ -229,7 +358,6 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
     created: list[Alert] = []
     for status in selectors.budget_statuses(user=user, today=today):
         target = status.target
-        month = f"{status.period:%Y-%m}"
         common = {"budget": target.budget, "account": target.account, "period": status.period}
         base_data = {
             "scope": target.scope,
@@ -241,32 +369,20 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
         for threshold in target.thresholds:
             if status.spent * 100 < target.amount * threshold:
                 continue
-            alert, new = alert_fire(
-                owner=user,
-                kind=Alert.Kind.THRESHOLD,
-                dedupe_key=f"{target.key}:{month}:{threshold}:{target.amount}",
-                message=(
-                    f"{target.label}: {format_usd(status.spent)} spent this month, "
-                    f"{status.percent}% of the {format_usd(target.amount)} budget "
-                    f"(alert at {threshold}%)."
-                ),
-                threshold=threshold,
-                data={**base_data, "threshold": threshold},
-                **common,
-            )
+            fields = _threshold_alert_fields(target=target, status=status, threshold=threshold)
+            alert, new = alert_fire(owner=user, **fields)
             if new:
                 created.append(alert)
         if not target.forecast_alert:
             continue
-        month_spend, history = selectors.forecast_inputs(user=user, target=target, today=today)
-        forecast = forecast_month_end(daily_spend=month_spend, today=today, history=history)
+        forecast = selectors.target_forecast(user=user, target=target, today=today)
         text = budget_forecast_message(forecast, target.amount, today)
         if text is None:
             continue
         alert, new = alert_fire(
             owner=user,
             kind=Alert.Kind.FORECAST,
-            dedupe_key=f"{target.key}:{month}:forecast:{target.amount}",
+            dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
             message=f"{target.label}: {text}",
             data={
                 **base_data,
@@ -359,11 +475,11 @@ def alerts_evaluate_for_user(*, user: User, now=None) -> list[Alert]:
 
 
 def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
-    """Hook run after a sync or an ingestion batch: evaluate the account owner's rules.
+    """Hook run after a sync: evaluate the account owner's rules now.
 
     Overall and provider budgets span the owner's other accounts too, so the whole user is
     evaluated. A failure here is logged, not raised: the figures are already saved, and the
-    scheduled evaluation will try again.
+    evaluation their write requested (alerts_evaluation_request) will try again.
     """
     account = ProviderAccount.objects.select_related("owner").filter(pk=account_id).first()
     if account is None:
@@ -373,6 +489,142 @@ def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
     except Exception:
         logger.exception("evaluating alerts after account %s changed failed", account_id)
         return []
+
+
+# --- evaluation after every change in spend ----------------------------------------------------
+#
+# Every writer of spend ends in usage.services.rollup.spend_changed, which calls
+# alerts_evaluation_request once its transaction has committed. Time is cut into windows of
+# EVALUATION_WINDOW seconds; a write at time t belongs to the window whose end is more than
+# EVALUATION_MARGIN seconds after t, and asks for an EvaluationDue row (owner, window end).
+# Many writes of one window make one row (coalesced), and a write while the row is evaluated
+# lands in a later window with a row of its own (never dropped). alerts.tasks.evaluate_due
+# deletes a row once its evaluation succeeded; it runs from a django-q2 ONCE schedule at the
+# window's end (the cluster's scheduler looks every 30 s) and, as a safety net, every minute.
+#
+# Bound: a write is committed before its window's end - EVALUATION_MARGIN, and evaluated at most
+# EVALUATION_WINDOW + EVALUATION_MARGIN (13 s) + 30 s (scheduler) + ~1 s (queue poll) later:
+# within 45 s plus the evaluation itself, given a free worker; the README promises 60 s.
+#
+# A process remembers which (account, window) it has already asked for, so the proxy and
+# ingestion hot path makes at most one extra statement per account and window (10 s), not one
+# per call: a row known to exist for the window cannot be taken before the window's end, and
+# the write that skips asking has committed before that (the margin also covers clock skew
+# between nodes).
+
+EVALUATION_WINDOW = 10  # seconds
+EVALUATION_MARGIN = 3  # seconds
+EVALUATE_DUE_TASK = "alerts.tasks.evaluate_due"
+# (kind, id) -> index of the last window this process asked for
+_asked: dict[tuple[str, int], int] = {}
+
+
+def _window_index(now: datetime | None) -> int:
+    # time.time() rather than an aware datetime: this runs on every proxied call.
+    seconds = time.time() if now is None else now.timestamp()
+    return (int(seconds) + EVALUATION_MARGIN) // EVALUATION_WINDOW
+
+
+def evaluation_due_at(*, now: datetime) -> datetime:
+    """The end of the coalescing window a write at ``now`` belongs to (UTC, whole seconds)."""
+    return datetime.fromtimestamp((_window_index(now) + 1) * EVALUATION_WINDOW, tz=UTC)
+
+
+def alerts_evaluation_request(
+    *, account_id: int | None = None, owner_id: int | None = None, now: datetime | None = None
+) -> bool:
+    """Ask for an evaluation of the owner's alerts (of an account or an owner) soon.
+
+    Call after the change in spend has committed (spend_changed does). Returns True when this
+    call wrote the EvaluationDue row; a row that already exists for the window is left as is.
+    """
+    if (account_id is None) == (owner_id is None):
+        raise TypeError("give exactly one of account_id or owner_id")
+    window = _window_index(now)
+    key = ("account", account_id) if account_id is not None else ("owner", owner_id)
+    if _asked.get(key) == window:
+        return False
+    due = datetime.fromtimestamp((window + 1) * EVALUATION_WINDOW, tz=UTC)
+    table = EvaluationDue._meta.db_table
+    due_param = connection.ops.adapt_datetimefield_value(due)
+    if account_id is not None:
+        # The account's owner, looked up in the same statement.
+        rows = f"SELECT owner_id, %s FROM {ProviderAccount._meta.db_table} WHERE id = %s"
+        params = [due_param, account_id]
+    else:
+        rows, params = "VALUES (%s, %s)", [owner_id, due_param]
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (owner_id, due_at) {rows} "
+                "ON CONFLICT (owner_id, due_at) DO NOTHING RETURNING owner_id",
+                params,
+            )
+            created = cursor.fetchone() is not None
+        if created:
+            _evaluation_schedule(due=due)
+    if len(_asked) > 10_000:  # one entry per account; clear rather than grow without end
+        _asked.clear()
+    _asked[key] = window
+    return created
+
+
+def evaluation_requests_forget() -> None:
+    """Forget which evaluations this process has asked for (tests: their rows roll back)."""
+    _asked.clear()
+
+
+def _evaluation_schedule(*, due: datetime) -> None:
+    """One django-q2 ONCE schedule per window end: it takes every row due by then."""
+    name = f"alerts-evaluate-due {due:%Y-%m-%dT%H:%M:%S}Z"
+    pending = Schedule.objects.filter(func=EVALUATE_DUE_TASK, schedule_type=Schedule.ONCE)
+    if pending.filter(next_run__lt=due - timedelta(minutes=2)).exists():
+        # The cluster's scheduler is not running: one overdue run takes every due row when it
+        # does, so do not pile up a schedule per window meanwhile.
+        return
+    if not pending.filter(name=name).exists():
+        # Two writers may both get here: two runs of evaluate_due, the second finds nothing.
+        Schedule.objects.create(
+            name=name,
+            func=EVALUATE_DUE_TASK,
+            schedule_type=Schedule.ONCE,
+            repeats=-1,  # a ONCE schedule with negative repeats deletes itself once run
+            next_run=due,
+        )
+
+
+def alerts_evaluate_due(*, now: datetime | None = None) -> list[int]:
+    """Evaluate each owner with EvaluationDue rows due by ``now`` once; return their ids.
+
+    Per owner, one transaction locks the due rows (SKIP LOCKED: another node evaluating that
+    owner is left alone), evaluates, and deletes them. A worker killed half-way, or an
+    evaluation that fails, leaves the rows for the next run (the schedule every minute): an
+    evaluation is never lost. One owner's failure is logged and never stops the others.
+    """
+    now = now or timezone.now()
+    due = EvaluationDue.objects.filter(due_at__lte=now)
+    owner_ids = sorted(set(due.values_list("owner_id", flat=True)))
+    evaluated = []
+    for owner_id in owner_ids:
+        try:
+            with transaction.atomic():
+                rows = list(
+                    due.filter(owner_id=owner_id)
+                    .select_for_update(skip_locked=True)
+                    .values_list("pk", flat=True)
+                )
+                if not rows:
+                    continue  # taken by another run meanwhile
+                user = User.objects.filter(pk=owner_id, is_active=True).first()
+                if user is not None:
+                    alerts_evaluate_for_user(user=user, now=now)
+                EvaluationDue.objects.filter(pk__in=rows).delete()
+        except Exception:
+            logger.exception("evaluating alerts for user %s failed; will try again", owner_id)
+            continue
+        if user is not None:
+            evaluated.append(owner_id)
+    return evaluated
 
 
 # --- notification channels -------------------------------------------------------------------
@@ -396,9 +648,17 @@ def channel_target_clean(*, kind: str, target: str) -> str:
             raise ValidationError({"target": str(exc)}) from None
     else:
         raise ValidationError({"kind": "Choose email or webhook."})
-    if len(target) > 2000:
+    # Bytes, not characters: the unique index on the target has a per-row size limit.
+    if len(target.encode()) > 2000:
         raise ValidationError({"target": "At most 2000 characters."})
     return target
+
+
+def _channel_check_unique(*, owner: User, kind: str, target: str, exclude_pk=None) -> None:
+    same = NotificationChannel.objects.filter(owner=owner, kind=kind, target=target)
+    if same.exclude(pk=exclude_pk).exists():
+        what = "email address" if kind == NotificationChannel.Kind.EMAIL else "webhook URL"
+        raise ValidationError({"target": f"You already have a channel for this {what}."})
 
 
 def channel_create(
@@ -410,17 +670,43 @@ def channel_create(
     is_active: bool = True,
 ) -> NotificationChannel:
     target = channel_target_clean(kind=kind, target=target)
-    return NotificationChannel.objects.create(
-        owner=owner,
-        kind=kind,
-        target=target,
-        slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
-        is_active=is_active,
-    )
+    _channel_check_unique(owner=owner, kind=kind, target=target)
+    try:
+        with transaction.atomic():
+            return NotificationChannel.objects.create(
+                owner=owner,
+                kind=kind,
+                target=target,
+                slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
+                is_active=is_active,
+            )
+    except IntegrityError:  # a concurrent duplicate: the same error as the check above
+        _channel_check_unique(owner=owner, kind=kind, target=target)
+        raise
 
 
 def channel_delete(*, channel: NotificationChannel) -> None:
     channel.delete()
+
+
+def channel_test_send(*, channel: NotificationChannel) -> NotificationDelivery:
+    """Send a test notification to one channel now, once, and record it like a real delivery.
+
+    The test is an unlisted alert (it is in Recent deliveries, not in the Alerts list); the
+    delivery row carries the outcome, so a broken webhook shows its error right away.
+    """
+    alert, _ = alert_fire(
+        owner=channel.owner,
+        kind=Alert.Kind.TEST,
+        dedupe_key=f"test:{channel.pk}:{uuid.uuid4()}",
+        message=(
+            "Test notification from AI Cost Tracker: this channel receives your alerts "
+            "(budget thresholds, forecasts, anomalies)."
+        ),
+        listed=False,
+    )
+    delivery = NotificationDelivery.objects.create(alert=alert, channel=channel)
+    return notification_deliver(delivery_id=delivery.pk, max_attempts=1)
 
 
 # --- delivery --------------------------------------------------------------------------------
@@ -456,6 +742,7 @@ def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
 def alert_payload(alert: Alert) -> dict:
     """What a generic webhook receives about an alert (money as strings)."""
     return {
+        "url": alert_url(alert),
         "id": alert.pk,
         "kind": alert.kind,
         "message": alert.message,
@@ -477,7 +764,8 @@ def _send_email(channel: NotificationChannel, alert: Alert) -> None:
         send_mail(
             subject=f"{_title(alert)} — {alert.message[:80]}",
             message=f"{alert.message}\n\nKind: {alert.get_kind_display()}\n"
-            f"Raised: {alert.created_at:%Y-%m-%d %H:%M} UTC\n",
+            f"Raised: {alert.created_at:%Y-%m-%d %H:%M} UTC\n\n"
+            f"Open it in AI Cost Tracker: {alert_url(alert)}\n",
             from_email=None,
             recipient_list=[channel.target],
             fail_silently=False,
@@ -493,7 +781,7 @@ def _send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     except WebhookURLError as exc:
         raise DeliveryError(f"Blocked: {exc}", permanent=True) from exc
     if channel.slack_format:
-        body = slack_payload(_title(alert), alert.message)
+        body = slack_payload(_title(alert), alert.message, url=alert_url(alert))
     else:
         body = generic_payload(alert_payload(alert))
     try:
@@ -525,7 +813,9 @@ _SENDERS = {
 }
 
 
-def notification_deliver(*, delivery_id: int) -> NotificationDelivery | None:
+def notification_deliver(
+    *, delivery_id: int, max_attempts: int | None = None
+) -> NotificationDelivery | None:
     """Send one delivery, retrying temporary failures with exponential backoff.
 
     At most NOTIFY_MAX_ATTEMPTS attempts (default 3), NOTIFY_RETRY_BACKOFF_SECONDS (default 2)
@@ -539,7 +829,9 @@ def notification_deliver(*, delivery_id: int) -> NotificationDelivery | None:
     )
     if delivery is None or delivery.status == NotificationDelivery.Status.SENT:
         return delivery
-    max_attempts = max(1, int(getattr(settings, "NOTIFY_MAX_ATTEMPTS", 3)))
+    if max_attempts is None:
+        max_attempts = int(getattr(settings, "NOTIFY_MAX_ATTEMPTS", 3))
+    max_attempts = max(1, max_attempts)
     backoff = float(getattr(settings, "NOTIFY_RETRY_BACKOFF_SECONDS", 2))
     send = _SENDERS[delivery.channel.kind]
     error = ""

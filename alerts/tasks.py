@@ -22,8 +22,13 @@ def evaluate_all() -> int:
     return created
 
 
+def evaluate_due() -> int:
+    """Evaluate every owner whose spend changed (EvaluationDue rows due by now)."""
+    return len(services.alerts_evaluate_due())
+
+
 def evaluate_account(account_id: int) -> int:
-    """For ingestion paths that would rather not evaluate inline."""
+    """Kept for tasks queued before evaluate_due replaced the ingestion debounce."""
     return len(services.alerts_evaluate_for_account(account_id=account_id))
 
 

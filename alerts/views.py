@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -10,12 +11,49 @@ from django.views.decorators.http import require_POST
 from alerts import selectors, services
 from alerts.forms import AlertFilterForm, BudgetForm, ChannelForm
 
+ALERTS_PER_PAGE = 50
+
 
 @login_required
 def alert_list(request):
     form = AlertFilterForm(request.GET or None)
-    alerts = selectors.alert_list(user=request.user, **form.selector_kwargs())[:200]
-    return render(request, "alerts/alert_list.html", {"alerts": alerts, "form": form})
+    alerts = selectors.alert_list(user=request.user, **form.selector_kwargs())
+    page = Paginator(alerts, ALERTS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "alerts": page,
+        "page": page,
+        "open_ids": [a.pk for a in page if a.acknowledged_at is None],
+        "form": form,
+        "query": query.urlencode(),
+        "here": request.get_full_path(),
+    }
+    return render(request, "alerts/alert_list.html", context)
+
+
+@login_required
+def alert_detail(request, pk):
+    alert = selectors.alert_get_for_user(user=request.user, pk=pk)
+    deliveries = alert.deliveries.select_related("channel")
+    return render(request, "alerts/alert_detail.html", {"alert": alert, "deliveries": deliveries})
+
+
+@login_required
+@require_POST
+def alerts_acknowledge(request):
+    """Acknowledge the ticked alerts, or (``all``) every alert that was shown on the page."""
+    field = "shown" if "all" in request.POST else "selected"
+    ids = [v for v in request.POST.getlist(field) if v.isdigit()]
+    count = services.alerts_acknowledge(owner=request.user, ids=ids)
+    if ids:
+        messages.success(request, f"Acknowledged {count} alert{'s' if count != 1 else ''}.")
+    else:
+        messages.info(request, "Tick the alerts to acknowledge first.")
+    target = request.POST.get("next", "")
+    if not target.startswith("/alerts/") or target.startswith("//"):
+        target = "alert-list"
+    return redirect(target)
 
 
 def _alert_row_or_redirect(request, alert):
@@ -121,6 +159,20 @@ def channel_list(request):
         "form": form,
     }
     return render(request, "alerts/channel_list.html", context)
+
+
+@login_required
+@require_POST
+def channel_test(request, pk):
+    channel = selectors.channel_get_for_user(user=request.user, pk=pk)
+    delivery = services.channel_test_send(channel=channel)
+    if delivery.status == delivery.Status.SENT:
+        messages.success(request, f"Test notification sent to {channel.target_display}.")
+    else:
+        messages.error(
+            request, f"Test notification to {channel.target_display} failed: {delivery.error}"
+        )
+    return redirect("channel-list")
 
 
 @login_required

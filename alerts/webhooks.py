@@ -155,11 +155,12 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def slack_payload(title: str, text: str) -> dict[str, Any]:
+def slack_payload(title: str, text: str, *, url: str = "") -> dict[str, Any]:
     """A Slack incoming-webhook body: a header block, a section block and a plain fallback.
 
     Slack treats ``&``, ``<`` and ``>`` as markup, so user-provided names are escaped; the
-    header is plain text and is only cut to Slack's length limit.
+    header is plain text and is only cut to Slack's length limit. ``url`` (the alert's page
+    in the app) becomes a link under the text.
     """
     title = title.strip() or "AI Cost Tracker alert"
     blocks: list[dict[str, Any]] = [
@@ -175,7 +176,13 @@ def slack_payload(title: str, text: str) -> dict[str, Any]:
                 "text": {"type": "mrkdwn", "text": _slack_escape(text, SLACK_TEXT_MAX)},
             }
         )
+    if url:
+        # Inside <url|label> only &, < and > need escaping; our URLs have none but & maybe.
+        link = f"<{url.replace('&', '&amp;')}|Open in AI Cost Tracker>"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": link}]})
     fallback = f"{title}: {text}" if text.strip() else title
+    if url:
+        fallback = f"{fallback} {url}"
     return {"text": _slack_escape(fallback, SLACK_TEXT_MAX), "blocks": blocks}
 
 

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from benchlib import django_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BENCH_DB = "ct_insight_bench"
@@ -245,9 +247,7 @@ def main() -> int:
         print("Set DATABASE_URL to a PostgreSQL server (its database name is ignored).")
         return 2
     os.environ["DATABASE_URL"] = _db_url(base, BENCH_DB)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "costtracker.settings")
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
-    os.environ.setdefault("ENCRYPTION_KEYS", "YmVuY2gtb25seS1lbmNyeXB0aW9uLWtleS0zMmJ5dGUh")
+    django_environment()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ["DEBUG"] = "false"
 

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchlib import bench_database, free_port, percentile
+from benchlib import bench_database, django_environment, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "ct_ingest_bench"
@@ -283,7 +283,7 @@ def main() -> None:
     server = None
     try:
         os.environ["DATABASE_URL"] = database_url
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "costtracker.settings")
+        django_environment()
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True, env=os.environ
         )

@@ -32,7 +32,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from benchlib import bench_database, free_port, percentile
+from benchlib import bench_database, django_environment, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "ct_proxy_bench"
@@ -269,12 +269,7 @@ def main() -> None:
     server = None
     try:
         os.environ["DATABASE_URL"] = database_url
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "costtracker.settings")
-        for name, value in (
-            ("SECRET_KEY", "bench-secret-key"),
-            ("ENCRYPTION_KEYS", "dGVzdC1vbmx5LWVuY3J5cHRpb24ta2V5LTMyYnl0ZSE="),
-        ):
-            os.environ.setdefault(name, value)
+        django_environment()
         subprocess.run(
             [PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True, env=os.environ
         )

@@ -31,6 +31,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from benchlib import django_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,8 +43,8 @@ def setup_django() -> tuple[str, callable]:
         folder = tempfile.mkdtemp(prefix="ct_sync_bench_")
         os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
         cleanup = lambda: shutil.rmtree(folder, ignore_errors=True)  # noqa: E731
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "costtracker.settings")
     sys.path.insert(0, str(ROOT))
+    django_environment()
     import django
 
     django.setup()

@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: a throwaway database, a free port, percentiles."""
+"""What the benchmark scripts share: settings, a throwaway database, a port, percentiles."""
 
 from __future__ import annotations
 
@@ -8,6 +8,27 @@ import socket
 import tempfile
 from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
+
+# Benchmarks run on a database of their own, so they need no .env: these keys only ever
+# protect that throwaway database. A real SECRET_KEY/ENCRYPTION_KEYS in the environment wins.
+BENCH_SETTINGS = {
+    "DJANGO_SETTINGS_MODULE": "costtracker.settings",
+    "SECRET_KEY": "bench-only-secret-key-not-for-production",
+    "ENCRYPTION_KEYS": "YmVuY2gtb25seS1lbmNyeXB0aW9uLWtleS0zMmJ5dGUh",
+}
+
+
+def django_environment() -> None:
+    """Make the environment Django needs for a benchmark, or say what is missing."""
+    for name, value in BENCH_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    try:
+        import django  # noqa: F401
+    except ImportError:
+        raise SystemExit(
+            "Django is not installed for this Python. Run `make .venv/.installed` (or "
+            "`make test`) once, then run the benchmark with .venv/bin/python."
+        ) from None
 
 
 def bench_database(name: str, *, sqlite_query: str = "") -> tuple[str, str, Callable[[], None]]:

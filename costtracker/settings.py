@@ -36,6 +36,8 @@ if DEBUG and not SECRET_KEY:
     SECRET_KEY = "insecure-development-only-key"  # noqa: S105 - only reachable with DEBUG on
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+# Where people reach the app: links in alert emails and webhooks point here.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 ALLOW_SIGNUP = env.bool("ALLOW_SIGNUP", default=True)
 SYNC_INTERVAL_MINUTES = env.int("SYNC_INTERVAL_MINUTES", default=60)
@@ -97,6 +99,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.middleware.UserTimeZoneMiddleware",  # pages show times in the user's zone
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -121,6 +124,8 @@ TEMPLATES = [
             ],
             "builtins": [
                 "usage.templatetags.money",
+                "usage.templatetags.errors",  # error_message: one-line summary + details
+                "usage.templatetags.times",  # when (user's zone), utc_day
                 "django.contrib.humanize.templatetags.humanize",
                 "template_partials.templatetags.partials",
             ],

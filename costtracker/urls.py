@@ -2,10 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from costtracker.favicon import favicon
+
 urlpatterns = [
     # First: Django tries patterns in order, and every proxied call pays for those before it.
     path("proxy/", include("providers.proxy_urls")),  # OpenAI/Anthropic-compatible proxy
     path("admin/", admin.site.urls),
+    path("favicon.ico", favicon, name="favicon"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as its own file (?script), and our
     # template drops the page's inline <style>: the Content-Security-Policy allows neither.

@@ -1,7 +1,9 @@
 from django import forms
 from django.contrib import admin
 
-from providers.models import IngestKey, Provider, ProviderAccount
+from providers.account_settings import settings_clean
+from providers.forms import ProviderSettingsFormMixin
+from providers.models import IngestKey, Invoice, Provider, ProviderAccount
 
 
 @admin.register(Provider)
@@ -10,8 +12,12 @@ class ProviderAdmin(admin.ModelAdmin):
     readonly_fields = ["slug"]
 
 
-class ProviderAccountAdminForm(forms.ModelForm):
-    """Secrets are write-only here too: never decrypted, never shown, only replaced."""
+class ProviderAccountAdminForm(ProviderSettingsFormMixin, forms.ModelForm):
+    """Secrets are write-only here too: never decrypted, never shown, only replaced.
+
+    Provider settings are typed fields generated from the adapters, and the provider cannot
+    change once the account has usage: the same rules as the app's form and the API.
+    """
 
     new_api_key = forms.CharField(
         required=False, widget=forms.PasswordInput, help_text="Leave empty to keep the current key."
@@ -26,14 +32,25 @@ class ProviderAccountAdminForm(forms.ModelForm):
             "owner",
             "provider",
             "name",
-            "config",
             "monthly_budget",
             "is_active",
             "needs_attention",
         ]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_setting_fields()
+
+    def clean(self):
+        data = super().clean()
+        self.clean_provider_and_settings(data.get("provider"))
+        return data
+
     def save(self, commit=True):
         account = super().save(commit=False)
+        account.config = settings_clean(
+            kind=account.provider.slug, values=self.settings_input(account.provider.slug)
+        )
         for field in ("api_key", "admin_key"):
             if self.cleaned_data.get(f"new_{field}"):
                 account.set_secret(field, self.cleaned_data[f"new_{field}"])
@@ -65,6 +82,14 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Admin key / token")
     def admin_key_hint(self, obj):
         return f"set (…{obj.admin_key_last4})" if obj.has_admin_key else "not set"
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(admin.ModelAdmin):
+    list_display = ["account", "month", "amount", "currency", "updated_at"]
+    list_filter = ["currency"]
+    search_fields = ["account__name", "note"]
+    readonly_fields = ["created_at", "updated_at"]
 
 
 @admin.register(IngestKey)

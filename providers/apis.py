@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from providers import selectors, services
+from providers.account_settings import settings_clean, settings_openapi_schema, settings_values
 from providers.models import Provider, ProviderAccount
 from providers.services import UNCHANGED
+from usage.bounds import ACCOUNT_BUDGET
 
 
 class ProviderSerializer(serializers.ModelSerializer):
@@ -46,19 +48,40 @@ class ServiceDetailApi(generics.RetrieveUpdateAPIView):
     queryset = Provider.objects.all()
 
 
-def _validate_config(value):
-    if not isinstance(value, dict):
-        raise serializers.ValidationError("Must be a JSON object.")
-    for key, item in value.items():
-        if not isinstance(item, (str, int, float, Decimal, bool)) and item is not None:
-            raise serializers.ValidationError(f"{key}: only plain values are allowed.")
-    return value
+class AccountSettingsField(serializers.Field):
+    """``config``: the provider's typed settings (declared by its adapter), all keys shown.
+
+    Reads the whole account (the provider decides which keys exist); validated as a whole in
+    AccountSerializer.validate, where the provider of the request is known.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", **kwargs)
+
+    def to_representation(self, value: ProviderAccount):
+        return settings_values(kind=value.provider.slug, stored=value.config)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.")
+        return {"config": data}
+
+
+class AccountSettingsFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = AccountSettingsField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return settings_openapi_schema()
 
 
 class AccountSerializer(serializers.ModelSerializer):
     """Secrets are write-only: responses carry has_* flags and at most the last 4 characters."""
 
-    provider = serializers.SlugRelatedField(slug_field="slug", queryset=Provider.objects.all())
+    provider = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Provider.objects.all(),
+        help_text="Cannot change once the account has usage (400 on `provider`).",
+    )
     provider_name = serializers.CharField(source="provider.name", read_only=True)
     api_key = serializers.CharField(
         write_only=True,
@@ -80,9 +103,12 @@ class AccountSerializer(serializers.ModelSerializer):
     )
     has_api_key = serializers.BooleanField(read_only=True)
     has_admin_key = serializers.BooleanField(read_only=True)
-    config = serializers.JSONField(required=False, validators=[_validate_config])
+    config = AccountSettingsField(
+        required=False,
+        help_text="The provider's settings. Keys left out keep their value; null resets one.",
+    )
     monthly_budget = serializers.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal("0"), required=False, allow_null=True
+        max_digits=20, **ACCOUNT_BUDGET.form_kwargs(), required=False, allow_null=True
     )
 
     class Meta:
@@ -128,14 +154,41 @@ class AccountSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("You already have an account with this name.")
         return value
 
+    def validate(self, attrs):
+        # The service checks all of this again; here it becomes a 400 naming the field.
+        account = self.instance
+        provider = attrs.get("provider") or (account.provider if account else None)
+        if provider is None:
+            return attrs
+        try:
+            if account is not None:
+                services.account_provider_change_check(account=account, provider=provider)
+            same = account is not None and provider.pk == account.provider_id
+            settings_clean(
+                kind=provider.slug,
+                values=attrs.get("config"),
+                base=account.config if same else None,
+            )
+        except DjangoValidationError as exc:
+            if "provider" in exc.message_dict:
+                raise serializers.ValidationError(exc.message_dict) from exc
+            raise serializers.ValidationError({"config": exc.message_dict}) from exc
+        return attrs
+
     def create(self, validated_data):
-        return services.account_create(owner=self.context["request"].user, **validated_data)
+        try:
+            return services.account_create(owner=self.context["request"].user, **validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
 
     def update(self, instance, validated_data):
         secrets = {k: validated_data.pop(k, UNCHANGED) for k in ("api_key", "admin_key")}
         # An empty string in a PUT/PATCH means "keep", like the empty password box in the UI.
         secrets = {k: (UNCHANGED if v == "" else v) for k, v in secrets.items()}
-        return services.account_update(account=instance, **secrets, **validated_data)
+        try:
+            return services.account_update(account=instance, **secrets, **validated_data)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
 
 
 class AccountListCreateApi(generics.ListCreateAPIView):

@@ -1,13 +1,61 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import ValidationError
 
+from providers.account_settings import settings_clean, settings_form_fields, settings_values
 from providers.models import Provider, ProviderAccount
+from providers.services import account_has_usage, account_provider_change_check
 
 _KEY_HELP = "Stored encrypted and never shown again. Leave empty to keep the current key."
 
 
-class AccountForm(forms.ModelForm):
+class ProviderSettingsFormMixin:
+    """Adds every provider's settings fields (generated from the adapters' declarations) to an
+    account ModelForm with a ``provider`` field, and validates provider and settings with the
+    rules the service applies. Only the chosen provider's settings are used."""
+
+    def add_setting_fields(self) -> None:
+        self.setting_fields = settings_form_fields()
+        current = self.instance.provider.slug if self.instance.provider_id else None
+        if current and account_has_usage(account=self.instance):
+            # The provider is fixed (account_provider_change_check): only its settings apply.
+            self.fields["provider"].help_text = "Fixed: this account already has usage."
+            self.setting_fields = {
+                name: spec for name, spec in self.setting_fields.items() if spec[0] == current
+            }
+        for field_name, (kind, setting, field) in self.setting_fields.items():
+            shown = settings_values(
+                kind=kind, stored=self.instance.config if kind == current else None
+            )
+            field.initial = shown[setting]
+            self.fields[field_name] = field
+
+    def settings_input(self, kind: str) -> dict:
+        return {
+            setting: self.cleaned_data.get(field_name)
+            for field_name, (k, setting, _) in self.setting_fields.items()
+            if k == kind and field_name not in self.errors
+        }
+
+    def clean_provider_and_settings(self, provider: Provider | None) -> None:
+        if provider is None:
+            return
+        for field_name, (kind, _, _) in self.setting_fields.items():
+            if kind != provider.slug:  # another provider's box: not used, so not an error
+                self._errors.pop(field_name, None)
+        try:
+            account_provider_change_check(account=self.instance, provider=provider)
+        except ValidationError as exc:
+            self.add_error("provider", exc.message_dict["provider"])
+        try:
+            settings_clean(kind=provider.slug, values=self.settings_input(provider.slug))
+        except ValidationError as exc:
+            for setting, messages in exc.message_dict.items():
+                self.add_error(f"{provider.slug}_{setting}", messages)
+
+
+class AccountForm(ProviderSettingsFormMixin, forms.ModelForm):
     """Secret fields are write-only: they never render a value, and empty means "keep"."""
 
     api_key = forms.CharField(
@@ -29,9 +77,6 @@ class AccountForm(forms.ModelForm):
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
     clear_admin_key = forms.BooleanField(required=False, label="Remove the stored admin key")
-    organization = forms.CharField(
-        required=False, max_length=100, help_text="GitHub organization (Copilot only)."
-    )
 
     class Meta:
         model = ProviderAccount
@@ -41,10 +86,9 @@ class AccountForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.owner = owner
         self.fields["provider"].queryset = Provider.objects.all()
-        if self.instance.pk:
-            self.fields["organization"].initial = self.instance.config.get("organization", "")
-        else:
+        if not self.instance.pk:
             del self.fields["clear_api_key"], self.fields["clear_admin_key"]
+        self.add_setting_fields()
 
     def clean_name(self):
         name = self.cleaned_data["name"]
@@ -57,9 +101,7 @@ class AccountForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        provider = data.get("provider")
-        if provider and provider.slug == "copilot" and not data.get("organization"):
-            self.add_error("organization", "GitHub Copilot needs the organization name.")
+        self.clean_provider_and_settings(data.get("provider"))
         return data
 
     def service_kwargs(self) -> dict:
@@ -67,11 +109,7 @@ class AccountForm(forms.ModelForm):
         from providers.services import UNCHANGED
 
         data = self.cleaned_data
-        config = dict(self.instance.config or {}) if self.instance.pk else {}
-        if data.get("organization"):
-            config["organization"] = data["organization"]
-        else:
-            config.pop("organization", None)
+        config = self.settings_input(data["provider"].slug)
         kwargs = {
             "provider": data["provider"],
             "name": data["name"],

@@ -5,11 +5,12 @@ import secrets
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from providers.fields import EncryptedSecretField, SealedSecret
 from providers.registry import adapter_choices
+from usage import bounds
 
 
 class Provider(models.Model):
@@ -59,17 +60,21 @@ class ProviderAccount(models.Model):
     # Key for the official usage/cost APIs: OpenAI/Anthropic admin key, GitHub token.
     admin_key = EncryptedSecretField(null=True, blank=True)
     admin_key_last4 = models.CharField(max_length=4, blank=True)
-    # Non-secret provider settings, e.g. {"organization": "acme"} for GitHub.
+    # The provider's settings as its adapter declares them (``settings``), e.g.
+    # {"organization": "acme", ...} for GitHub Copilot. Written only through
+    # providers.account_settings.settings_clean (the account services); never a free bag.
     config = models.JSONField(default=dict, blank=True)
     monthly_budget = models.DecimalField(
         max_digits=20,
         decimal_places=2,
         null=True,
         blank=True,
-        validators=[MinValueValidator(Decimal("0"))],
+        validators=bounds.ACCOUNT_BUDGET.validators(),
         help_text="USD per calendar month; empty means no budget.",
     )
     is_active = models.BooleanField(default=True)
+    # Created by `manage.py seed_demo`, which replaces exactly these accounts on a re-run.
+    is_demo = models.BooleanField(default=False, editable=False)
     last_sync_at = models.DateTimeField(null=True, blank=True)
     last_sync_status = models.CharField(
         max_length=16, choices=SyncStatus.choices, default=SyncStatus.NEVER
@@ -84,7 +89,10 @@ class ProviderAccount(models.Model):
     class Meta:
         ordering = ["provider__name", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner")
+            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner"),
+            bounds.check_constraint(
+                "account", {"monthly_budget": bounds.ACCOUNT_BUDGET}, nullable={"monthly_budget"}
+            ),
         ]
 
     def __str__(self) -> str:
@@ -110,6 +118,55 @@ class ProviderAccount(models.Model):
     @property
     def has_admin_key(self) -> bool:
         return bool(self.admin_key)
+
+
+class Invoice(models.Model):
+    """What the provider billed an account for one calendar month, typed in by the user.
+
+    Reconciliation sets it against what the tracker counted, and a true-up books the difference.
+    """
+
+    account = models.ForeignKey(ProviderAccount, on_delete=models.CASCADE, related_name="invoices")
+    month = models.DateField(help_text="The first day of the billed month.")
+    # The usage records' money shape: a true-up copies the amount into one of them.
+    amount = models.DecimalField(max_digits=28, decimal_places=12)
+    currency = models.CharField(max_length=3, default="USD", choices=[("USD", "USD")])
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account", "-month"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "month"], name="invoice_one_per_month"),
+            bounds.check_constraint("invoice", {"amount": bounds.INVOICE}),
+            models.CheckConstraint(
+                condition=models.Q(month__day=1), name="invoice_month_first_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.month:%Y-%m}: {self.amount} {self.currency}"
+
+    @staticmethod
+    def amount_check(amount: Decimal) -> None:
+        """The invoice bound (usage/bounds.py; the CHECK constraint enforces the same)."""
+        if not isinstance(amount, Decimal):
+            raise ValidationError({"amount": "Enter a number."})
+        if problem := bounds.INVOICE.problem(amount):
+            raise ValidationError({"amount": f"The amount {problem}."})
+        if amount != amount.quantize(Decimal("1e-12")):
+            raise ValidationError({"amount": "Use at most 12 decimal places."})
+
+    def clean(self) -> None:
+        if self.month and self.month.day != 1:
+            raise ValidationError({"month": "Use the first day of the month."})
+        if self.amount is not None:
+            self.amount_check(self.amount)
+
+    @property
+    def month_key(self) -> str:
+        return f"{self.month:%Y-%m}"
 
 
 def hash_ingest_key(raw: str) -> str:

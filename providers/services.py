@@ -6,10 +6,12 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from providers.account_settings import settings_clean
 from providers.models import IngestKey, Provider, ProviderAccount, hash_ingest_key
 
 # Sentinel for "leave this secret as it is" (the form field was left empty / key omitted).
@@ -20,6 +22,37 @@ def _apply_secret(account: ProviderAccount, field: str, value: Any) -> None:
     if value is UNCHANGED:
         return
     account.set_secret(field, value or None)
+
+
+def account_has_usage(*, account: ProviderAccount) -> bool:
+    from usage.models import UsageRecord
+
+    return account.pk is not None and UsageRecord.objects.filter(account_id=account.pk).exists()
+
+
+def account_provider_change_check(*, account: ProviderAccount, provider: Provider) -> None:
+    """An account's provider is fixed once it has usage: its records, roll-ups, prices and
+    reconciliation all belong to that provider, and moving them would file past spend under
+    another one. Raises ValidationError on ``provider``; the one home of this rule."""
+    if account.pk is None:
+        return
+    current = (
+        ProviderAccount.objects.filter(pk=account.pk).values_list("provider_id", flat=True).first()
+    )
+    if current is not None and current != provider.pk and account_has_usage(account=account):
+        raise ValidationError(
+            {
+                "provider": "This account already has usage, so its provider cannot change. "
+                "Add a new account for the other provider instead."
+            }
+        )
+
+
+def _settings_error(exc: ValidationError) -> ValidationError:
+    # Setting errors are reported under "config", each naming its setting.
+    return ValidationError(
+        {"config": [f"{key}: {' '.join(msgs)}" for key, msgs in exc.message_dict.items()]}
+    )
 
 
 @transaction.atomic
@@ -33,14 +66,21 @@ def account_create(
     config: dict | None = None,
     monthly_budget: Decimal | None = None,
     is_active: bool = True,
+    is_demo: bool = False,
 ) -> ProviderAccount:
+    """Create an account; ``config`` holds the provider's settings (missing ones: defaults)."""
+    try:
+        settings = settings_clean(kind=provider.slug, values=config)
+    except ValidationError as exc:
+        raise _settings_error(exc) from exc
     account = ProviderAccount(
         owner=owner,
         provider=provider,
         name=name,
-        config=config or {},
+        config=settings,
         monthly_budget=monthly_budget,
         is_active=is_active,
+        is_demo=is_demo,
     )
     _apply_secret(account, "api_key", api_key)
     _apply_secret(account, "admin_key", admin_key)
@@ -57,12 +97,30 @@ def account_update(
     admin_key: Any = UNCHANGED,
     **fields: Any,
 ) -> ProviderAccount:
-    """Update plain fields; a secret changes only when a new value (or None to clear) is given."""
+    """Update plain fields; a secret changes only when a new value (or None to clear) is given.
+
+    ``config`` is merged into the stored settings: keys left out keep their value, None resets
+    one to its default. A new provider starts from its own defaults, and is refused once the
+    account has usage (account_provider_change_check).
+    """
     allowed = {"name", "provider", "config", "monthly_budget", "is_active"}
-    for key, value in fields.items():
+    for key in fields:
         if key not in allowed:
             raise TypeError(f"account_update() got an unexpected field {key!r}")
+    provider = fields.get("provider", account.provider)
+    account_provider_change_check(account=account, provider=provider)
+    same_provider = provider.pk == account.provider_id
+    try:
+        settings = settings_clean(
+            kind=provider.slug,
+            values=fields.pop("config", None),
+            base=account.config if same_provider else None,
+        )
+    except ValidationError as exc:
+        raise _settings_error(exc) from exc
+    for key, value in fields.items():
         setattr(account, key, value)
+    account.config = settings
     _apply_secret(account, "api_key", api_key)
     _apply_secret(account, "admin_key", admin_key)
     account.full_clean(exclude=["api_key", "admin_key"])

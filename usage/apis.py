@@ -12,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from providers.models import ProviderAccount
-from usage import selectors
-from usage.db import money_str
+from usage import bounds, selectors
+from usage.db import WIDE, money_str
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source, UsageRecord
 from usage.services.records import manual_entry_create
 
@@ -21,10 +21,20 @@ MONEY = {"max_digits": 28, "decimal_places": 12}
 EARLIEST = date(2000, 1, 1)
 
 
+class StoredMoneyField(serializers.DecimalField):
+    """Money read back, to the column's places, whatever was stored: a value from before the
+    input bounds (usage/bounds.py) may have more digits than max_digits allows."""
+
+    def quantize(self, value):
+        if not value.is_finite():
+            return value
+        return value.quantize(Decimal(1).scaleb(-self.decimal_places), context=WIDE)
+
+
 class UsageRecordSerializer(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider.slug")
     account_name = serializers.CharField(source="account.name")
-    cost = serializers.DecimalField(**MONEY, allow_null=True)
+    cost = StoredMoneyField(**MONEY, allow_null=True, read_only=True)
 
     class Meta:
         model = UsageRecord
@@ -195,30 +205,30 @@ class ManualEntryApi(APIView):
         description = serializers.CharField(
             max_length=255, required=False, allow_blank=True, default=""
         )
-        cost = serializers.DecimalField(**MONEY, min_value=Decimal("0"))
-        input_tokens = serializers.IntegerField(min_value=0, required=False, default=0)
-        output_tokens = serializers.IntegerField(min_value=0, required=False, default=0)
-        request_count = serializers.IntegerField(min_value=0, required=False, default=0)
+        # Every figure within its bound (usage/bounds.py): a 400 naming the field.
+        cost = serializers.DecimalField(max_digits=28, **bounds.CHARGE.form_kwargs())
+        input_tokens = serializers.IntegerField(
+            **bounds.TOKENS.form_kwargs(), required=False, default=0
+        )
+        output_tokens = serializers.IntegerField(
+            **bounds.TOKENS.form_kwargs(), required=False, default=0
+        )
+        request_count = serializers.IntegerField(
+            **bounds.COUNT.form_kwargs(), required=False, default=0
+        )
         seats = serializers.DecimalField(
-            max_digits=20,
-            decimal_places=4,
-            min_value=Decimal("0"),
-            required=False,
-            default=Decimal(0),
+            max_digits=20, **bounds.SEATS.form_kwargs(), required=False, default=Decimal(0)
         )
         credits = serializers.DecimalField(
-            max_digits=20,
-            decimal_places=4,
-            min_value=Decimal("0"),
-            required=False,
-            default=Decimal(0),
+            max_digits=20, **bounds.CREDITS.form_kwargs(), required=False, default=Decimal(0)
         )
-        images = serializers.IntegerField(min_value=0, required=False, default=0)
-        search_queries = serializers.IntegerField(min_value=0, required=False, default=0)
+        images = serializers.IntegerField(**bounds.COUNT.form_kwargs(), required=False, default=0)
+        search_queries = serializers.IntegerField(
+            **bounds.COUNT.form_kwargs(), required=False, default=0
+        )
         audio_seconds = serializers.DecimalField(
             max_digits=20,
-            decimal_places=3,
-            min_value=Decimal("0"),
+            **bounds.AUDIO_SECONDS.form_kwargs(),
             required=False,
             default=Decimal(0),
         )

@@ -8,7 +8,7 @@ value round-trips exactly up to 15 significant digits (e.g. $999.999999999999).
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Context, Decimal, InvalidOperation
 
 from django.db import models
 from django.db.backends.signals import connection_created
@@ -45,6 +45,35 @@ def _register_sqlite_functions(sender, connection, **kwargs) -> None:
     if connection.vendor == "sqlite":
         connection.connection.create_aggregate("decimal_sum", 1, _DecimalSum)
         connection.connection.create_function("decimal_add", 2, _decimal_add, deterministic=True)
+        _tolerate_wide_decimals(connection.ops)
+
+
+def _tolerate_wide_decimals(ops) -> None:
+    """Read any number a SQLite DECIMAL column holds, instead of failing the page.
+
+    SQLite keeps whatever REAL it is given: a value stored before the input bounds existed
+    (usage/bounds.py), or a roll-up summed past its column, can have more digits than the
+    column's max_digits, and Django's converter then raises InvalidOperation on every read
+    (History, the admin, the export...). Such a value is read as it is, unquantized.
+    PostgreSQL's NUMERIC(p, s) cannot hold one at all.
+    """
+    if getattr(ops, "_wide_decimals_tolerated", False):
+        return
+    converter_for = ops.get_decimalfield_converter
+
+    def get_decimalfield_converter(expression):
+        strict = converter_for(expression)
+
+        def converter(value, expression, connection):
+            try:
+                return strict(value, expression, connection)
+            except InvalidOperation:
+                return _to_decimal(value)
+
+        return converter
+
+    ops.get_decimalfield_converter = get_decimalfield_converter
+    ops._wide_decimals_tolerated = True
 
 
 class _DecimalResult(models.DecimalField):
@@ -71,10 +100,15 @@ class MoneySum(models.Aggregate):
 
 
 MONEY_QUANTUM = Decimal("1e-12")
+# Wide enough to quantize any amount to 12 places, even one stored before the input bounds.
+WIDE = Context(prec=80)
 
 
 def money_str(value: Decimal | None) -> str | None:
     """Money for JSON: a string with the column's 12 places on every backend (None = unpriced)."""
     if value is None:
         return None
-    return str(Decimal(value).quantize(MONEY_QUANTUM))
+    value = Decimal(value)
+    if not value.is_finite():
+        return str(value)
+    return str(value.quantize(MONEY_QUANTUM, context=WIDE))

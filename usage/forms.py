@@ -6,6 +6,7 @@ from decimal import Decimal
 from django import forms
 
 from providers.models import Provider, ProviderAccount
+from usage import bounds
 from usage.models import Source
 
 
@@ -16,14 +17,15 @@ class ManualEntryForm(forms.Form):
     description = forms.CharField(
         max_length=255, required=False, help_text="e.g. “Copilot Business, 12 seats” or an invoice."
     )
-    cost = forms.DecimalField(
-        max_digits=28, decimal_places=12, min_value=Decimal("0"), label="Cost (USD)"
+    # Every figure within its bound (usage/bounds.py): a form error in place, never a 500.
+    cost = forms.DecimalField(max_digits=28, **bounds.CHARGE.form_kwargs(), label="Cost (USD)")
+    input_tokens = forms.IntegerField(**bounds.TOKENS.form_kwargs(), required=False, initial=0)
+    output_tokens = forms.IntegerField(**bounds.TOKENS.form_kwargs(), required=False, initial=0)
+    request_count = forms.IntegerField(
+        **bounds.COUNT.form_kwargs(), required=False, initial=0, label="Requests"
     )
-    input_tokens = forms.IntegerField(min_value=0, required=False, initial=0)
-    output_tokens = forms.IntegerField(min_value=0, required=False, initial=0)
-    request_count = forms.IntegerField(min_value=0, required=False, initial=0, label="Requests")
     seats = forms.DecimalField(
-        max_digits=20, decimal_places=4, min_value=Decimal("0"), required=False, initial=0
+        max_digits=20, **bounds.SEATS.form_kwargs(), required=False, initial=0
     )
 
     def __init__(self, *args, user, **kwargs):

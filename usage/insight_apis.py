@@ -8,23 +8,30 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import re
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
-from usage import selectors
+from providers.selectors import account_get_for_user
+from usage import bounds, selectors
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
+from usage.services.reconciliation import invoice_delete, invoice_set
+
+logger = logging.getLogger(__name__)
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
@@ -127,6 +134,81 @@ class ReconciliationApi(APIView):
         )
 
 
+# --- invoices ----------------------------------------------------------------------------
+
+
+class PlainDecimalField(serializers.DecimalField):
+    """A decimal string with no exponent and no padding zeros ("123.45", "0")."""
+
+    def to_representation(self, value):
+        text = format(Decimal(value).normalize(), "f")
+        return "0" if text == "-0" else text
+
+
+class InvoiceSerializer(serializers.Serializer):
+    month = serializers.CharField(source="month_key", read_only=True, help_text="YYYY-MM")
+    amount = PlainDecimalField(
+        max_digits=None,
+        **bounds.INVOICE.form_kwargs(),
+        help_text="What the provider billed for the month.",
+    )
+    currency = serializers.ChoiceField(choices=["USD"], default="USD")
+    note = serializers.CharField(max_length=500, allow_blank=True, default="")
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
+
+
+_MONTH_PATH = OpenApiParameter(
+    "month", str, OpenApiParameter.PATH, description="The billed month, YYYY-MM."
+)
+
+
+class AccountInvoiceListApi(APIView):
+    """The invoice totals entered for one account, newest month first."""
+
+    @extend_schema(responses=InvoiceSerializer(many=True))
+    def get(self, request, pk):
+        account = account_get_for_user(user=request.user, pk=pk)
+        invoices = selectors.invoice_list(account=account)
+        return Response(InvoiceSerializer(invoices, many=True).data)
+
+
+class AccountInvoiceApi(APIView):
+    """One account's invoice total for one month: read, set (PUT replaces) or remove."""
+
+    def _month(self, request, month: str) -> date:
+        return parse_month(month or "-", today=selectors.today_for(request.user))
+
+    @extend_schema(parameters=[_MONTH_PATH], responses=InvoiceSerializer)
+    def get(self, request, pk, month):
+        account = account_get_for_user(user=request.user, pk=pk)
+        invoice = selectors.invoice_get(account=account, month_start=self._month(request, month))
+        if invoice is None:
+            raise NotFound("No invoice total for this month.")
+        return Response(InvoiceSerializer(invoice).data)
+
+    @extend_schema(parameters=[_MONTH_PATH], request=InvoiceSerializer, responses=InvoiceSerializer)
+    def put(self, request, pk, month):
+        account = account_get_for_user(user=request.user, pk=pk)
+        month_start = self._month(request, month)
+        serializer = InvoiceSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            invoice = invoice_set(
+                account=account, month_start=month_start, **serializer.validated_data
+            )
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return Response(InvoiceSerializer(invoice).data)
+
+    @extend_schema(parameters=[_MONTH_PATH], request=None, responses={204: None})
+    def delete(self, request, pk, month):
+        account = account_get_for_user(user=request.user, pk=pk)
+        if not invoice_delete(account=account, month_start=self._month(request, month)):
+            raise NotFound("No invoice total for this month.")
+        return Response(status=204)
+
+
 # --- export ------------------------------------------------------------------------------
 
 EXPORT_HEADER = (
@@ -177,15 +259,47 @@ class _Echo:
         return value
 
 
-def _csv_stream(rows: Iterator[tuple]) -> Iterator[str]:
+# Excel reads a CSV without a byte-order mark as the local ANSI code page ("–" → "â€“").
+UTF8_BOM = "\ufeff"
+
+
+class ExportBroken(Exception):
+    """The export failed part-way; raised out of the stream so the server aborts the response
+    (no terminating chunk) and the client's download fails instead of looking complete."""
+
+
+def _failing_loudly(lines: Iterator[str], *, marker) -> Iterator[str]:
+    """Pass `lines` on; on a failure part-way, write `marker(rows sent)` (for a person opening
+    a file whose end the server could not mark) and abort the stream."""
+    sent = 0
+    try:
+        for line in lines:
+            yield line
+            sent += 1
+    except Exception as exc:
+        logger.exception("export failed after %s lines", sent)
+        yield marker(max(sent - 1, 0))
+        raise ExportBroken(f"the export failed after {max(sent - 1, 0)} rows") from exc
+
+
+def _csv_rows(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
     writer = csv.writer(_Echo())
+    if bom:
+        yield UTF8_BOM
     yield writer.writerow(EXPORT_HEADER)
     for row in rows:
         item = _export_dict(row)
         yield writer.writerow([_csv_cell(k, item[k]) for k in EXPORT_HEADER])
 
 
-def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
+def _csv_stream(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
+    def marker(count: int) -> str:
+        return f"ERROR: the export failed after {count} rows; this file is incomplete.\r\n"
+
+    return _failing_loudly(_csv_rows(rows, bom=bom), marker=marker)
+
+
+def _json_rows(rows: Iterator[tuple]) -> Iterator[str]:
     yield "["
     first = True
     for row in rows:
@@ -194,8 +308,19 @@ def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
     yield "\n]\n"
 
 
-def export_response(*, user, filters: dict) -> StreamingHttpResponse:
-    """Stream the user's records as CSV or a JSON array, never holding them all in memory."""
+def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
+    def marker(count: int) -> str:
+        # The array stays open: no JSON parser takes a cut-off export for a whole one.
+        return f'\n"ERROR: the export failed after {count} rows; this file is incomplete."'
+
+    return _failing_loudly(_json_rows(rows), marker=marker)
+
+
+def export_response(*, user, filters: dict, bom: bool = False) -> StreamingHttpResponse:
+    """Stream the user's records as CSV or a JSON array, never holding them all in memory.
+
+    ``bom``: start a CSV with a UTF-8 byte-order mark, for the download people open in Excel
+    (the page's); the API's CSV stays plain UTF-8 for scripts."""
     rows = selectors.export_rows(
         user=user,
         start=filters["start"],
@@ -210,7 +335,9 @@ def export_response(*, user, filters: dict) -> StreamingHttpResponse:
     if fmt == "json":
         response = StreamingHttpResponse(_json_stream(rows), content_type="application/json")
     else:
-        response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            _csv_stream(rows, bom=bom), content_type="text/csv; charset=utf-8"
+        )
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
     return response

@@ -14,10 +14,10 @@ from django.views.decorators.http import require_POST
 from rest_framework import serializers
 
 from providers.selectors import account_get_for_user
-from usage import selectors
+from usage import bounds, selectors
 from usage.forms import HistoryFilterForm
 from usage.insight_apis import export_response, parse_month
-from usage.services.reconciliation import invoice_total_set, true_up_book
+from usage.services.reconciliation import invoice_delete, invoice_set, true_up_book
 
 
 class ExportForm(HistoryFilterForm):
@@ -55,6 +55,7 @@ def export(request):
                 "source": f.get("source") or None,
                 "model": f.get("model") or None,
             },
+            bom=True,  # the page's download is what people open in Excel
         )
     return render(
         request, "usage/export.html", {"form": form}, status=400 if form.is_bound else 200
@@ -65,8 +66,13 @@ class InvoiceForm(forms.Form):
     account = forms.IntegerField(min_value=1)
     month = forms.RegexField(regex=r"^\d{4}-\d{2}$")
     invoice = forms.DecimalField(
-        max_digits=20, decimal_places=2, min_value=Decimal(0), required=False
+        max_digits=20,
+        decimal_places=2,
+        min_value=Decimal(0),
+        max_value=bounds.INVOICE.high,
+        required=False,
     )
+    note = forms.CharField(max_length=500, required=False)
 
 
 def _month_or_none(raw: str | None, today):
@@ -115,7 +121,21 @@ def reconciliation_invoice(request):
             messages.error(request, text)
         return _render_recon(request, month_start, errors={account_id: text}, status=400)
     account = account_get_for_user(user=request.user, pk=form.cleaned_data["account"])
-    invoice_total_set(account=account, month_start=month_start, total=form.cleaned_data["invoice"])
+    amount = form.cleaned_data["invoice"]
+    if amount is None:
+        invoice_delete(account=account, month_start=month_start)
+        messages.success(request, f"Invoice total for {account.name}, {month_start:%Y-%m} removed.")
+        return redirect(_recon_url(month_start))
+    try:
+        invoice_set(
+            account=account,
+            month_start=month_start,
+            amount=amount,
+            note=form.cleaned_data["note"],
+        )
+    except ValidationError as exc:
+        text = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        return _render_recon(request, month_start, errors={account.pk: text}, status=400)
     messages.success(request, f"Invoice total for {account.name}, {month_start:%Y-%m} saved.")
     return redirect(_recon_url(month_start))
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 from providers.models import Provider, ProviderAccount
+from usage import bounds
 
 
 def money_field(**kwargs) -> models.DecimalField:
@@ -81,20 +82,28 @@ class UsageRecord(models.Model):
     bucket_start = models.DateTimeField(help_text="UTC start of the bucket or time of the request.")
     granularity = models.CharField(max_length=8, choices=Granularity.choices)
     # Token categories. input_tokens is UNCACHED input; reasoning is a part of output.
-    input_tokens = models.BigIntegerField(default=0)
-    cache_read_tokens = models.BigIntegerField(default=0)
-    cache_write_tokens = models.BigIntegerField(default=0)
-    cache_write_1h_tokens = models.BigIntegerField(default=0)
-    output_tokens = models.BigIntegerField(default=0)
-    reasoning_tokens = models.BigIntegerField(default=0)
-    request_count = models.IntegerField(default=0)
+    # Every count and amount is bounded (usage/bounds.py): validators for forms and the admin,
+    # CHECK constraints (Meta) for everything else.
+    input_tokens = models.BigIntegerField(default=0, validators=bounds.TOKENS.validators())
+    cache_read_tokens = models.BigIntegerField(default=0, validators=bounds.TOKENS.validators())
+    cache_write_tokens = models.BigIntegerField(default=0, validators=bounds.TOKENS.validators())
+    cache_write_1h_tokens = models.BigIntegerField(default=0, validators=bounds.TOKENS.validators())
+    output_tokens = models.BigIntegerField(default=0, validators=bounds.TOKENS.validators())
+    reasoning_tokens = models.BigIntegerField(default=0, validators=bounds.TOKENS.validators())
+    request_count = models.IntegerField(default=0, validators=bounds.COUNT.validators())
     # Other units.
-    seats = models.DecimalField(max_digits=20, decimal_places=4, default=0)
-    search_queries = models.IntegerField(default=0)
-    images = models.IntegerField(default=0)
-    audio_seconds = models.DecimalField(max_digits=20, decimal_places=3, default=0)
-    credits = models.DecimalField(max_digits=20, decimal_places=4, default=0)
-    cost = money_field(null=True, blank=True)
+    seats = models.DecimalField(
+        max_digits=20, decimal_places=4, default=0, validators=bounds.SEATS.validators()
+    )
+    search_queries = models.IntegerField(default=0, validators=bounds.COUNT.validators())
+    images = models.IntegerField(default=0, validators=bounds.COUNT.validators())
+    audio_seconds = models.DecimalField(
+        max_digits=20, decimal_places=3, default=0, validators=bounds.AUDIO_SECONDS.validators()
+    )
+    credits = models.DecimalField(
+        max_digits=20, decimal_places=4, default=0, validators=bounds.CREDITS.validators()
+    )
+    cost = money_field(null=True, blank=True, validators=bounds.COST.validators())
     currency = models.CharField(max_length=3, default="USD")
     source = models.CharField(max_length=16, choices=Source.choices)
     status = models.CharField(max_length=16, choices=RecordStatus.choices, default=RecordStatus.OK)
@@ -108,7 +117,8 @@ class UsageRecord(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "natural_key"], name="usage_record_unique_natural_key"
-            )
+            ),
+            bounds.check_constraint("usage_record", bounds.RECORD, nullable={"cost"}),
         ]
         indexes = [
             models.Index(fields=["account", "source", "bucket_start"], name="usage_acct_src_time"),

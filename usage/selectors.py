@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import QuerySet, Sum
+from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
-from providers.models import ProviderAccount
+from providers.models import Invoice, ProviderAccount
 from usage.db import MoneySum
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, DailyUsage, Source, UsageRecord
 
@@ -38,10 +38,19 @@ def month_bounds(day: date) -> tuple[date, date]:
 
 
 def effective_daily(
-    *, user: User, start: date | None = None, end: date | None = None
+    *,
+    user: User,
+    start: date | None = None,
+    end: date | None = None,
+    account_id: int | None = None,
 ) -> QuerySet[DailyUsage]:
-    """The user's roll-up rows in [start, end), with superseded estimates left out."""
+    """The user's roll-up rows in [start, end), with superseded estimates left out.
+
+    `account_id` narrows every read built on this to one account (the account page).
+    """
     qs = DailyUsage.objects.filter(account__owner=user, superseded=False)
+    if account_id is not None:
+        qs = qs.filter(account_id=account_id)
     if start:
         qs = qs.filter(day__gte=start)
     if end:
@@ -102,11 +111,13 @@ def spend_by_provider(*, user: User, start: date, end: date) -> list[dict]:
     ]
 
 
-def spend_by_day(*, user: User, start: date, end: date) -> list[dict]:
+def spend_by_day(
+    *, user: User, start: date, end: date, account_id: int | None = None
+) -> list[dict]:
     """One entry per day in [start, end), zero-filled, split by source."""
     days = {start + timedelta(days=i): {} for i in range((end - start).days)}
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(user=user, start=start, end=end, account_id=account_id)
         .values("day", "source")
         .annotate(cost=MoneySum("cost"), **_TOKEN_SUMS)
         .order_by()
@@ -161,6 +172,14 @@ def record_get_for_user(*, user: User, pk) -> UsageRecord:
     return get_object_or_404(UsageRecord.objects.filter(account__owner=user), pk=pk)
 
 
+def manual_entry_get_for_user(*, user: User, pk) -> UsageRecord:
+    """One of the user's manual entries; 404 for anyone else's and for any other source."""
+    from django.shortcuts import get_object_or_404
+
+    qs = UsageRecord.objects.filter(account__owner=user, source=Source.MANUAL)
+    return get_object_or_404(qs.select_related("account__provider"), pk=pk)
+
+
 # --- Dashboard, forecast, reconciliation and export reads (issue 5) -------------------------
 
 
@@ -181,18 +200,20 @@ class DashboardSummary:
         return any(a.sources for a in self.accounts)
 
 
-def dashboard_summary(*, user: User, start: date, end: date, with_budget: bool) -> DashboardSummary:
+def dashboard_summary(
+    *, user: User, start: date, end: date, with_budget: bool, account_id: int | None = None
+) -> DashboardSummary:
     """Per account, per provider and per source totals of [start, end) (UTC days).
 
     `with_budget` compares each account's cost to its monthly budget; only meaningful when the
-    period is one calendar month.
+    period is one calendar month. `account_id` gives the same totals for one account.
     """
-    accounts = {
-        a.pk: AccountMonth(account=a)
-        for a in ProviderAccount.objects.filter(owner=user).select_related("provider")
-    }
+    owned = ProviderAccount.objects.filter(owner=user).select_related("provider")
+    if account_id is not None:
+        owned = owned.filter(pk=account_id)
+    accounts = {a.pk: AccountMonth(account=a) for a in owned}
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(user=user, start=start, end=end, account_id=account_id)
         .values("account_id", "source")
         .annotate(
             cost_sum=MoneySum("cost"),
@@ -261,10 +282,12 @@ def spend_by_day_and_provider(*, user: User, start: date, end: date) -> list[dic
     ]
 
 
-def top_models(*, user: User, start: date, end: date, limit: int = 10) -> list[dict]:
+def top_models(
+    *, user: User, start: date, end: date, limit: int = 10, account_id: int | None = None
+) -> list[dict]:
     """The models that cost most in [start, end), with tokens, requests and sources."""
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(user=user, start=start, end=end, account_id=account_id)
         .values("provider_id", "model", "source")
         .annotate(
             cost=MoneySum("cost"),
@@ -293,13 +316,188 @@ def top_models(*, user: User, start: date, end: date, limit: int = 10) -> list[d
         m["requests"] += r["requests"] or 0
         m["unpriced_count"] += r["unpriced"] or 0
         m["sources"].add(r["source"])
-    ranked = sorted(merged.values(), key=lambda m: (-m["cost"], -m["tokens"], m["model"]))
+    ranked = sorted(merged.values(), key=lambda m: (-m["cost"], -m["tokens"], m["model"]))[:limit]
+    unnamed = {m["provider_id"] for m in ranked if not m["model"]}
+    labels = _unnamed_model_labels(user=user, start=start, end=end, provider_ids=unnamed)
     for m in ranked:
         m["sources"] = sorted(m["sources"])
-    return ranked[:limit]
+        m["label"] = m["model"] or labels.get(m["provider_id"], "")
+    return ranked
+
+
+def _unnamed_model_labels(
+    *, user: User, start: date, end: date, provider_ids: set[int], shown: int = 2
+) -> dict[int, str]:
+    """What the records without a model say they are (a seat charge, an invoice), per provider:
+    their descriptions (else line items), most recent first, at most `shown` then "+N more"."""
+    from usage.services.rollup import day_start
+
+    if not provider_ids:
+        return {}
+    rows = (
+        UsageRecord.objects.filter(
+            account__owner=user,
+            provider_id__in=provider_ids,
+            model="",
+            bucket_start__gte=day_start(start),
+            bucket_start__lt=day_start(end),
+        )
+        .order_by("-bucket_start", "-id")
+        .values_list("provider_id", "description", "line_item")[:500]
+    )
+    found: dict[int, list[str]] = {}
+    for provider_id, description, line_item in rows:
+        text = (description or line_item or "").strip()
+        names = found.setdefault(provider_id, [])
+        if text and text not in names:
+            names.append(text)
+    labels = {}
+    for provider_id, names in found.items():
+        if names:
+            more = len(names) - shown
+            labels[provider_id] = "; ".join(names[:shown]) + (
+                f" (+{more} more)" if more > 0 else ""
+            )
+    return labels
 
 
 FORECAST_HISTORY_DAYS = 60
+
+# --- Fixed charges versus usage-based spend ---------------------------------------------------
+#
+# THE rule for what is billed once (or per seat) rather than per use. Every manual entry is a
+# fixed charge (seats, subscriptions, invoices, true-ups), and so is every synced line that
+# bills seats (e.g. Copilot's `seats:<plan>` lines). Forecasts count fixed charges as booked
+# instead of extrapolating them as a daily run-rate, and anomaly rules leave them out: a $190
+# seat charge is neither a trend nor a spike. Fixed records are never estimates, so
+# "official supersedes estimated" never hides one.
+FIXED_CHARGE = Q(source=Source.MANUAL) | Q(source=Source.OFFICIAL, seats__gt=0)
+# The sources FIXED_CHARGE can match: lets the (account, source, bucket_start) index skip the
+# millions of estimated per-request records.
+FIXED_CHARGE_SOURCES = (Source.MANUAL, Source.OFFICIAL)
+# Synced seat lines are prorated by day (seats × monthly price ÷ days in the month): the rest of
+# the month is already committed at the latest day's amount.
+PRORATED_FIXED_CHARGE = Q(source=Source.OFFICIAL, seats__gt=0)
+
+
+def fixed_charge_records(
+    *,
+    user: User,
+    start: date,
+    end: date,
+    provider_id: int | None = None,
+    account_id: int | None = None,
+) -> QuerySet[UsageRecord]:
+    """The user's fixed-charge records on UTC days [start, end) (FIXED_CHARGE)."""
+    from usage.services.rollup import day_start
+
+    qs = UsageRecord.objects.filter(
+        FIXED_CHARGE,
+        account_id__in=ProviderAccount.objects.filter(owner=user).values("pk"),
+        source__in=FIXED_CHARGE_SOURCES,
+        bucket_start__gte=day_start(start),
+        bucket_start__lt=day_start(end),
+    )
+    if provider_id is not None:
+        qs = qs.filter(provider_id=provider_id)
+    if account_id is not None:
+        qs = qs.filter(account_id=account_id)
+    return qs
+
+
+@dataclass
+class SpendSplit:
+    """Spend per UTC day of [start, end), split into usage-based spend and fixed charges.
+
+    ``usage`` + ``fixed`` per day is what the roll-up counts (official supersedes estimated).
+    ``recurring`` is, per prorated fixed line (account, line item), its latest day and amount.
+    """
+
+    usage: dict[date, Decimal] = field(default_factory=dict)
+    fixed: dict[date, Decimal] = field(default_factory=dict)
+    recurring: dict[tuple[int, str], tuple[date, Decimal]] = field(default_factory=dict)
+
+    def total(self, day: date) -> Decimal:
+        return self.usage.get(day, Decimal(0)) + self.fixed.get(day, Decimal(0))
+
+    def committed_after(self, *, day: date, month_end: date) -> dict[date, Decimal]:
+        """Prorated fixed charges still to come, per day after ``day`` up to ``month_end``.
+
+        Each prorated line continues at its latest day's amount from the day after that (and
+        never before ``day + 1``) to the end of the month it was booked in.
+        """
+        ahead: dict[date, Decimal] = {}
+        for last_day, amount in self.recurring.values():
+            if (last_day.year, last_day.month) != (month_end.year, month_end.month):
+                continue
+            current = max(last_day, day) + timedelta(days=1)
+            while current <= month_end:
+                ahead[current] = ahead.get(current, Decimal(0)) + amount
+                current += timedelta(days=1)
+        return ahead
+
+
+def spend_split(
+    *,
+    user: User,
+    start: date,
+    end: date,
+    provider_id: int | None = None,
+    account_id: int | None = None,
+) -> SpendSplit:
+    """Usage-based spend and fixed charges per UTC day in [start, end) (see FIXED_CHARGE).
+
+    Usage is the roll-up minus the fixed records of the same day, so the two always add up to
+    the totals every other page shows.
+    """
+    rollup = effective_daily(user=user, start=start, end=end)
+    if provider_id is not None:
+        rollup = rollup.filter(provider_id=provider_id)
+    if account_id is not None:
+        rollup = rollup.filter(account_id=account_id)
+    totals = {
+        r["day"]: r["cost"] or Decimal(0)
+        for r in rollup.values("day").annotate(cost=MoneySum("cost")).order_by()
+    }
+    split = SpendSplit()
+    fixed_rows = (
+        fixed_charge_records(
+            user=user, start=start, end=end, provider_id=provider_id, account_id=account_id
+        )
+        .filter(cost__isnull=False)
+        .order_by("bucket_start", "id")
+        .values_list("bucket_start", "cost", "account_id", "line_item", "source")
+    )
+    for bucket_start, cost, row_account_id, line_item, source in fixed_rows:
+        day = bucket_start.astimezone(UTC).date()
+        split.fixed[day] = split.fixed.get(day, Decimal(0)) + cost
+        if source == Source.OFFICIAL:  # PRORATED_FIXED_CHARGE; rows come oldest first
+            key = (row_account_id, line_item)
+            last = split.recurring.get(key)
+            if last is None or last[0] != day:
+                split.recurring[key] = (day, cost)
+            else:
+                split.recurring[key] = (day, last[1] + cost)
+    for day, total in totals.items():
+        usage = total - split.fixed.get(day, Decimal(0))
+        if usage or day not in split.fixed:  # a day of fixed charges only has no usage
+            split.usage[day] = usage
+    return split
+
+
+def forecast_from_split(*, split: SpendSplit, today: date):
+    """alerts.forecast over a split: fixed charges as booked, a run-rate for usage only."""
+    from alerts.forecast import forecast_month_end
+
+    first, next_first = month_bounds(today)
+    month_end = next_first - timedelta(days=1)
+    return forecast_month_end(
+        daily_spend={d: v for d, v in split.usage.items() if d >= first},
+        history={d: v for d, v in split.usage.items() if d < first},
+        fixed={d: v for d, v in split.fixed.items() if first <= d <= month_end},
+        fixed_ahead=split.committed_after(day=today, month_end=month_end),
+        today=today,
+    )
 
 
 def forecast_with_days(*, user: User, today: date | None = None):
@@ -307,27 +505,16 @@ def forecast_with_days(*, user: User, today: date | None = None):
 
     alerts.forecast over the roll-up: the month is the user's (time zone) month, each day's
     spend its UTC-day roll-up; 60 days before the month feed the trend and weekday pattern.
+    Fixed charges are counted as booked; only usage-based spend is extrapolated (FIXED_CHARGE).
     """
-    from alerts.forecast import forecast_month_end
-
     today = today or today_for(user)
-    first, _ = month_bounds(today)
-    # Cost per day only: the forecast needs neither tokens nor the split by source.
-    rows = (
-        effective_daily(
-            user=user, start=first - timedelta(days=FORECAST_HISTORY_DAYS), end=today + timedelta(1)
-        )
-        .values("day")
-        .annotate(cost=MoneySum("cost"))
-        .order_by()
+    first, next_first = month_bounds(today)
+    split = spend_split(
+        user=user, start=first - timedelta(days=FORECAST_HISTORY_DAYS), end=next_first
     )
-    spend = {r["day"]: r["cost"] or Decimal(0) for r in rows}
-    this_month = {d: v for d, v in spend.items() if d >= first}
-    forecast = forecast_month_end(
-        daily_spend=this_month,
-        history={d: v for d, v in spend.items() if d < first},
-        today=today,
-    )
+    forecast = forecast_from_split(split=split, today=today)
+    days = set(split.usage) | set(split.fixed)
+    this_month = {d: split.total(d) for d in sorted(days) if first <= d <= today}
     return forecast, this_month
 
 
@@ -345,6 +532,7 @@ class ReconciliationRow:
     manual: Decimal = Decimal(0)  # without true-ups
     true_up: Decimal | None = None
     invoice: Decimal | None = None
+    invoice_note: str = ""
     unpriced_count: int = 0
 
     @property
@@ -376,9 +564,12 @@ class ReconciliationRow:
         return (self.variance / self.reference * 100).quantize(Decimal("0.1"))
 
 
-def invoice_for(account: ProviderAccount, month: str) -> Decimal | None:
-    value = ((account.config or {}).get("invoices") or {}).get(month)
-    return None if value in (None, "") else Decimal(str(value))
+def invoice_get(*, account: ProviderAccount, month_start: date) -> Invoice | None:
+    return Invoice.objects.filter(account=account, month=month_start).first()
+
+
+def invoice_list(*, account: ProviderAccount) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(account=account).order_by("-month")
 
 
 def true_up_records(*, account_ids, month: str) -> QuerySet[UsageRecord]:
@@ -396,10 +587,12 @@ def reconciliation_month(
     accounts = ProviderAccount.objects.filter(owner=user).select_related("provider")
     if account_id:
         accounts = accounts.filter(pk=account_id)
-    result = {
-        a.pk: ReconciliationRow(account=a, month=month, invoice=invoice_for(a, month))
-        for a in accounts
-    }
+    result = {a.pk: ReconciliationRow(account=a, month=month) for a in accounts}
+    for invoice in Invoice.objects.filter(account_id__in=result, month=month_start):
+        row = result[invoice.account_id]
+        # "123.45", not "123.450000000000": the page puts it back into an input box.
+        row.invoice = Decimal(format(invoice.amount.normalize(), "f"))
+        row.invoice_note = invoice.note
     raw = (
         DailyUsage.objects.filter(account_id__in=result, day__gte=month_start, day__lt=next_first)
         .values("account_id", "source")

@@ -22,3 +22,11 @@ def _hold_the_account_while_it_is_deleted(sender, instance, **kwargs) -> None:
     """
     if connection.vendor == "postgresql":
         list(ProviderAccount.objects.select_for_update().filter(pk=instance.pk).values("pk"))
+
+
+@receiver(pre_delete, sender=ProviderAccount)
+def _evaluate_alerts_once_the_account_is_gone(sender, instance, **kwargs) -> None:
+    """Deleting an account removes its spend without touching the roll-up writers."""
+    from usage.services.rollup import spend_changed
+
+    spend_changed(owner_id=instance.owner_id)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 
 from django import forms
@@ -8,11 +8,13 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from usage import selectors
 from usage.forms import HistoryFilterForm, ManualEntryForm
 from usage.insight_apis import plain_decimal
-from usage.services.records import manual_entry_create
+from usage.services.records import manual_entry_create, manual_entry_delete, manual_entry_update
 from usage.templatetags.money import money
 
 PERIODS = {
@@ -206,15 +208,76 @@ def _daily_rows(daily: dict) -> list[dict]:
     return rows
 
 
+ADD_ANOTHER = "add_another"
+
+
+def _add_another_url(*, account_id: int, day: date) -> str:
+    """The add form again, with the account and day just used already chosen."""
+    query = urlencode({"account": account_id, "date": day.isoformat()})
+    return f"{reverse('manual-entry')}?{query}"
+
+
+def _next_url(request, default: str) -> str:
+    """Where to go after an edit or delete: the page the user came from, if it is ours."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return default
+
+
 @login_required
 def manual_entry(request):
-    form = ManualEntryForm(request.POST or None, user=request.user)
+    initial = {k: request.GET[k] for k in ("account", "date") if request.GET.get(k)}
+    form = ManualEntryForm(request.POST or None, user=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
-        manual_entry_create(account=data.pop("account"), day=data.pop("date"), **data)
+        account, day = data.pop("account"), data.pop("date")
+        manual_entry_create(account=account, day=day, **data)
         messages.success(request, "Manual entry saved.")
+        if ADD_ANOTHER in request.POST:
+            return redirect(_add_another_url(account_id=account.pk, day=day))
         return redirect("dashboard")
     return render(request, "usage/manual_entry.html", {"form": form})
+
+
+def _manual_entry_initial(record) -> dict:
+    values = {name: getattr(record, name, None) for name in ManualEntryForm.base_fields}
+    values["account"] = record.account_id
+    values["date"] = record.bucket_start.astimezone(UTC).date()
+    return values
+
+
+@login_required
+def manual_entry_edit(request, pk):
+    record = selectors.manual_entry_get_for_user(user=request.user, pk=pk)
+    form = ManualEntryForm(
+        request.POST or None, user=request.user, initial=_manual_entry_initial(record)
+    )
+    history_url = f"{reverse('history')}?source=manual"
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        account, day = data.pop("account"), data.pop("date")
+        manual_entry_update(record=record, account=account, day=day, **data)
+        messages.success(request, "Manual entry updated.")
+        if ADD_ANOTHER in request.POST:
+            return redirect(_add_another_url(account_id=account.pk, day=day))
+        return redirect(_next_url(request, history_url))
+    context = {"form": form, "record": record, "next": _next_url(request, history_url)}
+    return render(request, "usage/manual_entry_edit.html", context)
+
+
+@login_required
+def manual_entry_delete_view(request, pk):
+    record = selectors.manual_entry_get_for_user(user=request.user, pk=pk)
+    history_url = f"{reverse('history')}?source=manual"
+    if request.method == "POST":
+        manual_entry_delete(record=record)
+        messages.success(request, "Manual entry deleted.")
+        return redirect(_next_url(request, history_url))
+    context = {"record": record, "next": _next_url(request, history_url)}
+    return render(request, "usage/manual_entry_confirm_delete.html", context)
 
 
 @login_required
@@ -238,4 +301,12 @@ def history(request):
     query = request.GET.copy()
     query.pop("page", None)
     template = "usage/history.html#results" if request.htmx else "usage/history.html"
-    return render(request, template, {"form": form, "page": page, "query": query.urlencode()})
+    # Bad filters are a 400 with the errors in place; HTMX swaps only 2xx answers in.
+    status = 400 if form.is_bound and form.errors and not request.htmx else 200
+    context = {
+        "form": form,
+        "page": page,
+        "query": query.urlencode(),
+        "here": request.get_full_path(),
+    }
+    return render(request, template, context, status=status)

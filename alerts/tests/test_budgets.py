@@ -177,7 +177,7 @@ def test_it_warns_when_the_forecast_exceeds_the_budget():
     account = AccountFactory()
     user = account.owner
     for day in range(1, 11):
-        spend(account, date(2025, 6, day), "10")
+        estimated(account, date(2025, 6, day), "10")  # usage, not a fixed charge
 
     budget = services.budget_create(
         owner=user, scope=Budget.Scope.OVERALL, amount=Decimal("250"), forecast_alert=True
@@ -200,7 +200,7 @@ def test_it_warns_when_the_forecast_exceeds_the_budget():
 def test_it_stays_quiet_when_the_forecast_is_within_the_budget():
     account = AccountFactory()
     for day in range(1, 11):
-        spend(account, date(2025, 6, day), "10")
+        estimated(account, date(2025, 6, day), "10")  # usage, not a fixed charge
 
     # Projected $300 (as above) against $300: not over.
     services.budget_create(

@@ -215,3 +215,37 @@ def test_it_formats_money_for_messages():
     assert format_usd(Decimal("-3")) == "-$3.00"
     assert format_usd(Decimal("0.005")) == "$0.01"  # half-up, as on an invoice
     assert format_usd(Decimal("0.00015"), significant=3) == "$0.000150"
+
+
+def test_it_counts_fixed_charges_once_and_extrapolates_usage_only():
+    # June 2025: $190 of seats booked on June 1, $5 of usage on each of June 1-10; today June 11.
+    fc = forecast_month_end(
+        daily_spend=_series(date(2025, 6, 1), ["5"] * 10),
+        fixed={date(2025, 6, 1): Decimal("190")},
+        today=date(2025, 6, 11),
+    )
+    # Usage: $50 so far + 20 days x $5 = $100 to come, no spread. Fixed: $190 once.
+    # Total $190 + $50 + $100 = $340 (as daily spend, the $190 would have raised this month's
+    # average by $19 a day).
+    assert fc.month_to_date == Decimal("240")
+    assert fc.projected_total == Decimal("340")
+    assert (fc.low, fc.high) == (Decimal("340"), Decimal("340"))
+    assert "fixed charges counted as booked" in fc.method
+    assert fc.month_to_date + sum(v for _, v in fc.daily_projection) == fc.projected_total
+
+
+def test_it_adds_committed_fixed_charges_on_their_days():
+    # Only a prorated seat line: $3 a day booked June 1-10, $3 a day committed for June 11-30.
+    fc = forecast_month_end(
+        daily_spend={},
+        fixed={date(2025, 6, d): Decimal("3") for d in range(1, 11)},
+        fixed_ahead={date(2025, 6, d): Decimal("3") for d in range(11, 31)},
+        today=date(2025, 6, 11),
+    )
+    # $30 booked + 20 x $3 = $60 committed -> $90, no range; the $3 days run to June 30.
+    assert fc.month_to_date == Decimal("30")
+    assert fc.projected_total == Decimal("90")
+    assert (fc.low, fc.high) == (Decimal("90"), Decimal("90"))
+    assert fc.daily_projection[0] == (date(2025, 6, 11), Decimal("3"))
+    assert fc.daily_projection[-1] == (date(2025, 6, 30), Decimal("3"))
+    assert fc.method.startswith("fixed charges only")

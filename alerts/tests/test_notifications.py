@@ -91,7 +91,12 @@ def test_it_sends_a_slack_compatible_payload(httpserver):
         "text": {"type": "plain_text", "text": "AI Cost Tracker: Budget threshold"},
     }
     assert body["blocks"][1]["text"] == {"type": "mrkdwn", "text": "Spend &lt;b&gt; &amp; more"}
-    assert body["text"] == "AI Cost Tracker: Budget threshold: Spend &lt;b&gt; &amp; more"
+    url = f"http://127.0.0.1:8000/alerts/{alert.pk}/"  # SITE_URL's default + the alert's page
+    assert body["text"] == f"AI Cost Tracker: Budget threshold: Spend &lt;b&gt; &amp; more {url}"
+    assert body["blocks"][2] == {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": f"<{url}|Open in AI Cost Tracker>"}],
+    }
     assert NotificationDelivery.objects.get().status == "sent"
 
 

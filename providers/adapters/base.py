@@ -170,6 +170,28 @@ def get_str(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One non-secret setting an account of a provider has, declared by the provider's adapter.
+
+    The account form, the API serializer, the admin and the service's validation are all derived
+    from these declarations (providers/account_settings.py), so a provider's settings live in its
+    adapter module alone. Values are stored in ``ProviderAccount.config`` under ``name``:
+    ``str`` and ``bool`` as themselves, ``Decimal`` as a plain decimal string.
+    """
+
+    name: str
+    type: type  # str, bool or Decimal
+    label: str
+    help_text: str = ""
+    required: bool = False
+    default: Any = None
+    max_length: int = 200  # str only
+    min_value: Decimal | None = None  # Decimal only
+    max_value: Decimal | None = None  # Decimal only
+    decimal_places: int = 6  # Decimal only
+
+
 def utc_midnight(day: date) -> datetime:
     return datetime.combine(day, dtime.min, tzinfo=UTC)
 
@@ -193,6 +215,8 @@ class ProviderAdapter:
     api_prefix: ClassVar[str] = ""
     # An interactive "test connection" should fail fast rather than back off for seconds.
     test_max_tries: ClassVar[int] = 2
+    # The non-secret settings an account of this provider has (read from ``self.config``).
+    settings: ClassVar[tuple[Setting, ...]] = ()
 
     def __init__(
         self,

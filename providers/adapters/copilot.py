@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from providers.adapters.base import (
     ProviderAdapter,
+    Setting,
     UsageLine,
     get_dict,
     get_int,
@@ -75,6 +76,35 @@ class CopilotAdapter(ProviderAdapter):
     label = "GitHub Copilot"
     supports_sync = True
     default_base_url = "https://api.github.com"
+    settings = (
+        Setting(
+            "organization",
+            str,
+            "GitHub organization",
+            "The organization whose Copilot seats and usage are synced.",
+            required=True,
+            max_length=100,
+        ),
+        Setting(
+            "include_billing_usage",
+            bool,
+            "Sync premium requests / AI credits",
+            "Turn off for a token that may read seats but not billing.",
+            default=True,
+        ),
+        *(
+            Setting(
+                f"seat_price_{plan}",
+                Decimal,
+                f"{plan.title()} seat price (USD/month)",
+                f"Empty: the list price, ${price}.",
+                min_value=Decimal(0),
+                max_value=Decimal(10_000),
+                decimal_places=2,
+            )
+            for plan, price in DEFAULT_SEAT_PRICES.items()
+        ),
+    )
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §3.1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from providers.adapters.base import ProviderAdapter, get_list
+from decimal import Decimal
+
+from providers.adapters.base import ProviderAdapter, Setting, get_list
 
 
 class OllamaAdapter(ProviderAdapter):
@@ -12,6 +14,17 @@ class OllamaAdapter(ProviderAdapter):
     label = "Ollama"
     supports_sync = False
     default_base_url = "http://localhost:11434"
+    settings = (
+        Setting(
+            "compute_rate_per_hour",
+            Decimal,
+            "Compute rate (USD per hour)",
+            "Your hardware/energy cost; requests are priced at this rate × their run time. "
+            "Empty: local requests cost $0.",
+            min_value=Decimal(0),
+            max_value=Decimal(10_000),
+        ),
+    )
 
     def test_connection(self) -> str:
         # Reference: provider-apis.md §8 (default base http://localhost:11434, no auth)

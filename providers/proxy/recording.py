@@ -13,7 +13,9 @@ from datetime import datetime
 from django.conf import settings
 
 from providers.models import ProviderAccount
+from usage import bounds
 from usage.extraction import RequestUsage
+from usage.models import RecordStatus
 from usage.services.prices import PriceBook, shared_price_book
 from usage.services.requests import RequestEvent, request_events_record
 
@@ -25,6 +27,29 @@ TAG_HEADERS = {
     "feature": "HTTP_X_TRACKER_FEATURE",
 }
 TAG_MAX = 200
+ID_MAX = 200  # UsageRecord.request_id and .model
+
+
+def _storable(text: str) -> str:
+    """Text a database column takes: printable (no NUL, no lone surrogate), cut to fit."""
+    if not isinstance(text, str):
+        return ""
+    if not text.isprintable():
+        text = "".join(ch for ch in text if ch.isprintable())
+    return text[:ID_MAX]
+
+
+def _within_bounds(usage: RequestUsage, status: str, raw_usage):
+    """The usage to record: as reported, or, with a figure outside the input bounds
+    (usage/bounds.py), none at all: the call is recorded as incomplete and unpriced, with the
+    reason kept in raw, rather than refused (which would leave the call without a record)."""
+    try:
+        bounds.values_check(usage, bounds=bounds.REQUEST, prefix="usage.")
+    except bounds.OutOfBounds as exc:
+        logger.warning("proxy: %s; recorded unpriced", exc)
+        empty = RequestUsage(model=usage.model, response_id=usage.response_id)
+        return empty, RecordStatus.INCOMPLETE, {"out_of_bounds": str(exc)}
+    return usage, status, raw_usage
 
 
 def tags_from(meta: dict) -> dict[str, str]:
@@ -54,8 +79,10 @@ def proxy_call_record(
 ) -> str:
     """Record one proxied call and return its request id. Never raises: the client's response
     must not fail because bookkeeping did (the failure is logged, without secrets)."""
+    usage.response_id = _storable(usage.response_id)
     request_id = usage.response_id or f"proxy-{uuid.uuid4()}"
-    usage.model = usage.model or fallback_model
+    usage.model = _storable(usage.model or fallback_model)
+    usage, status, raw_usage = _within_bounds(usage, status, raw_usage)
     book = shared_price_book()
     event = RequestEvent(
         request_id=request_id,

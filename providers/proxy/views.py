@@ -54,10 +54,7 @@ class _Call:
 
     def request_model(self) -> str:
         """The model the client asked for; only read when the response did not say."""
-        try:
-            payload = json.loads(self.body)
-        except ValueError:
-            return ""
+        payload = _json_or_none(self.body)
         model = payload.get("model") if isinstance(payload, dict) else None
         return model if isinstance(model, str) else ""
 
@@ -81,14 +78,26 @@ class _Call:
 
 
 def _with_include_usage(body: bytes) -> bytes:
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return body  # not ours to fix: the provider will answer 400
+    payload = _json_or_none(body)
     if not isinstance(payload, dict):
-        return body
+        return body  # not ours to fix: the provider will answer 400 if it is wrong
     changed = add_include_usage(payload)
-    return body if changed is payload else json.dumps(changed).encode()
+    if changed is payload:
+        return body
+    try:
+        return json.dumps(changed).encode()
+    except (ValueError, TypeError, RecursionError):
+        return body
+
+
+def _json_or_none(body: bytes):
+    """A client's body parsed, or None when it is not JSON we can read: malformed, not UTF-8,
+    or nested deeper than the parser's recursion limit (RecursionError). Whatever the body,
+    the call is forwarded and recorded."""
+    try:
+        return json.loads(body)
+    except (ValueError, TypeError, RecursionError):
+        return None
 
 
 @csrf_exempt

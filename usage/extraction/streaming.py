@@ -23,7 +23,7 @@ STYLES = ("sse", "ndjson")
 def _is_json(data: bytes) -> bool:
     try:
         json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True
 
@@ -149,7 +149,7 @@ class StreamUsageTracker:
                 return
         try:
             event = json.loads(data, parse_float=Decimal)
-        except ValueError:  # includes UnicodeDecodeError
+        except (ValueError, RecursionError):  # also UnicodeDecodeError; nesting without end
             return
         if isinstance(event, dict):
             self._observe(event)

@@ -1,9 +1,8 @@
 """Reconciliation writes: the invoice total a user types in, and the true-up that books it.
 
-Invoice totals live in ``ProviderAccount.config["invoices"]`` keyed by month
-(``{"invoices": {"2026-11": "123.45"}}``, money as a string), so this feature needs no table of
-its own. A true-up is a manual usage record tagged ``{"true_up": "2026-11"}``; booking again
-replaces the month's previous true-up instead of adding a second one.
+Invoice totals are :class:`providers.models.Invoice` rows, one per account and month. A true-up is
+a manual usage record tagged ``{"true_up": "2026-11"}``; booking again replaces the month's
+previous true-up instead of adding a second one.
 """
 
 from __future__ import annotations
@@ -15,12 +14,11 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from providers.models import ProviderAccount
+from providers.models import Invoice, ProviderAccount
+from usage import bounds
 from usage.models import UsageRecord
-from usage.selectors import invoice_for, reconciliation_month, true_up_records
+from usage.selectors import invoice_get, reconciliation_month, true_up_records
 from usage.services.records import manual_entry_create, usage_record_delete
-
-MAX_INVOICE = Decimal("1e15")
 
 
 def month_key(month_start: date) -> str:
@@ -28,25 +26,35 @@ def month_key(month_start: date) -> str:
 
 
 @transaction.atomic
-def invoice_total_set(
-    *, account: ProviderAccount, month_start: date, total: Decimal | None
-) -> ProviderAccount:
-    """Store (or with None, clear) the invoice total of one account and month."""
-    if total is not None and (not total.is_finite() or abs(total) >= MAX_INVOICE):
-        raise ValidationError({"invoice": "Enter a finite amount below 1e15."})
-    # Lock the row: config also holds other settings a concurrent edit could overwrite.
-    locked = ProviderAccount.objects.select_for_update().get(pk=account.pk)
-    config = dict(locked.config or {})
-    invoices = dict(config.get("invoices") or {})
-    if total is None:
-        invoices.pop(month_key(month_start), None)
-    else:
-        invoices[month_key(month_start)] = str(total)
-    config["invoices"] = invoices
-    locked.config = config
-    locked.save(update_fields=["config", "updated_at"])
-    account.config = config
-    return locked
+def invoice_set(
+    *,
+    account: ProviderAccount,
+    month_start: date,
+    amount: Decimal,
+    currency: str = "USD",
+    note: str = "",
+) -> Invoice:
+    """Store the invoice total of one account and month (replacing the month's earlier one)."""
+    Invoice.amount_check(amount)
+    if month_start.day != 1:
+        raise ValidationError({"month": "Use the first day of the month."})
+    if currency not in dict(Invoice._meta.get_field("currency").choices):
+        raise ValidationError({"currency": "Only USD invoices can be reconciled."})
+    if len(note) > Invoice._meta.get_field("note").max_length:
+        raise ValidationError({"note": "At most 500 characters."})
+    # update_or_create: two saves of the same month at once leave one row, not an error.
+    invoice, _ = Invoice.objects.update_or_create(
+        account=account,
+        month=month_start,
+        defaults={"amount": amount, "currency": currency, "note": note},
+    )
+    return invoice
+
+
+def invoice_delete(*, account: ProviderAccount, month_start: date) -> bool:
+    """Forget the invoice total of one account and month; True if there was one."""
+    deleted, _ = Invoice.objects.filter(account=account, month=month_start).delete()
+    return bool(deleted)
 
 
 def true_up_day(month_start: date, today: date) -> date:
@@ -65,7 +73,8 @@ def true_up_book(*, account: ProviderAccount, month_start: date, today: date) ->
     if month_start > today:
         raise ValidationError({"month": "Cannot true up a month that has not started."})
     account = ProviderAccount.objects.select_for_update().get(pk=account.pk)
-    invoice = invoice_for(account, month)
+    stored = invoice_get(account=account, month_start=month_start)
+    invoice = None if stored is None else stored.amount
     if invoice is None:
         raise ValidationError({"invoice": f"Enter the invoice total for {month} first."})
     for previous in true_up_records(account_ids=[account.pk], month=month):
@@ -76,6 +85,8 @@ def true_up_book(*, account: ProviderAccount, month_start: date, today: date) ->
     difference = invoice - row.counted
     if not difference:
         return None
+    if problem := bounds.COST.problem(difference):
+        raise ValidationError({"invoice": f"The true-up of {difference:,.2f} USD {problem}."})
     return manual_entry_create(
         account=account,
         day=true_up_day(month_start, today),

@@ -14,7 +14,9 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from providers.adapters.base import UsageLine
+from providers.http import ProviderError
 from providers.models import ProviderAccount
+from usage import bounds
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Granularity, RecordStatus, Source, UsageRecord
 from usage.services.rollup import day_start, rollup_rebuild
 
@@ -49,6 +51,7 @@ def usage_lines_replace_window(
     PostgreSQL; executemany on SQLite.
     """
     lines = [ln for ln in lines if start <= ln.day < end]
+    lines_check(lines)
     by_key: dict[str, UsageLine] = {}
     for ln in lines:
         # Two lines on one key would make the second overwrite the first; adapters sum
@@ -96,6 +99,22 @@ def usage_lines_replace_window(
 
 
 _line_values = operator.attrgetter(*_LINE_FIELDS)
+
+
+def lines_check(lines: Sequence[UsageLine]) -> None:
+    """Refuse a fetched window holding a figure outside the input bounds (usage/bounds.py).
+
+    A provider reporting such a figure sent a malformed answer: the sync fails, writing
+    nothing, rather than storing part of the window or a number no one can trust.
+    """
+    for ln in lines:
+        try:
+            bounds.values_check(ln)
+        except bounds.OutOfBounds as exc:
+            name = ln.model or ln.line_item
+            raise ProviderError(
+                f"malformed response: the {ln.day} line {name[:80]!r}: {exc}", permanent=False
+            ) from None
 
 
 def _prepared(field_name: str, value):
@@ -236,9 +255,75 @@ def manual_entry_create(
     return record
 
 
+# What a manual entry's edit may change (the rest — source, key, tags — stays as created).
+_MANUAL_FIELDS = (
+    "model",
+    "description",
+    "cost",
+    "input_tokens",
+    "output_tokens",
+    "request_count",
+    "seats",
+    "credits",
+    "images",
+    "search_queries",
+    "audio_seconds",
+)
+
+
+def _require_manual(record: UsageRecord) -> None:
+    if record.source != Source.MANUAL:
+        # Synced and per-request figures are the provider's; a sync would overwrite an edit.
+        raise ValueError(f"only manual entries can be changed, not {record.source} records")
+
+
+@transaction.atomic
+def manual_entry_update(
+    *, record: UsageRecord, account: ProviderAccount, day: date, **changes
+) -> UsageRecord:
+    """Change a manual entry and rebuild the roll-up of the day(s) it left and joined.
+
+    Moving it to another account or day rebuilds both (account, day) groups, so the old place
+    loses exactly what the new one gains. `changes` are fields of `_MANUAL_FIELDS`.
+    """
+    _require_manual(record)
+    unknown = set(changes) - set(_MANUAL_FIELDS)
+    if unknown:
+        raise TypeError(f"manual_entry_update() got unexpected fields {sorted(unknown)}")
+    # Lock the row so two edits at once cannot leave the roll-up of a stale day behind.
+    record = UsageRecord.objects.select_for_update().get(pk=record.pk)
+    old_account_id, old_day = record.account_id, record.bucket_start.astimezone(UTC).date()
+    record.account = account
+    record.provider_id = account.provider_id
+    record.bucket_start = day_start(day)
+    for name, value in changes.items():
+        setattr(record, name, value)
+    record.line_item = record.description[:255]
+    record.full_clean(exclude=["account", "provider"])
+    record.save()
+    if old_account_id != account.pk:
+        rollup_rebuild(account_id=old_account_id, days=[old_day], source=Source.MANUAL)
+        rollup_rebuild(account_id=account.pk, days=[day], source=Source.MANUAL)
+    else:
+        rollup_rebuild(account_id=account.pk, days={old_day, day}, source=Source.MANUAL)
+    return record
+
+
+@transaction.atomic
+def manual_entry_delete(*, record: UsageRecord) -> None:
+    """Delete a manual entry (only those: synced figures come back with the next sync).
+
+    Deleting one already gone does nothing, so a double submit is harmless.
+    """
+    _require_manual(record)
+    current = UsageRecord.objects.select_for_update().filter(pk=record.pk).first()
+    if current is not None:
+        usage_record_delete(record=current)
+
+
 @transaction.atomic
 def usage_record_delete(*, record: UsageRecord) -> None:
-    day = record.bucket_start.date()
+    day = record.bucket_start.astimezone(UTC).date()
     account_id, source = record.account_id, record.source
     record.delete()
     rollup_rebuild(account_id=account_id, days=[day], source=source)

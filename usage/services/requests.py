@@ -20,18 +20,16 @@ from django.utils import timezone
 from costtracker import jsontext
 from costtracker.db import fetch_prepared, pg_array_literal
 from providers.models import IngestKey, ProviderAccount
+from usage import bounds
 from usage.extraction import RequestUsage
 from usage.models import DailyUsage, Granularity, RecordStatus, Source, UsageRecord
 from usage.pricing import Price as PriceRule
 from usage.pricing import cost_for
 from usage.services.prices import PriceBook
-from usage.services.rollup import ROLLUP_COUNTERS, rollup_add
+from usage.services.rollup import ROLLUP_COUNTERS, rollup_add, spend_changed
 
 _CHUNK = 400  # rows per INSERT: keeps SQLite under its 32,766 bound-parameter limit
 COST_QUANTUM = Decimal("1e-12")
-# money_field() is DECIMAL(28, 12): 16 digits before the point. A cost this large is an input
-# or price error, and storing it would fail the whole batch.
-MAX_COST = Decimal(10) ** 15
 
 
 @dataclass
@@ -64,13 +62,15 @@ def request_cost(
 ) -> Decimal | None:
     """USD cost of one request for this account (None = unpriced), rounded as stored.
 
-    Raises ValueError when the figure is beyond what a cost column can hold.
+    Raises ValueError (OutOfBounds) when the figure is outside the cost bound.
     """
     cost = cost_for(account.provider.slug, usage, rule, compute_rate_per_hour=compute_rate(account))
     if cost is None:
         return None
-    if not cost.is_finite() or abs(cost) >= MAX_COST:
-        raise ValueError(f"cost: {cost:.2E} USD is out of range for this usage and price")
+    if bounds.COST.problem(cost):
+        raise bounds.OutOfBounds(
+            "cost", f"{cost:.2E} USD for this usage and price is outside the bound"
+        )
     return cost.quantize(COST_QUANTUM)
 
 
@@ -79,6 +79,7 @@ def _record_values(
 ) -> dict:
     """Column values (by attname) of the record for one event, priced at its own time."""
     usage = event.usage
+    bounds.values_check(usage, bounds=bounds.REQUEST, prefix="usage.")  # a ValueError: rejected
     at = (event.occurred_at or now).astimezone(UTC)
     if event.status == RecordStatus.FAILED:
         cost = Decimal(0)  # the provider rejected it: nothing was billed
@@ -311,6 +312,10 @@ def _insert_and_roll_up_postgresql(
     inserted = {row[0] for row in fetch_prepared(sql, params, retry_safe=True)}
     if None in inserted:
         raise IngestKeyInactive()
+    if inserted:
+        # The roll-up changed in the statement above: what rollup_add would do after it. Most
+        # calls end in a dictionary lookup here (see alerts_evaluation_request).
+        spend_changed(account_ids=[first["account_id"]])
     return inserted
 
 
@@ -366,8 +371,6 @@ def request_events_record(
             inserted = _insert_new(rows)
             # rollup_add reads attributes; a namespace is all it needs, no model instances.
             rollup_add([SimpleNamespace(**r) for r in rows if r["natural_key"] in inserted])
-    if inserted:
-        _alerts_evaluate_soon(account.pk)
     if reasons is not None:
         reasons.update(rejected)
     return {
@@ -390,16 +393,3 @@ def _ingest_key_active(key_id: int) -> bool:
     return IngestKey.objects.filter(
         pk=key_id, revoked_at__isnull=True, account__is_active=True
     ).exists()
-
-
-def _alerts_evaluate_soon(account_id: int) -> None:
-    """Budgets are checked after ingestion, but at most once a minute per account.
-
-    Ingestion runs thousands of batches a second; a queued evaluation per batch would flood the
-    queue. The 15-minute schedule catches anything the debounce holds back.
-    """
-    from django.core.cache import cache
-    from django_q.tasks import async_task
-
-    if cache.add(f"alerts-evaluate-soon:{account_id}", True, timeout=60):
-        async_task("alerts.tasks.evaluate_account", account_id, group="alerts")

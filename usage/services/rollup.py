@@ -1,6 +1,7 @@
 """The daily roll-up (account × model × UTC day × source), kept current by every write path.
 
-Two ways in, both exact:
+Two ways in, both exact (and both, like the one-statement PostgreSQL insert in requests.py,
+end in `spend_changed`, which has the owner's alerts evaluated soon after):
 - `rollup_rebuild` recomputes whole (account, day, source) groups from the records. Used for
   synced and manual data, where a write can replace or delete values.
 - `rollup_add` adds just-created records onto the roll-up with one upsert per group. Used for
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 
 from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
@@ -24,6 +25,26 @@ ROLLUP_COUNTERS = ("request_count", *TOKEN_FIELDS)
 
 def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def spend_changed(*, account_ids: Iterable[int] = (), owner_id: int | None = None) -> None:
+    """Every change in spend ends here: the owner's alerts are evaluated soon after it commits.
+
+    The roll-up writers call it (every write of spend maintains the roll-up), as does the
+    deletion of an account. The request waits for the commit: an evaluation must see the
+    change, and a rolled-back write needs none. Outside a transaction it runs at once.
+    """
+    from alerts.services import alerts_evaluation_request
+
+    # robust: a failure to ask is logged, never turned into an error of the committed write
+    # (the evaluation every 15 minutes still sees the change).
+    # Lambdas, not partials: the robust error log names the callback by its __qualname__.
+    for account_id in set(account_ids):
+        transaction.on_commit(
+            lambda a=account_id: alerts_evaluation_request(account_id=a), robust=True
+        )
+    if owner_id is not None:
+        transaction.on_commit(lambda: alerts_evaluation_request(owner_id=owner_id), robust=True)
 
 
 def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> None:
@@ -89,6 +110,7 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
     rollup_mark_superseded(account_id=account_id, days=days)
+    spend_changed(account_ids=[account_id])
 
 
 def rollup_mark_superseded(*, account_id: int, days: Iterable[date]) -> None:
@@ -186,3 +208,4 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
         )
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+    spend_changed(account_ids={key[0] for key in groups})

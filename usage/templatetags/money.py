@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 from django import template
 
@@ -25,7 +25,11 @@ def money(value, places: int = 2) -> str:
     if amount and abs(amount) < Decimal(1).scaleb(-places):
         # e.g. $0.00002 stays visible (two significant digits) instead of rounding to $0.00
         places = -amount.adjusted() + 1
-    q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if not amount.is_finite():
+        return str(value)
+    # A context as wide as the amount: a figure stored before the input bounds still shows.
+    wide = Context(prec=max(28, amount.adjusted() + places + 2))
+    q = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=wide)
     text = f"{abs(q):,.{places}f}"
     if places > wanted:
         text = text.rstrip("0")

@@ -24,14 +24,6 @@ pytestmark = [
 PASSWORD = "a-long-browser-test-passphrase"
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return {
-        "executable_path": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }
-
-
 def _sign_up(page, base: str, username: str) -> None:
     page.goto(f"{base}/signup/")
     page.fill("input[name=username]", username)
@@ -95,7 +87,8 @@ def test_it_goes_from_sign_up_to_dashboard_chart_and_csv_export(page, live_serve
         page.click("button[name=download]")
     path = tmp_path / "export.csv"
     info.value.save_as(path)
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 BOM, for Excel
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     assert [(r["account"], r["provider"], r["source"], r["cost"]) for r in rows] == [
         ("Groq team", "groq", "manual", "42.5")
     ]

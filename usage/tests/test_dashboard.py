@@ -196,7 +196,7 @@ def test_it_seeds_demo_data_again_without_duplicating(client):
     assert client.get("/").context["summary"].total == total
     names = sorted(ProviderAccount.objects.filter(owner=user).values_list("name", flat=True))
     assert names[0].startswith("Demo – ") and len(names) == 6
-    assert all(a.config["demo"] is True for a in ProviderAccount.objects.filter(owner=user))
+    assert all(a.is_demo for a in ProviderAccount.objects.filter(owner=user))
     sources = set(UsageRecord.objects.values_list("source", flat=True))
     assert sources == {"official", "estimated", "manual"}
 

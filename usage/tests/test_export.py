@@ -154,7 +154,28 @@ def test_it_exports_from_the_page_form(client, data):
     page = client.get("/export/")
     assert page.status_code == 200 and b"Download" in page.content
     response = client.get("/export/?download=1&format=csv&start=2026-11-01&end=2026-11-30")
-    rows = list(csv.reader(io.StringIO(_body(response))))
+    rows = list(csv.reader(io.StringIO(_body(response).removeprefix("\ufeff"))))
     assert rows[0][:4] == ["id", "account_id", "account", "provider"] and len(rows) == 3
     bad = client.get("/export/?download=1&format=csv&start=2026-11-10&end=2026-11-01")
     assert bad.status_code == 400 and b"Must not be before the start date." in bad.content
+
+
+def test_it_starts_the_page_csv_with_a_bom_so_excel_reads_every_character(client, data):
+    user, openai, *_ = data
+    manual_entry_create(
+        account=openai, day=date(2026, 11, 7), description="Seats – November", cost=Decimal("19")
+    )
+    client.force_login(user)
+    response = client.get("/export/?download=1&format=csv&start=2026-11-01&end=2026-11-30")
+    raw = b"".join(response.streaming_content)
+    assert raw.startswith(b"\xef\xbb\xbfid,account_id,")  # UTF-8 BOM, then the header
+    assert raw.count(b"\xef\xbb\xbf") == 1
+    assert "Seats – November".encode() in raw  # the en dash as UTF-8: e2 80 93
+    assert b"Seats \xe2\x80\x93 November" in raw
+
+
+def test_it_keeps_the_api_csv_plain_utf8_for_scripts(api_client, data):
+    user, *_ = data
+    api_client.force_authenticate(user)
+    response = api_client.get("/api/export?format=csv&start=2026-11-01&end=2026-11-30")
+    assert b"".join(response.streaming_content).startswith(b"id,account_id,")

@@ -1,9 +1,11 @@
 """Load clearly-labelled demo data for one user: `manage.py seed_demo --user alice [--days 90]`.
 
-Creates "Demo – …" accounts (config {"demo": true}) with usage through every write path the
+Creates "Demo – …" accounts (``is_demo``) with usage through every write path the
 product has: official daily lines (OpenAI, Anthropic), estimated per-request events (Groq,
 Perplexity, Ollama) and manual seat entries (GitHub Copilot). Re-running replaces the user's
 demo accounts and their data; it never touches other accounts. Never run automatically.
+Every model used here is priced by the shipped price book (usage/data/), so the demo shows no
+unpriced estimates (tested).
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from usage.services.records import manual_entry_create, usage_lines_replace_wind
 from usage.services.requests import RequestEvent, request_events_record
 
 PREFIX = "Demo – "
-# slug: (account name, monthly budget, extra config)
+# slug: (account name, monthly budget, provider settings)
 ACCOUNTS = {
     "openai": ("OpenAI", Decimal("180"), {}),
     "anthropic": ("Anthropic", Decimal("400"), {}),
     "groq": ("Groq", Decimal("20"), {}),
     "perplexity": ("Perplexity", Decimal("40"), {}),
     "ollama": ("Ollama (local)", None, {"compute_rate_per_hour": "0.40"}),
-    "copilot": ("GitHub Copilot", Decimal("200"), {}),
+    "copilot": ("GitHub Copilot", Decimal("200"), {"organization": "demo-org"}),
 }
 # Demo-only rates (USD per million tokens) for the official lines; they stand in for what the
 # provider's cost API would report.
@@ -77,16 +79,17 @@ class Command(BaseCommand):
         today = timezone.now().astimezone(UTC).date()
         start = today - timedelta(days=days - 1)
         with transaction.atomic():
-            removed, _ = ProviderAccount.objects.filter(owner=owner, config__demo=True).delete()
+            removed, _ = ProviderAccount.objects.filter(owner=owner, is_demo=True).delete()
             accounts = {
                 slug: account_create(
                     owner=owner,
                     provider=Provider.objects.get(slug=slug),
                     name=PREFIX + name,
-                    config={"demo": True, **extra},
+                    config=settings,
                     monthly_budget=budget,
+                    is_demo=True,
                 )
-                for slug, (name, budget, extra) in ACCOUNTS.items()
+                for slug, (name, budget, settings) in ACCOUNTS.items()
             }
             rng = random.Random(f"demo:{owner.username}:{days}")
             for slug in ("openai", "anthropic"):
@@ -129,7 +132,7 @@ class Command(BaseCommand):
         total = 0
         specs = {
             # (events per active day, models)
-            "groq": (6, ["llama-3.3-70b-versatile", "llama-3.3-70b-versatile", "demo-unlisted"]),
+            "groq": (6, ["openai/gpt-oss-20b", "openai/gpt-oss-20b", "openai/gpt-oss-120b"]),
             "perplexity": (3, ["sonar", "sonar-pro"]),
             "ollama": (5, ["llama3.2"]),
         }

@@ -11,6 +11,8 @@ SCHEDULES = [
     # name, function, minutes
     ("usage-sync-all", "usage.tasks.sync_all_accounts", lambda: settings.SYNC_INTERVAL_MINUTES),
     ("alerts-evaluate-all", "alerts.tasks.evaluate_all", lambda: 15),
+    # A safety net: each change in spend schedules its own run of evaluate_due (alerts.services).
+    ("alerts-evaluate-due", "alerts.tasks.evaluate_due", lambda: 1),
 ]
 
 
