@@ -11,6 +11,7 @@ from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.lockout import login_succeeded
 from accounts.models import ApiToken, User
 from accounts.services import api_token_create, api_token_revoke, user_create
 
@@ -95,6 +96,7 @@ class LoginApi(APIView):
             return Response(
                 {"detail": "Invalid username or password."}, status=status.HTTP_400_BAD_REQUEST
             )
+        login_succeeded(request=request._request, user=user)
         raw, token = api_token_create(user=user)
         return Response({"token": raw, "expiry": token.expires_at})
 
