@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin
 
 from providers.account_settings import settings_clean
+from providers.fields import secret_text_validate
 from providers.forms import ProviderSettingsFormMixin
 from providers.models import IngestKey, Invoice, Provider, ProviderAccount
 
@@ -20,10 +21,16 @@ class ProviderAccountAdminForm(ProviderSettingsFormMixin, forms.ModelForm):
     """
 
     new_api_key = forms.CharField(
-        required=False, widget=forms.PasswordInput, help_text="Leave empty to keep the current key."
+        required=False,
+        validators=[secret_text_validate],
+        widget=forms.PasswordInput,
+        help_text="Leave empty to keep the current key.",
     )
     new_admin_key = forms.CharField(
-        required=False, widget=forms.PasswordInput, help_text="Leave empty to keep the current key."
+        required=False,
+        validators=[secret_text_validate],
+        widget=forms.PasswordInput,
+        help_text="Leave empty to keep the current key.",
     )
 
     class Meta:

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from costtracker.api import MoneyField
 from providers import selectors, services
 from providers.account_settings import settings_clean, settings_openapi_schema, settings_values
+from providers.fields import secret_text_validate
 from providers.models import Provider, ProviderAccount
 from providers.services import UNCHANGED
 from usage.bounds import ACCOUNT_BUDGET
@@ -75,14 +76,6 @@ class AccountSettingsFieldSchema(OpenApiSerializerFieldExtension):
         return settings_openapi_schema()
 
 
-def _validate_secret(value):
-    # A key travels in an HTTP header: only printable ASCII, no spaces (a pasted key with a
-    # stray character would otherwise fail on every call, far from where it was typed).
-    if value and not (value.isascii() and value.isprintable() and " " not in value):
-        raise serializers.ValidationError("Use printable ASCII characters only, no spaces.")
-    return value
-
-
 class AccountSerializer(serializers.ModelSerializer):
     """Secrets are write-only: responses carry has_* flags and at most the last 4 characters."""
 
@@ -99,7 +92,7 @@ class AccountSerializer(serializers.ModelSerializer):
         allow_blank=True,
         max_length=500,
         style={"input_type": "password"},
-        validators=[_validate_secret],
+        validators=[secret_text_validate],
         help_text="Omit to keep; null to clear.",
     )
     admin_key = serializers.CharField(
@@ -109,7 +102,7 @@ class AccountSerializer(serializers.ModelSerializer):
         allow_blank=True,
         max_length=500,
         style={"input_type": "password"},
-        validators=[_validate_secret],
+        validators=[secret_text_validate],
         help_text="Admin key or GitHub token. Omit to keep.",
     )
     has_api_key = serializers.BooleanField(read_only=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from providers import crypto
@@ -61,3 +62,11 @@ class EncryptedSecretField(models.TextField):
         # dumpdata/serialisers get the ciphertext, never the plaintext.
         value = self.value_from_object(obj)
         return value.ciphertext if isinstance(value, SealedSecret) else ""
+
+
+def secret_text_validate(value: str | None) -> None:
+    """A provider key travels in an HTTP header: printable ASCII, no spaces. A pasted key with
+    a stray character would otherwise fail on every call, far from where it was typed. The one
+    rule for the account form, the API and the admin."""
+    if value and not (value.isascii() and value.isprintable() and " " not in value):
+        raise ValidationError("Use printable ASCII characters only, no spaces.")

@@ -4,6 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from providers.account_settings import settings_clean, settings_form_fields, settings_values
+from providers.fields import secret_text_validate
 from providers.models import Provider, ProviderAccount
 from providers.services import account_has_usage, account_provider_change_check
 
@@ -63,6 +64,7 @@ class AccountForm(ProviderSettingsFormMixin, forms.ModelForm):
         required=False,
         strip=True,
         max_length=500,
+        validators=[secret_text_validate],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="Used by the proxy (OpenAI, Anthropic, Groq, Perplexity). " + _KEY_HELP,
     )
@@ -71,6 +73,7 @@ class AccountForm(ProviderSettingsFormMixin, forms.ModelForm):
         required=False,
         strip=True,
         max_length=500,
+        validators=[secret_text_validate],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text="For official usage sync: OpenAI sk-admin-…, Anthropic sk-ant-admin…, "
         "or a GitHub token. " + _KEY_HELP,

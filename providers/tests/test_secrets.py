@@ -7,9 +7,11 @@ import logging
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
+from rest_framework import serializers
 
 from accounts.tests.factories import UserFactory
 from providers import crypto
@@ -152,3 +154,23 @@ def test_it_keeps_a_key_when_the_form_leaves_it_empty_and_clears_on_request(clie
     client.post(f"/accounts/{account.pk}/", {**data, "clear_api_key": "on"})
     account.refresh_from_db()
     assert not account.has_api_key and account.api_key_last4 == ""
+
+
+@pytest.mark.parametrize("key", ["sk-tést-0123456789", "sk-test\t0123456789", "sk-test 012345"])
+def test_it_refuses_a_key_that_cannot_travel_in_a_header_on_every_path(key):
+    # One rule (providers.fields.secret_text_validate) for the form, the admin and the API.
+    from providers.admin import ProviderAccountAdminForm
+    from providers.apis import AccountSerializer
+    from providers.forms import AccountForm
+
+    for field in (
+        AccountForm.base_fields["api_key"],
+        AccountForm.base_fields["admin_key"],
+        ProviderAccountAdminForm.base_fields["new_api_key"],
+        ProviderAccountAdminForm.base_fields["new_admin_key"],
+    ):
+        with pytest.raises(ValidationError, match="printable ASCII"):
+            field.clean(key)
+    for name in ("api_key", "admin_key"):
+        with pytest.raises(serializers.ValidationError, match="printable ASCII"):
+            AccountSerializer().fields[name].run_validation(key)

@@ -1,10 +1,9 @@
 """One hanging provider among five accounts, synced by a real django-q2 cluster (Q_WORKERS=2):
 the benchmark script, run with a 3 s time budget so it takes seconds, must meet its targets:
 the hanging one failed as `timeout` within the budget, with a retry scheduled on a later task,
-and the healthy accounts all succeeded (here within 30 s of being queued rather than the
-benchmark's 10 s, since the suite may share a busy machine; the benchmark's own run measures
-~2 s). Then the cluster is killed mid-sync: "Sync now" must start a new run once the
-4 s lease has run out."""
+and the healthy accounts all succeeded within 10 s of being queued (the issue's bound; the
+benchmark's own run measures ~1-2 s, also on a busy machine). Then the cluster is killed
+mid-sync: "Sync now" must start a new run once the 4 s lease has run out."""
 
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ def test_a_hanging_provider_does_not_delay_the_other_accounts():
             "--budget",
             "3",
             "--target",
-            "30",
+            "10",
         ],
         cwd=ROOT,
         env=env,
