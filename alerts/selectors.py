@@ -66,6 +66,13 @@ class BudgetStatus:
     spent: Decimal
     percent: Decimal | None
     status: str  # ok < 80 % <= warning < 100 % <= critical
+    # Requests with no price: their spend is unknown, so a low % may not mean "OK".
+    unpriced_count: int = 0
+
+    @property
+    def status_known(self) -> bool:
+        """False when all the spend is unpriced: 0 % of the budget would be a false "OK"."""
+        return not (self.unpriced_count and not self.spent)
 
 
 def budget_list(*, user: User) -> QuerySet[Budget]:
@@ -129,8 +136,23 @@ def _target_rows(*, user: User, target: BudgetTarget, start: date, end: date):
 
 def target_spend(*, user: User, target: BudgetTarget, start: date, end: date) -> Decimal:
     """Spend in [start, end) that counts against the target (official supersedes estimated)."""
+    return target_totals(user=user, target=target, start=start, end=end)[0]
+
+
+def target_totals(
+    *, user: User, target: BudgetTarget, start: date, end: date
+) -> tuple[Decimal, int]:
+    """(priced spend, unpriced requests) in [start, end) that count against the target."""
     rows = _target_rows(user=user, target=target, start=start, end=end)
-    return rows.aggregate(t=MoneySum("cost"))["t"] or ZERO
+    totals = rows.aggregate(t=MoneySum("cost"), u=Sum("unpriced_count"))
+    return totals["t"] or ZERO, totals["u"] or 0
+
+
+def _budget_status(*, user: User, target: BudgetTarget, today: date) -> BudgetStatus:
+    first, next_first = month_bounds(today)
+    spent, unpriced = target_totals(user=user, target=target, start=first, end=next_first)
+    percent, status = budget_status(spent, target.amount)
+    return BudgetStatus(target, first, spent, percent, status, unpriced)
 
 
 def target_daily_spend(
@@ -165,22 +187,15 @@ def target_forecast(*, user: User, target: BudgetTarget, today: date):
 def budget_statuses(*, user: User, today: date | None = None) -> list[BudgetStatus]:
     """Every budget target with its month-to-date spend, % used and status."""
     today = today or today_for(user)
-    first, next_first = month_bounds(today)
-    result = []
-    for target in budget_targets(user=user):
-        spent = target_spend(user=user, target=target, start=first, end=next_first)
-        percent, status = budget_status(spent, target.amount)
-        result.append(BudgetStatus(target, first, spent, percent, status))
-    return result
+    return [
+        _budget_status(user=user, target=target, today=today)
+        for target in budget_targets(user=user)
+    ]
 
 
 def budget_status_for(*, user: User, budget: Budget, today: date | None = None) -> BudgetStatus:
     today = today or today_for(user)
-    first, next_first = month_bounds(today)
-    target = _target_for_budget(budget)
-    spent = target_spend(user=user, target=target, start=first, end=next_first)
-    percent, status = budget_status(spent, target.amount)
-    return BudgetStatus(target, first, spent, percent, status)
+    return _budget_status(user=user, target=_target_for_budget(budget), today=today)
 
 
 @dataclass

@@ -55,6 +55,25 @@ def test_it_says_budget_status_unknown_when_all_spend_is_unpriced(client):
 
 
 @time_machine.travel(NOW, tick=False)
+def test_it_says_budget_status_unknown_on_the_budgets_page_too(client):
+    # The same class of defect as the dashboard card: a budget over all-unpriced spend is not
+    # "OK 0 %". The account's monthly budget is listed on the Budgets page.
+    user = UserFactory()
+    account = AccountFactory(
+        owner=user, provider=provider("groq"), name="Groq", monthly_budget=Decimal("20")
+    )
+    _unpriced(account, "r1")
+    client.force_login(user)
+
+    html = client.get(reverse("budget-list")).content.decode()
+
+    row = html.split("<tbody>", 1)[1].split("</tr>", 1)[0]
+    assert "Unknown: all spend unpriced" in row
+    assert "+ 1 unpriced request" in row
+    assert ">OK<" not in row and "0%" not in row
+
+
+@time_machine.travel(NOW, tick=False)
 def test_it_still_shows_the_percentage_when_some_spend_is_priced(client):
     user = UserFactory()
     account = AccountFactory(
