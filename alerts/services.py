@@ -655,7 +655,12 @@ def channel_target_clean(*, kind: str, target: str) -> str:
 
 
 def _channel_check_unique(*, owner: User, kind: str, target: str, exclude_pk=None) -> None:
-    same = NotificationChannel.objects.filter(owner=owner, kind=kind, target=target)
+    same = NotificationChannel.objects.filter(owner=owner, kind=kind)
+    # Mail servers treat addresses without regard to case in practice: Ops@x.com is ops@x.com.
+    if kind == NotificationChannel.Kind.EMAIL:
+        same = same.filter(target__iexact=target)
+    else:
+        same = same.filter(target=target)
     if same.exclude(pk=exclude_pk).exists():
         what = "email address" if kind == NotificationChannel.Kind.EMAIL else "webhook URL"
         raise ValidationError({"target": f"You already have a channel for this {what}."})

@@ -204,6 +204,9 @@ def test_it_refuses_a_duplicate_channel_in_form_api_and_database(web, api_client
         format="json",
     )
     assert response.status_code == 400 and "target" in response.json()
+    # An address differing only in case is the same mailbox.
+    with pytest.raises(ValidationError, match="already have a channel"):
+        services.channel_create(owner=user, kind="email", target="Ops@Example.COM")
     assert NotificationChannel.objects.filter(owner=user).count() == 1
     # The same address as a different kind, or for someone else, is another channel.
     services.channel_create(owner=UserFactory(), kind="email", target="ops@example.com")
