@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.core.exceptions import ValidationError
 
@@ -25,6 +27,12 @@ class ProviderSettingsFormMixin:
             self.setting_fields = {
                 name: spec for name, spec in self.setting_fields.items() if spec[0] == current
             }
+        # The page shows only the chosen provider's settings (static/js/app.js reads this map
+        # of option value -> provider kind; without JavaScript every provider's are shown).
+        choices = self.fields["provider"].queryset
+        self.fields["provider"].widget.attrs["data-provider-kinds"] = json.dumps(
+            {str(p.pk): p.slug for p in choices}
+        )
         for field_name, (kind, setting, field) in self.setting_fields.items():
             shown = settings_values(
                 kind=kind, stored=self.instance.config if kind == current else None

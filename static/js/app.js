@@ -20,9 +20,30 @@
     if (field && typeof field.select === "function") field.select();
   });
 
+  // The account form: show only the chosen provider's settings. The <select> carries
+  // data-provider-kinds (option value -> provider kind); each setting's input data-provider.
+  function showProviderSettings(root) {
+    root.querySelectorAll("select[data-provider-kinds]").forEach(function (select) {
+      var kinds = JSON.parse(select.dataset.providerKinds || "{}");
+      var kind = kinds[select.value] || "";
+      (select.form || document).querySelectorAll("[data-provider]").forEach(function (input) {
+        var box = input.closest("p") || input.parentElement;
+        box.hidden = kind !== "" && input.dataset.provider !== kind;
+      });
+    });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("select[data-provider-kinds]")) {
+      showProviderSettings(event.target.form || document);
+    }
+  });
+
   if (window.htmx) {
-    window.htmx.onLoad(drawBars);
+    window.htmx.onLoad(function (root) { drawBars(root); showProviderSettings(root); });
   } else {
-    document.addEventListener("DOMContentLoaded", function () { drawBars(document); });
+    document.addEventListener("DOMContentLoaded", function () {
+      drawBars(document);
+      showProviderSettings(document);
+    });
   }
 })();

@@ -20,14 +20,6 @@ pytestmark = [
 PASSWORD = "a-long-browser-test-passphrase"
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return {
-        "executable_path": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }
-
-
 def _log_in(page, base: str, username: str) -> None:
     User.objects.create_user(username, f"{username}@example.com", PASSWORD)
     page.goto(f"{base}/login/")
@@ -122,3 +114,26 @@ def test_it_edits_and_deletes_a_manual_entry_and_manages_api_tokens(page, live_s
     )
     assert gone.status_code == 401
     assert errors == []
+
+
+def test_it_shows_only_the_chosen_providers_settings_on_the_account_form(page, live_server):
+    base = live_server.url
+    _log_in(page, base, "settings")
+    page.goto(f"{base}/accounts/add/")
+
+    page.select_option("select[name=provider]", label="Ollama (local LLMs)")
+    assert page.is_visible("input[name=ollama_compute_rate_per_hour]")
+    assert not page.is_visible("input[name=copilot_organization]")
+
+    page.select_option("select[name=provider]", label="GitHub Copilot")
+    assert page.is_visible("input[name=copilot_organization]")
+    assert not page.is_visible("input[name=ollama_compute_rate_per_hour]")
+
+    # The hidden boxes are only hidden: saving a Copilot account keeps its organization.
+    page.fill("input[name=name]", "Copilot org")
+    page.fill("input[name=copilot_organization]", "acme")
+    page.click("main button[type=submit]")
+    page.wait_for_url(f"{base}/accounts/**")
+    from providers.models import ProviderAccount
+
+    assert ProviderAccount.objects.get(name="Copilot org").config["organization"] == "acme"

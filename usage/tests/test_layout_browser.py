@@ -64,14 +64,6 @@ LOW_CONTRAST = """() => {
 }"""
 
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args():
-    return {
-        "executable_path": "/usr/bin/chromium",
-        "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }
-
-
 def _shape(path: str) -> str:
     return re.sub(r"/\d+(?=/|$)", "/N", path)
 
