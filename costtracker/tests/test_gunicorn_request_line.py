@@ -6,15 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from costtracker.management.commands.serve import gunicorn_command
-from costtracker.tests.test_gunicorn_server import _free_port
+from costtracker.tests.servers import free_port, needs_posix, server_env
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -22,18 +19,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+@needs_posix
 def test_it_lets_a_5000_character_filter_reach_the_app(tmp_path):
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
-        "SECRET_KEY": "test-secret-key",
-        "ENCRYPTION_KEYS": "dGVzdC1vbmx5LWVuY3J5cHRpb24ta2V5LTMyYnl0ZSE=",
-        "DEBUG": "false",
-        "WEB_WORKERS": "1",
-        "WEB_THREADS": "2",
-    }
+    port = free_port()
+    env = server_env(tmp_path / "db.sqlite3", WEB_WORKERS="1", WEB_THREADS="2")
     server = subprocess.Popen(
         gunicorn_command(host="127.0.0.1", port=str(port)),
         env=env,

@@ -9,14 +9,18 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from costtracker.tests.test_gunicorn_server import _children, _free_port, needs_posix
+from costtracker.tests.servers import (
+    children,
+    free_port,
+    needs_posix,
+    server_env,
+    wait_until_answering,
+)
 
 pytestmark = needs_posix
 MANAGE = str(settings.BASE_DIR / "manage.py")
@@ -25,16 +29,7 @@ MANAGE = str(settings.BASE_DIR / "manage.py")
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     db = tmp_path_factory.mktemp("stop") / "db.sqlite3"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
-        "SECRET_KEY": "test-secret-key",
-        "ENCRYPTION_KEYS": "dGVzdC1vbmx5LWVuY3J5cHRpb24ta2V5LTMyYnl0ZSE=",
-        "DEBUG": "false",
-        "Q_WORKERS": "2",
-        "WEB_WORKERS": "1",
-        "WEB_THREADS": "4",
-    }
+    env = server_env(db, Q_WORKERS="2", WEB_WORKERS="1", WEB_THREADS="4")
     env.pop("DJANGO_SETTINGS_MODULE", None)
     subprocess.run(  # noqa: S603
         [sys.executable, MANAGE, "migrate", "-v0"], env=env, check=True, cwd=settings.BASE_DIR
@@ -152,7 +147,7 @@ def test_it_fails_when_the_sentinel_dies_on_its_own(env, procs):
     cluster = Proc(["qcluster"], env)
     procs.append(cluster)
     cluster.wait_for("running.")
-    (sentinel,) = _children(cluster.popen.pid)
+    (sentinel,) = children(cluster.popen.pid)
     os.kill(sentinel, signal.SIGKILL)
     assert cluster.popen.wait(timeout=5) == 1
 
@@ -160,19 +155,11 @@ def test_it_fails_when_the_sentinel_dies_on_its_own(env, procs):
 @pytest.mark.parametrize("target", ["group", "main"])
 def test_it_stops_make_run_within_5_s(env, procs, target):
     # `make run` = manage.py serve = gunicorn + qcluster in one group (27 s before).
-    port = _free_port()
+    port = free_port()
     server = Proc(["serve"], {**env, "PORT": str(port)})
     procs.append(server)
     server.wait_for("running.")
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/static/none", timeout=2)
-        except urllib.error.HTTPError:
-            break  # answered
-        except OSError:
-            assert time.monotonic() < deadline, "gunicorn did not start"
-            time.sleep(0.2)
+    wait_until_answering(port)
     took = server.stop(target=target)
     assert took < 5, f"{took:.1f} s\n" + "".join(server.lines)
     assert server.popen.returncode == 0

@@ -386,8 +386,15 @@ def test_a_write_may_commit_without_waiting_for_the_disk_and_only_that_write():
     # The setting ended with the statement's own commit: the connection is as it was.
     assert _synchronous_commit() == "on"
 
-    other = AccountFactory(provider=provider("groq"))
-    durable = unflushed_wal_after_writes(other, durable=True)
+    # A durable write leaves no WAL of its own unflushed. WAL that other sessions write at the
+    # same moment (autovacuum, another test run on the server) shows up too, so a measurement
+    # disturbed by them is taken again, up to three times, each on fresh rows.
+    for _ in range(3):
+        durable = unflushed_wal_after_writes(
+            AccountFactory(provider=provider("groq")), durable=True
+        )
+        if sum(gap == 0 for gap in durable) >= 4:
+            break
     assert sum(gap == 0 for gap in durable) >= 4, durable
 
 
