@@ -32,6 +32,8 @@ def pytest_report_header(config) -> str | None:
 
 
 def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        _serialized_rollback_for_transactional(item)
     # Without chromium, skip only the browser tests, loudly. Not under CI=true: there the
     # launch fixture below fails them, so a green CI run has always exercised the UI.
     if browser_available() or _in_ci():
@@ -39,6 +41,24 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if item.get_closest_marker("browser") is not None:
             item.add_marker(pytest.mark.skip(reason=BROWSER_MISSING))
+
+
+def _serialized_rollback_for_transactional(item) -> None:
+    """Every transactional test restores the serialized database when it ends.
+
+    A transactional test without it ends with a flush that re-creates content types (Django's
+    post_migrate), and the next one with it then fails to load its snapshot over them
+    ("UNIQUE constraint failed: django_content_type"): the suite passed or failed by test
+    order (seen when skipped browser tests changed the order). One rule for all of them.
+    """
+    marker = item.get_closest_marker("django_db")
+    transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
+        set(getattr(item, "fixturenames", ())) & {"transactional_db", "live_server"}
+    )
+    if transactional and not (marker and marker.kwargs.get("serialized_rollback")):
+        kwargs = {**(marker.kwargs if marker else {}), "transaction": True}
+        kwargs["serialized_rollback"] = True
+        item.add_marker(pytest.mark.django_db(**kwargs), append=False)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
