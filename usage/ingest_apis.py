@@ -43,12 +43,13 @@ from rest_framework import authentication, exceptions, permissions, serializers,
 from rest_framework.views import APIView
 
 from costtracker import jsontext
+from providers.adapters.base import UsageFormat
 from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_mark_used
 from usage.db import WIDE
-from usage.extraction import extract_usage
+from usage.extraction import extract_usage, usage_format
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
 from usage.services.requests import IngestKeyInactive, RequestEvent, request_events_record
@@ -256,7 +257,7 @@ def _raw_usage(kind: str, body: dict) -> dict | None:
     """What to keep for audit: the usage object, never message content."""
     if isinstance(body.get("usage"), dict):
         raw = body["usage"]
-    elif kind == "ollama" and ("done" in body or "eval_count" in body):
+    elif usage_format(kind) == UsageFormat.LOCAL and ("done" in body or "eval_count" in body):
         keep = ("model", "prompt_eval_count", "eval_count", "total_duration", "eval_duration")
         raw = {k: body[k] for k in keep if k in body}
     elif isinstance(body.get("x_groq"), dict):

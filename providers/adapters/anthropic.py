@@ -8,6 +8,7 @@ from typing import Any
 
 from providers.adapters.base import (
     ProviderAdapter,
+    UsageFormat,
     UsageLine,
     get_dict,
     get_int,
@@ -20,6 +21,7 @@ from providers.adapters.base import (
     utc_today,
 )
 from providers.http import paginate_cursor
+from providers.proxy.routes import Route
 
 PAGE_LIMIT = 31  # buckets per page; the maximum for 1d buckets on both reports (§2.2, §2.3)
 API_VERSION = "2023-06-01"
@@ -56,6 +58,25 @@ class AnthropicAdapter(ProviderAdapter):
     label = "Anthropic"
     supports_sync = True
     default_base_url = "https://api.anthropic.com"
+    catalogue_name = "Anthropic"
+    description = "Official daily cost and usage reports via the Admin API (admin key)."
+    base_url_setting = "ANTHROPIC_BASE_URL"
+    chart_colour, chart_pattern = "#b5522f", "dots"
+    secret_field = "admin_key"
+    proxy_routes = {
+        # A complete stream always ends with message_stop: usage alone cannot tell a cut
+        # stream, since it arrives in message_start.
+        "v1/messages": Route("POST", "v1/messages", end_marker=b'"message_stop"'),
+        "v1/models": Route("GET", "v1/models", records=False),
+    }
+    usage_format = UsageFormat.MESSAGES
+    litellm_providers = ("anthropic",)
+
+    @classmethod
+    def proxy_auth_headers(cls, headers: dict[str, str], provider_key: str) -> None:
+        headers.setdefault("anthropic-version", API_VERSION)
+        headers["x-api-key"] = provider_key
+
     api_prefix = "/v1"
 
     def _headers(self) -> dict[str, str]:

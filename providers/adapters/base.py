@@ -211,6 +211,14 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+class UsageFormat:
+    """How a provider reports usage (ProviderAdapter.usage_format)."""
+
+    CHAT = "chat"  # OpenAI-style usage (chat/completions, Responses, embeddings)
+    MESSAGES = "messages"  # Messages-style: input excludes cache; usage in message_start/delta
+    LOCAL = "local"  # a local server's final object (prompt_eval_count, eval_count, durations)
+
+
 class ProviderAdapter:
     """Base class: holds the connection settings and the authenticated GET helper.
 
@@ -232,6 +240,54 @@ class ProviderAdapter:
     # redaction, so any ProviderError raised inside (by the HTTP wrapper or a shape check)
     # carries no secret, whoever called the adapter.
     _redacted_methods: ClassVar[tuple[str, ...]] = ("test_connection", "fetch_daily_usage")
+
+    # --- Catalogue facts (providers.catalogue.catalogue_sync writes them to Provider rows) ---
+    catalogue_name: ClassVar[str] = ""  # the Provider row's name; the label when empty
+    description: ClassVar[str] = ""
+    # The Django setting holding the upstream base URL (the proxy and the adapter read it).
+    base_url_setting: ClassVar[str] = ""
+    chart_colour: ClassVar[str] = "#2457d6"
+    chart_pattern: ClassVar[str] = "none"
+
+    # --- Accounts ---
+    # The stored secret the official API and the connection test use ("admin_key",
+    # "api_key"), or None when the provider needs none.
+    secret_field: ClassVar[str | None] = "api_key"
+
+    # --- Proxy ---
+    # Allow-listed client path -> Route (providers.proxy.routes.Route); empty: no proxy.
+    proxy_routes: ClassVar[Mapping[str, Any]] = {}
+    # False when the upstream takes calls without a key (a local server).
+    proxy_needs_key: ClassVar[bool] = True
+
+    # --- Usage extraction and pricing ---
+    # How usage reads from a response body or stream: one of UsageFormat's values.
+    usage_format: ClassVar[str] = "chat"
+    # LiteLLM ``litellm_provider`` values whose prices are this provider's.
+    litellm_providers: ClassVar[tuple[str, ...]] = ()
+    # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).
+    litellm_key_prefixed: ClassVar[bool] = False
+
+    @classmethod
+    def proxy_auth_headers(cls, headers: dict[str, str], provider_key: str) -> None:
+        """Put the provider key where the upstream expects it (Bearer by default)."""
+        if provider_key:
+            headers["Authorization"] = f"Bearer {provider_key}"
+
+    @classmethod
+    def price(
+        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+    ) -> Decimal | None:
+        """USD cost of one request (usage.pricing.RequestUsage × Price); None = unpriced.
+
+        The default: each token category × its price, plus request fees, searches (per
+        query), images and audio seconds. Providers with other rules override this.
+        """
+        from usage.pricing import standard_cost
+
+        if price is None:
+            return None
+        return standard_cost(usage, price)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -21,6 +21,7 @@ from providers.adapters.base import (
     utc_today,
 )
 from providers.http import paginate_cursor
+from providers.proxy.routes import openai_style_routes
 
 COSTS_PAGE_LIMIT = 180  # buckets per page; the Costs API maximum (§1.6)
 USAGE_PAGE_LIMIT = 31  # buckets per page; the Usage API maximum for 1d buckets (§1.2)
@@ -57,6 +58,15 @@ class OpenAIAdapter(ProviderAdapter):
     label = "OpenAI"
     supports_sync = True
     default_base_url = "https://api.openai.com"
+    catalogue_name = "OpenAI"
+    description = (
+        "Official daily costs and token usage via the organization Usage/Costs API (admin key)."
+    )
+    base_url_setting = "OPENAI_BASE_URL"
+    chart_colour, chart_pattern = "#0f7b61", "diagonal"
+    secret_field = "admin_key"
+    proxy_routes = openai_style_routes()
+    litellm_providers = ("openai", "text-completion-openai")
     api_prefix = "/v1"
 
     def _headers(self) -> dict[str, str]:

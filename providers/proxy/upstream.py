@@ -17,6 +17,8 @@ import urllib3
 from django.conf import settings
 from django.http import HttpRequest
 
+from providers.registry import get_adapter_class
+
 # Request headers a client may pass on. Everything else stays behind: cookies, host, the
 # client's authorization / x-api-key (its ingest key), hop-by-hop and X-Tracker-* headers.
 FORWARDED_REQUEST_HEADERS = (
@@ -34,7 +36,6 @@ RETURNED_RESPONSE_HEADERS = frozenset(
     {"content-type", "retry-after", "request-id", "x-request-id", "cf-ray"}
 )
 RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-", "openai-", "x-groq-")
-ANTHROPIC_VERSION = "2023-06-01"
 READ_CHUNK = 16 * 1024
 
 # Errors a call or a body read can end with when the provider is unreachable or goes away.
@@ -110,11 +111,7 @@ def upstream_headers(request: HttpRequest, *, kind: str, provider_key: str) -> d
         value = request.META.get("HTTP_" + name.upper().replace("-", "_"))
         if value:
             headers[name] = value
-    if kind == "anthropic":
-        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
-        headers["x-api-key"] = provider_key
-    elif provider_key:
-        headers["Authorization"] = f"Bearer {provider_key}"
+    get_adapter_class(kind).proxy_auth_headers(headers, provider_key)
     return headers
 
 

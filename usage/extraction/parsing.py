@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-KINDS = ("openai", "anthropic", "groq", "perplexity", "ollama", "copilot")
+from providers.adapters.base import UsageFormat
+
 SEARCH_CONTEXT_SIZES = ("low", "medium", "high")
 
 # Keys only our own normalised form uses; provider usage objects never carry them, so their
@@ -94,10 +95,20 @@ def _size(value: Any) -> str | None:
     return text if text in SEARCH_CONTEXT_SIZES else None
 
 
+def usage_format(kind: str) -> str:
+    """How the provider reports usage (its adapter's ``usage_format``); ValueError if unknown."""
+    from providers.registry import ADAPTERS, get_adapter_class
+
+    if kind not in ADAPTERS:
+        raise ValueError(f"kind: unknown provider kind {kind!r}")
+    return get_adapter_class(kind).usage_format
+
+
 def _unwrap(kind: str, body: dict) -> dict:
     """Step from a stream event or wrapper to the object that carries `usage`."""
     event = body.get("type")
-    if kind == "anthropic" and event == "message_start" and isinstance(body.get("message"), dict):
+    messages = usage_format(kind) == UsageFormat.MESSAGES
+    if messages and event == "message_start" and isinstance(body.get("message"), dict):
         return body["message"]
     if isinstance(event, str) and event.startswith("response.") and "response" in body:
         return _dict(body["response"])  # OpenAI Responses streaming event
@@ -124,8 +135,7 @@ def extract_usage(kind: str, body: dict) -> RequestUsage:
 
     Raises ValueError naming the field when a count is negative or not a number.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind: unknown provider kind {kind!r}")
+    shape = usage_format(kind)
     if not isinstance(body, dict):
         raise ValueError(f"body: expected a JSON object, got {type(body).__name__}")
     # A response body can share a name with our fields (Perplexity's top-level "images" list
@@ -133,13 +143,15 @@ def extract_usage(kind: str, body: dict) -> RequestUsage:
     if _NORMALISED_ONLY & body.keys() and not _ENVELOPE_KEYS & body.keys():
         return _from_normalised(body)
     body = _unwrap(kind, body)
-    if kind == "ollama" and ("done" in body or any(key in body for key in _OLLAMA_METRICS)):
+    if shape == UsageFormat.LOCAL and (
+        "done" in body or any(key in body for key in _OLLAMA_METRICS)
+    ):
         return _from_ollama(body)
     usage, path = _usage_object(body)
     result = RequestUsage(model=str(body.get("model") or ""), response_id=str(body.get("id") or ""))
     if usage is None:
         return result
-    if kind == "anthropic":
+    if shape == UsageFormat.MESSAGES:
         _fill_anthropic(result, usage, path)
     else:
         _fill_openai_style(result, usage, path)
