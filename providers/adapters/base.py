@@ -246,6 +246,8 @@ class ProviderAdapter:
     description: ClassVar[str] = ""
     # The Django setting holding the upstream base URL (the proxy and the adapter read it).
     base_url_setting: ClassVar[str] = ""
+    # That setting's default when it differs from default_base_url.
+    base_url_setting_default: ClassVar[str] = ""
     chart_colour: ClassVar[str] = "#2457d6"
     chart_pattern: ClassVar[str] = "none"
 

@@ -19,6 +19,7 @@ class OllamaAdapter(ProviderAdapter):
     catalogue_name = "Ollama (local LLMs)"
     description = "Local models: free by default, or priced at an operator-set compute rate."
     base_url_setting = "OLLAMA_BASE_URL"
+    base_url_setting_default = "http://127.0.0.1:11434"
     chart_colour, chart_pattern = "#4b5563", "zigzag"
     secret_field = None
     proxy_needs_key = False
