@@ -261,6 +261,8 @@ class ProviderAdapter:
     proxy_routes: ClassVar[Mapping[str, Any]] = {}
     # False when the upstream takes calls without a key (a local server).
     proxy_needs_key: ClassVar[bool] = True
+    # Response header name prefixes of this provider the proxy hands back (rate limits, ids).
+    proxy_returned_header_prefixes: ClassVar[tuple[str, ...]] = ()
 
     # --- Usage extraction and pricing ---
     # How usage reads from a response body or stream: one of UsageFormat's values.
@@ -275,6 +277,20 @@ class ProviderAdapter:
         """Put the provider key where the upstream expects it (Bearer by default)."""
         if provider_key:
             headers["Authorization"] = f"Bearer {provider_key}"
+
+    @classmethod
+    def usage_from_final_object(cls, body: dict) -> Any | None:
+        """A RequestUsage when ``body`` is the provider's own final object rather than an
+        envelope with a ``usage`` object (usage.extraction.extract_usage asks first)."""
+        return None
+
+    @classmethod
+    def fill_usage(cls, result: Any, usage: dict, path: str) -> None:
+        """Read a response's ``usage`` object (at ``path``, for errors) into ``result``, a
+        RequestUsage. Default: the OpenAI-compatible shapes."""
+        from usage.extraction.parsing import fill_openai_style
+
+        fill_openai_style(result, usage, path)
 
     @classmethod
     def price(

@@ -29,6 +29,7 @@ class GroqAdapter(ProviderAdapter):
         **{f"openai/{path}": route for path, route in _ROUTES.items()},
     }
     litellm_providers = ("groq",)
+    proxy_returned_header_prefixes = ("x-groq-",)
     litellm_key_prefixed = True
 
     def _headers(self) -> dict[str, str]:

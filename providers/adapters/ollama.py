@@ -8,6 +8,9 @@ from typing import Any
 from providers.adapters.base import ProviderAdapter, Setting, UsageFormat, get_list
 from providers.proxy.routes import Route, openai_style_routes
 
+# Counts of a native final object (any of them means the body is one).
+_METRICS = ("prompt_eval_count", "eval_count", "total_duration", "eval_duration")
+
 
 class OllamaAdapter(ProviderAdapter):
     """A local or self-hosted Ollama server. No auth, no usage API (§8); usage comes per request."""
@@ -44,6 +47,22 @@ class OllamaAdapter(ProviderAdapter):
             max_value=Decimal(10_000),
         ),
     )
+
+    @classmethod
+    def usage_from_final_object(cls, body: dict) -> Any | None:
+        """The native final object; zero counts are omitted (omitempty), so missing = 0 (ref §8).
+        None when the body is no native object (the OpenAI-compatible routes)."""
+        from usage.extraction.parsing import RequestUsage, count_of
+
+        if "done" not in body and not any(key in body for key in _METRICS):
+            return None
+        return RequestUsage(
+            model=str(body.get("model") or ""),
+            input_tokens=count_of(body.get("prompt_eval_count"), "prompt_eval_count"),
+            output_tokens=count_of(body.get("eval_count"), "eval_count"),
+            total_duration_ns=count_of(body.get("total_duration"), "total_duration"),
+            found=body.get("done") is True or any(key in body for key in _METRICS),
+        )
 
     @classmethod
     def price(

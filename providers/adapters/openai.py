@@ -58,6 +58,7 @@ class OpenAIAdapter(ProviderAdapter):
     label = "OpenAI"
     supports_sync = True
     default_base_url = "https://api.openai.com"
+    api_prefix = "/v1"
     catalogue_name = "OpenAI"
     description = (
         "Official daily costs and token usage via the organization Usage/Costs API (admin key)."
@@ -66,8 +67,8 @@ class OpenAIAdapter(ProviderAdapter):
     chart_colour, chart_pattern = "#0f7b61", "diagonal"
     secret_field = "admin_key"
     proxy_routes = openai_style_routes()
+    proxy_returned_header_prefixes = ("openai-",)
     litellm_providers = ("openai", "text-completion-openai")
-    api_prefix = "/v1"
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §1.1 (admin key as a bearer token)

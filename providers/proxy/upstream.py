@@ -17,7 +17,7 @@ import urllib3
 from django.conf import settings
 from django.http import HttpRequest
 
-from providers.registry import get_adapter_class
+from providers.registry import ADAPTERS, get_adapter_class
 
 # Request headers a client may pass on. Everything else stays behind: cookies, host, the
 # client's authorization / x-api-key (its ingest key), hop-by-hop and X-Tracker-* headers.
@@ -35,7 +35,20 @@ FORWARDED_REQUEST_HEADERS = (
 RETURNED_RESPONSE_HEADERS = frozenset(
     {"content-type", "retry-after", "request-id", "x-request-id", "cf-ray"}
 )
-RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-", "openai-", "x-groq-")
+RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-",)  # plus each adapter's proxy_returned_headers
+
+
+@cache
+def returned_prefixes() -> tuple[str, ...]:
+    """Header name prefixes handed back: the common ones and every provider's own."""
+    own = (
+        prefix
+        for kind in ADAPTERS
+        for prefix in get_adapter_class(kind).proxy_returned_header_prefixes
+    )
+    return tuple(dict.fromkeys((*RETURNED_RESPONSE_PREFIXES, *own)))
+
+
 READ_CHUNK = 16 * 1024
 
 # Errors a call or a body read can end with when the provider is unreachable or goes away.
@@ -119,8 +132,7 @@ def returned_headers(response: UpstreamResponse) -> dict[str, str]:
     return {
         name: value
         for name, value in response.headers.items()
-        if name.lower() in RETURNED_RESPONSE_HEADERS
-        or name.lower().startswith(RETURNED_RESPONSE_PREFIXES)
+        if name.lower() in RETURNED_RESPONSE_HEADERS or name.lower().startswith(returned_prefixes())
     }
 
 

@@ -10,6 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from providers.adapters.base import UsageFormat
+from providers.registry import ADAPTERS, get_adapter_class
 
 SEARCH_CONTEXT_SIZES = ("low", "medium", "high")
 
@@ -29,7 +30,6 @@ _NORMALISED_ONLY = frozenset(
 )
 _ENVELOPE_KEYS = frozenset({"usage", "choices", "x_groq", "object", "type", "done"})
 _TOKEN_KEYS = frozenset({"prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"})
-_OLLAMA_METRICS = ("prompt_eval_count", "eval_count", "total_duration", "eval_duration")
 
 
 @dataclass
@@ -90,6 +90,11 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# For adapters reading their own usage shapes: the same field checks and error paths.
+count_of = _count
+dict_of = _dict
+
+
 def _size(value: Any) -> str | None:
     text = value.strip().lower() if isinstance(value, str) else None
     return text if text in SEARCH_CONTEXT_SIZES else None
@@ -97,8 +102,6 @@ def _size(value: Any) -> str | None:
 
 def usage_format(kind: str) -> str:
     """How the provider reports usage (its adapter's ``usage_format``); ValueError if unknown."""
-    from providers.registry import ADAPTERS, get_adapter_class
-
     if kind not in ADAPTERS:
         raise ValueError(f"kind: unknown provider kind {kind!r}")
     return get_adapter_class(kind).usage_format
@@ -135,7 +138,7 @@ def extract_usage(kind: str, body: dict) -> RequestUsage:
 
     Raises ValueError naming the field when a count is negative or not a number.
     """
-    shape = usage_format(kind)
+    usage_format(kind)  # ValueError for an unknown kind
     if not isinstance(body, dict):
         raise ValueError(f"body: expected a JSON object, got {type(body).__name__}")
     # A response body can share a name with our fields (Perplexity's top-level "images" list
@@ -143,23 +146,20 @@ def extract_usage(kind: str, body: dict) -> RequestUsage:
     if _NORMALISED_ONLY & body.keys() and not _ENVELOPE_KEYS & body.keys():
         return _from_normalised(body)
     body = _unwrap(kind, body)
-    if shape == UsageFormat.LOCAL and (
-        "done" in body or any(key in body for key in _OLLAMA_METRICS)
-    ):
-        return _from_ollama(body)
+    adapter = get_adapter_class(kind)
+    final = adapter.usage_from_final_object(body)
+    if final is not None:  # a provider's own final object rather than a usage envelope
+        return final
     usage, path = _usage_object(body)
     result = RequestUsage(model=str(body.get("model") or ""), response_id=str(body.get("id") or ""))
     if usage is None:
         return result
-    if shape == UsageFormat.MESSAGES:
-        _fill_anthropic(result, usage, path)
-    else:
-        _fill_openai_style(result, usage, path)
+    adapter.fill_usage(result, usage, path)
     result.found = True
     return result
 
 
-def _fill_openai_style(result: RequestUsage, usage: dict, path: str) -> None:
+def fill_openai_style(result: RequestUsage, usage: dict, path: str) -> None:
     """OpenAI chat/completions/embeddings/Responses shapes, also Groq, Perplexity, Copilot.
 
     OpenAI counts cached input INSIDE prompt_tokens/input_tokens, so uncached input is
@@ -211,50 +211,6 @@ def _fill_openai_style(result: RequestUsage, usage: dict, path: str) -> None:
         result.provider_cost = _decimal(cost["total_cost"], f"{path}.cost.total_cost")
     elif cost is not None and not isinstance(cost, dict):
         result.provider_cost = _decimal(cost, f"{path}.cost")
-
-
-def _fill_anthropic(result: RequestUsage, usage: dict, path: str) -> None:
-    """Anthropic Messages usage: input_tokens EXCLUDES cache reads and writes (ref §7)."""
-    result.input_tokens = _count(usage.get("input_tokens"), f"{path}.input_tokens")
-    field = f"{path}.cache_read_input_tokens"
-    result.cache_read_tokens = _count(usage.get("cache_read_input_tokens"), field)
-    field = f"{path}.cache_creation_input_tokens"
-    written = _count(usage.get("cache_creation_input_tokens"), field)
-    breakdown = usage.get("cache_creation")
-    if isinstance(breakdown, dict):
-        five = _count(
-            breakdown.get("ephemeral_5m_input_tokens"),
-            f"{path}.cache_creation.ephemeral_5m_input_tokens",
-        )
-        hour = _count(
-            breakdown.get("ephemeral_1h_input_tokens"),
-            f"{path}.cache_creation.ephemeral_1h_input_tokens",
-        )
-        # Writes the breakdown does not attribute bill at the base (5-minute) write rate,
-        # as LiteLLM does, rather than vanishing.
-        result.cache_write_tokens = five + max(written - five - hour, 0)
-        result.cache_write_1h_tokens = hour
-    else:
-        result.cache_write_tokens = written
-    result.output_tokens = _count(usage.get("output_tokens"), f"{path}.output_tokens")
-    field = f"{path}.output_tokens_details.thinking_tokens"
-    thinking = _count(_dict(usage.get("output_tokens_details")).get("thinking_tokens"), field)
-    result.reasoning_tokens = min(thinking, result.output_tokens)
-    field = f"{path}.server_tool_use.web_search_requests"
-    searches = _dict(usage.get("server_tool_use")).get("web_search_requests")
-    result.search_queries = _count(searches, field)
-
-
-def _from_ollama(body: dict) -> RequestUsage:
-    """Ollama native final object; zero counts are omitted (omitempty), so missing = 0 (ref §8)."""
-    seen = body.get("done") is True or any(key in body for key in _OLLAMA_METRICS)
-    return RequestUsage(
-        model=str(body.get("model") or ""),
-        input_tokens=_count(body.get("prompt_eval_count"), "prompt_eval_count"),
-        output_tokens=_count(body.get("eval_count"), "eval_count"),
-        total_duration_ns=_count(body.get("total_duration"), "total_duration"),
-        found=seen,
-    )
 
 
 def _from_normalised(body: dict) -> RequestUsage:
