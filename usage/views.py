@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from providers.registry import ADAPTERS, get_adapter_class
+from providers.selectors import provider_names
 from usage import selectors
 from usage.forms import HistoryFilterForm, ManualEntryForm
 from usage.insight_apis import plain_decimal
@@ -160,6 +161,8 @@ def dashboard(request):
         "summary": summary,
         "has_accounts": bool(summary.accounts),
     }
+    if not summary.accounts:
+        context["provider_names"] = provider_names()
     if summary.has_usage:
         forecast, month_days = selectors.forecast_with_days(user=request.user, today=today)
         daily = selectors.spend_by_day_and_provider(user=request.user, start=start, end=end)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings as django_settings
-from django.urls import resolve
+from django.urls import resolve, reverse
 
 from accounts.tests.factories import UserFactory
 from providers.account_settings import settings_clean, settings_values
@@ -199,3 +199,16 @@ def test_a_call_through_the_proxy_records_its_fixture_usage_and_cost(
     for field in ("input_tokens", "cache_read_tokens", "cache_write_tokens", "output_tokens"):
         assert getattr(record, field) == example["usage"].get(field, 0), field
     assert record.cost == Decimal(example["cost"]), example["working"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url_name", ["account-list", "dashboard"])
+def test_the_empty_pages_name_every_catalogue_provider(client, url_name):
+    client.force_login(UserFactory())
+
+    page = client.get(reverse(url_name))
+
+    text = page.content.decode()
+    assert page.status_code == 200
+    for kind in KINDS:
+        assert provider(kind).name in text, kind
