@@ -64,6 +64,7 @@ class AnthropicAdapter(ProviderAdapter):
     base_url_setting = "ANTHROPIC_BASE_URL"
     chart_colour, chart_pattern = "#b5522f", "dots"
     secret_field = "admin_key"
+    admin_key_hint = "Anthropic sk-ant-admin…"
     proxy_routes = {
         # A complete stream always ends with message_stop: usage alone cannot tell a cut
         # stream, since it arrives in message_start.

@@ -255,6 +255,8 @@ class ProviderAdapter:
     # The stored secret the official API and the connection test use ("admin_key",
     # "api_key"), or None when the provider needs none.
     secret_field: ClassVar[str | None] = "api_key"
+    # What its admin key looks like, for the account form's help ("Acme sk-admin-…").
+    admin_key_hint: ClassVar[str] = ""
 
     # --- Proxy ---
     # Allow-listed client path -> Route (providers.proxy.routes.Route); empty: no proxy.

@@ -81,6 +81,7 @@ class CopilotAdapter(ProviderAdapter):
     base_url_setting = "GITHUB_API_URL"
     chart_colour, chart_pattern = "#6e40c9", "cross"
     secret_field = "admin_key"
+    admin_key_hint = "a GitHub token"
     settings = (
         Setting(
             "organization",

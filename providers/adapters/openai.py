@@ -66,6 +66,7 @@ class OpenAIAdapter(ProviderAdapter):
     base_url_setting = "OPENAI_BASE_URL"
     chart_colour, chart_pattern = "#0f7b61", "diagonal"
     secret_field = "admin_key"
+    admin_key_hint = "OpenAI sk-admin-…"
     proxy_routes = openai_style_routes()
     proxy_returned_header_prefixes = ("openai-",)
     litellm_providers = ("openai", "text-completion-openai")
