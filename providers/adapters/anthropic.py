@@ -72,6 +72,7 @@ class AnthropicAdapter(ProviderAdapter):
         "v1/models": Route("GET", "v1/models", records=False),
     }
     usage_format = UsageFormat.MESSAGES
+    proxy_forwarded_headers = ("anthropic-version", "anthropic-beta")
     proxy_returned_header_prefixes = ("anthropic-",)
     litellm_providers = ("anthropic",)
 

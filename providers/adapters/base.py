@@ -265,10 +265,15 @@ class ProviderAdapter:
     proxy_needs_key: ClassVar[bool] = True
     # Response header name prefixes of this provider the proxy hands back (rate limits, ids).
     proxy_returned_header_prefixes: ClassVar[tuple[str, ...]] = ()
+    # Request headers of this provider's API a client may pass on (versions, betas, org ids).
+    proxy_forwarded_headers: ClassVar[tuple[str, ...]] = ()
 
     # --- Usage extraction and pricing ---
     # How usage reads from a response body or stream: one of UsageFormat's values.
     usage_format: ClassVar[str] = "chat"
+    # Where else a body may carry an OpenAI-style usage object, as "key.subkey" paths (a
+    # stream's final chunk); read only when it holds prompt/completion token counts.
+    usage_envelope_paths: ClassVar[tuple[str, ...]] = ()
     # LiteLLM ``litellm_provider`` values whose prices are this provider's.
     litellm_providers: ClassVar[tuple[str, ...]] = ()
     # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).

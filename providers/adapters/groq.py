@@ -29,6 +29,9 @@ class GroqAdapter(ProviderAdapter):
         **{f"openai/{path}": route for path, route in _ROUTES.items()},
     }
     litellm_providers = ("groq",)
+    # Its streams put usage in x_groq.usage on the final chunk (ref §4); non-streaming
+    # x_groq.usage only holds dram/sram cache counters, hence the token-count condition.
+    usage_envelope_paths = ("x_groq.usage",)
     proxy_returned_header_prefixes = ("x-groq-",)
     litellm_key_prefixed = True
 

@@ -68,6 +68,7 @@ class OpenAIAdapter(ProviderAdapter):
     secret_field = "admin_key"
     admin_key_hint = "OpenAI sk-admin-…"
     proxy_routes = openai_style_routes()
+    proxy_forwarded_headers = ("openai-organization", "openai-project", "openai-beta")
     proxy_returned_header_prefixes = ("openai-",)
     litellm_providers = ("openai", "text-completion-openai")
 

@@ -21,21 +21,20 @@ from providers.registry import ADAPTERS, get_adapter_class
 
 # Request headers a client may pass on. Everything else stays behind: cookies, host, the
 # client's authorization / x-api-key (its ingest key), hop-by-hop and X-Tracker-* headers.
-FORWARDED_REQUEST_HEADERS = (
-    "accept",
-    "anthropic-version",
-    "anthropic-beta",
-    "openai-organization",
-    "openai-project",
-    "openai-beta",
-    "idempotency-key",
-    "user-agent",
-)
+# Providers add their own (ProviderAdapter.proxy_forwarded_headers): see forwarded_headers().
+FORWARDED_REQUEST_HEADERS = ("accept", "idempotency-key", "user-agent")
 # Response headers handed back: content type, request ids, rate limits.
 RETURNED_RESPONSE_HEADERS = frozenset(
     {"content-type", "retry-after", "request-id", "x-request-id", "cf-ray"}
 )
 RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-",)  # plus each adapter's proxy_returned_headers
+
+
+@cache
+def forwarded_headers() -> tuple[str, ...]:
+    """Request headers passed on: the common ones and every provider's own."""
+    own = (name for kind in ADAPTERS for name in get_adapter_class(kind).proxy_forwarded_headers)
+    return tuple(dict.fromkeys((*FORWARDED_REQUEST_HEADERS, *own)))
 
 
 @cache
@@ -120,7 +119,7 @@ def upstream_headers(request: HttpRequest, *, kind: str, provider_key: str) -> d
     headers = {"Accept-Encoding": "gzip, deflate"}
     if content_type := request.META.get("CONTENT_TYPE"):
         headers["Content-Type"] = content_type
-    for name in FORWARDED_REQUEST_HEADERS:
+    for name in forwarded_headers():
         value = request.META.get("HTTP_" + name.upper().replace("-", "_"))
         if value:
             headers[name] = value

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 from providers.adapters.base import UsageFormat
@@ -28,7 +29,7 @@ _NORMALISED_ONLY = frozenset(
         "total_duration_ns",
     }
 )
-_ENVELOPE_KEYS = frozenset({"usage", "choices", "x_groq", "object", "type", "done"})
+_ENVELOPE_KEYS = frozenset({"usage", "choices", "object", "type", "done"})
 _TOKEN_KEYS = frozenset({"prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"})
 
 
@@ -107,6 +108,19 @@ def usage_format(kind: str) -> str:
     return get_adapter_class(kind).usage_format
 
 
+@cache
+def usage_envelope_paths() -> tuple[str, ...]:
+    """Every provider's extra usage locations ("key.subkey"), in registry order."""
+    paths = (path for kind in ADAPTERS for path in get_adapter_class(kind).usage_envelope_paths)
+    return tuple(dict.fromkeys(paths))
+
+
+@cache
+def envelope_keys() -> frozenset[str]:
+    """Top-level keys of those locations: a body with one is a provider's, not our own form."""
+    return frozenset(path.partition(".")[0] for path in usage_envelope_paths())
+
+
 def _unwrap(kind: str, body: dict) -> dict:
     """Step from a stream event or wrapper to the object that carries `usage`."""
     event = body.get("type")
@@ -123,11 +137,12 @@ def _usage_object(body: dict) -> tuple[dict | None, str]:
     usage = body.get("usage")
     if isinstance(usage, dict):
         return usage, "usage"
-    # Groq streams put usage in x_groq.usage on the final chunk (ref §4). Non-streaming
-    # x_groq.usage only holds dram/sram cache counters, hence the prompt_tokens check.
-    groq = _dict(_dict(body.get("x_groq")).get("usage"))
-    if "prompt_tokens" in groq or "completion_tokens" in groq:
-        return groq, "x_groq.usage"
+    # Envelopes providers declare (usage_envelope_paths), e.g. a stream's final chunk.
+    for path in usage_envelope_paths():
+        key, _, sub = path.partition(".")
+        inner = _dict(_dict(body.get(key)).get(sub))
+        if "prompt_tokens" in inner or "completion_tokens" in inner:
+            return inner, path
     if _TOKEN_KEYS & body.keys():  # the body is a bare usage object
         return body, "usage"
     return None, "usage"
@@ -143,7 +158,8 @@ def extract_usage(kind: str, body: dict) -> RequestUsage:
         raise ValueError(f"body: expected a JSON object, got {type(body).__name__}")
     # A response body can share a name with our fields (Perplexity's top-level "images" list
     # of search images), so a body with a provider's usage/choices is never our own form.
-    if _NORMALISED_ONLY & body.keys() and not _ENVELOPE_KEYS & body.keys():
+    envelopes = _ENVELOPE_KEYS | envelope_keys()
+    if _NORMALISED_ONLY & body.keys() and not envelopes & body.keys():
         return _from_normalised(body)
     body = _unwrap(kind, body)
     adapter = get_adapter_class(kind)
