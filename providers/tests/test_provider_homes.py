@@ -91,3 +91,26 @@ def test_it_treats_a_provider_package_as_one_home(tmp_path, monkeypatch):
 
     assert adapter_home("groq") == Path("providers/adapters/groq")
     assert files_naming("groq", tmp_path) == []
+
+
+def test_it_needs_no_migration_when_a_provider_is_registered(monkeypatch):
+    # The catalogue's slug choices are the registry function itself (a callable), so the
+    # migration state does not list the providers: registering one changes no field, and the
+    # field offers the new provider at once.
+    from django.apps import apps
+    from django.db.migrations.autodetector import MigrationAutodetector
+    from django.db.migrations.loader import MigrationLoader
+    from django.db.migrations.state import ProjectState
+
+    from providers import registry
+    from providers.models import Provider
+
+    monkeypatch.setitem(registry.ADAPTERS, "acme", ("Acme", "providers.adapters.groq.GroqAdapter"))
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+
+    changes = MigrationAutodetector(loader.project_state(), ProjectState.from_apps(apps)).changes(
+        graph=loader.graph
+    )
+
+    assert "acme" in dict(Provider._meta.get_field("slug").choices)
+    assert changes.get("providers", []) == []
