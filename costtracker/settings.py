@@ -13,6 +13,8 @@ import environ
 from csp import constants as csp
 from django.core.exceptions import ImproperlyConfigured
 
+from providers.registry import base_url_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -69,12 +71,9 @@ NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=3)
 NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=2)
 
 # Upstream endpoints. Operator settings only: no user input ever chooses the host we call.
-OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com")
-ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
-GITHUB_API_URL = env.str("GITHUB_API_URL", default="https://api.github.com")
-GROQ_BASE_URL = env.str("GROQ_BASE_URL", default="https://api.groq.com")
-PERPLEXITY_BASE_URL = env.str("PERPLEXITY_BASE_URL", default="https://api.perplexity.ai")
-OLLAMA_BASE_URL = env.str("OLLAMA_BASE_URL", default="http://127.0.0.1:11434")
+# Each provider's adapter declares its setting (OPENAI_BASE_URL, ...) and default.
+for _name, _default in base_url_settings().items():
+    globals()[_name] = env.str(_name, default=_default)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

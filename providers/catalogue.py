@@ -1,70 +1,38 @@
-"""The provider catalogue: the six providers we know and how their data arrives.
+"""The provider catalogue: one Provider row per registered adapter, from the adapter's facts.
 
-Seeded by a data migration; `catalogue_sync()` also restores it where a test flushed the tables.
+Each adapter module declares its catalogue facts (``catalogue_name``, ``description``,
+``base_url_setting``, whether it has an official API); `catalogue_sync()` writes them, so a new
+provider needs no data migration. The seeding migration and the test setup call it.
 """
 
 from __future__ import annotations
 
-# slug, name, has official API, base URL setting, description
-PROVIDERS = [
-    (
-        "openai",
-        "OpenAI",
-        True,
-        "OPENAI_BASE_URL",
-        "Official daily costs and token usage via the organization Usage/Costs API (admin key).",
-    ),
-    (
-        "anthropic",
-        "Anthropic",
-        True,
-        "ANTHROPIC_BASE_URL",
-        "Official daily cost and usage reports via the Admin API (admin key).",
-    ),
-    (
-        "copilot",
-        "GitHub Copilot",
-        True,
-        "GITHUB_API_URL",
-        "Seats and premium requests via the GitHub REST API (token + organization).",
-    ),
-    (
-        "groq",
-        "Groq",
-        False,
-        "GROQ_BASE_URL",
-        "No billing API: tracked per request through the proxy or ingestion API.",
-    ),
-    (
-        "perplexity",
-        "Perplexity",
-        False,
-        "PERPLEXITY_BASE_URL",
-        "No billing API: each response carries its own cost; tracked per request.",
-    ),
-    (
-        "ollama",
-        "Ollama (local LLMs)",
-        False,
-        "OLLAMA_BASE_URL",
-        "Local models: free by default, or priced at an operator-set compute rate.",
-    ),
-]
+
+def catalogue_rows() -> list[dict]:
+    """One dict of Provider fields per registered provider, in registry order."""
+    from providers.registry import ADAPTERS, get_adapter_class
+
+    rows = []
+    for slug in ADAPTERS:
+        adapter = get_adapter_class(slug)
+        rows.append(
+            {
+                "slug": slug,
+                "name": adapter.catalogue_name or adapter.label,
+                "has_official_api": adapter.supports_sync,
+                "supports_per_request": True,
+                "supports_manual": True,
+                "base_url_setting": adapter.base_url_setting,
+                "description": adapter.description,
+            }
+        )
+    return rows
 
 
 def catalogue_sync(provider_model=None) -> None:
-    """Create or update the six catalogue rows (takes the historical model in migrations)."""
+    """Create or update the catalogue rows (takes the historical model in migrations)."""
     if provider_model is None:
         from providers.models import Provider as provider_model
-    for slug, name, official, setting, description in PROVIDERS:
-        provider_model.objects.update_or_create(
-            slug=slug,
-            defaults={
-                "name": name,
-                "has_official_api": official,
-                "supports_per_request": True,
-                "supports_manual": True,
-                "base_url_setting": setting,
-                "description": description,
-            },
-        )
+    for row in catalogue_rows():
+        slug = row.pop("slug")
+        provider_model.objects.update_or_create(slug=slug, defaults=row)

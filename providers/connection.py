@@ -12,16 +12,6 @@ from providers.models import ProviderAccount
 from providers.redaction import redact, redacted_logger
 from providers.registry import get_adapter_class
 
-# Which stored secret each provider's official API and connection test use.
-_SECRET_FIELD = {
-    "openai": "admin_key",
-    "anthropic": "admin_key",
-    "copilot": "admin_key",
-    "groq": "api_key",
-    "perplexity": "api_key",
-    "ollama": None,
-}
-
 logger = redacted_logger(__name__)
 
 # "Test connection" answers a person waiting on a page: a short total budget.
@@ -54,7 +44,8 @@ def account_secrets(*, account: ProviderAccount) -> tuple[str, ...]:
 
 def adapter_for_account(account: ProviderAccount, **kwargs) -> ProviderAdapter:
     kind = account.provider.slug
-    field = _SECRET_FIELD.get(kind)
+    adapter_class = get_adapter_class(kind)
+    field = adapter_class.secret_field  # which stored secret its API and the test use
     secret = ""
     if field:
         sealed = getattr(account, field)
@@ -67,7 +58,6 @@ def adapter_for_account(account: ProviderAccount, **kwargs) -> ProviderAdapter:
             raise AccountNotReady(
                 "The stored key cannot be decrypted with ENCRYPTION_KEYS; enter it again."
             ) from exc
-    adapter_class = get_adapter_class(kind)
     kwargs.setdefault("other_secrets", account_secrets(account=account))
     return adapter_class(
         base_url=account.provider.base_url, secret=secret, config=account.config, **kwargs

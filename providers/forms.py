@@ -8,9 +8,25 @@ from django.core.exceptions import ValidationError
 from providers.account_settings import settings_clean, settings_form_fields, settings_values
 from providers.fields import secret_text_validate
 from providers.models import Provider, ProviderAccount
+from providers.registry import ADAPTERS, get_adapter_class
 from providers.services import account_has_usage, account_provider_change_check
 
 _KEY_HELP = "Stored encrypted and never shown again. Leave empty to keep the current key."
+
+
+def _key_help() -> tuple[str, str]:
+    """(API key help, admin key help), naming the providers that use each (from the registry)."""
+    adapters = [get_adapter_class(kind) for kind in ADAPTERS]
+    proxied = [a.label for a in adapters if a.proxy_routes and a.proxy_needs_key]
+    hints = [a.admin_key_hint for a in adapters if a.secret_field == "admin_key"]
+    admin = ", ".join(hints[:-1]) + f", or {hints[-1]}" if len(hints) > 1 else "".join(hints)
+    return (
+        f"Used by the proxy ({', '.join(proxied)}). {_KEY_HELP}",
+        f"For official usage sync: {admin}. {_KEY_HELP}",
+    )
+
+
+_API_KEY_HELP, _ADMIN_KEY_HELP = _key_help()
 
 
 class ProviderSettingsFormMixin:
@@ -74,7 +90,7 @@ class AccountForm(ProviderSettingsFormMixin, forms.ModelForm):
         max_length=500,
         validators=[secret_text_validate],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="Used by the proxy (OpenAI, Anthropic, Groq, Perplexity). " + _KEY_HELP,
+        help_text=_API_KEY_HELP,
     )
     admin_key = forms.CharField(
         label="Admin key / GitHub token",
@@ -83,8 +99,7 @@ class AccountForm(ProviderSettingsFormMixin, forms.ModelForm):
         max_length=500,
         validators=[secret_text_validate],
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-        help_text="For official usage sync: OpenAI sk-admin-…, Anthropic sk-ant-admin…, "
-        "or a GitHub token. " + _KEY_HELP,
+        help_text=_ADMIN_KEY_HELP,
     )
     clear_api_key = forms.BooleanField(required=False, label="Remove the stored API key")
     clear_admin_key = forms.BooleanField(required=False, label="Remove the stored admin key")

@@ -16,7 +16,7 @@ from usage import bounds
 class Provider(models.Model):
     """The catalogue: one row per provider we know, seeded by a data migration."""
 
-    slug = models.CharField(max_length=32, unique=True, choices=adapter_choices())
+    slug = models.CharField(max_length=32, unique=True, choices=adapter_choices)
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     # How data can arrive for this provider.

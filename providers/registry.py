@@ -42,3 +42,15 @@ def adapter_choices() -> list[tuple[str, str]]:
 def syncable_kinds() -> list[str]:
     """Kinds whose adapter can fetch daily usage (imports each adapter once)."""
     return [kind for kind in ADAPTERS if get_adapter_class(kind).supports_sync]
+
+
+def base_url_settings() -> dict[str, str]:
+    """Each provider's upstream base URL setting name -> its default (read by settings.py)."""
+    settings = {}
+    for kind in ADAPTERS:
+        adapter = get_adapter_class(kind)
+        if adapter.base_url_setting:
+            settings[adapter.base_url_setting] = (
+                adapter.base_url_setting_default or adapter.default_base_url
+            )
+    return settings

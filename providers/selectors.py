@@ -17,6 +17,21 @@ def provider_list() -> QuerySet[Provider]:
     return Provider.objects.all()
 
 
+def _spoken_list(names: list[str]) -> str:
+    """["A", "B", "C"] -> "A, B and C" (for sentences naming providers)."""
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
+
+
+def provider_names() -> dict[str, str]:
+    """The catalogue's provider names for sentences: all, with official figures, per request."""
+    rows = list(Provider.objects.order_by("name").values_list("name", "has_official_api"))
+    return {
+        "all": _spoken_list([name for name, _ in rows]),
+        "official": _spoken_list([name for name, official in rows if official]),
+        "per_request": _spoken_list([name for name, official in rows if not official]),
+    }
+
+
 def account_list(*, user: User) -> QuerySet[ProviderAccount]:
     return ProviderAccount.objects.filter(owner=user).select_related("provider")
 

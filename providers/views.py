@@ -30,7 +30,10 @@ RECENT_SYNC_RUNS = 10
 @login_required
 def account_list(request):
     accounts = selectors.account_list(user=request.user)
-    return render(request, "providers/account_list.html", {"accounts": accounts})
+    context = {"accounts": accounts}
+    if not accounts:
+        context["provider_names"] = selectors.provider_names()
+    return render(request, "providers/account_list.html", context)
 
 
 def _account_daily_chart(days: list[dict]) -> dict:

@@ -15,8 +15,8 @@ Body: a JSON list of up to 1,000 events, or `{"events": [...]}`. Each event:
      "status": "ok" | "failed" | "incomplete"}                # optional, default "ok"
 
 Without a `usage` key the event itself is read as a provider response body (e.g. an Ollama
-final object or a Groq stream chunk carrying `x_groq.usage`). Usage is read the way the key's
-account's provider reports it (`usage.extraction.extract_usage`).
+final object or a Groq stream chunk carrying usage in its envelope). Usage is read the way the
+key's account's provider reports it (`usage.extraction.extract_usage`).
 
 The answer is 200 with one result per item — created, duplicate (the request id was seen
 before; nothing is stored) or rejected (with the reason naming the field) — plus counts. One
@@ -43,12 +43,14 @@ from rest_framework import authentication, exceptions, permissions, serializers,
 from rest_framework.views import APIView
 
 from costtracker import jsontext
+from providers.adapters.base import UsageFormat
 from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_mark_used
 from usage.db import WIDE
-from usage.extraction import extract_usage
+from usage.extraction import extract_usage, usage_format
+from usage.extraction.parsing import usage_envelope_paths
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
 from usage.services.requests import IngestKeyInactive, RequestEvent, request_events_record
@@ -256,11 +258,15 @@ def _raw_usage(kind: str, body: dict) -> dict | None:
     """What to keep for audit: the usage object, never message content."""
     if isinstance(body.get("usage"), dict):
         raw = body["usage"]
-    elif kind == "ollama" and ("done" in body or "eval_count" in body):
+    elif usage_format(kind) == UsageFormat.LOCAL and ("done" in body or "eval_count" in body):
         keep = ("model", "prompt_eval_count", "eval_count", "total_duration", "eval_duration")
         raw = {k: body[k] for k in keep if k in body}
-    elif isinstance(body.get("x_groq"), dict):
-        raw = {"x_groq": {"usage": body["x_groq"].get("usage")}}
+    elif envelope := next(
+        (p for p in usage_envelope_paths() if isinstance(body.get(p.partition(".")[0]), dict)),
+        None,
+    ):
+        key, _, sub = envelope.partition(".")
+        raw = {key: {sub: body[key].get(sub)}}
     else:
         raw = {k: v for k, v in body.items() if k not in ("choices", "content", "message")}
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -18,18 +19,35 @@ from usage.extraction import RequestUsage
 SHIPPED_PRICES_PATH = Path(__file__).resolve().parent / "data" / "litellm_model_prices.json"
 NS_PER_HOUR = Decimal(3_600_000_000_000)
 
-# LiteLLM's litellm_provider -> our provider kind; everything else is skipped.
-LITELLM_PROVIDERS = {
-    "openai": "openai",
-    "text-completion-openai": "openai",
-    "anthropic": "anthropic",
-    "groq": "groq",
-    "perplexity": "perplexity",
-    "ollama": "ollama",
-}
-# Prefixes LiteLLM puts on its keys for these kinds ("groq/llama-3.1-8b-instant").
-LITELLM_KEY_PREFIXED_KINDS = ("groq", "perplexity", "ollama")
-_PROVIDER_PREFIXES = ("groq/", "perplexity/", "openai/", "anthropic/", "ollama/")
+
+@cache
+def _litellm_providers() -> dict[str, str]:
+    """LiteLLM's litellm_provider -> our provider kind (each adapter's ``litellm_providers``);
+    everything else is skipped."""
+    return {
+        name: kind for kind, adapter in _adapters().items() for name in adapter.litellm_providers
+    }
+
+
+@cache
+def _key_prefixed_kinds() -> tuple[str, ...]:
+    """Kinds LiteLLM keys with a prefix ("<kind>/llama-3.1-8b-instant")."""
+    return tuple(kind for kind, adapter in _adapters().items() if adapter.litellm_key_prefixed)
+
+
+@cache
+def _provider_prefixes() -> tuple[str, ...]:
+    """Provider prefixes proxies put on model names: every kind with LiteLLM prices."""
+    return tuple(f"{kind}/" for kind, adapter in _adapters().items() if adapter.litellm_providers)
+
+
+@cache
+def _adapters() -> dict:
+    from providers.registry import ADAPTERS, get_adapter_class
+
+    return {kind: get_adapter_class(kind) for kind in ADAPTERS}
+
+
 # Dated snapshots: OpenAI "-2024-07-18", Anthropic "-20250929"; aliases "-latest", ":latest".
 _SNAPSHOT_SUFFIX = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|:latest)$")
 
@@ -106,34 +124,32 @@ def cost_for(
 ) -> Decimal | None:
     """USD cost of one request, or None when it cannot be priced (never a made-up 0).
 
-    - ollama: local and free, so Decimal("0") whatever the price book says; with
-      `compute_rate_per_hour` (a user's hardware/energy rate) rate × total_duration instead.
-    - perplexity: the provider's own `usage.cost.total_cost` when present; else tokens plus the
-      request fee for the search context size (deep research: that fee per search query).
-    - copilot: premium requests, request_count × per_request, when per_request is set.
-    - others: each category × its price; reasoning apart only when reasoning_per_token is set;
-      per_request, searches, images and audio seconds on top.
+    The provider's adapter decides (``ProviderAdapter.price``): by default
+    :func:`standard_cost`; a provider with its own rules (its own cost figure, a local compute
+    rate, premium requests) overrides it. `compute_rate_per_hour` is a user's hardware/energy
+    rate for local providers.
     """
-    if kind == "ollama":
-        if compute_rate_per_hour is None:
-            return Decimal(0)
-        return compute_rate_per_hour * usage.total_duration_ns / NS_PER_HOUR
-    if kind == "perplexity" and usage.provider_cost is not None:
-        return usage.provider_cost  # the provider's own figure beats any price book
-    if price is None:
-        return None
-    if kind == "copilot" and price.per_request is not None:
-        # Copilot bills premium requests, not tokens (ref §3.6).
-        return usage.request_count * price.per_request
+    from providers.registry import ADAPTERS, get_adapter_class
 
+    if kind not in ADAPTERS:
+        return None if price is None else standard_cost(usage, price)
+    return get_adapter_class(kind).price(usage, price, compute_rate_per_hour=compute_rate_per_hour)
+
+
+def standard_cost(
+    usage: RequestUsage, price: Price, *, search_per_request: bool = False
+) -> Decimal | None:
+    """Each category × its price; reasoning apart only when reasoning_per_token is set;
+    per_request, searches, images and audio seconds on top. None if a counted category has no
+    price. `search_per_request`: the search fee is charged once per request, not per query.
+    """
     lines = _token_lines(usage, price)
     if price.per_request is not None:
         # A request fee is an optional surcharge: absent means the model has none, so
         # request_count alone never makes a request unpriced.
         lines.append(usage.request_count * price.per_request)
     search_price = _search_price(usage, price)
-    if kind == "perplexity" and "deep-research" not in usage.model:
-        # Sonar charges its search_context_cost_per_query once per request (ref §5.3).
+    if search_per_request:
         if search_price is not None:
             lines.append(usage.request_count * search_price)
     else:
@@ -156,7 +172,8 @@ def candidate_model_names(kind: str, model: str) -> list[str]:
         return []
     names = [model]
     bare = model
-    while bare.startswith(_PROVIDER_PREFIXES):  # "groq/openai/gpt-oss-120b" strips twice
+    prefixes = _provider_prefixes()
+    while bare.startswith(prefixes):  # "groq/openai/gpt-oss-120b" strips twice
         bare = bare.split("/", 1)[1]
         names.append(bare)
     for name in list(names):
@@ -164,7 +181,7 @@ def candidate_model_names(kind: str, model: str) -> list[str]:
         while (match := _SNAPSHOT_SUFFIX.search(undated)) and match.start() > 0:
             undated = undated[: match.start()]
             names.append(undated)
-    if kind in LITELLM_KEY_PREFIXED_KINDS:
+    if kind in _key_prefixed_kinds():
         prefix = f"{kind}/"
         names += [prefix + name for name in list(names) if not name.startswith(prefix)]
     return list(dict.fromkeys(names))
@@ -203,15 +220,17 @@ def litellm_to_prices(data: dict) -> dict[tuple[str, str], Price]:
     to {(kind, model name): Price} for our providers; entries with no price at all are skipped.
     """
     prices: dict[tuple[str, str], Price] = {}
+    litellm_providers = _litellm_providers()
+    key_prefixed = _key_prefixed_kinds()
     for key, entry in data.items():
         if key == "sample_spec" or not isinstance(entry, dict):
             continue
-        kind = LITELLM_PROVIDERS.get(entry.get("litellm_provider"))
+        kind = litellm_providers.get(entry.get("litellm_provider"))
         if kind is None:
             continue
         name = key
         # Strip once only: "perplexity/perplexity/sonar" is a different model from "sonar".
-        if kind in LITELLM_KEY_PREFIXED_KINDS and name.startswith(f"{kind}/"):
+        if kind in key_prefixed and name.startswith(f"{kind}/"):
             name = name[len(kind) + 1 :]
         values: dict[str, Decimal | None] = {}
         for field_name, keys in _LITELLM_FIELDS.items():

@@ -11,6 +11,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
+from providers.registry import ADAPTERS, get_adapter_class
+from providers.selectors import provider_names
 from usage import selectors
 from usage.forms import HistoryFilterForm, ManualEntryForm
 from usage.insight_apis import plain_decimal
@@ -64,14 +66,12 @@ def period_bounds(key: str, *, today: date, start=None, end=None) -> tuple[date,
 
 # Fixed per provider so a provider looks the same on every chart; patterns keep the
 # charts readable without colour (drawn by static/js/dashboard.js).
-PROVIDER_STYLE = {
-    "openai": ("#0f7b61", "diagonal"),
-    "anthropic": ("#b5522f", "dots"),
-    "copilot": ("#6e40c9", "cross"),
-    "groq": ("#c2410c", "horizontal"),
-    "perplexity": ("#1c6f7a", "vertical"),
-    "ollama": ("#4b5563", "zigzag"),
-}
+def _provider_style(slug: str) -> tuple[str, str]:
+    """(chart colour, pattern) of a provider, from its adapter; a neutral pair if unknown."""
+    if slug not in ADAPTERS:
+        return ("#2457d6", "none")
+    adapter = get_adapter_class(slug)
+    return (adapter.chart_colour, adapter.chart_pattern)
 
 
 def _chart_data(*, summary, daily, start: date, end: date, forecast, month_days, today) -> dict:
@@ -87,8 +87,8 @@ def _chart_data(*, summary, daily, start: date, end: date, forecast, month_days,
             {
                 "label": names[pid].name,
                 "slug": names[pid].slug,
-                "color": PROVIDER_STYLE.get(names[pid].slug, ("#2457d6", "none"))[0],
-                "pattern": PROVIDER_STYLE.get(names[pid].slug, ("#2457d6", "none"))[1],
+                "color": _provider_style(names[pid].slug)[0],
+                "pattern": _provider_style(names[pid].slug)[1],
                 "data": [plain_decimal(per_provider[pid].get(d, Decimal(0))) for d in days],
             }
             for pid in ordered
@@ -98,10 +98,8 @@ def _chart_data(*, summary, daily, start: date, end: date, forecast, month_days,
     doughnut = {
         "labels": [_share_label(p, total) for p in summary.by_provider],
         "slugs": [p["provider"] for p in summary.by_provider],
-        "colors": [PROVIDER_STYLE.get(p["provider"], ("#2457d6",))[0] for p in summary.by_provider],
-        "patterns": [
-            PROVIDER_STYLE.get(p["provider"], ("", "none"))[1] for p in summary.by_provider
-        ],
+        "colors": [_provider_style(p["provider"])[0] for p in summary.by_provider],
+        "patterns": [_provider_style(p["provider"])[1] for p in summary.by_provider],
         "data": [plain_decimal(p["cost"]) for p in summary.by_provider],
     }
     first, next_first = selectors.month_bounds(today)
@@ -163,6 +161,8 @@ def dashboard(request):
         "summary": summary,
         "has_accounts": bool(summary.accounts),
     }
+    if not summary.accounts:
+        context["provider_names"] = provider_names()
     if summary.has_usage:
         forecast, month_days = selectors.forecast_with_days(user=request.user, today=today)
         daily = selectors.spend_by_day_and_provider(user=request.user, start=start, end=end)

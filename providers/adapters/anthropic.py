@@ -8,6 +8,7 @@ from typing import Any
 
 from providers.adapters.base import (
     ProviderAdapter,
+    UsageFormat,
     UsageLine,
     get_dict,
     get_int,
@@ -20,6 +21,7 @@ from providers.adapters.base import (
     utc_today,
 )
 from providers.http import paginate_cursor
+from providers.proxy.routes import Route
 
 PAGE_LIMIT = 31  # buckets per page; the maximum for 1d buckets on both reports (§2.2, §2.3)
 API_VERSION = "2023-06-01"
@@ -57,6 +59,62 @@ class AnthropicAdapter(ProviderAdapter):
     supports_sync = True
     default_base_url = "https://api.anthropic.com"
     api_prefix = "/v1"
+    catalogue_name = "Anthropic"
+    description = "Official daily cost and usage reports via the Admin API (admin key)."
+    base_url_setting = "ANTHROPIC_BASE_URL"
+    chart_colour, chart_pattern = "#b5522f", "dots"
+    secret_field = "admin_key"
+    admin_key_hint = "Anthropic sk-ant-admin…"
+    proxy_routes = {
+        # A complete stream always ends with message_stop: usage alone cannot tell a cut
+        # stream, since it arrives in message_start.
+        "v1/messages": Route("POST", "v1/messages", end_marker=b'"message_stop"'),
+        "v1/models": Route("GET", "v1/models", records=False),
+    }
+    usage_format = UsageFormat.MESSAGES
+    proxy_forwarded_headers = ("anthropic-version", "anthropic-beta")
+    proxy_returned_header_prefixes = ("anthropic-",)
+    litellm_providers = ("anthropic",)
+
+    @classmethod
+    def fill_usage(cls, result: Any, usage: dict, path: str) -> None:
+        """Messages usage: input_tokens EXCLUDES cache reads and writes (ref §7)."""
+        from usage.extraction.parsing import count_of as _count
+        from usage.extraction.parsing import dict_of as _dict
+
+        result.input_tokens = _count(usage.get("input_tokens"), f"{path}.input_tokens")
+        field = f"{path}.cache_read_input_tokens"
+        result.cache_read_tokens = _count(usage.get("cache_read_input_tokens"), field)
+        field = f"{path}.cache_creation_input_tokens"
+        written = _count(usage.get("cache_creation_input_tokens"), field)
+        breakdown = usage.get("cache_creation")
+        if isinstance(breakdown, dict):
+            five = _count(
+                breakdown.get("ephemeral_5m_input_tokens"),
+                f"{path}.cache_creation.ephemeral_5m_input_tokens",
+            )
+            hour = _count(
+                breakdown.get("ephemeral_1h_input_tokens"),
+                f"{path}.cache_creation.ephemeral_1h_input_tokens",
+            )
+            # Writes the breakdown does not attribute bill at the base (5-minute) write rate,
+            # as LiteLLM does, rather than vanishing.
+            result.cache_write_tokens = five + max(written - five - hour, 0)
+            result.cache_write_1h_tokens = hour
+        else:
+            result.cache_write_tokens = written
+        result.output_tokens = _count(usage.get("output_tokens"), f"{path}.output_tokens")
+        field = f"{path}.output_tokens_details.thinking_tokens"
+        thinking = _count(_dict(usage.get("output_tokens_details")).get("thinking_tokens"), field)
+        result.reasoning_tokens = min(thinking, result.output_tokens)
+        field = f"{path}.server_tool_use.web_search_requests"
+        searches = _dict(usage.get("server_tool_use")).get("web_search_requests")
+        result.search_queries = _count(searches, field)
+
+    @classmethod
+    def proxy_auth_headers(cls, headers: dict[str, str], provider_key: str) -> None:
+        headers.setdefault("anthropic-version", API_VERSION)
+        headers["x-api-key"] = provider_key
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §2.1

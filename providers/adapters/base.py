@@ -211,6 +211,14 @@ def utc_today() -> date:
     return datetime.now(UTC).date()
 
 
+class UsageFormat:
+    """How a provider reports usage (ProviderAdapter.usage_format)."""
+
+    CHAT = "chat"  # OpenAI-style usage (chat/completions, Responses, embeddings)
+    MESSAGES = "messages"  # Messages-style: input excludes cache; usage in message_start/delta
+    LOCAL = "local"  # a local server's final object (prompt_eval_count, eval_count, durations)
+
+
 class ProviderAdapter:
     """Base class: holds the connection settings and the authenticated GET helper.
 
@@ -232,6 +240,79 @@ class ProviderAdapter:
     # redaction, so any ProviderError raised inside (by the HTTP wrapper or a shape check)
     # carries no secret, whoever called the adapter.
     _redacted_methods: ClassVar[tuple[str, ...]] = ("test_connection", "fetch_daily_usage")
+
+    # --- Catalogue facts (providers.catalogue.catalogue_sync writes them to Provider rows) ---
+    catalogue_name: ClassVar[str] = ""  # the Provider row's name; the label when empty
+    description: ClassVar[str] = ""
+    # The Django setting holding the upstream base URL (the proxy and the adapter read it).
+    base_url_setting: ClassVar[str] = ""
+    # That setting's default when it differs from default_base_url.
+    base_url_setting_default: ClassVar[str] = ""
+    chart_colour: ClassVar[str] = "#2457d6"
+    chart_pattern: ClassVar[str] = "none"
+
+    # --- Accounts ---
+    # The stored secret the official API and the connection test use ("admin_key",
+    # "api_key"), or None when the provider needs none.
+    secret_field: ClassVar[str | None] = "api_key"
+    # What its admin key looks like, for the account form's help ("Acme sk-admin-…").
+    admin_key_hint: ClassVar[str] = ""
+
+    # --- Proxy ---
+    # Allow-listed client path -> Route (providers.proxy.routes.Route); empty: no proxy.
+    proxy_routes: ClassVar[Mapping[str, Any]] = {}
+    # False when the upstream takes calls without a key (a local server).
+    proxy_needs_key: ClassVar[bool] = True
+    # Response header name prefixes of this provider the proxy hands back (rate limits, ids).
+    proxy_returned_header_prefixes: ClassVar[tuple[str, ...]] = ()
+    # Request headers of this provider's API a client may pass on (versions, betas, org ids).
+    proxy_forwarded_headers: ClassVar[tuple[str, ...]] = ()
+
+    # --- Usage extraction and pricing ---
+    # How usage reads from a response body or stream: one of UsageFormat's values.
+    usage_format: ClassVar[str] = "chat"
+    # Where else a body may carry an OpenAI-style usage object, as "key.subkey" paths (a
+    # stream's final chunk); read only when it holds prompt/completion token counts.
+    usage_envelope_paths: ClassVar[tuple[str, ...]] = ()
+    # LiteLLM ``litellm_provider`` values whose prices are this provider's.
+    litellm_providers: ClassVar[tuple[str, ...]] = ()
+    # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).
+    litellm_key_prefixed: ClassVar[bool] = False
+
+    @classmethod
+    def proxy_auth_headers(cls, headers: dict[str, str], provider_key: str) -> None:
+        """Put the provider key where the upstream expects it (Bearer by default)."""
+        if provider_key:
+            headers["Authorization"] = f"Bearer {provider_key}"
+
+    @classmethod
+    def usage_from_final_object(cls, body: dict) -> Any | None:
+        """A RequestUsage when ``body`` is the provider's own final object rather than an
+        envelope with a ``usage`` object (usage.extraction.extract_usage asks first)."""
+        return None
+
+    @classmethod
+    def fill_usage(cls, result: Any, usage: dict, path: str) -> None:
+        """Read a response's ``usage`` object (at ``path``, for errors) into ``result``, a
+        RequestUsage. Default: the OpenAI-compatible shapes."""
+        from usage.extraction.parsing import fill_openai_style
+
+        fill_openai_style(result, usage, path)
+
+    @classmethod
+    def price(
+        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+    ) -> Decimal | None:
+        """USD cost of one request (usage.pricing.RequestUsage × Price); None = unpriced.
+
+        The default: each token category × its price, plus request fees, searches (per
+        query), images and audio seconds. Providers with other rules override this.
+        """
+        from usage.pricing import standard_cost
+
+        if price is None:
+            return None
+        return standard_cost(usage, price)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -76,6 +76,12 @@ class CopilotAdapter(ProviderAdapter):
     label = "GitHub Copilot"
     supports_sync = True
     default_base_url = "https://api.github.com"
+    catalogue_name = "GitHub Copilot"
+    description = "Seats and premium requests via the GitHub REST API (token + organization)."
+    base_url_setting = "GITHUB_API_URL"
+    chart_colour, chart_pattern = "#6e40c9", "cross"
+    secret_field = "admin_key"
+    admin_key_hint = "a GitHub token"
     settings = (
         Setting(
             "organization",
@@ -105,6 +111,16 @@ class CopilotAdapter(ProviderAdapter):
             for plan, price in DEFAULT_SEAT_PRICES.items()
         ),
     )
+
+    @classmethod
+    def price(
+        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+    ) -> Decimal | None:
+        """Copilot bills premium requests, not tokens (ref §3.6): request_count × per_request
+        when the price has one."""
+        if price is not None and price.per_request is not None:
+            return usage.request_count * price.per_request
+        return super().price(usage, price, compute_rate_per_hour=compute_rate_per_hour)
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §3.1

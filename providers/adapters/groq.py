@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from providers.adapters.base import ProviderAdapter, get_list
+from providers.proxy.routes import openai_style_routes
+
+_ROUTES = openai_style_routes("openai/", embeddings=False)
 
 
 class GroqAdapter(ProviderAdapter):
@@ -16,6 +19,21 @@ class GroqAdapter(ProviderAdapter):
     supports_sync = False
     default_base_url = "https://api.groq.com"
     api_prefix = "/openai/v1"
+    catalogue_name = "Groq"
+    description = "No billing API: tracked per request through the proxy or ingestion API."
+    base_url_setting = "GROQ_BASE_URL"
+    chart_colour, chart_pattern = "#c2410c", "horizontal"
+    # Clients may use Groq's own layout (base .../openai/v1) or the OpenAI one (.../v1).
+    proxy_routes = {
+        **_ROUTES,
+        **{f"openai/{path}": route for path, route in _ROUTES.items()},
+    }
+    litellm_providers = ("groq",)
+    # Its streams put usage in x_groq.usage on the final chunk (ref §4); non-streaming
+    # x_groq.usage only holds dram/sram cache counters, hence the token-count condition.
+    usage_envelope_paths = ("x_groq.usage",)
+    proxy_returned_header_prefixes = ("x-groq-",)
+    litellm_key_prefixed = True
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §4 (bearer API key, OpenAI-compatible API)

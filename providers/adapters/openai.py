@@ -21,6 +21,7 @@ from providers.adapters.base import (
     utc_today,
 )
 from providers.http import paginate_cursor
+from providers.proxy.routes import openai_style_routes
 
 COSTS_PAGE_LIMIT = 180  # buckets per page; the Costs API maximum (§1.6)
 USAGE_PAGE_LIMIT = 31  # buckets per page; the Usage API maximum for 1d buckets (§1.2)
@@ -58,6 +59,18 @@ class OpenAIAdapter(ProviderAdapter):
     supports_sync = True
     default_base_url = "https://api.openai.com"
     api_prefix = "/v1"
+    catalogue_name = "OpenAI"
+    description = (
+        "Official daily costs and token usage via the organization Usage/Costs API (admin key)."
+    )
+    base_url_setting = "OPENAI_BASE_URL"
+    chart_colour, chart_pattern = "#0f7b61", "diagonal"
+    secret_field = "admin_key"
+    admin_key_hint = "OpenAI sk-admin-…"
+    proxy_routes = openai_style_routes()
+    proxy_forwarded_headers = ("openai-organization", "openai-project", "openai-beta")
+    proxy_returned_header_prefixes = ("openai-",)
+    litellm_providers = ("openai", "text-completion-openai")
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §1.1 (admin key as a bearer token)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
 from providers.adapters.base import ProviderAdapter
 from providers.http import ProviderError
+from providers.proxy.routes import Route
+
+_CHAT = Route("POST", "chat/completions")
 
 
 class PerplexityAdapter(ProviderAdapter):
@@ -17,7 +23,34 @@ class PerplexityAdapter(ProviderAdapter):
     label = "Perplexity"
     supports_sync = False
     default_base_url = "https://api.perplexity.ai"
+    catalogue_name = "Perplexity"
+    description = "No billing API: each response carries its own cost; tracked per request."
+    base_url_setting = "PERPLEXITY_BASE_URL"
+    chart_colour, chart_pattern = "#1c6f7a", "vertical"
+    # Sonar at /chat/completions (no /v1) and the Agent API at /v1/responses. Its stream
+    # carries usage unasked; stream_options is not documented there, so never added.
+    proxy_routes = {
+        "v1/chat/completions": _CHAT,
+        "chat/completions": _CHAT,
+        "v1/responses": Route("POST", "v1/responses"),
+    }
+    litellm_providers = ("perplexity",)
+    litellm_key_prefixed = True
 
     def test_connection(self) -> str:
         # Reference: provider-apis.md §0, §5 (no account API)
         raise ProviderError("test not supported for Perplexity (no account API)", permanent=True)
+
+    @classmethod
+    def price(
+        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+    ) -> Decimal | None:
+        """Its own ``usage.cost`` when present; else tokens plus the search fee: Sonar charges
+        search_context_cost_per_query once per request (ref §5.3), deep research per query."""
+        from usage.pricing import standard_cost
+
+        if usage.provider_cost is not None:
+            return usage.provider_cost  # the provider's own figure beats any price book
+        if price is None:
+            return None
+        return standard_cost(usage, price, search_per_request="deep-research" not in usage.model)

@@ -1,11 +1,13 @@
 """The explicit allow-list: which client paths the proxy forwards, and where to.
 
-Nothing outside this table is forwarded (no open relay), and the upstream host always comes from
-settings (Provider.base_url_setting), never from the request.
+Each provider's table lives on its adapter (``proxy_routes``). Nothing outside it is forwarded
+(no open relay), and the upstream host always comes from settings (Provider.base_url_setting),
+never from the request.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -21,7 +23,8 @@ class Route:
     end_marker: bytes | None = None
 
 
-def _openai_style(prefix: str, *, embeddings: bool = True) -> dict[str, Route]:
+def openai_style_routes(prefix: str = "", *, embeddings: bool = True) -> dict[str, Route]:
+    """The OpenAI API layout (chat, completions, responses, models, embeddings) under prefix."""
     routes = {
         "v1/chat/completions": Route("POST", f"{prefix}v1/chat/completions", include_usage=True),
         "v1/completions": Route("POST", f"{prefix}v1/completions", include_usage=True),
@@ -33,29 +36,10 @@ def _openai_style(prefix: str, *, embeddings: bool = True) -> dict[str, Route]:
     return routes
 
 
-_GROQ = _openai_style("openai/", embeddings=False)
-# Perplexity serves Sonar at /chat/completions (no /v1) and the Agent API at /v1/responses.
-# Its stream carries usage unasked; stream_options is not documented there, so never added.
-_PERPLEXITY_CHAT = Route("POST", "chat/completions")
+def routes_for(kind: str) -> Mapping[str, Route] | None:
+    """The provider's allow-list (its adapter's ``proxy_routes``); None when it has no proxy."""
+    from providers.registry import ADAPTERS, get_adapter_class
 
-ROUTES: dict[str, dict[str, Route]] = {
-    "openai": _openai_style(""),
-    # Clients may use Groq's own layout (base .../openai/v1) or the OpenAI one (.../v1).
-    "groq": {**_GROQ, **{f"openai/{path}": route for path, route in _GROQ.items()}},
-    "perplexity": {
-        "v1/chat/completions": _PERPLEXITY_CHAT,
-        "chat/completions": _PERPLEXITY_CHAT,
-        "v1/responses": Route("POST", "v1/responses"),
-    },
-    "ollama": {
-        **_openai_style(""),
-        "api/chat": Route("POST", "api/chat", style="ndjson"),
-        "api/generate": Route("POST", "api/generate", style="ndjson"),
-        "api/embed": Route("POST", "api/embed", style="ndjson"),
-        "api/tags": Route("GET", "api/tags", records=False),
-    },
-    "anthropic": {
-        "v1/messages": Route("POST", "v1/messages", end_marker=b'"message_stop"'),
-        "v1/models": Route("GET", "v1/models", records=False),
-    },
-}
+    if kind not in ADAPTERS:
+        return None
+    return get_adapter_class(kind).proxy_routes or None

@@ -17,24 +17,37 @@ import urllib3
 from django.conf import settings
 from django.http import HttpRequest
 
+from providers.registry import ADAPTERS, get_adapter_class
+
 # Request headers a client may pass on. Everything else stays behind: cookies, host, the
 # client's authorization / x-api-key (its ingest key), hop-by-hop and X-Tracker-* headers.
-FORWARDED_REQUEST_HEADERS = (
-    "accept",
-    "anthropic-version",
-    "anthropic-beta",
-    "openai-organization",
-    "openai-project",
-    "openai-beta",
-    "idempotency-key",
-    "user-agent",
-)
+# Providers add their own (ProviderAdapter.proxy_forwarded_headers): see forwarded_headers().
+FORWARDED_REQUEST_HEADERS = ("accept", "idempotency-key", "user-agent")
 # Response headers handed back: content type, request ids, rate limits.
 RETURNED_RESPONSE_HEADERS = frozenset(
     {"content-type", "retry-after", "request-id", "x-request-id", "cf-ray"}
 )
-RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-", "anthropic-", "openai-", "x-groq-")
-ANTHROPIC_VERSION = "2023-06-01"
+RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-",)  # plus each adapter's proxy_returned_headers
+
+
+@cache
+def forwarded_headers() -> tuple[str, ...]:
+    """Request headers passed on: the common ones and every provider's own."""
+    own = (name for kind in ADAPTERS for name in get_adapter_class(kind).proxy_forwarded_headers)
+    return tuple(dict.fromkeys((*FORWARDED_REQUEST_HEADERS, *own)))
+
+
+@cache
+def returned_prefixes() -> tuple[str, ...]:
+    """Header name prefixes handed back: the common ones and every provider's own."""
+    own = (
+        prefix
+        for kind in ADAPTERS
+        for prefix in get_adapter_class(kind).proxy_returned_header_prefixes
+    )
+    return tuple(dict.fromkeys((*RETURNED_RESPONSE_PREFIXES, *own)))
+
+
 READ_CHUNK = 16 * 1024
 
 # Errors a call or a body read can end with when the provider is unreachable or goes away.
@@ -106,15 +119,11 @@ def upstream_headers(request: HttpRequest, *, kind: str, provider_key: str) -> d
     headers = {"Accept-Encoding": "gzip, deflate"}
     if content_type := request.META.get("CONTENT_TYPE"):
         headers["Content-Type"] = content_type
-    for name in FORWARDED_REQUEST_HEADERS:
+    for name in forwarded_headers():
         value = request.META.get("HTTP_" + name.upper().replace("-", "_"))
         if value:
             headers[name] = value
-    if kind == "anthropic":
-        headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
-        headers["x-api-key"] = provider_key
-    elif provider_key:
-        headers["Authorization"] = f"Bearer {provider_key}"
+    get_adapter_class(kind).proxy_auth_headers(headers, provider_key)
     return headers
 
 
@@ -122,8 +131,7 @@ def returned_headers(response: UpstreamResponse) -> dict[str, str]:
     return {
         name: value
         for name, value in response.headers.items()
-        if name.lower() in RETURNED_RESPONSE_HEADERS
-        or name.lower().startswith(RETURNED_RESPONSE_PREFIXES)
+        if name.lower() in RETURNED_RESPONSE_HEADERS or name.lower().startswith(returned_prefixes())
     }
 
 

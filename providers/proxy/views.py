@@ -24,8 +24,9 @@ from providers.models import ProviderAccount
 from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
 from providers.proxy.recording import proxy_call_record, tags_from
-from providers.proxy.routes import ROUTES, Route
+from providers.proxy.routes import Route, routes_for
 from providers.redaction import redact
+from providers.registry import get_adapter_class
 from usage.extraction import RequestUsage, StreamUsageTracker, add_include_usage, extract_usage
 from usage.models import RecordStatus
 
@@ -108,7 +109,7 @@ def _json_or_none(body: bytes):
 @csrf_exempt
 def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     started = timezone.now()
-    routes = ROUTES.get(provider)
+    routes = routes_for(provider)
     if routes is None:
         return _error(404, "not_found_error", f"The proxy does not serve provider {provider!r}.")
     key = ingest_key_from_request(request)
@@ -129,7 +130,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     except SecretUnreadable:
         logger.error("proxy: stored API key of account %s cannot be decrypted", account.pk)
         return _error(500, "api_error", "The stored API key cannot be read; see the server log.")
-    if not provider_key and provider != "ollama":
+    if not provider_key and get_adapter_class(provider).proxy_needs_key:
         return _error(400, "invalid_request_error", "No API key stored for this account.")
 
     body = request.read(MAX_BODY_BYTES + 1)

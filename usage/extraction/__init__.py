@@ -11,15 +11,20 @@ reasoning and `reasoning_tokens` is a subset of it, never added twice.
 
 from __future__ import annotations
 
-from usage.extraction.parsing import KINDS, SEARCH_CONTEXT_SIZES, RequestUsage, extract_usage
+from usage.extraction.parsing import (
+    SEARCH_CONTEXT_SIZES,
+    RequestUsage,
+    extract_usage,
+    usage_format,
+)
 from usage.extraction.streaming import STYLES, StreamUsageTracker, add_include_usage
 
 __all__ = [
-    "KINDS",
     "SEARCH_CONTEXT_SIZES",
     "STYLES",
     "RequestUsage",
     "StreamUsageTracker",
     "add_include_usage",
     "extract_usage",
+    "usage_format",
 ]

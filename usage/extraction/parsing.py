@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
-KINDS = ("openai", "anthropic", "groq", "perplexity", "ollama", "copilot")
+from providers.adapters.base import UsageFormat
+from providers.registry import ADAPTERS, get_adapter_class
+
 SEARCH_CONTEXT_SIZES = ("low", "medium", "high")
 
 # Keys only our own normalised form uses; provider usage objects never carry them, so their
@@ -26,9 +29,8 @@ _NORMALISED_ONLY = frozenset(
         "total_duration_ns",
     }
 )
-_ENVELOPE_KEYS = frozenset({"usage", "choices", "x_groq", "object", "type", "done"})
+_ENVELOPE_KEYS = frozenset({"usage", "choices", "object", "type", "done"})
 _TOKEN_KEYS = frozenset({"prompt_tokens", "completion_tokens", "input_tokens", "output_tokens"})
-_OLLAMA_METRICS = ("prompt_eval_count", "eval_count", "total_duration", "eval_duration")
 
 
 @dataclass
@@ -89,15 +91,41 @@ def _dict(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# For adapters reading their own usage shapes: the same field checks and error paths.
+count_of = _count
+dict_of = _dict
+
+
 def _size(value: Any) -> str | None:
     text = value.strip().lower() if isinstance(value, str) else None
     return text if text in SEARCH_CONTEXT_SIZES else None
 
 
+def usage_format(kind: str) -> str:
+    """How the provider reports usage (its adapter's ``usage_format``); ValueError if unknown."""
+    if kind not in ADAPTERS:
+        raise ValueError(f"kind: unknown provider kind {kind!r}")
+    return get_adapter_class(kind).usage_format
+
+
+@cache
+def usage_envelope_paths() -> tuple[str, ...]:
+    """Every provider's extra usage locations ("key.subkey"), in registry order."""
+    paths = (path for kind in ADAPTERS for path in get_adapter_class(kind).usage_envelope_paths)
+    return tuple(dict.fromkeys(paths))
+
+
+@cache
+def envelope_keys() -> frozenset[str]:
+    """Top-level keys of those locations: a body with one is a provider's, not our own form."""
+    return frozenset(path.partition(".")[0] for path in usage_envelope_paths())
+
+
 def _unwrap(kind: str, body: dict) -> dict:
     """Step from a stream event or wrapper to the object that carries `usage`."""
     event = body.get("type")
-    if kind == "anthropic" and event == "message_start" and isinstance(body.get("message"), dict):
+    messages = usage_format(kind) == UsageFormat.MESSAGES
+    if messages and event == "message_start" and isinstance(body.get("message"), dict):
         return body["message"]
     if isinstance(event, str) and event.startswith("response.") and "response" in body:
         return _dict(body["response"])  # OpenAI Responses streaming event
@@ -109,11 +137,12 @@ def _usage_object(body: dict) -> tuple[dict | None, str]:
     usage = body.get("usage")
     if isinstance(usage, dict):
         return usage, "usage"
-    # Groq streams put usage in x_groq.usage on the final chunk (ref §4). Non-streaming
-    # x_groq.usage only holds dram/sram cache counters, hence the prompt_tokens check.
-    groq = _dict(_dict(body.get("x_groq")).get("usage"))
-    if "prompt_tokens" in groq or "completion_tokens" in groq:
-        return groq, "x_groq.usage"
+    # Envelopes providers declare (usage_envelope_paths), e.g. a stream's final chunk.
+    for path in usage_envelope_paths():
+        key, _, sub = path.partition(".")
+        inner = _dict(_dict(body.get(key)).get(sub))
+        if "prompt_tokens" in inner or "completion_tokens" in inner:
+            return inner, path
     if _TOKEN_KEYS & body.keys():  # the body is a bare usage object
         return body, "usage"
     return None, "usage"
@@ -124,30 +153,29 @@ def extract_usage(kind: str, body: dict) -> RequestUsage:
 
     Raises ValueError naming the field when a count is negative or not a number.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind: unknown provider kind {kind!r}")
+    usage_format(kind)  # ValueError for an unknown kind
     if not isinstance(body, dict):
         raise ValueError(f"body: expected a JSON object, got {type(body).__name__}")
     # A response body can share a name with our fields (Perplexity's top-level "images" list
     # of search images), so a body with a provider's usage/choices is never our own form.
-    if _NORMALISED_ONLY & body.keys() and not _ENVELOPE_KEYS & body.keys():
+    envelopes = _ENVELOPE_KEYS | envelope_keys()
+    if _NORMALISED_ONLY & body.keys() and not envelopes & body.keys():
         return _from_normalised(body)
     body = _unwrap(kind, body)
-    if kind == "ollama" and ("done" in body or any(key in body for key in _OLLAMA_METRICS)):
-        return _from_ollama(body)
+    adapter = get_adapter_class(kind)
+    final = adapter.usage_from_final_object(body)
+    if final is not None:  # a provider's own final object rather than a usage envelope
+        return final
     usage, path = _usage_object(body)
     result = RequestUsage(model=str(body.get("model") or ""), response_id=str(body.get("id") or ""))
     if usage is None:
         return result
-    if kind == "anthropic":
-        _fill_anthropic(result, usage, path)
-    else:
-        _fill_openai_style(result, usage, path)
+    adapter.fill_usage(result, usage, path)
     result.found = True
     return result
 
 
-def _fill_openai_style(result: RequestUsage, usage: dict, path: str) -> None:
+def fill_openai_style(result: RequestUsage, usage: dict, path: str) -> None:
     """OpenAI chat/completions/embeddings/Responses shapes, also Groq, Perplexity, Copilot.
 
     OpenAI counts cached input INSIDE prompt_tokens/input_tokens, so uncached input is
@@ -199,50 +227,6 @@ def _fill_openai_style(result: RequestUsage, usage: dict, path: str) -> None:
         result.provider_cost = _decimal(cost["total_cost"], f"{path}.cost.total_cost")
     elif cost is not None and not isinstance(cost, dict):
         result.provider_cost = _decimal(cost, f"{path}.cost")
-
-
-def _fill_anthropic(result: RequestUsage, usage: dict, path: str) -> None:
-    """Anthropic Messages usage: input_tokens EXCLUDES cache reads and writes (ref §7)."""
-    result.input_tokens = _count(usage.get("input_tokens"), f"{path}.input_tokens")
-    field = f"{path}.cache_read_input_tokens"
-    result.cache_read_tokens = _count(usage.get("cache_read_input_tokens"), field)
-    field = f"{path}.cache_creation_input_tokens"
-    written = _count(usage.get("cache_creation_input_tokens"), field)
-    breakdown = usage.get("cache_creation")
-    if isinstance(breakdown, dict):
-        five = _count(
-            breakdown.get("ephemeral_5m_input_tokens"),
-            f"{path}.cache_creation.ephemeral_5m_input_tokens",
-        )
-        hour = _count(
-            breakdown.get("ephemeral_1h_input_tokens"),
-            f"{path}.cache_creation.ephemeral_1h_input_tokens",
-        )
-        # Writes the breakdown does not attribute bill at the base (5-minute) write rate,
-        # as LiteLLM does, rather than vanishing.
-        result.cache_write_tokens = five + max(written - five - hour, 0)
-        result.cache_write_1h_tokens = hour
-    else:
-        result.cache_write_tokens = written
-    result.output_tokens = _count(usage.get("output_tokens"), f"{path}.output_tokens")
-    field = f"{path}.output_tokens_details.thinking_tokens"
-    thinking = _count(_dict(usage.get("output_tokens_details")).get("thinking_tokens"), field)
-    result.reasoning_tokens = min(thinking, result.output_tokens)
-    field = f"{path}.server_tool_use.web_search_requests"
-    searches = _dict(usage.get("server_tool_use")).get("web_search_requests")
-    result.search_queries = _count(searches, field)
-
-
-def _from_ollama(body: dict) -> RequestUsage:
-    """Ollama native final object; zero counts are omitted (omitempty), so missing = 0 (ref §8)."""
-    seen = body.get("done") is True or any(key in body for key in _OLLAMA_METRICS)
-    return RequestUsage(
-        model=str(body.get("model") or ""),
-        input_tokens=_count(body.get("prompt_eval_count"), "prompt_eval_count"),
-        output_tokens=_count(body.get("eval_count"), "eval_count"),
-        total_duration_ns=_count(body.get("total_duration"), "total_duration"),
-        found=seen,
-    )
 
 
 def _from_normalised(body: dict) -> RequestUsage:

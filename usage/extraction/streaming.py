@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+from providers.adapters.base import UsageFormat
 from usage.extraction.parsing import (
-    KINDS,
     RequestUsage,
     _dict,
     _unwrap,
     _usage_object,
     extract_usage,
+    usage_format,
 )
 
 STYLES = ("sse", "ndjson")
@@ -60,8 +61,7 @@ class StreamUsageTracker:
     MAX_LINE_BYTES = 16 * 1024 * 1024
 
     def __init__(self, kind: str, style: str) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind: unknown provider kind {kind!r}")
+        self.format = usage_format(kind)  # ValueError for an unknown kind
         if style not in STYLES:
             raise ValueError(f"style: expected one of {STYLES}, got {style!r}")
         self.kind = kind
@@ -96,14 +96,14 @@ class StreamUsageTracker:
     def usage(self) -> RequestUsage:
         """Usage known so far; found=False if no usage has arrived (e.g. a cut stream)."""
         self._peek_unterminated()
-        if self.kind == "anthropic":
+        if self.format == UsageFormat.MESSAGES:
             if self._anthropic_start is None and self._anthropic_delta is None:
                 return RequestUsage(model=self._model, response_id=self._response_id)
             # message_delta counts are cumulative: the last delta wins, and message_start
             # fills the fields the delta lacks (ref §7).
             merged = {**(self._anthropic_start or {}), **(self._anthropic_delta or {})}
             body = {"model": self._model, "id": self._response_id, "usage": merged}
-            return extract_usage("anthropic", body)
+            return extract_usage(self.kind, body)
         if self._last is None:
             return RequestUsage(model=self._model, response_id=self._response_id)
         result = extract_usage(self.kind, self._last)
@@ -155,7 +155,7 @@ class StreamUsageTracker:
             self._observe(event)
 
     def _observe(self, event: dict) -> None:
-        if self.kind == "anthropic":
+        if self.format == UsageFormat.MESSAGES:
             if event.get("type") == "message_start":
                 message = _dict(event.get("message"))
                 self._remember(message)
@@ -164,7 +164,7 @@ class StreamUsageTracker:
             elif event.get("type") == "message_delta" and isinstance(event.get("usage"), dict):
                 self._anthropic_delta = event["usage"]
             return
-        if self.kind == "ollama" and self.style == "ndjson":
+        if self.format == UsageFormat.LOCAL and self.style == "ndjson":
             self._remember(event)
             if event.get("done") is True:
                 self._last = event
