@@ -1,4 +1,16 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _catalogue_after_migrate(sender, *, apps, **kwargs) -> None:
+    """The catalogue follows the registered adapters on every `migrate`."""
+    from providers.catalogue import catalogue_sync
+
+    try:
+        provider_model = apps.get_model("providers", "Provider")
+    except LookupError:  # migrated to before the catalogue existed
+        return
+    catalogue_sync(provider_model)
 
 
 class ProvidersConfig(AppConfig):
@@ -9,3 +21,4 @@ class ProvidersConfig(AppConfig):
         from providers import key_memory
 
         key_memory.connect_signals()  # a change made in this process is forgotten at once
+        post_migrate.connect(_catalogue_after_migrate, sender=self)

@@ -2,7 +2,9 @@
 
 Each adapter module declares its catalogue facts (``catalogue_name``, ``description``,
 ``base_url_setting``, whether it has an official API); `catalogue_sync()` writes them, so a new
-provider needs no data migration. The seeding migration and the test setup call it.
+provider needs no data migration. It runs after every `migrate` (providers/apps.py), so an
+existing database gets a newly registered provider, or a changed fact, on its next upgrade;
+the seeding migration and the test setup call it too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def catalogue_sync(provider_model=None) -> None:
     """Create or update the catalogue rows (takes the historical model in migrations)."""
     if provider_model is None:
         from providers.models import Provider as provider_model
+    # A historical model (a migration, or migrate run to an older target) may lack newer fields.
+    fields = {field.name for field in provider_model._meta.get_fields()}
     for row in catalogue_rows():
         slug = row.pop("slug")
-        provider_model.objects.update_or_create(slug=slug, defaults=row)
+        defaults = {name: value for name, value in row.items() if name in fields}
+        provider_model.objects.update_or_create(slug=slug, defaults=defaults)

@@ -114,3 +114,22 @@ def test_it_needs_no_migration_when_a_provider_is_registered(monkeypatch):
 
     assert "acme" in dict(Provider._meta.get_field("slug").choices)
     assert changes.get("providers", []) == []
+
+
+@pytest.mark.django_db
+def test_it_writes_the_catalogue_on_every_migrate():
+    # An existing database gets a newly registered provider (or a changed fact) on its next
+    # `migrate`, with no data migration: here a row missing and a name out of date.
+    from django.core.management import call_command
+
+    from providers.models import Provider
+    from providers.registry import ADAPTERS, get_adapter_class
+
+    Provider.objects.filter(slug="ollama").delete()
+    Provider.objects.filter(slug="groq").update(name="Old name")
+
+    call_command("migrate", verbosity=0)
+
+    assert set(Provider.objects.values_list("slug", flat=True)) == set(ADAPTERS)
+    groq = get_adapter_class("groq")
+    assert Provider.objects.get(slug="groq").name == (groq.catalogue_name or groq.label)
