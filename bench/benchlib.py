@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 BENCH_SETTINGS = {
     "DJANGO_SETTINGS_MODULE": "costtracker.settings",
     "SECRET_KEY": "bench-only-secret-key-not-for-production",
-    "ENCRYPTION_KEYS": "YmVuY2gtb25seS1lbmNyeXB0aW9uLWtleS0zMmJ5dGUh",
+    "ENCRYPTION_KEYS": "YmVuY2gtb25seS1lbmNyeXB0aW9uLWtleS0zMmJ5dGU=",  # 32 bytes: a Fernet key
 }
 
 

@@ -55,6 +55,8 @@ def test_it_sets_up_django_for_a_benchmark_without_env_file(tmp_path):
         f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); "
         "from benchlib import django_environment; django_environment(); "
         "import django; django.setup(); "
+        # The throwaway keys must be usable, not just present: the proxy benchmark encrypts.
+        "from providers import crypto; assert crypto.decrypt(crypto.encrypt('k')) == 'k'; "
         "from django.conf import settings; print('ok', bool(settings.ENCRYPTION_KEYS))"
     )
     run = subprocess.run(

@@ -22,11 +22,11 @@ from costtracker.db import fetch_prepared, pg_array_literal
 from providers.models import IngestKey, ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
-from usage.models import DailyUsage, Granularity, RecordStatus, Source, UsageRecord
+from usage.models import Granularity, RecordStatus, Source, UsageRecord
 from usage.pricing import Price as PriceRule
 from usage.pricing import cost_for
 from usage.services.prices import PriceBook
-from usage.services.rollup import ROLLUP_COUNTERS, rollup_add, spend_changed
+from usage.services.rollup import ROLLUP_READS, rollup_add, rollup_upsert_sql, spend_changed
 
 _CHUNK = 400  # rows per INSERT: keeps SQLite under its 32,766 bound-parameter limit
 COST_QUANTUM = Decimal("1e-12")
@@ -210,19 +210,7 @@ _NUMBER_COLUMNS = frozenset(
     f.attname for f in _PER_EVENT if isinstance(f, models.IntegerField | models.DecimalField)
 )
 # What the roll-up reads back from the inserted rows (RETURNING * would ship the raw JSON too).
-_ROLLUP_READS = [
-    "natural_key",
-    "account_id",
-    "provider_id",
-    "model",
-    "bucket_start",
-    "source",
-    "cost",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    *ROLLUP_COUNTERS,
-]
+_ROLLUP_READS = ["natural_key", *ROLLUP_READS]
 
 
 @cache
@@ -233,7 +221,7 @@ def _insert_and_roll_up_sql(alias: str) -> str:
         return field.db_type(conn).replace("timestamp with time zone", "timestamptz")
 
     # Plain snake_case column names need no quoting (and quotes would cost length, below).
-    table, daily = UsageRecord._meta.db_table, DailyUsage._meta.db_table
+    table = UsageRecord._meta.db_table
     columns = ", ".join(f.column for f in _FIELDS)
     values = ", ".join(
         f"%({_SLOT[f.attname]})s::{cast(f)}" if f.attname in _CALL_CONSTANT else f.column
@@ -242,8 +230,6 @@ def _insert_and_roll_up_sql(alias: str) -> str:
     arrays = ", ".join(f"%({_SLOT[f.attname]})s::{cast(f)}[]" for f in _PER_EVENT)
     names = ", ".join(f.column for f in _PER_EVENT)
     returning = ", ".join(dict.fromkeys(_ROLLUP_READS))
-    counters = ", ".join(f"SUM({c})" for c in ROLLUP_COUNTERS)
-    added = ["record_count", "unpriced_count", "unpriced_tokens", "failed_count", *ROLLUP_COUNTERS]
     key, account = IngestKey._meta.db_table, ProviderAccount._meta.db_table
     sql = (
         # The ingest key (when given) must still be active, checked in this very statement:
@@ -258,21 +244,9 @@ def _insert_and_roll_up_sql(alias: str) -> str:
         f"ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
         f"FROM unnest({arrays}) AS x({names}) WHERE (SELECT ok FROM ok) ORDER BY natural_key "
         f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
-        f"rolled AS (INSERT INTO {daily} AS d (account_id, provider_id, model, day, source, cost, "
-        f"{', '.join(added)}, superseded) "
-        # A new estimated row is born superseded when its day already has official figures.
-        "SELECT g.*, g.source = 'estimated' AND EXISTS (SELECT 1 FROM "
-        f"{daily} o WHERE o.account_id = g.account_id AND o.day = g.day "
-        "AND o.source = 'official') FROM (SELECT account_id, provider_id, model, "
-        "(bucket_start AT TIME ZONE 'UTC')::date AS day, source, "
-        "COALESCE(SUM(cost), 0), COUNT(*), COUNT(*) FILTER (WHERE cost IS NULL), "
-        "COALESCE(SUM(input_tokens + output_tokens) FILTER (WHERE cost IS NULL), 0), "
-        f"COUNT(*) FILTER (WHERE status = %(failed)s), {counters} "
-        "FROM ins GROUP BY 1, 2, 3, 4, 5) g ORDER BY 1, 4, 5, 3 "
-        "ON CONFLICT (account_id, day, source, model) DO UPDATE SET "
-        "cost = d.cost + excluded.cost, "
-        + ", ".join(f"{c} = d.{c} + excluded.{c}" for c in added)
-        + ") SELECT natural_key FROM ins UNION ALL SELECT NULL FROM ok WHERE NOT ok"
+        # The roll-up's one definition, adding the rows this statement inserted.
+        f"rolled AS ({rollup_upsert_sql(vendor='postgresql', rows='ins')}) "
+        "SELECT natural_key FROM ins UNION ALL SELECT NULL FROM ok WHERE NOT ok"
     )
     # psycopg parses a statement's placeholders once and caches the result only up to 4 KB
     # (MAX_CACHED_STATEMENT_LENGTH); past that it re-parses this one on every call.
@@ -301,7 +275,6 @@ def _insert_and_roll_up_postgresql(
         if f.attname in _JSON_COLUMNS:
             column = [jsontext.dumps(value) for value in column]
         params[_SLOT[f.attname]] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
-    params["failed"] = RecordStatus.FAILED.value
     params["key_id"] = key_id
     # Inside a caller's transaction the setting would cover all of that transaction's writes.
     params["commit"] = None if durable or connection.in_atomic_block else "off"

@@ -1,26 +1,119 @@
 """The daily roll-up (account × model × UTC day × source), kept current by every write path.
 
-Two ways in, both exact (and both, like the one-statement PostgreSQL insert in requests.py,
-end in `spend_changed`, which has the owner's alerts evaluated soon after):
-- `rollup_rebuild` recomputes whole (account, day, source) groups from the records. Used for
-  synced and manual data, where a write can replace or delete values.
-- `rollup_add` adds just-created records onto the roll-up with one upsert per group. Used for
-  per-request ingestion, where records are only ever inserted and a day can hold millions.
+ONE definition, below: `ROLLUP_SUMS` says which DailyUsage column sums which expression over
+which usage records, and `_superseded` is the "official supersedes estimated" rule. Every
+writer is generated from them, so a new token type is one name in `usage.models.TOKEN_FIELDS`
+(plus its model fields) and nothing here:
+- `rollup_upsert_sql`: the INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE that adds any set
+  of records onto the roll-up. requests.py's one-statement PostgreSQL insert embeds it (reading
+  its INSERT's RETURNING); the two functions below run it over other rows.
+- `rollup_add` adds just-created records (objects, not yet read back) with it, from a VALUES
+  list. Used for per-request ingestion on SQLite, where records are only ever inserted.
+- `rollup_rebuild` deletes whole (account, day, source) groups and adds them again from the
+  records table. Used for synced and manual data, where a write can replace or delete values.
+All of them end in `spend_changed`, which has the owner's alerts evaluated soon after.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef
 
 from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
 
-ROLLUP_COUNTERS = ("request_count", *TOKEN_FIELDS)
+
+@dataclass(frozen=True)
+class RollupSum:
+    """One roll-up column: the sum of `value` (SQL over one usage record; "1" counts records)
+    over a group's records, or only those matching `where`."""
+
+    column: str
+    value: str = "1"
+    where: str | None = None
+    money: bool = False
+
+
+# Official token lines carry no cost by design (money comes on cost lines): not "unpriced".
+_UNPRICED = f"cost IS NULL AND source <> '{Source.OFFICIAL.value}'"
+
+ROLLUP_SUMS = (
+    RollupSum("cost", "cost", money=True),  # SUM skips NULL: the priced records only
+    RollupSum("record_count"),
+    RollupSum("unpriced_count", where=_UNPRICED),
+    RollupSum("unpriced_tokens", "input_tokens + output_tokens", where=_UNPRICED),
+    RollupSum("failed_count", where=f"status = '{RecordStatus.FAILED.value}'"),
+    *(RollupSum(f, f) for f in ("request_count", *TOKEN_FIELDS)),
+)
+# A roll-up row's key, taken from the record (the day from its bucket_start).
+ROLLUP_KEY = ("account_id", "provider_id", "model", "day", "source")
+# The usage-record columns the roll-up reads: the key's and those the sums name.
+ROLLUP_READS = (
+    "account_id",
+    "provider_id",
+    "model",
+    "bucket_start",
+    "source",
+    "cost",
+    "status",
+    "request_count",
+    *TOKEN_FIELDS,
+)
+_DAY = {
+    "postgresql": "(bucket_start AT TIME ZONE 'UTC')::date",
+    "sqlite": "date(bucket_start)",
+}
+
+
+def _superseded(*, account: str, day: str, source: str) -> str:
+    """Official supersedes estimated: an estimated row of a day with official figures.
+
+    Totals leave such rows out instead of adding them on top; the flag is stored so reads need
+    no subquery. The SQL of the rule, for a row whose account, day and source are given.
+    """
+    daily = DailyUsage._meta.db_table
+    return (
+        f"({source} = '{Source.ESTIMATED.value}' AND EXISTS (SELECT 1 FROM {daily} o "
+        f"WHERE o.account_id = {account} AND o.day = {day} "
+        f"AND o.source = '{Source.OFFICIAL.value}'))"
+    )
+
+
+def _aggregate(s: RollupSum, vendor: str) -> str:
+    only = f" FILTER (WHERE {s.where})" if s.where else ""
+    if s.value == "1":
+        return f"COUNT(*){only}"
+    total = f"{'decimal_sum' if s.money and vendor == 'sqlite' else 'SUM'}({s.value}){only}"
+    return f"COALESCE({total}, 0)" if s.where or s.money else total
+
+
+def _add(s: RollupSum, vendor: str) -> str:
+    if s.money and vendor == "sqlite":  # exact: see usage/db.py
+        return f"{s.column} = decimal_add(d.{s.column}, excluded.{s.column})"
+    return f"{s.column} = d.{s.column} + excluded.{s.column}"
+
+
+def rollup_upsert_sql(*, vendor: str, rows: str, where: str = "") -> str:
+    """The statement adding the usage records of `rows` (a table or CTE name, with an optional
+    WHERE clause) onto the roll-up: new rows are inserted, existing ones added to.
+
+    A new estimated row is born superseded when its day already has official figures. Groups
+    are written in one order (account, day, source, model), so concurrent writers never
+    deadlock on each other's rows. Identifiers and literals are this module's constants.
+    """
+    daily = DailyUsage._meta.db_table
+    columns = ", ".join((*ROLLUP_KEY, *(s.column for s in ROLLUP_SUMS), "superseded"))
+    sums = ", ".join(_aggregate(s, vendor) for s in ROLLUP_SUMS)
+    superseded = _superseded(account="g.account_id", day="g.day", source="g.source")
+    return (
+        f"INSERT INTO {daily} AS d ({columns}) SELECT g.*, {superseded} FROM "
+        f"(SELECT account_id, provider_id, model, {_DAY[vendor]} AS day, source, {sums} "
+        f"FROM {rows} {where} GROUP BY 1, 2, 3, 4, 5) g ORDER BY 1, 4, 5, 3 "
+        "ON CONFLICT (account_id, day, source, model) DO UPDATE SET "
+        + ", ".join(_add(s, vendor) for s in ROLLUP_SUMS)
+    )
 
 
 def day_start(day: date) -> datetime:
@@ -57,58 +150,22 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
     if not days:
         return
     DailyUsage.objects.filter(account_id=account_id, source=source, day__in=days).delete()
-    ops = connection.ops
-    if connection.vendor == "sqlite":
-        day_sql, money_sum = "date(bucket_start)", "decimal_sum"
-    else:
-        day_sql, money_sum = "(bucket_start AT TIME ZONE 'UTC')::date", "SUM"
-    # Official token lines carry no cost by design (money comes on cost lines): not "unpriced".
-    unpriced = "cost IS NULL" if source != Source.OFFICIAL else "1 = 0"
-    columns = [
-        "account_id",
-        "provider_id",
-        "model",
-        "day",
-        "source",
-        "cost",
-        "record_count",
-        "unpriced_count",
-        "unpriced_tokens",
-        "failed_count",
-        *ROLLUP_COUNTERS,
-        "superseded",
-    ]
-    selects = [
-        "account_id",
-        "provider_id",
-        "model",
-        day_sql,
-        "source",
-        f"COALESCE({money_sum}(cost), 0)",
-        "COUNT(*)",
-        f"SUM(CASE WHEN {unpriced} THEN 1 ELSE 0 END)",
-        f"SUM(CASE WHEN {unpriced} THEN input_tokens + output_tokens ELSE 0 END)",
-        "SUM(CASE WHEN status = %s THEN 1 ELSE 0 END)",
-        *(f"SUM({f})" for f in ROLLUP_COUNTERS),
-        "FALSE",  # set just below, once the official rows of these days are in place
-    ]
-    sql = (
-        f"INSERT INTO {DailyUsage._meta.db_table} ({', '.join(columns)}) "
-        f"SELECT {', '.join(selects)} FROM {UsageRecord._meta.db_table} "
+    ops, vendor = connection.ops, connection.vendor
+    where = (
         "WHERE account_id = %s AND source = %s AND bucket_start >= %s AND bucket_start < %s "
-        f"AND {day_sql} IN ({', '.join(['%s'] * len(days))}) "
-        f"GROUP BY account_id, provider_id, model, {day_sql}, source"
+        f"AND {_DAY[vendor]} IN ({', '.join(['%s'] * len(days))})"
     )
     params = [
-        RecordStatus.FAILED,
         account_id,
         source,
         ops.adapt_datetimefield_value(day_start(days[0])),
         ops.adapt_datetimefield_value(day_start(days[-1] + timedelta(days=1))),
         *(ops.adapt_datefield_value(d) for d in days),
     ]
+    sql = rollup_upsert_sql(vendor=vendor, rows=UsageRecord._meta.db_table, where=where)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+    # New official figures (or none left) change the flag of that day's estimated rows.
     rollup_mark_superseded(account_id=account_id, days=days)
     spend_changed(account_ids=[account_id])
 
@@ -116,96 +173,54 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
 def rollup_mark_superseded(*, account_id: int, days: Iterable[date]) -> None:
     """Flag the estimated roll-up rows of days that have official figures (and unflag the rest).
 
-    Official supersedes estimated: totals leave flagged rows out instead of adding them on top.
+    The same rule (`_superseded`) as a new row is born with.
     """
     days = sorted(set(days))
     if not days:
         return
-    official = DailyUsage.objects.filter(
-        account_id=account_id, day=OuterRef("day"), source=Source.OFFICIAL
+    daily = DailyUsage._meta.db_table
+    rule = _superseded(account=f"{daily}.account_id", day=f"{daily}.day", source=f"{daily}.source")
+    sql = (
+        f"UPDATE {daily} SET superseded = {rule} WHERE account_id = %s AND source = %s "
+        f"AND day IN ({', '.join(['%s'] * len(days))})"
     )
-    DailyUsage.objects.filter(account_id=account_id, source=Source.ESTIMATED, day__in=days).update(
-        superseded=Exists(official)
-    )
+    params = [
+        account_id,
+        Source.ESTIMATED.value,
+        *(connection.ops.adapt_datefield_value(d) for d in days),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+_ADD_CHUNK = 1000  # records per statement: keeps SQLite under its 32,766 bound-parameter limit
 
 
 def rollup_add(records: Iterable[UsageRecord]) -> None:
-    """Add newly inserted records (never updates of existing ones) onto the roll-up."""
-    groups: dict[tuple, dict] = defaultdict(
-        lambda: {
-            "cost": Decimal(0),
-            "records": 0,
-            "unpriced": 0,
-            "unpriced_tokens": 0,
-            "failed": 0,
-            **{f: 0 for f in ROLLUP_COUNTERS},
-        }
-    )
-    for r in records:
-        g = groups[
-            (r.account_id, r.provider_id, r.model, r.bucket_start.astimezone(UTC).date(), r.source)
-        ]
-        g["records"] += 1
-        if r.cost is None:
-            g["unpriced"] += 1
-            g["unpriced_tokens"] += r.input_tokens + r.output_tokens
-        else:
-            g["cost"] += r.cost
-        if r.status == RecordStatus.FAILED:
-            g["failed"] += 1
-        for f in ROLLUP_COUNTERS:
-            g[f] += getattr(r, f)
-    if not groups:
+    """Add newly inserted records (never updates of existing ones) onto the roll-up.
+
+    Anything with the ROLLUP_READS attributes will do (model instances or namespaces): the
+    records go in as a VALUES list that the generated upsert groups and adds.
+    """
+    records = list(records)
+    if not records:
         return
-    table = DailyUsage._meta.db_table
-    counters = [
-        "record_count",
-        "unpriced_count",
-        "unpriced_tokens",
-        "failed_count",
-        *ROLLUP_COUNTERS,
-    ]
-    add_cost = (
-        f"cost = decimal_add({table}.cost, excluded.cost)"
-        if connection.vendor == "sqlite"
-        else f"cost = {table}.cost + excluded.cost"
-    )
-    columns = ["account_id", "provider_id", "model", "day", "source", "cost", *counters]
-    # A new estimated row is born superseded when its day already has official figures.
-    superseded = (
-        f"(%s = 'estimated' AND EXISTS (SELECT 1 FROM {table} o WHERE o.account_id = %s "
-        "AND o.day = %s AND o.source = 'official'))"
-    )
-    # Identifiers are constants of this module; values go in as parameters.
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}, superseded) "
-        f"VALUES ({', '.join(['%s'] * len(columns))}, {superseded}) "
-        f"ON CONFLICT (account_id, day, source, model) DO UPDATE SET {add_cost}, "
-        + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in counters)
-    )
-    params = []
-    # A stable order keeps concurrent batches from deadlocking on each other's rows.
-    for key in sorted(groups, key=lambda k: (k[0], k[3], k[4], k[2])):
-        g = groups[key]
-        account_id, provider_id, model, day, source = key
-        params.append(
-            [
-                account_id,
-                provider_id,
-                model,
-                day,
-                source,
-                g["cost"],
-                g["records"],
-                g["unpriced"],
-                g["unpriced_tokens"],
-                g["failed"],
-                *(g[f] for f in ROLLUP_COUNTERS),
-                source,
-                account_id,
-                day,
-            ]
-        )
+    vendor = connection.vendor
+    fields = [UsageRecord._meta.get_field(name) for name in ROLLUP_READS]
+    if vendor == "postgresql":  # typed, so that a column of only NULLs still sums
+        slots = [f"%s::{f.db_type(connection)}" for f in fields]
+    else:
+        slots = ["%s"] * len(fields)
+    row_sql = f"({', '.join(slots)})"
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-    spend_changed(account_ids={key[0] for key in groups})
+        for i in range(0, len(records), _ADD_CHUNK):
+            chunk = records[i : i + _ADD_CHUNK]
+            params = [
+                f.get_db_prep_value(getattr(r, f.attname), connection)
+                for r in chunk
+                for f in fields
+            ]
+            values = ", ".join([row_sql] * len(chunk))
+            sql = f"WITH r ({', '.join(ROLLUP_READS)}) AS (VALUES {values}) "
+            cursor.execute(sql + rollup_upsert_sql(vendor=vendor, rows="r"), params)
+    spend_changed(account_ids={r.account_id for r in records})
