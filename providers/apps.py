@@ -2,10 +2,13 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
-def _catalogue_after_migrate(sender, *, apps, **kwargs) -> None:
-    """The catalogue follows the registered adapters on every `migrate`."""
+def _catalogue_after_migrate(sender, *, apps=None, **kwargs) -> None:
+    """The catalogue follows the registered adapters on every `migrate` (and after a test's
+    flush, which sends the same signal without `apps`: then the current models apply)."""
     from providers.catalogue import catalogue_sync
 
+    if apps is None:
+        from django.apps import apps
     try:
         provider_model = apps.get_model("providers", "Provider")
     except LookupError:  # migrated to before the catalogue existed
