@@ -525,9 +525,13 @@ def _window_index(now: datetime | None) -> int:
     return (int(seconds) + EVALUATION_MARGIN) // EVALUATION_WINDOW
 
 
+def _window_end(window: int) -> datetime:
+    return datetime.fromtimestamp((window + 1) * EVALUATION_WINDOW, tz=UTC)
+
+
 def evaluation_due_at(*, now: datetime) -> datetime:
     """The end of the coalescing window a write at ``now`` belongs to (UTC, whole seconds)."""
-    return datetime.fromtimestamp((_window_index(now) + 1) * EVALUATION_WINDOW, tz=UTC)
+    return _window_end(_window_index(now))
 
 
 def alerts_evaluation_request(
@@ -544,7 +548,7 @@ def alerts_evaluation_request(
     key = ("account", account_id) if account_id is not None else ("owner", owner_id)
     if _asked.get(key) == window:
         return False
-    due = datetime.fromtimestamp((window + 1) * EVALUATION_WINDOW, tz=UTC)
+    due = _window_end(window)
     table = EvaluationDue._meta.db_table
     due_param = connection.ops.adapt_datetimefield_value(due)
     if account_id is not None:
