@@ -318,7 +318,13 @@ def main() -> int:
             else:
                 ok = ok and run.status == "failed" and run.error_class == "timeout"
                 ok = ok and end <= args.budget + 5
-                retry = Schedule.objects.filter(name=f"sync-retry-run-{run.pk}").first()
+                # The worker schedules the retry just after it commits the failed run: wait
+                # for it a moment rather than race it.
+                retry, wait_until = None, time.monotonic() + 5
+                while retry is None and time.monotonic() < wait_until:
+                    retry = Schedule.objects.filter(name=f"sync-retry-run-{run.pk}").first()
+                    if retry is None:
+                        time.sleep(0.1)
                 when = (
                     f"{(retry.next_run.timestamp() - queued_at):.0f} s after queueing"
                     if retry
