@@ -305,13 +305,24 @@ class ProviderAdapter:
     ) -> Decimal | None:
         """USD cost of one request (usage.pricing.RequestUsage × Price); None = unpriced.
 
-        The default: each token category × its price, plus request fees, searches (per
-        query), images and audio seconds. Providers with other rules override this.
+        The provider's own cost figure, when its response carries one (Perplexity, OpenRouter,
+        xAI), beats any price book. Otherwise the price book prices it
+        (:meth:`cost_from_price_book`). Providers with other rules (a local compute rate)
+        override this.
         """
-        from usage.pricing import standard_cost
-
+        if usage.provider_cost is not None:
+            return usage.provider_cost
         if price is None:
             return None
+        return cls.cost_from_price_book(usage, price)
+
+    @classmethod
+    def cost_from_price_book(cls, usage: Any, price: Any) -> Decimal | None:
+        """The default: each token category × its price (the long-context tier's rates when
+        the prompt is past it), plus request fees, searches (per query), images and audio
+        seconds."""
+        from usage.pricing import standard_cost
+
         return standard_cost(usage, price)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -42,15 +42,9 @@ class PerplexityAdapter(ProviderAdapter):
         raise ProviderError("test not supported for Perplexity (no account API)", permanent=True)
 
     @classmethod
-    def price(
-        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
-    ) -> Decimal | None:
-        """Its own ``usage.cost`` when present; else tokens plus the search fee: Sonar charges
+    def cost_from_price_book(cls, usage: Any, price: Any) -> Decimal | None:
+        """Without its own ``usage.cost``: tokens plus the search fee. Sonar charges
         search_context_cost_per_query once per request (ref §5.3), deep research per query."""
         from usage.pricing import standard_cost
 
-        if usage.provider_cost is not None:
-            return usage.provider_cost  # the provider's own figure beats any price book
-        if price is None:
-            return None
         return standard_cost(usage, price, search_per_request="deep-research" not in usage.model)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -195,13 +195,15 @@ def price_rules_from_file(data: dict) -> dict[tuple[str, str], PriceRule]:
 
 
 @transaction.atomic
-def prices_import(*, data: dict, now: datetime | None = None) -> ImportCounts:
+def prices_import(
+    *, data: dict, now: datetime | None = None, kinds: Collection[str] | None = None
+) -> ImportCounts:
     """Import a LiteLLM price file: add a dated row only where a price is new or changed.
 
     The file is validated as a whole before anything is written (PriceFileError otherwise).
     A changed price closes the current imported row at `now` and opens a new one from `now`;
     a model seen for the first time is valid from EPOCH, so earlier usage can be priced.
-    Admin-set rows are never touched.
+    Admin-set rows are never touched. ``kinds``: only these providers' prices (None: all).
     """
     rules = price_rules_from_file(data)
     now = now or timezone.now()
@@ -216,7 +218,7 @@ def prices_import(*, data: dict, now: datetime | None = None) -> ImportCounts:
     new_rows, closed = [], []
     for (kind, model), rule in rules.items():
         provider = providers.get(kind)
-        if provider is None:
+        if provider is None or (kinds is not None and kind not in kinds):
             continue
         existing = current.get((kind, model))
         if existing is not None and price_rule(existing) == rule:

@@ -75,6 +75,27 @@ def test_it_imports_the_shipped_snapshot_with_gpt_4o_mini_at_15_cents_per_millio
     assert Price.objects.count() == count
 
 
+def test_if_empty_imports_only_for_providers_without_imported_prices(tmp_path):
+    # An existing install (OpenAI already loaded) gets the prices of a provider registered
+    # since, while OpenAI's loaded rows, even if they differ from the file, are left alone.
+    path = raw_file(
+        tmp_path,
+        "both.json",
+        '{"gpt-x": {"litellm_provider": "openai", "input_cost_per_token": 3e-06},'
+        ' "claude-x": {"litellm_provider": "anthropic", "input_cost_per_token": 2e-06}}',
+    )
+    call_command("import_prices", numeric_file(tmp_path, "v1.json", {"gpt-x": ("1", "2")}))
+
+    call_command("import_prices", path, "--if-empty")
+
+    gpt = Price.objects.get(provider__slug="openai", model="gpt-x")
+    assert gpt.input_per_token == D("0.000001")  # still the first file's $1/M
+    claude = Price.objects.get(provider__slug="anthropic", model="claude-x")
+    assert claude.input_per_token == D("0.000002")
+    call_command("import_prices", path, "--if-empty")  # nothing new: both providers loaded
+    assert Price.objects.count() == 2
+
+
 def test_it_closes_the_old_row_and_keeps_the_old_price_for_earlier_requests(tmp_path):
     account = AccountFactory(provider=provider("openai"))
     with time_machine.travel("2026-11-01 00:00:00Z", tick=False):

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from providers.registry import ADAPTERS
 from usage.models import Price
 from usage.pricing import SHIPPED_PRICES_PATH
 from usage.services.prices import PriceFileError, load_price_file, prices_import
@@ -22,16 +23,26 @@ class Command(BaseCommand):
         parser.add_argument(
             "--if-empty",
             action="store_true",
-            help="Do nothing when the price book already has imported prices.",
+            help=(
+                "Import only for providers that have no imported prices yet (so a newly "
+                "registered provider gets the shipped prices on the next start, and the others "
+                "are left alone)."
+            ),
         )
 
     def handle(self, *args, path, if_empty, **options):
-        if if_empty and Price.objects.filter(origin=Price.Origin.IMPORTED).exists():
-            self.stdout.write("Price book already loaded; skipping.")
-            return
+        kinds = None
+        if if_empty:
+            loaded = Price.objects.filter(origin=Price.Origin.IMPORTED).values_list(
+                "provider__slug", flat=True
+            )
+            kinds = set(ADAPTERS) - set(loaded)
+            if not kinds:
+                self.stdout.write("Price book already loaded; skipping.")
+                return
         try:
             # Validated as a whole before the first write: a bad file changes nothing.
-            counts = prices_import(data=load_price_file(Path(path)))
+            counts = prices_import(data=load_price_file(Path(path)), kinds=kinds)
         except PriceFileError as exc:
             raise CommandError(f"Cannot import {path}: {exc}") from exc
         self.stdout.write(
