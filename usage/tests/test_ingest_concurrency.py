@@ -40,6 +40,11 @@ def threads_see_a_real_database(tmp_path):
     connection.ensure_connection()
     target = sqlite3.connect(path)
     connection.connection.backup(target)
+    # A file switches to WAL on its first connection and keeps it, as the app's database does
+    # after `migrate`. Left to the threads, six first connections would race to switch it,
+    # and SQLite answers that race "database is locked" at once, without waiting (it failed
+    # CI once this way).
+    target.execute("PRAGMA journal_mode=WAL")
     target.close()
     # New threads build their connection from this same settings dict; this thread keeps its
     # open in-memory connection (Django never closes an in-memory database).
