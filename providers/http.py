@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -218,6 +219,49 @@ def _error_for_status(response: requests.Response) -> ProviderError:
     return ProviderError(message, permanent=True, error_class=ErrorClass.CONFIG, **common)
 
 
+# (pattern in the message, what went wrong) for failures to reach the provider at all.
+NETWORK_CAUSES: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(
+            r"NameResolutionError|Failed to resolve|Name or service not known|"
+            r"nodename nor servname|getaddrinfo failed|Temporary failure in name resolution|"
+            r"No address associated with hostname",
+            re.I,
+        ),
+        "DNS lookup failed",
+    ),
+    (re.compile(r"Connection refused|ECONNREFUSED|Errno 111\]", re.I), "connection refused"),
+    (
+        re.compile(r"ConnectTimeout|connect timeout|Connection to .+ timed out", re.I),
+        "connection timed out",
+    ),
+    (
+        re.compile(r"SSLError|CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL:", re.I),
+        "TLS/certificate error",
+    ),
+    (
+        re.compile(r"Network is unreachable|No route to host|ENETUNREACH|EHOSTUNREACH", re.I),
+        "network unreachable",
+    ),
+    (
+        re.compile(
+            r"RemoteDisconnected|Connection reset|Connection aborted|ConnectionResetError|"
+            r"IncompleteRead|closed connection without response",
+            re.I,
+        ),
+        "the connection was dropped",
+    ),
+    (re.compile(r"ProxyError|Unable to connect to proxy", re.I), "the HTTP proxy failed"),
+]
+
+
+def network_cause(text: str) -> str:
+    """What went wrong, in a few words, for a failure to reach a host at all ("DNS lookup
+    failed"), read from an exception's text; "" when the text names no known cause. The one
+    wording the sync's errors and the pages' error display share."""
+    return next((label for pattern, label in NETWORK_CAUSES if pattern.search(text)), "")
+
+
 def _network_error(exc: requests.RequestException, url: str) -> ProviderError:
     """One human line for a request that got no HTTP answer; the raw text goes to ``detail``."""
     host = _host(url)
@@ -229,18 +273,8 @@ def _network_error(exc: requests.RequestException, url: str) -> ProviderError:
             error_class=ErrorClass.TIMEOUT,
             detail=str(exc),
         )
-    elif isinstance(exc, requests.exceptions.SSLError):
-        reason, error_class = "TLS handshake failed", ErrorClass.NETWORK
     else:
-        text = str(exc)
-        if "NameResolutionError" in text or "Name or service not known" in text:
-            reason = "DNS lookup failed"
-        elif "Connection refused" in text or "ConnectionRefusedError" in text:
-            reason = "connection refused"
-        elif "RemoteDisconnected" in text or "Connection aborted" in text:
-            reason = "the connection was closed"
-        else:
-            reason = "connection failed"
+        reason = network_cause(f"{type(exc).__name__}: {exc}") or "connection failed"
         error_class = ErrorClass.NETWORK
     return ProviderError(
         f"Couldn't reach {host}: {reason}", error_class=error_class, detail=str(exc)

@@ -215,6 +215,36 @@ def test_it_reports_connection_refused_as_unreachable(session):
     assert len(sleeps) == 3  # 4 tries
 
 
+@pytest.mark.parametrize(
+    ("exc", "cause"),
+    [
+        (
+            requests.ConnectionError("NameResolutionError: Failed to resolve 'x'"),
+            "DNS lookup failed",
+        ),
+        (requests.exceptions.SSLError("certificate verify failed"), "TLS/certificate error"),
+        (
+            requests.ConnectionError("Connection aborted. RemoteDisconnected"),
+            "the connection was dropped",
+        ),
+        (requests.exceptions.ProxyError("Unable to connect to proxy"), "the HTTP proxy failed"),
+        (requests.ConnectionError("something new"), ""),
+    ],
+)
+def test_a_sync_error_and_the_page_name_the_same_cause(exc, cause):
+    # One wording (http.network_cause) for the sync's message and the pages' error display,
+    # which reads the raw text a sync or an older row stored.
+    from usage.templatetags.errors import error_summary
+
+    error = http._network_error(exc, "https://api.example.com/v1/x")
+
+    assert error.message == f"Couldn't reach api.example.com: {cause or 'connection failed'}"
+    stored = f"{type(exc).__name__}: {exc}"
+    assert http.network_cause(stored) == cause
+    if cause:
+        assert error_summary(stored) == f"Couldn't reach the provider: {cause}"
+
+
 def test_it_reports_malformed_json_with_an_excerpt(httpserver, session):
     html = "<html>" + "x" * 2000 + "</html>"
     httpserver.expect_request("/x").respond_with_data(html, content_type="text/html")

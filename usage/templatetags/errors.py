@@ -16,44 +16,12 @@ from urllib.parse import urlsplit
 
 from django import template
 
+from providers.http import network_cause
+
 register = template.Library()
 
 SUMMARY_CHARS = 160
 
-# (pattern in the message, what went wrong) for failures to reach the provider at all.
-_NETWORK_CAUSES: list[tuple[re.Pattern[str], str]] = [
-    (
-        re.compile(
-            r"NameResolutionError|Failed to resolve|Name or service not known|"
-            r"nodename nor servname|getaddrinfo failed|Temporary failure in name resolution|"
-            r"No address associated with hostname",
-            re.I,
-        ),
-        "DNS lookup failed",
-    ),
-    (re.compile(r"Connection refused|ECONNREFUSED|Errno 111\]", re.I), "connection refused"),
-    (
-        re.compile(r"ConnectTimeout|connect timeout|Connection to .+ timed out", re.I),
-        "connection timed out",
-    ),
-    (
-        re.compile(r"SSLError|CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL:", re.I),
-        "TLS/certificate error",
-    ),
-    (
-        re.compile(r"Network is unreachable|No route to host|ENETUNREACH|EHOSTUNREACH", re.I),
-        "network unreachable",
-    ),
-    (
-        re.compile(
-            r"RemoteDisconnected|Connection reset|Connection aborted|ConnectionResetError|"
-            r"IncompleteRead|closed connection without response",
-            re.I,
-        ),
-        "the connection was dropped",
-    ),
-    (re.compile(r"ProxyError|Unable to connect to proxy", re.I), "the HTTP proxy failed"),
-]
 _NETWORK_ANY = re.compile(
     r"HTTPS?ConnectionPool|Max retries exceeded|NewConnectionError|ConnectionError|"
     r"provider unreachable",
@@ -125,7 +93,7 @@ def error_describe(message: object, error_class: object = "") -> ErrorDisplay:
     host = _host(text)
     where = host or "the provider"
     summary = ""
-    cause = next((label for pattern, label in _NETWORK_CAUSES if pattern.search(text)), "")
+    cause = network_cause(text)
     if cause:
         summary = f"Couldn't reach {where}: {cause}"
     elif kind == "timeout" or (_READ_TIMEOUT.search(text) and not kind):
