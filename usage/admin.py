@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from usage.models import DailyUsage, ModelAlias, Price, SyncRun, UsageRecord
+from usage.pricing import LONG_CONTEXT_FIELDS
 from usage.services.rollup import rollup_rebuild
 
 
@@ -77,6 +78,28 @@ class PriceAdmin(admin.ModelAdmin):
     list_filter = ["provider", "origin"]
     search_fields = ["model"]
     readonly_fields = ["origin", "created_at"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    f.name
+                    for f in Price._meta.fields
+                    if f.editable and not f.primary_key and f.name not in LONG_CONTEXT_FIELDS
+                ]
+                + ["created_at"]
+            },
+        ),
+        (
+            "Long-context tier",
+            {
+                "fields": list(LONG_CONTEXT_FIELDS),
+                "description": "A request whose prompt (input, cached input included) is above "
+                "the threshold is priced at these rates, every token of it. A rate left empty "
+                "keeps the ordinary rate.",
+            },
+        ),
+    ]
 
     def save_model(self, request, obj, form, change):
         # A price set here is an operator override: it wins over imported prices, and a later

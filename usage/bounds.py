@@ -119,6 +119,22 @@ ACCOUNT_BUDGET = Bound(_D(0), _D(10) ** 12, 2, "USD")
 # An invoice total typed for reconciliation (credits can make it negative).
 INVOICE = Bound(-(_D(10) ** 12), _D(10) ** 12, 12, "USD")
 
+# A price book rate (USD per token): what DECIMAL(28, 16) holds, 12 digits before the point.
+RATE = Bound(_D(0), _D(10) ** 12 - 1, 16, "USD")
+# A long-context tier's threshold: a prompt of more tokens than this uses the tier's rates. A
+# billion (the column is a 32-bit INTEGER); context windows are a few million tokens.
+CONTEXT_THRESHOLD = Bound(_D(1), _D(10) ** 9, 0, "tokens")
+
+# Every bounded column of a price book row: its long-context tier (usage.pricing.Price).
+PRICE_TIER = {
+    "long_context_threshold": CONTEXT_THRESHOLD,
+    "input_per_token_long": RATE,
+    "cache_read_per_token_long": RATE,
+    "cache_write_per_token_long": RATE,
+    "cache_write_1h_per_token_long": RATE,
+    "output_per_token_long": RATE,
+}
+
 # Every bounded column of a usage record.
 RECORD = {
     "input_tokens": TOKENS,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from providers.http import ErrorClass
@@ -258,15 +259,44 @@ class Price(models.Model):
     per_audio_second = rate_field()
     per_seat_month = rate_field()
     per_credit = rate_field()
+    # Long-context tier (usage.pricing.Price): a request whose prompt (cached input included)
+    # is above the threshold is priced at these rates, every token of it.
+    long_context_threshold = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=bounds.CONTEXT_THRESHOLD.validators(),
+        help_text="Prompt tokens above which the long-context rates apply; empty = no tier.",
+    )
+    input_per_token_long = rate_field(validators=bounds.RATE.validators())
+    cache_read_per_token_long = rate_field(validators=bounds.RATE.validators())
+    cache_write_per_token_long = rate_field(validators=bounds.RATE.validators())
+    cache_write_1h_per_token_long = rate_field(validators=bounds.RATE.validators())
+    output_per_token_long = rate_field(validators=bounds.RATE.validators())
     note = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["provider__name", "model", "-valid_from"]
         indexes = [models.Index(fields=["provider", "model", "valid_from"], name="price_lookup")]
+        constraints = [
+            bounds.check_constraint("price_tier", bounds.PRICE_TIER, nullable=bounds.PRICE_TIER),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider.slug}/{self.model} from {self.valid_from:%Y-%m-%d}"
+
+    def clean(self) -> None:
+        """A long-context rate needs a threshold to apply at, and a threshold needs a rate."""
+        from usage.pricing import LONG_CONTEXT_RATES
+
+        rates = [name for name in LONG_CONTEXT_RATES if getattr(self, name) is not None]
+        if rates and self.long_context_threshold is None:
+            message = "Set the prompt size the long-context rates apply above."
+            raise ValidationError({"long_context_threshold": message})
+        if self.long_context_threshold is not None and not rates:
+            raise ValidationError(
+                {"long_context_threshold": "Set at least one long-context rate, or clear this."}
+            )
 
 
 class ModelAlias(models.Model):

@@ -70,6 +70,25 @@ class Price:
     per_audio_second: Decimal | None = None
     per_seat_month: Decimal | None = None  # seat and credit lines are priced by the sync, not here
     per_credit: Decimal | None = None
+    # Long-context tier: a request whose prompt is above `long_context_threshold` tokens is
+    # priced at the *_long rates for every token category (see _long_context). None: no tier.
+    long_context_threshold: int | None = None
+    input_per_token_long: Decimal | None = None
+    cache_read_per_token_long: Decimal | None = None
+    cache_write_per_token_long: Decimal | None = None
+    cache_write_1h_per_token_long: Decimal | None = None
+    output_per_token_long: Decimal | None = None
+
+
+# The long-context tier's fields; each rate stands in for the ordinary one its name ends with.
+LONG_CONTEXT_RATES = (
+    "input_per_token_long",
+    "cache_read_per_token_long",
+    "cache_write_per_token_long",
+    "cache_write_1h_per_token_long",
+    "output_per_token_long",
+)
+LONG_CONTEXT_FIELDS = ("long_context_threshold", *LONG_CONTEXT_RATES)
 
 
 def _line(count: int | Decimal, unit_price: Decimal | None) -> Decimal | None:
@@ -92,15 +111,53 @@ def _search_price(usage: RequestUsage, price: Price) -> Decimal | None:
     return by_size.get(size, price.search_low)
 
 
+def prompt_tokens(usage: RequestUsage) -> int:
+    """Every input token of the request: uncached, cache reads and cache writes."""
+    return (
+        usage.input_tokens
+        + usage.cache_read_tokens
+        + usage.cache_write_tokens
+        + usage.cache_write_1h_tokens
+    )
+
+
+def _long_context(usage: RequestUsage, price: Price) -> bool:
+    """Whether the whole request is priced at the long-context tier.
+
+    Matches LiteLLM 1.109.1, _get_token_base_cost and _prompt_exceeds_threshold in
+    litellm/litellm_core_utils/llm_cost_calc/utils.py: the tier applies when
+    ``usage.prompt_tokens > threshold``, strictly above, and LiteLLM's prompt_tokens counts
+    cached input too (OpenAI and Gemini report it so; its Anthropic usage adds
+    cache_read_input_tokens and cache_creation_input_tokens to input_tokens). LiteLLM compares
+    with >= for one provider (xAI, _INCLUSIVE_THRESHOLD_PROVIDERS); here one rule serves all.
+    """
+    threshold = price.long_context_threshold
+    return threshold is not None and prompt_tokens(usage) > threshold
+
+
 def _token_lines(usage: RequestUsage, price: Price) -> list[Decimal | None]:
+    input_rate = price.input_per_token
+    cache_read = price.cache_read_per_token
+    cache_write = price.cache_write_per_token
+    cache_write_1h = price.cache_write_1h_per_token
+    output_rate = price.output_per_token
+    if _long_context(usage, price):
+        # Every category at its long rate; one without a long rate keeps its ordinary rate,
+        # as LiteLLM 1.109.1 does (get_cost_per_unit(tier key, default=the ordinary rate)).
+        input_rate = _first(price.input_per_token_long, input_rate)
+        cache_read = _first(price.cache_read_per_token_long, cache_read)
+        cache_write = _first(price.cache_write_per_token_long, cache_write)
+        cache_write_1h = _first(price.cache_write_1h_per_token_long, cache_write_1h)
+        output_rate = _first(price.output_per_token_long, output_rate)
     # An absent cache price falls back to the input price (and a 1-hour write to the 5-minute
     # write price) - LiteLLM 1.109.1 does the same in _get_token_base_cost: "a provider that
     # publishes no cache price bills cached tokens as ordinary input". An explicit 0 stays 0.
-    cache_read = _first(price.cache_read_per_token, price.input_per_token)
-    cache_write = _first(price.cache_write_per_token, price.input_per_token)
-    cache_write_1h = _first(price.cache_write_1h_per_token, cache_write)
+    # In the long tier that is the long input rate, as in LiteLLM.
+    cache_read = _first(cache_read, input_rate)
+    cache_write = _first(cache_write, input_rate)
+    cache_write_1h = _first(cache_write_1h, cache_write)
     lines = [
-        _line(usage.input_tokens, price.input_per_token),
+        _line(usage.input_tokens, input_rate),
         _line(usage.cache_read_tokens, cache_read),
         _line(usage.cache_write_tokens, cache_write),
         _line(usage.cache_write_1h_tokens, cache_write_1h),
@@ -108,10 +165,11 @@ def _token_lines(usage: RequestUsage, price: Price) -> list[Decimal | None]:
     if price.reasoning_per_token is not None and usage.reasoning_tokens:
         # Reasoning is inside output_tokens: take it out before pricing the rest as output.
         reasoning = min(usage.reasoning_tokens, usage.output_tokens)
-        lines.append(_line(usage.output_tokens - reasoning, price.output_per_token))
+        # LiteLLM has no long-context reasoning rate: reasoning priced apart keeps its rate.
+        lines.append(_line(usage.output_tokens - reasoning, output_rate))
         lines.append(_line(reasoning, price.reasoning_per_token))
     else:
-        lines.append(_line(usage.output_tokens, price.output_per_token))
+        lines.append(_line(usage.output_tokens, output_rate))
     return lines
 
 
@@ -215,6 +273,50 @@ _LITELLM_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# LiteLLM's prompt-size tier keys, "<rate key>_above_<N>[k]_tokens" (1.109.1 ships 100k, 128k,
+# 200k and 272k tiers). Anchored at the end, so the service-tier variants ("..._tokens_priority",
+# "_flex", "_ultrafast", "_batches", "_decisions") are left out: they price how a request was
+# served (priority or flex processing, the batch API), not how long its prompt was, and a
+# recorded request does not say which service tier served it. The per-character, image, audio
+# and video "_above_128k_tokens" keys are left out too: LiteLLM's token pricing
+# (_get_token_base_cost) reads only these five rates, and so do we.
+_LITELLM_TIER_KEY = re.compile(
+    r"^(input_cost_per_token|cache_read_input_token_cost|cache_creation_input_token_cost_above_1hr"
+    r"|cache_creation_input_token_cost|output_cost_per_token)_above_(\d+)(k?)_tokens$"
+)
+_LITELLM_TIER_FIELDS: dict[str, str] = {
+    "input_cost_per_token": "input_per_token_long",
+    "cache_read_input_token_cost": "cache_read_per_token_long",
+    "cache_creation_input_token_cost": "cache_write_per_token_long",
+    "cache_creation_input_token_cost_above_1hr": "cache_write_1h_per_token_long",
+    "output_cost_per_token": "output_per_token_long",
+}
+
+
+def _litellm_long_context(entry: dict, key: str) -> dict[str, int | Decimal]:
+    """The long-context tier of one LiteLLM entry as Price fields ({} when it has none).
+
+    As in LiteLLM 1.109.1 (_get_token_base_cost), any of the five rates' "_above_" keys marks
+    the threshold, not only the input one; a rate without its own key keeps its ordinary rate
+    (_token_lines). LiteLLM applies every threshold a prompt is above, lowest first, each
+    one's rates over the last; a Price holds one tier, so of two thresholds the lower is kept
+    (no entry in the 1.109.1 snapshot has two: usage/tests/test_price_tiers.py checks).
+    """
+    tiers: dict[int, dict[str, int | Decimal]] = {}
+    for name, value in entry.items():
+        match = _LITELLM_TIER_KEY.match(name)
+        if match is None or value is None:
+            continue
+        rate_key, number, thousands = match.groups()
+        threshold = int(number) * (1000 if thousands else 1)
+        rate = _price_value(value, f"{key}.{name}")
+        tiers.setdefault(threshold, {})[_LITELLM_TIER_FIELDS[rate_key]] = rate
+    if not tiers:
+        return {}
+    threshold = min(tiers)
+    return {"long_context_threshold": threshold, **tiers[threshold]}
+
+
 def litellm_to_prices(data: dict) -> dict[tuple[str, str], Price]:
     """Map LiteLLM's model_prices_and_context_window.json (parsed with parse_float=Decimal)
     to {(kind, model name): Price} for our providers; entries with no price at all are skipped.
@@ -232,7 +334,7 @@ def litellm_to_prices(data: dict) -> dict[tuple[str, str], Price]:
         # Strip once only: "perplexity/perplexity/sonar" is a different model from "sonar".
         if kind in key_prefixed and name.startswith(f"{kind}/"):
             name = name[len(kind) + 1 :]
-        values: dict[str, Decimal | None] = {}
+        values: dict[str, int | Decimal | None] = {}
         for field_name, keys in _LITELLM_FIELDS.items():
             present = next((k for k in keys if entry.get(k) is not None), None)
             if present is not None:
@@ -242,6 +344,7 @@ def litellm_to_prices(data: dict) -> dict[tuple[str, str], Price]:
             for size in ("low", "medium", "high"):
                 field = f"search_context_size_{size}"
                 values[f"search_{size}"] = _price_value(search.get(field), f"{key}.{field}")
+        values.update(_litellm_long_context(entry, key))
         price = Price(**values)
         if any(getattr(price, f.name) is not None for f in fields(Price)):
             prices[(kind, name)] = price

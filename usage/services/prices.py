@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from providers.models import Provider
+from usage import bounds
 from usage.models import ModelAlias, Price, RecordStatus, Source, UsageRecord
 from usage.pricing import SHIPPED_PRICES_PATH, candidate_model_names, litellm_to_prices
 from usage.pricing import Price as PriceRule
@@ -184,9 +185,14 @@ def price_rules_from_file(data: dict) -> dict[tuple[str, str], PriceRule]:
         for name in PRICE_FIELDS:
             value = getattr(rule, name)
             if value is not None:
-                if not value.is_finite() or value < 0 or value >= _RATE_LIMIT:
-                    raise PriceFileError(f"{model}.{name}: {value} is not a valid price")
-                value = value.quantize(_RATE_QUANTUM)
+                # The long-context tier's columns have bounds (and a CHECK): the same here.
+                tier_bound = bounds.PRICE_TIER.get(name)
+                if tier_bound is not None and (problem := tier_bound.problem(value)):
+                    raise PriceFileError(f"{model}.{name}: {value} {problem}")
+                if isinstance(value, Decimal):
+                    if not value.is_finite() or value < 0 or value >= _RATE_LIMIT:
+                        raise PriceFileError(f"{model}.{name}: {value} is not a valid price")
+                    value = value.quantize(_RATE_QUANTUM)
             values[name] = value
         clean[(kind, model)] = PriceRule(**values)
     if not clean:
