@@ -21,6 +21,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
     "mistral": ("Mistral", "providers.adapters.mistral.MistralAdapter"),
+    "xai": ("xAI (Grok)", "providers.adapters.xai.XAIAdapter"),
 }
 
 
