@@ -20,6 +20,8 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "groq": ("Groq", "providers.adapters.groq.GroqAdapter"),
     "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
+    "mistral": ("Mistral", "providers.adapters.mistral.MistralAdapter"),
+    "xai": ("xAI (Grok)", "providers.adapters.xai.XAIAdapter"),
 }
 
 

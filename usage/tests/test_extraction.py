@@ -321,7 +321,7 @@ def test_it_rejects_bad_numbers_naming_the_field(kind, body, field):
 
 def test_it_rejects_an_unknown_kind():
     with pytest.raises(ValueError, match="kind"):
-        extract_usage("mistral", {})
+        extract_usage("no-such-provider", {})
 
 
 # --- streaming -------------------------------------------------------------------------------
