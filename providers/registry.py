@@ -20,6 +20,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "groq": ("Groq", "providers.adapters.groq.GroqAdapter"),
     "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
+    "deepseek": ("DeepSeek", "providers.adapters.deepseek.DeepSeekAdapter"),
 }
 
 
