@@ -21,6 +21,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
     "deepseek": ("DeepSeek", "providers.adapters.deepseek.DeepSeekAdapter"),
+    "openrouter": ("OpenRouter", "providers.adapters.openrouter.OpenRouterAdapter"),
 }
 
 
