@@ -22,6 +22,8 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
     "mistral": ("Mistral", "providers.adapters.mistral.MistralAdapter"),
     "xai": ("xAI (Grok)", "providers.adapters.xai.XAIAdapter"),
+    "deepseek": ("DeepSeek", "providers.adapters.deepseek.DeepSeekAdapter"),
+    "openrouter": ("OpenRouter", "providers.adapters.openrouter.OpenRouterAdapter"),
 }
 
 

@@ -24,6 +24,8 @@ def test_it_lists_every_kind_as_choices():
         ("perplexity", "Perplexity"),
         ("ollama", "Ollama"),
     ]
+    assert [kind for kind, _ in choices] == list(registry.ADAPTERS)
+    assert all(label for _, label in choices)
 
 
 @pytest.mark.parametrize("kind", list(registry.ADAPTERS))
