@@ -59,9 +59,12 @@ def adapter_for_account(account: ProviderAccount, **kwargs) -> ProviderAdapter:
                 "The stored key cannot be decrypted with ENCRYPTION_KEYS; enter it again."
             ) from exc
     kwargs.setdefault("other_secrets", account_secrets(account=account))
-    return adapter_class(
+    adapter = adapter_class(
         base_url=account.provider.base_url, secret=secret, config=account.config, **kwargs
     )
+    if not adapter.base_url:  # neither the setting nor the adapter names a host
+        raise AccountNotReady(account.provider.no_upstream_message())
+    return adapter
 
 
 @dataclass(frozen=True)
