@@ -261,7 +261,8 @@ class ProviderAdapter:
     # --- Proxy ---
     # Allow-listed client path -> Route (providers.proxy.routes.Route); empty: no proxy.
     proxy_routes: ClassVar[Mapping[str, Any]] = {}
-    # False when the upstream takes calls without a key (a local server).
+    # False when the upstream takes calls without a key (a local server). With secret_field
+    # "api_key" that key is then optional: sent when stored (see api_key_optional).
     proxy_needs_key: ClassVar[bool] = True
     # Response header name prefixes of this provider the proxy hands back (rate limits, ids).
     proxy_returned_header_prefixes: ClassVar[tuple[str, ...]] = ()
@@ -278,6 +279,12 @@ class ProviderAdapter:
     litellm_providers: ClassVar[tuple[str, ...]] = ()
     # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).
     litellm_key_prefixed: ClassVar[bool] = False
+
+    @classmethod
+    def api_key_optional(cls) -> bool:
+        """An API key the upstream may or may not want (a self-hosted server with or without
+        one): the proxy and the connection test send it when one is stored, and go without."""
+        return cls.secret_field == "api_key" and not cls.proxy_needs_key
 
     @classmethod
     def proxy_auth_headers(cls, headers: dict[str, str], provider_key: str) -> None:
