@@ -308,14 +308,19 @@ class ProviderAdapter:
 
     @classmethod
     def price(
-        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+        cls,
+        usage: Any,
+        price: Any,
+        *,
+        compute_rate_per_hour: Decimal | None = None,
+        account_config: Mapping[str, Any] | None = None,
     ) -> Decimal | None:
         """USD cost of one request (usage.pricing.RequestUsage × Price); None = unpriced.
 
         The provider's own cost figure, when its response carries one (Perplexity, OpenRouter,
         xAI), beats any price book. Otherwise the price book prices it
-        (:meth:`cost_from_price_book`). Providers with other rules (a local compute rate)
-        override this.
+        (:meth:`cost_from_price_book`). Providers with other rules (a local compute rate, an
+        account setting: ``account_config`` is the account's stored settings) override this.
         """
         if usage.provider_cost is not None:
             return usage.provider_cost
