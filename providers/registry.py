@@ -20,6 +20,10 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "groq": ("Groq", "providers.adapters.groq.GroqAdapter"),
     "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
+    "openai_compatible": (
+        "OpenAI-compatible (custom)",
+        "providers.adapters.openai_compatible.OpenAICompatibleAdapter",
+    ),
 }
 
 
