@@ -49,19 +49,22 @@ def adapter_for_account(account: ProviderAccount, **kwargs) -> ProviderAdapter:
     secret = ""
     if field:
         sealed = getattr(account, field)
-        if not sealed:
+        if not sealed and not adapter_class.api_key_optional():
             label = "admin key / token" if field == "admin_key" else "API key"
             raise AccountNotReady(f"{account.provider.name} needs an {label} for this.")
         try:
-            secret = sealed.reveal()
+            secret = sealed.reveal() if sealed else ""
         except SecretUnreadable as exc:
             raise AccountNotReady(
                 "The stored key cannot be decrypted with ENCRYPTION_KEYS; enter it again."
             ) from exc
     kwargs.setdefault("other_secrets", account_secrets(account=account))
-    return adapter_class(
+    adapter = adapter_class(
         base_url=account.provider.base_url, secret=secret, config=account.config, **kwargs
     )
+    if not adapter.base_url:  # neither the setting nor the adapter names a host
+        raise AccountNotReady(account.provider.no_upstream_message())
+    return adapter
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,14 @@ def _key_help() -> tuple[str, str]:
     """(API key help, admin key help), naming the providers that use each (from the registry)."""
     adapters = [get_adapter_class(kind) for kind in ADAPTERS]
     proxied = [a.label for a in adapters if a.proxy_routes and a.proxy_needs_key]
+    optional = [a.label for a in adapters if a.proxy_routes and a.api_key_optional()]
     hints = [a.admin_key_hint for a in adapters if a.secret_field == "admin_key"]
     admin = ", ".join(hints[:-1]) + f", or {hints[-1]}" if len(hints) > 1 else "".join(hints)
+    used_by = ", ".join(proxied)
+    if optional:
+        used_by += f"; optional for {', '.join(optional)}: sent only when stored"
     return (
-        f"Used by the proxy ({', '.join(proxied)}). {_KEY_HELP}",
+        f"Used by the proxy ({used_by}). {_KEY_HELP}",
         f"For official usage sync: {admin}. {_KEY_HELP}",
     )
 

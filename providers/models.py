@@ -35,6 +35,12 @@ class Provider(models.Model):
     def base_url(self) -> str:
         return getattr(settings, self.base_url_setting, "") if self.base_url_setting else ""
 
+    def no_upstream_message(self) -> str:
+        """What the proxy and the connection test say when no upstream URL is configured
+        (a provider whose upstream only the operator can know has no default)."""
+        setting = self.base_url_setting or "its base URL setting"
+        return f"No upstream is configured for {self.name}: the server's operator sets {setting}."
+
 
 class SyncStatus(models.TextChoices):
     NEVER = "never", "Never synced"

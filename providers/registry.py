@@ -24,6 +24,10 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "xai": ("xAI (Grok)", "providers.adapters.xai.XAIAdapter"),
     "deepseek": ("DeepSeek", "providers.adapters.deepseek.DeepSeekAdapter"),
     "openrouter": ("OpenRouter", "providers.adapters.openrouter.OpenRouterAdapter"),
+    "openai_compatible": (
+        "OpenAI-compatible (custom)",
+        "providers.adapters.openai_compatible.OpenAICompatibleAdapter",
+    ),
 }
 
 

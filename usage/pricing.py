@@ -8,6 +8,7 @@ Facts: `shared/reference/provider-apis.md` sections 5.3, 8, 9 and 10.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from functools import cache
@@ -179,19 +180,23 @@ def cost_for(
     price: Price | None,
     *,
     compute_rate_per_hour: Decimal | None = None,
+    account_config: Mapping[str, Any] | None = None,
 ) -> Decimal | None:
     """USD cost of one request, or None when it cannot be priced (never a made-up 0).
 
     The provider's adapter decides (``ProviderAdapter.price``): by default
     :func:`standard_cost`; a provider with its own rules (its own cost figure, a local compute
     rate, premium requests) overrides it. `compute_rate_per_hour` is a user's hardware/energy
-    rate for local providers.
+    rate for local providers; `account_config` the account's stored settings, for a rule that
+    depends on one of them.
     """
     from providers.registry import ADAPTERS, get_adapter_class
 
     if kind not in ADAPTERS:
         return None if price is None else standard_cost(usage, price)
-    return get_adapter_class(kind).price(usage, price, compute_rate_per_hour=compute_rate_per_hour)
+    return get_adapter_class(kind).price(
+        usage, price, compute_rate_per_hour=compute_rate_per_hour, account_config=account_config
+    )
 
 
 def standard_cost(

@@ -261,7 +261,8 @@ class ProviderAdapter:
     # --- Proxy ---
     # Allow-listed client path -> Route (providers.proxy.routes.Route); empty: no proxy.
     proxy_routes: ClassVar[Mapping[str, Any]] = {}
-    # False when the upstream takes calls without a key (a local server).
+    # False when the upstream takes calls without a key (a local server). With secret_field
+    # "api_key" that key is then optional: sent when stored (see api_key_optional).
     proxy_needs_key: ClassVar[bool] = True
     # Response header name prefixes of this provider the proxy hands back (rate limits, ids).
     proxy_returned_header_prefixes: ClassVar[tuple[str, ...]] = ()
@@ -278,6 +279,12 @@ class ProviderAdapter:
     litellm_providers: ClassVar[tuple[str, ...]] = ()
     # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).
     litellm_key_prefixed: ClassVar[bool] = False
+
+    @classmethod
+    def api_key_optional(cls) -> bool:
+        """An API key the upstream may or may not want (a self-hosted server with or without
+        one): the proxy and the connection test send it when one is stored, and go without."""
+        return cls.secret_field == "api_key" and not cls.proxy_needs_key
 
     @classmethod
     def proxy_auth_headers(cls, headers: dict[str, str], provider_key: str) -> None:
@@ -301,14 +308,19 @@ class ProviderAdapter:
 
     @classmethod
     def price(
-        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+        cls,
+        usage: Any,
+        price: Any,
+        *,
+        compute_rate_per_hour: Decimal | None = None,
+        account_config: Mapping[str, Any] | None = None,
     ) -> Decimal | None:
         """USD cost of one request (usage.pricing.RequestUsage × Price); None = unpriced.
 
         The provider's own cost figure, when its response carries one (Perplexity, OpenRouter,
         xAI), beats any price book. Otherwise the price book prices it
-        (:meth:`cost_from_price_book`). Providers with other rules (a local compute rate)
-        override this.
+        (:meth:`cost_from_price_book`). Providers with other rules (a local compute rate, an
+        account setting: ``account_config`` is the account's stored settings) override this.
         """
         if usage.provider_cost is not None:
             return usage.provider_cost

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -114,13 +114,20 @@ class CopilotAdapter(ProviderAdapter):
 
     @classmethod
     def price(
-        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+        cls,
+        usage: Any,
+        price: Any,
+        *,
+        compute_rate_per_hour: Decimal | None = None,
+        account_config: Mapping[str, Any] | None = None,
     ) -> Decimal | None:
         """Copilot bills premium requests, not tokens (ref §3.6): request_count × per_request
         when the price has one."""
         if price is not None and price.per_request is not None:
             return usage.request_count * price.per_request
-        return super().price(usage, price, compute_rate_per_hour=compute_rate_per_hour)
+        return super().price(
+            usage, price, compute_rate_per_hour=compute_rate_per_hour, account_config=account_config
+        )
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §3.1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -66,7 +67,12 @@ class OllamaAdapter(ProviderAdapter):
 
     @classmethod
     def price(
-        cls, usage: Any, price: Any, *, compute_rate_per_hour: Decimal | None = None
+        cls,
+        usage: Any,
+        price: Any,
+        *,
+        compute_rate_per_hour: Decimal | None = None,
+        account_config: Mapping[str, Any] | None = None,
     ) -> Decimal | None:
         """Local and free, so 0 whatever the price book says; with an operator's compute rate
         (hardware/energy), rate × the request's total_duration."""

@@ -125,6 +125,15 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         return _error(404, "not_found_error", f"The proxy does not forward /{path}.")
     if request.method != route.method:
         return _error(405, "invalid_request_error", "Method not allowed.", Allow=route.method)
+    base_url = account.provider.base_url
+    if not base_url:
+        # Never guess a host: nothing is sent. X-Should-Retry: the SDKs would retry a 503.
+        return _error(
+            503,
+            "upstream_not_configured",
+            account.provider.no_upstream_message(),
+            **{"X-Should-Retry": "false"},
+        )
     try:
         provider_key = account.api_key.reveal() if account.api_key else ""
     except SecretUnreadable:
@@ -140,7 +149,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         body = _with_include_usage(body)
 
     call = _Call(account, provider, route, body, tags_from(request.META), started)
-    url = f"{account.provider.base_url.rstrip('/')}/{route.upstream_path}"
+    url = f"{base_url.rstrip('/')}/{route.upstream_path}"
     if query := request.META.get("QUERY_STRING"):
         url = f"{url}?{query}"
     headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)

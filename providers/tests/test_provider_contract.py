@@ -3,6 +3,10 @@
 routes that resolve (and a call through the proxy recording the fixture's usage), usage
 extraction of its fixture bodies, a priced example (worked by hand in the file's "working"),
 and its settings surviving the account form and the API shape unchanged.
+
+An example may name the account settings it is priced with ("account_config") and its compute
+rate ("compute_rate_per_hour"); "unpriced_cost" states what a request with no price costs when
+that is not None (unknown): "0" for a provider that is free by default.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ def test_it_prices_its_examples_as_worked_by_hand(kind):
             usage,
             price_of(example),
             compute_rate_per_hour=None if rate is None else Decimal(rate),
+            account_config=example.get("account_config"),
         )
 
         assert cost == Decimal(example["cost"]), example["working"]
@@ -119,18 +124,19 @@ def test_it_prices_its_examples_as_worked_by_hand(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_unpriced_token_example_stays_unpriced_unless_the_provider_says_otherwise(kind):
     # No price: None (unknown), never a made-up 0 - except a provider's own cost figure or a
-    # local provider's free default, which its contract's first example shows.
+    # free default its contract declares ("unpriced_cost"). Whether the upstream needs a key
+    # says nothing about this: a self-hosted server may take calls without one and still be
+    # priced from the price book.
     example = examples(kind)[0]
     usage = extract_usage(kind, example["body"])
+    declared = contract(kind).get("unpriced_cost")
 
     cost = cost_for(kind, usage, None)
 
     if usage.provider_cost is not None:
         assert cost == usage.provider_cost
-    elif get_adapter_class(kind).proxy_needs_key:
-        assert cost is None
     else:
-        assert cost == Decimal(0)
+        assert cost == (None if declared is None else Decimal(declared))
 
 
 @pytest.mark.django_db

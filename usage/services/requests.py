@@ -64,7 +64,13 @@ def request_cost(
 
     Raises ValueError (OutOfBounds) when the figure is outside the cost bound.
     """
-    cost = cost_for(account.provider.slug, usage, rule, compute_rate_per_hour=compute_rate(account))
+    cost = cost_for(
+        account.provider.slug,
+        usage,
+        rule,
+        compute_rate_per_hour=compute_rate(account),
+        account_config=account.config or {},
+    )
     if cost is None:
         return None
     if bounds.COST.problem(cost):
