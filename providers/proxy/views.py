@@ -24,7 +24,7 @@ from providers.models import ProviderAccount
 from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
 from providers.proxy.recording import proxy_call_record, tags_from
-from providers.proxy.routes import Route, routes_for
+from providers.proxy.routes import Route, route_for, routes_for
 from providers.redaction import redact
 from providers.registry import get_adapter_class
 from usage.extraction import RequestUsage, StreamUsageTracker, add_include_usage, extract_usage
@@ -57,9 +57,13 @@ class _Call:
     body: bytes
     tags: dict[str, str]
     started: datetime
+    path_model: str = ""  # the model a `{model}` route segment named
 
     def request_model(self) -> str:
-        """The model the client asked for; only read when the response did not say."""
+        """The model the client asked for (in the path or the body); only read when the
+        response did not say."""
+        if self.path_model:
+            return self.path_model
         payload = _json_or_none(self.body)
         model = payload.get("model") if isinstance(payload, dict) else None
         return model if isinstance(model, str) else ""
@@ -120,9 +124,10 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         return _error(
             403, "permission_error", f"This ingest key is for a {account.provider.name} account."
         )
-    route = routes.get(path)
-    if route is None:
+    match = route_for(provider, path)
+    if match is None:
         return _error(404, "not_found_error", f"The proxy does not forward /{path}.")
+    route = match.route
     if request.method != route.method:
         return _error(405, "invalid_request_error", "Method not allowed.", Allow=route.method)
     try:
@@ -139,8 +144,8 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     if route.include_usage and b'"stream"' in body:
         body = _with_include_usage(body)
 
-    call = _Call(account, provider, route, body, tags_from(request.META), started)
-    url = f"{account.provider.base_url.rstrip('/')}/{route.upstream_path}"
+    call = _Call(account, provider, route, body, tags_from(request.META), started, match.model)
+    url = f"{account.provider.base_url.rstrip('/')}/{match.upstream_path}"
     if query := request.META.get("QUERY_STRING"):
         url = f"{url}?{query}"
     headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)
