@@ -267,6 +267,11 @@ class ProviderAdapter:
     proxy_returned_header_prefixes: ClassVar[tuple[str, ...]] = ()
     # Request headers of this provider's API a client may pass on (versions, betas, org ids).
     proxy_forwarded_headers: ClassVar[tuple[str, ...]] = ()
+    # Where else this provider's clients put their key (its SDKs' own header, a query
+    # parameter): the proxy takes the ingest key from there too. The query parameter is taken
+    # out of every forwarded query string, whatever authenticated the call: it is ours.
+    proxy_key_headers: ClassVar[tuple[str, ...]] = ()
+    proxy_key_query_param: ClassVar[str] = ""
 
     # --- Usage extraction and pricing ---
     # How usage reads from a response body or stream: one of UsageFormat's values.

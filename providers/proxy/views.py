@@ -116,7 +116,8 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     routes = routes_for(provider)
     if routes is None:
         return _error(404, "not_found_error", f"The proxy does not serve provider {provider!r}.")
-    key = ingest_key_from_request(request)
+    adapter = get_adapter_class(provider)
+    key = ingest_key_from_request(request, adapter)
     if key is None:
         return _error(401, "authentication_error", "Invalid, revoked or missing ingest key.")
     account = key.account
@@ -135,7 +136,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     except SecretUnreadable:
         logger.error("proxy: stored API key of account %s cannot be decrypted", account.pk)
         return _error(500, "api_error", "The stored API key cannot be read; see the server log.")
-    if not provider_key and get_adapter_class(provider).proxy_needs_key:
+    if not provider_key and adapter.proxy_needs_key:
         return _error(400, "invalid_request_error", "No API key stored for this account.")
 
     body = request.read(MAX_BODY_BYTES + 1)
@@ -146,7 +147,8 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
 
     call = _Call(account, provider, route, body, tags_from(request.META), started, match.model)
     url = f"{account.provider.base_url.rstrip('/')}/{match.upstream_path}"
-    if query := request.META.get("QUERY_STRING"):
+    query = request.META.get("QUERY_STRING", "")
+    if query := upstream.forwarded_query(query, without=adapter.proxy_key_query_param):
         url = f"{url}?{query}"
     headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)
     try:
