@@ -279,6 +279,10 @@ class ProviderAdapter:
     # Where else a body may carry an OpenAI-style usage object, as "key.subkey" paths (a
     # stream's final chunk); read only when it holds prompt/completion token counts.
     usage_envelope_paths: ClassVar[tuple[str, ...]] = ()
+    # Top-level keys under which this provider's own response shape carries its usage (read
+    # by usage_from_final_object): a stream event holding one replaces the usage kept so far,
+    # and that object alone is kept for audit.
+    usage_object_keys: ClassVar[tuple[str, ...]] = ()
     # LiteLLM ``litellm_provider`` values whose prices are this provider's.
     litellm_providers: ClassVar[tuple[str, ...]] = ()
     # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).

@@ -28,6 +28,7 @@ from providers.proxy.routes import Route, route_for, routes_for
 from providers.redaction import redact
 from providers.registry import get_adapter_class
 from usage.extraction import RequestUsage, StreamUsageTracker, add_include_usage, extract_usage
+from usage.extraction.parsing import last_usage_body, usage_raw
 from usage.models import RecordStatus
 
 logger = logging.getLogger(__name__)
@@ -247,16 +248,21 @@ class _RecordedBody:
         if self.status >= 300:
             self.call.record(RequestUsage(), RecordStatus.FAILED, {"status": self.status})
             return
-        usage, raw = RequestUsage(), None
+        usage, raw, status = RequestUsage(), None, RecordStatus.OK
+        kind = self.call.kind
         try:
             parsed = json.loads(self.content, parse_float=Decimal)
+            if isinstance(parsed, list):  # a stream sent whole as a JSON array of events
+                parsed = last_usage_body(kind, parsed)
+                if parsed is None:  # no usage in it: unknown, never a silent $0
+                    status = RecordStatus.INCOMPLETE
             if isinstance(parsed, dict):
-                raw = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
-                usage = extract_usage(self.call.kind, parsed)
+                raw = usage_raw(kind, parsed)
+                usage = extract_usage(kind, parsed)
         except Exception:  # whatever the provider sent: recorded unpriced, never cut short
             usage, raw = RequestUsage(), None
-            logger.warning("proxy: unreadable usage in a %s response", self.call.kind)
-        self.call.record(usage, RecordStatus.OK, raw)
+            logger.warning("proxy: unreadable usage in a %s response", kind)
+        self.call.record(usage, status, raw)
 
 
 class _Relay:
