@@ -20,6 +20,7 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "groq": ("Groq", "providers.adapters.groq.GroqAdapter"),
     "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
+    "gemini": ("Google Gemini", "providers.adapters.gemini.GeminiAdapter"),
 }
 
 
