@@ -643,3 +643,52 @@ def test_the_ingestion_api_rejects_a_native_body_with_bad_counts(client, ingest_
 
     assert result["rejected"] == 1
     assert "usageMetadata.promptTokenCount" in result["results"][0]["reason"]
+
+
+# --- the long-context tier (2.5 Pro: prompts above 200k tokens) --------------------------------
+
+
+def pro_body(request_id: str, *, prompt: int, cached: int, candidates: int, thoughts: int) -> dict:
+    return {
+        "request_id": request_id,
+        "usage": {
+            "usageMetadata": {
+                "promptTokenCount": prompt,
+                "cachedContentTokenCount": cached,
+                "candidatesTokenCount": candidates,
+                "thoughtsTokenCount": thoughts,
+            },
+            "modelVersion": "gemini-2.5-pro",
+        },
+    }
+
+
+@pytest.mark.django_db
+def test_a_prompt_above_200k_tokens_prices_the_whole_request_at_the_long_rates(client):
+    # The shipped snapshot's gemini/gemini-2.5-pro: $1.25/M in, $0.125/M cached, $10/M out;
+    # above 200,000 prompt tokens $2.50/M in, $0.25/M cached, $15/M out.
+    call_command("import_prices")
+    account = AccountFactory(provider=provider(KIND))
+    raw, _ = ingest_key_create(account=account, name="tests")
+
+    result = ingest(
+        client,
+        raw,
+        [
+            pro_body("long", prompt=250_000, cached=50_000, candidates=1_000, thoughts=3_000),
+            pro_body("at", prompt=200_000, cached=0, candidates=1_000, thoughts=0),
+            pro_body("short", prompt=150_000, cached=100_000, candidates=800, thoughts=200),
+        ],
+    )
+
+    assert result["created"] == 3, result
+    cost = {r.request_id: r.cost for r in UsageRecord.objects.filter(account=account)}
+    # prompt 250,000 > 200,000: 200,000 uncached x $2.50/M = $0.50; 50,000 cached x $0.25/M =
+    # $0.0125; (1,000 + 3,000 thoughts) = 4,000 out x $15/M = $0.06; total $0.5725
+    assert cost["long"] == D("0.5725")
+    # prompt 200,000 is not above the threshold: 200,000 x $1.25/M = $0.25;
+    # 1,000 out x $10/M = $0.01; total $0.26
+    assert cost["at"] == D("0.26")
+    # prompt 150,000: 50,000 uncached x $1.25/M = $0.0625; 100,000 cached x $0.125/M =
+    # $0.0125; (800 + 200) = 1,000 out x $10/M = $0.01; total $0.085
+    assert cost["short"] == D("0.085")
