@@ -20,9 +20,10 @@ ADAPTERS: dict[str, tuple[str, str]] = {
     "groq": ("Groq", "providers.adapters.groq.GroqAdapter"),
     "perplexity": ("Perplexity", "providers.adapters.perplexity.PerplexityAdapter"),
     "ollama": ("Ollama", "providers.adapters.ollama.OllamaAdapter"),
+    "gemini": ("Google Gemini", "providers.adapters.gemini.GeminiAdapter"),
     "mistral": ("Mistral", "providers.adapters.mistral.MistralAdapter"),
-    "xai": ("xAI (Grok)", "providers.adapters.xai.XAIAdapter"),
     "deepseek": ("DeepSeek", "providers.adapters.deepseek.DeepSeekAdapter"),
+    "xai": ("xAI (Grok)", "providers.adapters.xai.XAIAdapter"),
     "openrouter": ("OpenRouter", "providers.adapters.openrouter.OpenRouterAdapter"),
     "openai_compatible": (
         "OpenAI-compatible (custom)",

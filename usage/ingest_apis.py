@@ -50,7 +50,7 @@ from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_mark_used
 from usage.db import WIDE
 from usage.extraction import extract_usage, usage_format
-from usage.extraction.parsing import usage_envelope_paths
+from usage.extraction.parsing import usage_envelope_paths, usage_raw
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
 from usage.services.requests import IngestKeyInactive, RequestEvent, request_events_record
@@ -256,8 +256,9 @@ def _tags(value: Any) -> dict:
 
 def _raw_usage(kind: str, body: dict) -> dict | None:
     """What to keep for audit: the usage object, never message content."""
-    if isinstance(body.get("usage"), dict):
-        raw = body["usage"]
+    raw = usage_raw(kind, body)  # `usage`, or the provider's own usage_object_keys
+    if raw is not None:
+        pass
     elif usage_format(kind) == UsageFormat.LOCAL and ("done" in body or "eval_count" in body):
         keep = ("model", "prompt_eval_count", "eval_count", "total_duration", "eval_duration")
         raw = {k: body[k] for k in keep if k in body}

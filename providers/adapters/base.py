@@ -268,6 +268,11 @@ class ProviderAdapter:
     proxy_returned_header_prefixes: ClassVar[tuple[str, ...]] = ()
     # Request headers of this provider's API a client may pass on (versions, betas, org ids).
     proxy_forwarded_headers: ClassVar[tuple[str, ...]] = ()
+    # Where else this provider's clients put their key (its SDKs' own header, a query
+    # parameter): the proxy takes the ingest key from there too. The query parameter is taken
+    # out of every forwarded query string, whatever authenticated the call: it is ours.
+    proxy_key_headers: ClassVar[tuple[str, ...]] = ()
+    proxy_key_query_param: ClassVar[str] = ""
 
     # --- Usage extraction and pricing ---
     # How usage reads from a response body or stream: one of UsageFormat's values.
@@ -275,6 +280,10 @@ class ProviderAdapter:
     # Where else a body may carry an OpenAI-style usage object, as "key.subkey" paths (a
     # stream's final chunk); read only when it holds prompt/completion token counts.
     usage_envelope_paths: ClassVar[tuple[str, ...]] = ()
+    # Top-level keys under which this provider's own response shape carries its usage (read
+    # by usage_from_final_object): a stream event holding one replaces the usage kept so far,
+    # and that object alone is kept for audit.
+    usage_object_keys: ClassVar[tuple[str, ...]] = ()
     # LiteLLM ``litellm_provider`` values whose prices are this provider's.
     litellm_providers: ClassVar[tuple[str, ...]] = ()
     # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).

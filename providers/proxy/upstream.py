@@ -11,7 +11,7 @@ import http.client
 import urllib.request
 from collections.abc import Iterator
 from functools import cache
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import urllib3
 from django.conf import settings
@@ -32,9 +32,13 @@ RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-",)  # plus each adapter's proxy_retu
 
 @cache
 def forwarded_headers() -> tuple[str, ...]:
-    """Request headers passed on: the common ones and every provider's own."""
-    own = (name for kind in ADAPTERS for name in get_adapter_class(kind).proxy_forwarded_headers)
-    return tuple(dict.fromkeys((*FORWARDED_REQUEST_HEADERS, *own)))
+    """Request headers passed on: the common ones and every provider's own, never one a
+    provider's clients present their (ingest) key in."""
+    adapters = [get_adapter_class(kind) for kind in ADAPTERS]
+    own = (name for adapter in adapters for name in adapter.proxy_forwarded_headers)
+    keys = {name.lower() for adapter in adapters for name in adapter.proxy_key_headers}
+    names = dict.fromkeys((*FORWARDED_REQUEST_HEADERS, *own))
+    return tuple(name for name in names if name.lower() not in keys)
 
 
 @cache
@@ -125,6 +129,23 @@ def upstream_headers(request: HttpRequest, *, kind: str, provider_key: str) -> d
             headers[name] = value
     get_adapter_class(kind).proxy_auth_headers(headers, provider_key)
     return headers
+
+
+def forwarded_query(query: str, *, without: str = "") -> str:
+    """The client's query string as it goes upstream: verbatim, less every ``without``
+    parameter (a key presented there is an ingest key, never the provider's). A part is
+    dropped when any of its ";"-separated pieces has that name, in case the provider splits
+    on ";" where we split on "&"."""
+    if not without or not query:
+        return query
+    kept = [
+        part
+        for part in query.split("&")
+        if not any(
+            unquote_plus(piece.partition("=")[0]).strip() == without for piece in part.split(";")
+        )
+    ]
+    return "&".join(kept)
 
 
 def returned_headers(response: UpstreamResponse) -> dict[str, str]:

@@ -24,10 +24,11 @@ from providers.models import ProviderAccount
 from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
 from providers.proxy.recording import proxy_call_record, tags_from
-from providers.proxy.routes import Route, routes_for
+from providers.proxy.routes import Route, route_for, routes_for
 from providers.redaction import redact
 from providers.registry import get_adapter_class
 from usage.extraction import RequestUsage, StreamUsageTracker, add_include_usage, extract_usage
+from usage.extraction.parsing import last_usage_body, usage_raw
 from usage.models import RecordStatus
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,13 @@ class _Call:
     body: bytes
     tags: dict[str, str]
     started: datetime
+    path_model: str = ""  # the model a `{model}` route segment named
 
     def request_model(self) -> str:
-        """The model the client asked for; only read when the response did not say."""
+        """The model the client asked for (in the path or the body); only read when the
+        response did not say."""
+        if self.path_model:
+            return self.path_model
         payload = _json_or_none(self.body)
         model = payload.get("model") if isinstance(payload, dict) else None
         return model if isinstance(model, str) else ""
@@ -112,7 +117,8 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     routes = routes_for(provider)
     if routes is None:
         return _error(404, "not_found_error", f"The proxy does not serve provider {provider!r}.")
-    key = ingest_key_from_request(request)
+    adapter = get_adapter_class(provider)
+    key = ingest_key_from_request(request, adapter)
     if key is None:
         return _error(401, "authentication_error", "Invalid, revoked or missing ingest key.")
     account = key.account
@@ -120,9 +126,10 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         return _error(
             403, "permission_error", f"This ingest key is for a {account.provider.name} account."
         )
-    route = routes.get(path)
-    if route is None:
+    match = route_for(provider, path)
+    if match is None:
         return _error(404, "not_found_error", f"The proxy does not forward /{path}.")
+    route = match.route
     if request.method != route.method:
         return _error(405, "invalid_request_error", "Method not allowed.", Allow=route.method)
     base_url = account.provider.base_url
@@ -139,7 +146,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     except SecretUnreadable:
         logger.error("proxy: stored API key of account %s cannot be decrypted", account.pk)
         return _error(500, "api_error", "The stored API key cannot be read; see the server log.")
-    if not provider_key and get_adapter_class(provider).proxy_needs_key:
+    if not provider_key and adapter.proxy_needs_key:
         return _error(400, "invalid_request_error", "No API key stored for this account.")
 
     body = request.read(MAX_BODY_BYTES + 1)
@@ -148,9 +155,10 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     if route.include_usage and b'"stream"' in body:
         body = _with_include_usage(body)
 
-    call = _Call(account, provider, route, body, tags_from(request.META), started)
-    url = f"{base_url.rstrip('/')}/{route.upstream_path}"
-    if query := request.META.get("QUERY_STRING"):
+    call = _Call(account, provider, route, body, tags_from(request.META), started, match.model)
+    url = f"{base_url.rstrip('/')}/{match.upstream_path}"
+    query = request.META.get("QUERY_STRING", "")
+    if query := upstream.forwarded_query(query, without=adapter.proxy_key_query_param):
         url = f"{url}?{query}"
     headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)
     try:
@@ -249,16 +257,21 @@ class _RecordedBody:
         if self.status >= 300:
             self.call.record(RequestUsage(), RecordStatus.FAILED, {"status": self.status})
             return
-        usage, raw = RequestUsage(), None
+        usage, raw, status = RequestUsage(), None, RecordStatus.OK
+        kind = self.call.kind
         try:
             parsed = json.loads(self.content, parse_float=Decimal)
+            if isinstance(parsed, list):  # a stream sent whole as a JSON array of events
+                parsed = last_usage_body(kind, parsed)
+                if parsed is None:  # no usage in it: unknown, never a silent $0
+                    status = RecordStatus.INCOMPLETE
             if isinstance(parsed, dict):
-                raw = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
-                usage = extract_usage(self.call.kind, parsed)
+                raw = usage_raw(kind, parsed)
+                usage = extract_usage(kind, parsed)
         except Exception:  # whatever the provider sent: recorded unpriced, never cut short
             usage, raw = RequestUsage(), None
-            logger.warning("proxy: unreadable usage in a %s response", self.call.kind)
-        self.call.record(usage, RecordStatus.OK, raw)
+            logger.warning("proxy: unreadable usage in a %s response", kind)
+        self.call.record(usage, status, raw)
 
 
 class _Relay:

@@ -25,7 +25,7 @@ from accounts.tests.factories import UserFactory
 from providers.account_settings import settings_clean, settings_values
 from providers.forms import AccountForm
 from providers.models import Provider
-from providers.proxy.routes import Route, routes_for
+from providers.proxy.routes import MODEL, Route, route_for, routes_for
 from providers.proxy.views import proxy
 from providers.registry import ADAPTERS, get_adapter_class
 from providers.services import account_create, ingest_key_create
@@ -39,6 +39,7 @@ from usage.services.prices import price_cache_clear
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 KINDS = list(ADAPTERS)
 DECIMAL_FIELDS = ("provider_cost", "audio_seconds")
+EXAMPLE_MODEL = "example-model-1"  # stands in for a route key's {model} segment
 
 
 def contract(kind: str) -> dict:
@@ -83,12 +84,14 @@ def test_its_proxy_routes_resolve_to_the_proxy(kind):
         assert routes is None  # no proxy: the view answers 404 for this provider
         return
     assert routes, f"{kind}: the contract names a proxy path but the adapter has no routes"
-    for path, route in routes.items():
+    for key, route in routes.items():
         assert isinstance(route, Route)
         assert route.method in ("GET", "POST")
+        path = key.replace(MODEL, EXAMPLE_MODEL)
         match = resolve(f"/proxy/{kind}/{path}")
         assert match.func is proxy
         assert match.kwargs == {"provider": kind, "path": path}
+        assert route_for(kind, path).route is route
     route = routes[declared["path"]]
     assert (route.method, route.upstream_path) == (declared["method"], declared["upstream_path"])
 
@@ -190,10 +193,12 @@ def test_a_call_through_the_proxy_records_its_fixture_usage_and_cost(
         )
     account = AccountFactory(provider=provider(kind), keys={"api_key": "sk-contract-0001"})
     raw, _ = ingest_key_create(account=account)
-    httpserver.expect_request(f"/{declared['upstream_path']}").respond_with_json(example["body"])
+    model = example["usage"]["model"]
+    upstream_path = declared["upstream_path"].replace(MODEL, model)
+    httpserver.expect_request(f"/{upstream_path}").respond_with_json(example["body"])
 
     reply = requests.post(
-        f"{live_server.url}/proxy/{kind}/{declared['path']}",
+        f"{live_server.url}/proxy/{kind}/{declared['path'].replace(MODEL, model)}",
         json={"model": example["usage"]["model"], "messages": []},
         headers={"Authorization": f"Bearer {raw}"},
         timeout=30,

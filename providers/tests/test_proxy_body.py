@@ -128,9 +128,33 @@ def test_a_failure_to_keep_the_books_never_cuts_the_answer_short(monkeypatch, ca
 
 @pytest.mark.parametrize(
     "content",
-    [b'{"usage": {"prompt_tokens": Infinity}}', b'{"usage": {"prompt_tokens": [1]}}', b"[]"],
+    [b'{"usage": {"prompt_tokens": Infinity}}', b'{"usage": {"prompt_tokens": [1]}}'],
 )
 def test_an_odd_answer_is_sent_whole_and_recorded_unpriced(content):
     log = []
     assert b"".join(_RecordedBody(_call(log), 200, content, None)) == content
     assert len(log) == 1 and log[0][0] == RecordStatus.OK
+
+
+def test_a_stream_sent_as_one_json_array_is_read_by_its_last_usage():
+    # Counts in a stream are cumulative: the last event with usage wins, a later one without
+    # it does not erase it.
+    events = [
+        {"id": "c1", "model": "gpt-4o-mini", "usage": {"prompt_tokens": 5}},
+        {"id": "c1", "usage": {"prompt_tokens": 7}},
+        {"id": "c1", "choices": []},
+    ]
+    content = json.dumps(events).encode()
+    log = []
+
+    assert b"".join(_RecordedBody(_call(log), 200, content, None)) == content
+
+    assert log == [(RecordStatus.OK, 7, {"prompt_tokens": 7})]
+
+
+@pytest.mark.parametrize("content", [b"[]", b'[1, "x"]', b'[{"id": "c1", "choices": []}]'])
+def test_a_json_array_without_usage_is_recorded_incomplete(content):
+    # Incomplete with no usage found: unpriced (NULL), never a made-up $0.
+    log = []
+    assert b"".join(_RecordedBody(_call(log), 200, content, None)) == content
+    assert log == [(RecordStatus.INCOMPLETE, 0, None)]

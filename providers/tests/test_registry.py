@@ -46,8 +46,8 @@ def test_it_imports_adapters_lazily(monkeypatch):
 
 
 def test_it_rejects_an_unknown_kind():
-    with pytest.raises(ValueError, match="unknown provider kind: 'gemini'"):
-        registry.get_adapter_class("gemini")
+    with pytest.raises(ValueError, match="unknown provider kind: 'no-such-provider'"):
+        registry.get_adapter_class("no-such-provider")
 
 
 def test_it_lists_the_syncable_kinds():

@@ -148,6 +148,38 @@ def _usage_object(body: dict) -> tuple[dict | None, str]:
     return None, "usage"
 
 
+def carries_usage(kind: str, body: dict) -> bool:
+    """Whether a response body or stream event holds usage: a `usage` object, a declared
+    envelope, or one of the provider's own usage_object_keys."""
+    if _usage_object(body)[0] is not None:
+        return True
+    return any(isinstance(body.get(key), dict) for key in _usage_object_keys(kind))
+
+
+def usage_raw(kind: str, body: dict) -> dict | None:
+    """The usage object of a response body as the provider sent it (kept for audit)."""
+    usage = body.get("usage")
+    if isinstance(usage, dict):
+        return usage
+    for key in _usage_object_keys(kind):
+        if isinstance(body.get(key), dict):
+            return body[key]
+    return None
+
+
+def last_usage_body(kind: str, items: list) -> dict | None:
+    """A stream sent whole as one JSON array of events: the last one carrying usage (counts
+    in a stream are cumulative), or None."""
+    return next(
+        (item for item in reversed(items) if isinstance(item, dict) and carries_usage(kind, item)),
+        None,
+    )
+
+
+def _usage_object_keys(kind: str) -> tuple[str, ...]:
+    return get_adapter_class(kind).usage_object_keys if kind in ADAPTERS else ()
+
+
 def extract_usage(kind: str, body: dict) -> RequestUsage:
     """Normalise one provider response body, its bare `usage` object, or our own counts.
 

@@ -9,11 +9,12 @@ import json
 from decimal import Decimal
 
 from providers.adapters.base import UsageFormat
+from providers.registry import get_adapter_class
 from usage.extraction.parsing import (
     RequestUsage,
     _dict,
     _unwrap,
-    _usage_object,
+    carries_usage,
     extract_usage,
     usage_format,
 )
@@ -75,6 +76,9 @@ class StreamUsageTracker:
         self._last: dict | None = None  # latest object carrying usage (whole-body shape)
         self._anthropic_start: dict | None = None
         self._anthropic_delta: dict | None = None
+        # Bytes an event carrying usage must contain (the provider's own usage keys too).
+        own = get_adapter_class(kind).usage_object_keys
+        self._markers = (b"usage", *(key.encode() for key in own if "usage" not in key))
 
     def feed(self, chunk: bytes) -> None:
         """Consume the next bytes of the stream."""
@@ -143,7 +147,7 @@ class StreamUsageTracker:
     def _payload(self, data: bytes) -> None:
         # Skip parsing chunks that cannot change our state: most of a stream is text deltas.
         if self._model:
-            if self.style == "sse" and b"usage" not in data:
+            if self.style == "sse" and not any(marker in data for marker in self._markers):
                 return
             if self.style == "ndjson" and (b'"done":false' in data or b'"done": false' in data):
                 return
@@ -171,7 +175,7 @@ class StreamUsageTracker:
             return
         body = _unwrap(self.kind, event)
         self._remember(body)
-        if _usage_object(body)[0] is not None:
+        if carries_usage(self.kind, body):  # one without never erases the last one seen
             self._last = body
 
     def _remember(self, body: dict) -> None:

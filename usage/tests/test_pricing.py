@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from providers.registry import ADAPTERS
+from providers.registry import ADAPTERS, get_adapter_class
 from usage.extraction import RequestUsage, extract_usage
 from usage.pricing import (
     SHIPPED_PRICES_PATH,
@@ -415,9 +415,10 @@ def test_it_reads_the_shipped_litellm_file():
     assert prices[("openai", "gpt-4o")].input_per_token == D("0.0000025")
     assert prices[("perplexity", "sonar")].search_medium == D("0.008")
     assert prices[("groq", "openai/gpt-oss-120b")].output_per_token == D("0.0000006")
-    # Only registered providers' prices are read; a provider registered later adds its own.
     kinds = {kind for kind, _ in prices}
-    assert {"openai", "anthropic", "groq", "perplexity", "ollama"} <= kinds <= set(ADAPTERS)
+    assert {"openai", "anthropic", "groq", "perplexity", "ollama"} <= kinds
+    # Only providers that claim LiteLLM entries get any (adding one needs no change here).
+    assert kinds <= {kind for kind in ADAPTERS if get_adapter_class(kind).litellm_providers}
     assert all(
         isinstance(getattr(price, name), Decimal)
         for price in prices.values()
