@@ -51,6 +51,7 @@ def test_only_an_api_key_the_upstream_can_do_without_is_optional():
 def test_the_form_help_names_the_providers_for_which_the_key_is_optional(optional_key):
     api_help, _ = _key_help()
 
-    assert api_help.startswith("Used by the proxy (OpenAI, Anthropic, Groq, Perplexity; optional")
+    assert api_help.startswith("Used by the proxy (OpenAI, Anthropic, Groq, Perplexity")
+    assert "Ollama" not in api_help.partition(";")[0]  # not among those that need it
     assert "optional for Ollama" in api_help
     assert api_help.count(": sent only when stored") == 1
