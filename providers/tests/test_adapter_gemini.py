@@ -320,6 +320,20 @@ def genai_client(live_server, raw: str, **options) -> genai.Client:
     )
 
 
+def native_call(
+    live_server, raw: str, method: str, *, model: str = MODEL, query: str = ""
+) -> requests.Response:
+    """A curl-style call of the native API (v1beta), the ingest key in x-goog-api-key, or in
+    ?key= when `query` carries it."""
+    headers = {} if "key=" in query else {"x-goog-api-key": raw}
+    return requests.post(
+        f"{live_server.url}/proxy/{KIND}/v1beta/models/{model}:{method}{query}",
+        json={"contents": [{"parts": [{"text": "Capital?"}]}]},
+        headers=headers,
+        timeout=30,
+    )
+
+
 def assert_native_record(record: UsageRecord, response_id: str) -> None:
     assert (record.model, record.request_id, record.status) == (
         MODEL,
@@ -389,12 +403,7 @@ def test_a_key_in_the_query_authenticates_and_never_reaches_the_provider(
         streamed(sse(body("stream_events.json")))
     )
 
-    reply = requests.post(
-        f"{live_server.url}/proxy/{KIND}/v1beta/models/{MODEL}:streamGenerateContent"
-        f"?alt=sse&key={raw}",
-        json={"contents": [{"parts": [{"text": "Capital?"}]}]},
-        timeout=30,
-    )
+    reply = native_call(live_server, raw, "streamGenerateContent", query=f"?alt=sse&key={raw}")
 
     assert reply.status_code == 200, reply.text
     assert reply.content.count(b"data: ") == 3
@@ -416,12 +425,7 @@ def test_a_key_in_the_sdk_header_works_with_curl_style_calls_too(
         body("generate_content.json")
     )
 
-    reply = requests.post(
-        f"{live_server.url}/proxy/{KIND}/v1beta/models/{MODEL}:generateContent",
-        json={"contents": [{"parts": [{"text": "Capital?"}]}]},
-        headers={"x-goog-api-key": raw},
-        timeout=30,
-    )
+    reply = native_call(live_server, raw, "generateContent")
 
     assert reply.status_code == 200, reply.text
     assert reply.json() == json.loads((FIXTURES / "generate_content.json").read_text())
@@ -441,12 +445,7 @@ def test_a_stream_without_sse_arrives_as_one_json_array_and_is_recorded(
         json.dumps(events, default=str), content_type="application/json"
     )
 
-    reply = requests.post(
-        f"{live_server.url}/proxy/{KIND}/v1beta/models/{MODEL}:streamGenerateContent",
-        json={"contents": [{"parts": [{"text": "Capital?"}]}]},
-        headers={"x-goog-api-key": raw},
-        timeout=30,
-    )
+    reply = native_call(live_server, raw, "streamGenerateContent")
 
     assert reply.status_code == 200
     assert len(reply.json()) == 3
@@ -465,12 +464,7 @@ def test_a_stream_cut_before_its_finish_reason_is_incomplete(
         streamed(sse(events))
     )
 
-    reply = requests.post(
-        f"{live_server.url}/proxy/{KIND}/v1beta/models/{MODEL}:streamGenerateContent?alt=sse",
-        json={"contents": []},
-        headers={"x-goog-api-key": raw},
-        timeout=30,
-    )
+    reply = native_call(live_server, raw, "streamGenerateContent", query="?alt=sse")
 
     assert reply.status_code == 200
     (record,) = records_after(finished, account)
@@ -488,12 +482,7 @@ def test_a_refused_call_is_recorded_under_the_model_in_its_path_and_hides_the_ke
         {"error": {"code": 400, "message": f"API key not valid: {PROVIDER_KEY}"}}, status=400
     )
 
-    reply = requests.post(
-        f"{live_server.url}/proxy/{KIND}/v1beta/models/{MODEL}:generateContent",
-        json={"contents": []},
-        headers={"x-goog-api-key": raw},
-        timeout=30,
-    )
+    reply = native_call(live_server, raw, "generateContent")
 
     assert reply.status_code == 400
     assert PROVIDER_KEY not in reply.text
@@ -509,12 +498,7 @@ def test_an_unpriced_model_is_recorded_with_no_cost(live_server, upstream, finis
         "/v1beta/models/gemini-0-nonexistent:generateContent"
     ).respond_with_data(json.dumps(answer, default=str), content_type="application/json")
 
-    reply = requests.post(
-        f"{live_server.url}/proxy/{KIND}/v1beta/models/gemini-0-nonexistent:generateContent",
-        json={"contents": []},
-        headers={"x-goog-api-key": raw},
-        timeout=30,
-    )
+    reply = native_call(live_server, raw, "generateContent", model="gemini-0-nonexistent")
 
     assert reply.status_code == 200
     (record,) = records_after(finished, account)
