@@ -13,12 +13,18 @@ that line is built from those nine directly; it is the same line, character for 
 (costtracker/tests/test_gunicorn_logging.py), handed to the access logger as a finished
 message. A custom `access_log_format` takes gunicorn's own path (and its handlers get the
 format and its fields, as before).
+
+Either way a query string is logged with every token-shaped string in it redacted: some
+clients send their ingest key as a query parameter (Google's `?key=`), and a key must never
+reach a log.
 """
 
 from __future__ import annotations
 
 from gunicorn.config import AccessLogFormat
 from gunicorn.glogging import Logger
+
+from providers.redaction import redact
 
 INGEST_PATH = "/api/usage/events"
 DEFAULT_FORMAT = AccessLogFormat.default
@@ -28,6 +34,16 @@ def _escaped(value: str) -> str:
     return value.replace('"', '\\"')  # as gunicorn's SafeAtoms
 
 
+def _without_secrets(environ: dict) -> dict:
+    """A copy of ``environ`` whose query string (also inside RAW_URI) has its keys redacted."""
+    path, sep, query = environ.get("RAW_URI", "").partition("?")
+    return {
+        **environ,
+        "QUERY_STRING": redact(environ["QUERY_STRING"]),
+        "RAW_URI": path + sep + redact(query),
+    }
+
+
 class AccessLogger(Logger):
     def access(self, resp, req, environ, request_time):
         status = getattr(resp, "status_code", None)
@@ -35,6 +51,8 @@ class AccessLogger(Logger):
             return
         if not self.access_log_enabled:
             return
+        if environ.get("QUERY_STRING"):
+            environ = _without_secrets(environ)
         if self.cfg.access_log_format != DEFAULT_FORMAT:
             super().access(resp, req, environ, request_time)
             return

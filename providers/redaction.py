@@ -15,25 +15,29 @@ import traceback
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
 from urllib.parse import quote
 
 REDACTED = "[redacted]"
 # Shorter strings are too likely to occur in ordinary text to be replaced blindly.
 MIN_SECRET_CHARS = 8
 
-# Token shapes of the providers we talk to (and a generic bearer credential).
-_TOKEN_SHAPES = re.compile(
-    r"""
-    \bsk-[A-Za-z0-9_\-]{12,}                      # OpenAI (sk-, sk-proj-, sk-admin-), Anthropic
-    | \bgh[pousr]_[A-Za-z0-9_]{16,}               # GitHub classic tokens
-    | \bgithub_pat_[A-Za-z0-9_]{16,}              # GitHub fine-grained tokens
-    | \bgsk_[A-Za-z0-9_]{12,}                     # Groq
-    | \bpplx-[A-Za-z0-9_\-]{12,}                  # Perplexity
-    | \bct_(?:ingest|api)_[A-Za-z0-9_\-]{12,}     # our own ingest / API tokens
-    | (?<=[Bb]earer\ )[A-Za-z0-9._~+/=\-]{12,}    # Authorization: Bearer <anything>
-    """,
-    re.VERBOSE,
+# Credential shapes that are not any one provider's: our own ingest (cti_) and API (ctk_)
+# tokens, and whatever follows "Bearer ". Each provider's own key shapes are declared by its
+# adapter (ProviderAdapter.secret_shapes) and joined to these on first use.
+_GENERIC_SHAPES = (
+    r"\bct[ik]_[A-Za-z0-9_\-]{16,}",  # ingest keys (IngestKey.PREFIX), API tokens (ApiToken)
+    r"(?<=[Bb]earer\ )[A-Za-z0-9._~+/=\-]{12,}",  # Authorization: Bearer <anything>
 )
+
+
+@cache
+def _token_shapes() -> re.Pattern[str]:
+    from providers.registry import ADAPTERS, get_adapter_class
+
+    own = (shape for kind in ADAPTERS for shape in get_adapter_class(kind).secret_shapes)
+    return re.compile("|".join(dict.fromkeys((*_GENERIC_SHAPES, *own))))
+
 
 _active: ContextVar[tuple[str, ...]] = ContextVar("provider_secrets", default=())
 
@@ -54,7 +58,7 @@ def redact(text: str, secrets: Iterable[str] = (), *, shapes: bool = True) -> st
         if secret and len(secret) >= MIN_SECRET_CHARS:
             for variant in _variants(secret):
                 text = text.replace(variant, REDACTED)
-    return _TOKEN_SHAPES.sub(REDACTED, text) if shapes else text
+    return _token_shapes().sub(REDACTED, text) if shapes else text
 
 
 def active_secrets() -> tuple[str, ...]:

@@ -110,3 +110,22 @@ def test_accepted_ingestion_posts_are_not_logged_but_refused_ones_are():
     resp.status, resp.status_code = "401 Unauthorized", 401
     logger.access(resp, req, environ, timedelta(0))
     assert '"POST /api/usage/events HTTP/1.1" 401 1234' in out.getvalue()
+
+
+@pytest.mark.parametrize("access_log_format", [None, '"%(r)s" %(q)s %(U)s'])
+def test_a_key_in_the_query_string_never_reaches_the_log(access_log_format):
+    # Google's SDK users may send the ingest key as ?key=; the default line and a custom
+    # format (gunicorn's own path) both log the query with the key redacted.
+    logger, out = _logger(access_log_format)
+    raw = "cti_" + "A1b2" * 11
+    resp, req, environ = _request(
+        RAW_URI=f"/proxy/gemini/v1beta/models/m:generateContent?alt=sse&key={raw}",
+        PATH_INFO="/proxy/gemini/v1beta/models/m:generateContent",
+        QUERY_STRING=f"alt=sse&key={raw}",
+    )
+
+    logger.access(resp, req, environ, timedelta(milliseconds=3))
+
+    line = out.getvalue()
+    assert "cti_" not in line
+    assert "alt=sse&key=[redacted]" in line

@@ -55,6 +55,7 @@ class AnthropicAdapter(ProviderAdapter):
     """
 
     kind = "anthropic"
+    secret_shapes = (r"\bsk-ant-[A-Za-z0-9_\-]{12,}",)  # sk-ant-api…, sk-ant-admin…
     label = "Anthropic"
     supports_sync = True
     default_base_url = "https://api.anthropic.com"

@@ -257,6 +257,10 @@ class ProviderAdapter:
     secret_field: ClassVar[str | None] = "api_key"
     # What its admin key looks like, for the account form's help ("Acme sk-admin-…").
     admin_key_hint: ClassVar[str] = ""
+    # Regular expressions matching its keys' shapes, so a key of it is redacted from any log
+    # line or error text even when it is not the secret of the call at hand
+    # (providers/redaction.py). Empty when its keys have no recognisable shape.
+    secret_shapes: ClassVar[tuple[str, ...]] = ()
 
     # --- Proxy ---
     # Allow-listed client path -> Route (providers.proxy.routes.Route); empty: no proxy.

@@ -73,6 +73,10 @@ class CopilotAdapter(ProviderAdapter):
     """
 
     kind = "copilot"
+    secret_shapes = (
+        r"\bgh[pousr]_[A-Za-z0-9_]{16,}",
+        r"\bgithub_pat_[A-Za-z0-9_]{16,}",
+    )  # classic, fine-grained
     label = "GitHub Copilot"
     supports_sync = True
     default_base_url = "https://api.github.com"

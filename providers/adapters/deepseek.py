@@ -33,6 +33,7 @@ class DeepSeekAdapter(ProviderAdapter):
     """
 
     kind = "deepseek"
+    secret_shapes = (r"\bsk-[A-Za-z0-9_\-]{12,}",)
     label = "DeepSeek"
     supports_sync = False
     default_base_url = "https://api.deepseek.com"

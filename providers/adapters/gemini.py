@@ -45,6 +45,7 @@ class GeminiAdapter(ProviderAdapter):
     """
 
     kind = "gemini"
+    secret_shapes = (r"\bAIza[0-9A-Za-z_\-]{30,}",)  # Google API keys
     label = "Google Gemini"
     supports_sync = False
     default_base_url = "https://generativelanguage.googleapis.com"

@@ -15,6 +15,7 @@ class GroqAdapter(ProviderAdapter):
     """
 
     kind = "groq"
+    secret_shapes = (r"\bgsk_[A-Za-z0-9_]{12,}",)
     label = "Groq"
     supports_sync = False
     default_base_url = "https://api.groq.com"

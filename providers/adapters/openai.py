@@ -55,6 +55,7 @@ class OpenAIAdapter(ProviderAdapter):
     """
 
     kind = "openai"
+    secret_shapes = (r"\bsk-[A-Za-z0-9_\-]{12,}",)  # sk-, sk-proj-, sk-admin-
     label = "OpenAI"
     supports_sync = True
     default_base_url = "https://api.openai.com"

@@ -33,6 +33,7 @@ class OpenRouterAdapter(ProviderAdapter):
     """
 
     kind = "openrouter"
+    secret_shapes = (r"\bsk-or-v1-[A-Za-z0-9]{16,}",)
     label = "OpenRouter"
     supports_sync = False
     default_base_url = "https://openrouter.ai"

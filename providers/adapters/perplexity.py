@@ -20,6 +20,7 @@ class PerplexityAdapter(ProviderAdapter):
     """
 
     kind = "perplexity"
+    secret_shapes = (r"\bpplx-[A-Za-z0-9_\-]{12,}",)
     label = "Perplexity"
     supports_sync = False
     default_base_url = "https://api.perplexity.ai"

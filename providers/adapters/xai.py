@@ -23,6 +23,7 @@ class XAIAdapter(ProviderAdapter):
     """
 
     kind = "xai"
+    secret_shapes = (r"\bxai-[A-Za-z0-9_\-]{12,}",)
     label = "xAI (Grok)"
     supports_sync = False
     default_base_url = "https://api.x.ai"

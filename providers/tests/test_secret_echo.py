@@ -17,8 +17,9 @@ from django.urls import reverse
 from django_q.models import Schedule, Task
 from werkzeug import Request, Response
 
+from accounts.models import ApiToken
 from providers.http import ProviderError
-from providers.models import ProviderAccount
+from providers.models import IngestKey, ProviderAccount
 from providers.redaction import REDACTED, redact, secrets_redacted
 from providers.services import ingest_key_create
 from providers.tests.factories import AccountFactory, provider
@@ -199,6 +200,19 @@ def test_it_redacts_token_shapes_it_was_never_told_about():
     )
 
     assert redact(text) == " ".join([REDACTED] * 6) + f" Authorization: Bearer {REDACTED}"
+
+
+def test_it_redacts_our_own_tokens_and_the_newer_providers_key_shapes():
+    # Our ingest keys and API tokens as they are minted (the shape once named ct_ingest_ /
+    # ct_api_, which no token has), and each registered provider's declared key shape.
+    ingest = IngestKey.new_raw_key()
+    api = ApiToken.new_raw_token()
+    text = (
+        f"{ingest} {api} AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW "
+        "xai-abcdefghijklmnop1234 sk-or-v1-0123456789abcdef0123"
+    )
+
+    assert redact(text) == " ".join([REDACTED] * 5)
 
 
 def test_it_leaves_short_strings_and_ordinary_text_alone():
