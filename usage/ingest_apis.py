@@ -72,6 +72,10 @@ MAX_NODES = 5000
 MAX_RAW_CHARS = 16_000
 _OWN_KEYS = frozenset({"request_id", "occurred_at", "model", "usage", "tags", "status"})
 _STATUSES = {RecordStatus.OK, RecordStatus.FAILED, RecordStatus.INCOMPLETE}
+# An event that is itself a provider's response body carries the provider's own `status`
+# (OpenAI and xAI Responses: completed, failed, incomplete, cancelled; failed and incomplete
+# mean what ours do). Read as ours, "completed" was refused; these are what they mean here.
+_PROVIDER_STATUSES = {"completed": RecordStatus.OK, "cancelled": RecordStatus.INCOMPLETE}
 
 
 def _max_body_bytes() -> int:
@@ -317,6 +321,8 @@ def event_from_item(
     if not usage.model:
         raise EventError("model: required (in the event or the response body)")
     status_value = item.get("status", RecordStatus.OK)
+    if isinstance(status_value, str):
+        status_value = _PROVIDER_STATUSES.get(status_value, status_value)
     if not isinstance(status_value, str) or status_value not in _STATUSES:
         raise EventError("status: expected ok, failed or incomplete")
     return RequestEvent(

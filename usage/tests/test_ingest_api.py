@@ -148,6 +148,40 @@ def test_it_reads_whole_provider_bodies_as_events(client, key):
     assert "secret text" not in json.dumps(whole.raw)  # usage kept, content not
 
 
+@pytest.mark.parametrize(
+    ("provider_status", "stored"),
+    [("completed", "ok"), ("incomplete", "incomplete"), ("cancelled", "incomplete")],
+)
+def test_it_reads_a_responses_body_posted_as_the_event_with_its_own_status(
+    client, key, provider_status, stored
+):
+    # A Responses API body carries the provider's own "status"; "completed" was refused as
+    # not one of ours (ok, failed, incomplete).
+    body = {
+        "request_id": f"resp-{provider_status}",
+        "id": "resp_1",
+        "object": "response",
+        "status": provider_status,
+        "model": "gpt-4o",
+        "usage": {"input_tokens": 1000, "output_tokens": 100},
+    }
+
+    data = post(client, key, [body]).json()
+
+    assert data["created"] == 1, data
+    record = UsageRecord.objects.get(request_id=f"resp-{provider_status}")
+    assert record.status == stored
+    # 1000 × $2.50/M + 100 × $10/M = 0.0025 + 0.001 = $0.0035
+    assert record.cost == D("0.0035")
+
+
+def test_it_refuses_a_status_it_cannot_read_naming_the_field(client, key):
+    data = post(client, key, [event("queued", status="in_progress")]).json()
+
+    assert data["rejected"] == 1
+    assert data["results"][0]["reason"] == "status: expected ok, failed or incomplete"
+
+
 def test_it_reads_an_ollama_final_object_for_an_ollama_account(client):
     ollama = AccountFactory(provider=provider("ollama"))
     raw, _ = ingest_key_create(account=ollama)
