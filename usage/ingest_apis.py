@@ -12,7 +12,9 @@ Body: a JSON list of up to 1,000 events, or `{"events": [...]}`. Each event:
      "usage": {...},                          # the provider's usage object as returned, a
                                               # whole response body, or normalised counts
      "tags": {"project": "…", "user": "…", "feature": "…"},   # optional strings
-     "status": "ok" | "failed" | "incomplete"}                # optional, default "ok"
+     "status": "ok" | "failed" | "incomplete"}                # optional, default "ok"; a
+                                              # Responses body's own "completed" is ok and
+                                              # "cancelled" incomplete
 
 Without a `usage` key the event itself is read as a provider response body (e.g. an Ollama
 final object or a Groq stream chunk carrying usage in its envelope). Usage is read the way the
