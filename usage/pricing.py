@@ -327,6 +327,7 @@ def litellm_to_prices(data: dict) -> dict[tuple[str, str], Price]:
     to {(kind, model name): Price} for our providers; entries with no price at all are skipped.
     """
     prices: dict[tuple[str, str], Price] = {}
+    from_prefixed_key: set[tuple[str, str]] = set()
     litellm_providers = _litellm_providers()
     key_prefixed = _key_prefixed_kinds()
     for key, entry in data.items():
@@ -337,8 +338,14 @@ def litellm_to_prices(data: dict) -> dict[tuple[str, str], Price]:
             continue
         name = key
         # Strip once only: "perplexity/perplexity/sonar" is a different model from "sonar".
-        if kind in key_prefixed and name.startswith(f"{kind}/"):
+        prefixed = kind in key_prefixed and name.startswith(f"{kind}/")
+        if prefixed:
             name = name[len(kind) + 1 :]
+        elif (kind, name) in from_prefixed_key:
+            # "gemini/x" and a bare "x" of the same provider can disagree (the snapshot's
+            # gemini-exp-1206): the provider-keyed entry is the one LiteLLM prices that
+            # provider's calls with, whichever comes first in the file.
+            continue
         values: dict[str, int | Decimal | None] = {}
         for field_name, keys in _LITELLM_FIELDS.items():
             present = next((k for k in keys if entry.get(k) is not None), None)
@@ -353,4 +360,6 @@ def litellm_to_prices(data: dict) -> dict[tuple[str, str], Price]:
         price = Price(**values)
         if any(getattr(price, f.name) is not None for f in fields(Price)):
             prices[(kind, name)] = price
+            if prefixed:
+                from_prefixed_key.add((kind, name))
     return prices

@@ -460,3 +460,17 @@ def test_it_finds_an_undated_price_for_a_new_snapshot():
     names = candidate_model_names("anthropic", "claude-haiku-4-5-20991231")
     found = [name for name in names if ("anthropic", name) in prices]
     assert found == ["claude-haiku-4-5"]
+
+
+@pytest.mark.parametrize("bare_first", [True, False])
+def test_a_provider_keyed_entry_beats_a_bare_one_of_the_same_name(bare_first):
+    # The snapshot has "gemini/gemini-exp-1206" at $0 and a bare "gemini-exp-1206" at
+    # $0.30/M for the same provider; the provider-keyed one is what LiteLLM prices that
+    # provider's calls with, wherever it stands in the file.
+    bare = ("llama-x", {"litellm_provider": "groq", "input_cost_per_token": D("0.0000003")})
+    keyed = ("groq/llama-x", {"litellm_provider": "groq", "input_cost_per_token": D("0.0000001")})
+    data = dict([bare, keyed] if bare_first else [keyed, bare])
+
+    prices = litellm_to_prices(data)
+
+    assert prices[("groq", "llama-x")].input_per_token == D("0.0000001")
