@@ -50,6 +50,8 @@ class OpenRouterAdapter(ProviderAdapter):
         f"{_PREFIX}completions": Route("POST", f"{_PREFIX}completions"),
         f"{_PREFIX}models": Route("GET", f"{_PREFIX}models", records=False),
     }
+    # Its app attribution headers (optional; they credit the calling app on OpenRouter).
+    proxy_forwarded_headers = ("http-referer", "x-title")
     litellm_providers = ("openrouter",)
     litellm_key_prefixed = True
 

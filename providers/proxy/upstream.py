@@ -21,7 +21,7 @@ from providers.registry import ADAPTERS, get_adapter_class
 
 # Request headers a client may pass on. Everything else stays behind: cookies, host, the
 # client's authorization / x-api-key (its ingest key), hop-by-hop and X-Tracker-* headers.
-# Providers add their own (ProviderAdapter.proxy_forwarded_headers): see forwarded_headers().
+# Each provider adds its own (ProviderAdapter.proxy_forwarded_headers): see forwarded_headers().
 FORWARDED_REQUEST_HEADERS = ("accept", "idempotency-key", "user-agent")
 # Response headers handed back: content type, request ids, rate limits.
 RETURNED_RESPONSE_HEADERS = frozenset(
@@ -31,11 +31,12 @@ RETURNED_RESPONSE_PREFIXES = ("x-ratelimit-",)  # plus each adapter's proxy_retu
 
 
 @cache
-def forwarded_headers() -> tuple[str, ...]:
-    """Request headers passed on: the common ones and every provider's own, never one a
-    provider's clients present their (ingest) key in."""
-    adapters = [get_adapter_class(kind) for kind in ADAPTERS]
-    own = (name for adapter in adapters for name in adapter.proxy_forwarded_headers)
+def forwarded_headers(kind: str) -> tuple[str, ...]:
+    """Request headers passed on to ``kind``: the common ones and that provider's own (one
+    provider's headers, e.g. OpenRouter's attribution, are no business of another's), never
+    one any provider's clients present their (ingest) key in."""
+    adapters = [get_adapter_class(name) for name in ADAPTERS]
+    own = get_adapter_class(kind).proxy_forwarded_headers
     keys = {name.lower() for adapter in adapters for name in adapter.proxy_key_headers}
     names = dict.fromkeys((*FORWARDED_REQUEST_HEADERS, *own))
     return tuple(name for name in names if name.lower() not in keys)
@@ -123,7 +124,7 @@ def upstream_headers(request: HttpRequest, *, kind: str, provider_key: str) -> d
     headers = {"Accept-Encoding": "gzip, deflate"}
     if content_type := request.META.get("CONTENT_TYPE"):
         headers["Content-Type"] = content_type
-    for name in forwarded_headers():
+    for name in forwarded_headers(kind):
         value = request.META.get("HTTP_" + name.upper().replace("-", "_"))
         if value:
             headers[name] = value

@@ -17,10 +17,12 @@ from pathlib import Path
 import openai
 import pytest
 import requests
+from django.test import RequestFactory
 from werkzeug import Response
 
 from providers.adapters.openrouter import OpenRouterAdapter
 from providers.http import ProviderError
+from providers.proxy.upstream import upstream_headers
 from providers.tests.factories import provider
 from providers.tests.test_proxy import (  # noqa: F401 - fixtures are used by name
     MESSAGES,
@@ -223,6 +225,28 @@ def test_it_proxies_a_chat_call_and_records_its_own_cost(upstream, client_for):
     assert record.status == RecordStatus.OK
     assert_fixture_counts(record)
     assert record.cost == OWN_COST  # usage.cost 0.0052188, not the book's 0.0050448
+
+
+@TRANSACTIONAL
+def test_it_passes_its_attribution_headers_on_and_no_other_provider_does(
+    upstream, finished, client_for
+):
+    account, raw = connect("openrouter")
+    upstream.expect_request("/api/v1/chat/completions", method="POST").respond_with_data(
+        (FIXTURES / "chat_sonnet.json").read_bytes(), content_type="application/json"
+    )
+    attribution = {"HTTP-Referer": "https://app.example", "X-Title": "Example app"}
+
+    client_for(raw).chat.completions.create(
+        model=MODEL, messages=MESSAGES, extra_headers=attribution
+    )
+
+    assert len(records_after(finished, account)) == 1  # the server is done with the call
+    (sent,) = received(upstream, "/api/v1/chat/completions")
+    assert (sent.headers["HTTP-Referer"], sent.headers["X-Title"]) == tuple(attribution.values())
+    request = RequestFactory().post("/", HTTP_HTTP_REFERER="https://app.example", HTTP_X_TITLE="x")
+    assert "x-title" not in upstream_headers(request, kind="openai", provider_key="sk-x")
+    assert "http-referer" not in upstream_headers(request, kind="openai", provider_key="sk-x")
 
 
 @TRANSACTIONAL
