@@ -256,9 +256,19 @@ def sync_error_summary(exc: Exception, *, secrets: tuple[str, ...]) -> tuple[str
 
 
 def _finish_failed(
-    run: SyncRun, exc: Exception, *, needs_attention: bool, secrets: tuple[str, ...]
+    run: SyncRun,
+    exc: Exception,
+    *,
+    needs_attention: bool,
+    secrets: tuple[str, ...],
+    retry_later: bool = False,
 ) -> bool:
-    """Record the failure on the run and the account. False if the run was no longer ours."""
+    """Record the failure on the run and the account. False if the run was no longer ours.
+
+    With ``retry_later`` a temporary provider failure also schedules its retry, in the same
+    transaction: a worker killed in between must not leave a failed run that nothing will
+    try again (it used to be written just after the commit).
+    """
     error_class, short, full = sync_error_summary(exc, secrets=secrets)
     now = timezone.now()
     with transaction.atomic():
@@ -277,6 +287,8 @@ def _finish_failed(
             if needs_attention:
                 fields["needs_attention"] = True
             ProviderAccount.objects.filter(pk=run.account_id).update(**fields)
+            if retry_later and isinstance(exc, ProviderError):
+                sync_retry_schedule(run=run, exc=exc)
     run.refresh_from_db()
     return bool(mine)
 
@@ -377,8 +389,7 @@ def _sync_claimed(
         lines = adapter.fetch_daily_usage(start=run.window_start, end=run.window_end)
     except ProviderError as exc:
         auth = exc.error_class == ErrorClass.AUTH
-        if _finish_failed(run, exc, needs_attention=auth, secrets=secrets) and retry_later:
-            sync_retry_schedule(run=run, exc=exc)
+        _finish_failed(run, exc, needs_attention=auth, secrets=secrets, retry_later=retry_later)
         logger.warning(
             "sync of account %s failed (%s): %s", account_id, run.error_class, run.error_message
         )

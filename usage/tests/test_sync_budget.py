@@ -252,6 +252,27 @@ def test_a_task_tries_once_and_schedules_a_later_retry(server):
 
 
 @time_machine.travel(NOW, tick=False)
+def test_a_failed_run_is_never_stored_without_its_retry(server, monkeypatch):
+    # The failure and its retry schedule are one transaction: a worker dying between them
+    # (here: the schedule's write failing) leaves the run as it was - running, so its lease
+    # runs out and it is marked stale and synced again - never "failed" with no retry coming.
+    server.expect_request(OPENAI_COSTS).respond_with_json({"error": "down"}, status=500)
+    account = make_account("openai")
+
+    def worker_dies(*args, **kwargs):
+        raise SystemExit("worker killed")
+
+    monkeypatch.setattr("django_q.tasks.schedule", worker_dies)
+
+    with pytest.raises(SystemExit):
+        sync_account(account.pk)
+
+    run = SyncRun.objects.get(account=account)
+    assert (run.status, run.next_retry_at) == ("running", None)
+    assert not Schedule.objects.filter(name=f"sync-retry-run-{run.pk}").exists()
+
+
+@time_machine.travel(NOW, tick=False)
 def test_the_retry_task_syncs_again_and_succeeds(server):
     server.expect_request(OPENAI_COSTS).respond_with_json({"error": "down"}, status=500)
     account = make_account("openai")
