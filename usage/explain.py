@@ -205,6 +205,11 @@ def _explain_estimated(record: UsageRecord) -> Explanation:
     )
     e.rule = costing.rule
     e.summary = costing.note or RULE_SUMMARIES[costing.rule]
+    if record.status == RecordStatus.INCOMPLETE:
+        e.notes.append(
+            "The call was cut off (a stream that ended early): it is priced on the usage the "
+            "provider had reported by then."
+        )
     e.lines = [_explain_line(line) for line in costing.lines]
     e.lines_total = costing.total
     try:

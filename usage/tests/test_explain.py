@@ -293,6 +293,19 @@ def test_it_explains_a_failed_call_as_zero():
     assert "failed call" in e.summary and "costs $0" in e.summary
 
 
+def test_it_explains_a_cut_off_call_with_and_without_usage():
+    account = AccountFactory(provider=provider("openai"))
+    price("openai", "gpt-4o", input_per_token="2.50", output_per_token="10")
+    usage = RequestUsage(model="gpt-4o", input_tokens=100, found=True)
+    record = record_usage(account, usage, status=RecordStatus.INCOMPLETE)
+    e = assert_lines_add_up(record)  # 100 × $2.50/M = $0.00025
+    assert record.cost == D("0.00025") and any("cut off" in note for note in e.notes)
+    usage = RequestUsage(model="gpt-4o", found=False)
+    record = record_usage(account, usage, "r2", status=RecordStatus.INCOMPLETE)
+    e = usage_record_explain(record=record)
+    assert record.cost is None and e.matches_current and "before the provider reported" in e.summary
+
+
 def test_it_shows_the_provider_line_of_an_official_row(client):
     account = AccountFactory(provider=provider("openai"))
     raw = {"object": "organization.costs.result", "amount": {"value": "1.5", "currency": "usd"}}
