@@ -8,5 +8,10 @@ urlpatterns = [
     path("usage/by-service", apis.UsageByServiceApi.as_view(), name="api-usage-by-service"),
     path("usage/daily", apis.UsageDailyApi.as_view(), name="api-usage-daily"),
     path("usage/records", apis.ManualEntryApi.as_view(), name="api-usage-records"),
+    path(
+        "usage/records/<int:pk>/explanation",
+        apis.UsageRecordExplanationApi.as_view(),
+        name="api-usage-record-explanation",
+    ),
     path("accounts/<int:pk>/sync-runs", sync_apis.SyncRunListApi.as_view(), name="api-sync-runs"),
 ]

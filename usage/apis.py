@@ -285,3 +285,76 @@ class ManualEntryApi(APIView):
             account=values.pop("account"), day=values.pop("date"), **values
         )
         return Response(UsageRecordSerializer(record).data, status=status.HTTP_201_CREATED)
+
+
+class ExplanationLineOutput(serializers.Serializer):
+    category = serializers.CharField()
+    label = serializers.CharField()
+    count = DecimalStringField()
+    unit = serializers.CharField(help_text='"per M tokens", "per hour" or "each".')
+    unit_price = DecimalStringField(
+        allow_null=True, help_text="As stored: per token, per hour or per unit; null: no price."
+    )
+    amount = MoneyField(allow_null=True, help_text="count × unit_price; null: unpriced.")
+    formula = serializers.CharField()
+
+
+class ExplanationPriceRowOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    model = serializers.CharField()
+    valid_from = serializers.DateTimeField()
+    valid_to = serializers.DateTimeField(allow_null=True, help_text="Exclusive; null: open.")
+    origin = serializers.CharField(help_text="imported or admin.")
+    long_context_threshold = serializers.IntegerField(allow_null=True)
+    long_context_applied = serializers.BooleanField()
+
+
+class ExplanationOfficialOutput(serializers.Serializer):
+    line_item = serializers.CharField()
+    day = serializers.DateField(help_text="UTC day.")
+    raw = serializers.JSONField(help_text="The provider's result as synced.")
+
+
+class ExplanationManualOutput(serializers.Serializer):
+    entered_by = serializers.CharField()
+    note = serializers.CharField()
+    day = serializers.DateField(help_text="UTC day.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class UsageRecordExplanationApi(APIView):
+    """One usage record and how its cost came about (404 for a record you may not see)."""
+
+    class OutputSerializer(serializers.Serializer):
+        record = UsageRecordSerializer()
+        kind = serializers.CharField(help_text="The record's source: estimated, official, manual.")
+        rule = serializers.CharField(
+            help_text="Estimated records: price_book, no_price, provider_cost, free, "
+            "compute_rate or per_request; empty for a failed or cut-off call and other sources."
+        )
+        summary = serializers.CharField()
+        notes = serializers.ListField(child=serializers.CharField())
+        lines = ExplanationLineOutput(many=True)
+        arithmetic = serializers.CharField()
+        lines_total = MoneyField(allow_null=True, help_text="The sum of the lines; null: unpriced.")
+        stored_cost = MoneyField(allow_null=True, help_text="The record's cost; null: unpriced.")
+        current_cost = MoneyField(
+            allow_null=True, help_text="What today's price book and rule give, rounded as stored."
+        )
+        matches_current = serializers.BooleanField()
+        price_row = ExplanationPriceRowOutput(allow_null=True)
+        add_price_url = serializers.CharField(allow_null=True)
+        reprice_command = serializers.CharField(allow_null=True)
+        official = ExplanationOfficialOutput(allow_null=True)
+        manual = ExplanationManualOutput(allow_null=True)
+
+        class Meta:
+            ref_name = "UsageRecordExplanation"
+
+    @extend_schema(responses=OutputSerializer)
+    def get(self, request, pk):
+        from usage.explain import usage_record_explain
+
+        record = selectors.record_get_for_user(user=request.user, pk=pk)
+        return Response(self.OutputSerializer(usage_record_explain(record=record)).data)

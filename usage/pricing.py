@@ -8,12 +8,12 @@ Facts: `shared/reference/provider-apis.md` sections 5.3, 8, 9 and 10.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from usage.extraction import RequestUsage
 
@@ -90,15 +90,95 @@ LONG_CONTEXT_RATES = (
     "output_per_token_long",
 )
 LONG_CONTEXT_FIELDS = ("long_context_threshold", *LONG_CONTEXT_RATES)
+_NO_PRICE = Price()  # every category without a price: what a request without a price row gets
 
 
-def _line(count: int | Decimal, unit_price: Decimal | None) -> Decimal | None:
-    """count × price; a zero count costs nothing even unpriced, a non-zero one needs a price."""
-    if not count:
-        return Decimal(0)
-    if unit_price is None:
-        return None
-    return count * unit_price
+class CostLine(NamedTuple):
+    """One billed category of a request: count × unit_price = amount.
+
+    A cost is the sum of its lines' amounts (:func:`lines_total`) and an explanation shows the
+    same lines, so what is shown is what was added up. unit_price None: the category was
+    counted but has no price, which makes the whole request unpriced. `category` is one of
+    CATEGORIES.
+    """
+
+    category: str
+    count: int | Decimal
+    unit_price: Decimal | None
+    amount: Decimal | None
+
+
+# Every category a line can have; token categories are priced per token (shown per million).
+TOKEN_CATEGORIES = (
+    "input",
+    "cache_read",
+    "cache_write",
+    "cache_write_1h",
+    "output",
+    "output_excl_reasoning",
+    "reasoning",
+)
+CATEGORIES = (
+    *TOKEN_CATEGORIES,
+    "request_fee",
+    "search",  # per search query
+    "search_per_request",  # a search fee charged once per request (Perplexity Sonar)
+    "image",
+    "audio_second",
+    "provider_cost",  # the provider's own cost figure for the request
+    "compute_time",  # a local model's run time × the account's compute rate per hour
+    "premium_request",  # a request billed at a per-request price, not by tokens
+)
+
+
+class Rule:
+    """How a request's cost was arrived at (Costing.rule)."""
+
+    PRICE_BOOK = "price_book"  # price book row × usage categories
+    NO_PRICE = "no_price"  # no price row for the model at the request's time: unpriced
+    PROVIDER_COST = "provider_cost"  # the provider's own figure in its response
+    FREE = "free"  # $0 by the provider's rule (a local model, an endpoint marked free)
+    COMPUTE_RATE = "compute_rate"  # run time × the account's compute rate
+    PER_REQUEST = "per_request"  # request count × the price row's per-request price
+
+
+class Costing(NamedTuple):
+    """A request's cost as its itemised lines, and the rule that produced them.
+
+    `total` is the cost: the sum of the lines' amounts, None (unpriced) when a line has no
+    price or no price row applied. `long_context`: the price row's long-context tier applied.
+    Built on every priced request: keep it cheap (tuples, no formatting here).
+    """
+
+    rule: str
+    lines: tuple[CostLine, ...] | list[CostLine] = ()
+    long_context: bool = False
+    note: str = ""  # the provider's rule in a sentence, where the rule alone does not say it
+
+    @property
+    def total(self) -> Decimal | None:
+        if self.rule == Rule.NO_PRICE:
+            return None
+        return lines_total(self.lines)
+
+
+def lines_total(lines: Iterable[CostLine]) -> Decimal | None:
+    """The sum of the lines' amounts; None if any counted category has no price."""
+    total = Decimal(0)
+    for line in lines:
+        if line.amount is None:
+            return None
+        total += line.amount
+    return total
+
+
+def _add(
+    lines: list[CostLine], category: str, count: int | Decimal, unit_price: Decimal | None
+) -> None:
+    """count × price as a line; a zero count costs nothing even unpriced, so it adds no line."""
+    if count:
+        amount = None if unit_price is None else count * unit_price
+        lines.append(CostLine(category, count, unit_price, amount))
 
 
 def _first(*prices: Decimal | None) -> Decimal | None:
@@ -136,13 +216,15 @@ def _long_context(usage: RequestUsage, price: Price) -> bool:
     return threshold is not None and prompt_tokens(usage) > threshold
 
 
-def _token_lines(usage: RequestUsage, price: Price) -> list[Decimal | None]:
+def _token_lines(usage: RequestUsage, price: Price, lines: list[CostLine]) -> bool:
+    """Append the token categories' lines; returns whether the long-context tier applied."""
     input_rate = price.input_per_token
     cache_read = price.cache_read_per_token
     cache_write = price.cache_write_per_token
     cache_write_1h = price.cache_write_1h_per_token
     output_rate = price.output_per_token
-    if _long_context(usage, price):
+    long_context = _long_context(usage, price)
+    if long_context:
         # Every category at its long rate; one without a long rate keeps its ordinary rate,
         # as LiteLLM 1.109.1 does (get_cost_per_unit(tier key, default=the ordinary rate)).
         input_rate = _first(price.input_per_token_long, input_rate)
@@ -157,21 +239,19 @@ def _token_lines(usage: RequestUsage, price: Price) -> list[Decimal | None]:
     cache_read = _first(cache_read, input_rate)
     cache_write = _first(cache_write, input_rate)
     cache_write_1h = _first(cache_write_1h, cache_write)
-    lines = [
-        _line(usage.input_tokens, input_rate),
-        _line(usage.cache_read_tokens, cache_read),
-        _line(usage.cache_write_tokens, cache_write),
-        _line(usage.cache_write_1h_tokens, cache_write_1h),
-    ]
+    _add(lines, "input", usage.input_tokens, input_rate)
+    _add(lines, "cache_read", usage.cache_read_tokens, cache_read)
+    _add(lines, "cache_write", usage.cache_write_tokens, cache_write)
+    _add(lines, "cache_write_1h", usage.cache_write_1h_tokens, cache_write_1h)
     if price.reasoning_per_token is not None and usage.reasoning_tokens:
         # Reasoning is inside output_tokens: take it out before pricing the rest as output.
         reasoning = min(usage.reasoning_tokens, usage.output_tokens)
         # LiteLLM has no long-context reasoning rate: reasoning priced apart keeps its rate.
-        lines.append(_line(usage.output_tokens - reasoning, output_rate))
-        lines.append(_line(reasoning, price.reasoning_per_token))
+        _add(lines, "output_excl_reasoning", usage.output_tokens - reasoning, output_rate)
+        _add(lines, "reasoning", reasoning, price.reasoning_per_token)
     else:
-        lines.append(_line(usage.output_tokens, output_rate))
-    return lines
+        _add(lines, "output", usage.output_tokens, output_rate)
+    return long_context
 
 
 def cost_for(
@@ -190,39 +270,66 @@ def cost_for(
     rate for local providers; `account_config` the account's stored settings, for a rule that
     depends on one of them.
     """
+    return costing_for(
+        kind,
+        usage,
+        price,
+        compute_rate_per_hour=compute_rate_per_hour,
+        account_config=account_config,
+    ).total
+
+
+def costing_for(
+    kind: str,
+    usage: RequestUsage,
+    price: Price | None,
+    *,
+    compute_rate_per_hour: Decimal | None = None,
+    account_config: Mapping[str, Any] | None = None,
+) -> Costing:
+    """The itemised cost of one request (see :func:`cost_for`): its lines and rule."""
     from providers.registry import ADAPTERS, get_adapter_class
 
     if kind not in ADAPTERS:
-        return None if price is None else standard_cost(usage, price)
-    return get_adapter_class(kind).price(
+        return standard_costing(usage, price)
+    return get_adapter_class(kind).costing(
         usage, price, compute_rate_per_hour=compute_rate_per_hour, account_config=account_config
     )
+
+
+def standard_costing(
+    usage: RequestUsage, price: Price | None, *, search_per_request: bool = False
+) -> Costing:
+    """Each category × its price; reasoning apart only when reasoning_per_token is set;
+    per_request, searches, images and audio seconds on top. Unpriced if a counted category has
+    no price. `search_per_request`: the search fee is charged once per request, not per query.
+    Without a price row: Rule.NO_PRICE, with the counted categories' lines (no unit prices).
+    """
+    rule = Rule.PRICE_BOOK
+    if price is None:
+        rule, price = Rule.NO_PRICE, _NO_PRICE
+    lines: list[CostLine] = []
+    long_context = _token_lines(usage, price, lines)
+    if price.per_request is not None:
+        # A request fee is an optional surcharge: absent means the model has none, so
+        # request_count alone never makes a request unpriced.
+        _add(lines, "request_fee", usage.request_count, price.per_request)
+    search_price = _search_price(usage, price)
+    if search_per_request:
+        if search_price is not None:
+            _add(lines, "search_per_request", usage.request_count, search_price)
+    else:
+        _add(lines, "search", usage.search_queries, search_price)
+    _add(lines, "image", usage.images, price.per_image)
+    _add(lines, "audio_second", usage.audio_seconds, price.per_audio_second)
+    return Costing(rule, lines, long_context)
 
 
 def standard_cost(
     usage: RequestUsage, price: Price, *, search_per_request: bool = False
 ) -> Decimal | None:
-    """Each category × its price; reasoning apart only when reasoning_per_token is set;
-    per_request, searches, images and audio seconds on top. None if a counted category has no
-    price. `search_per_request`: the search fee is charged once per request, not per query.
-    """
-    lines = _token_lines(usage, price)
-    if price.per_request is not None:
-        # A request fee is an optional surcharge: absent means the model has none, so
-        # request_count alone never makes a request unpriced.
-        lines.append(usage.request_count * price.per_request)
-    search_price = _search_price(usage, price)
-    if search_per_request:
-        if search_price is not None:
-            lines.append(usage.request_count * search_price)
-    else:
-        lines.append(_line(usage.search_queries, search_price))
-    lines.append(_line(usage.images, price.per_image))
-    lines.append(_line(usage.audio_seconds, price.per_audio_second))
-
-    if any(line is None for line in lines):
-        return None
-    return sum(lines, Decimal(0))
+    """The total of :func:`standard_costing`: USD, None if a counted category has no price."""
+    return standard_costing(usage, price, search_per_request=search_per_request).total
 
 
 def candidate_model_names(kind: str, model: str) -> list[str]:

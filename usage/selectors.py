@@ -150,7 +150,7 @@ def usage_history(
     """Per-record history, newest first. Dates are UTC days, end inclusive."""
     from usage.services.rollup import day_start
 
-    qs = UsageRecord.objects.filter(account__owner=user).select_related("account", "provider")
+    qs = records_visible_to(user=user).select_related("account", "provider")
     if provider:
         qs = qs.filter(provider__slug=provider)
     if account_id:
@@ -166,10 +166,18 @@ def usage_history(
     return qs.order_by("-bucket_start", "-id")
 
 
+def records_visible_to(*, user: User) -> QuerySet[UsageRecord]:
+    """Every usage record `user` may see: today those of the provider accounts they own. The one
+    place record visibility is decided (history, a record's page and API), to widen later."""
+    return UsageRecord.objects.filter(account__owner=user)
+
+
 def record_get_for_user(*, user: User, pk) -> UsageRecord:
+    """One record the user may see (:func:`records_visible_to`); 404 for anyone else's."""
     from django.shortcuts import get_object_or_404
 
-    return get_object_or_404(UsageRecord.objects.filter(account__owner=user), pk=pk)
+    qs = records_visible_to(user=user).select_related("account__owner", "provider")
+    return get_object_or_404(qs, pk=pk)
 
 
 def manual_entry_get_for_user(*, user: User, pk) -> UsageRecord:

@@ -8,4 +8,5 @@ urlpatterns = [
     path("usage/<int:pk>/edit/", views.manual_entry_edit, name="manual-entry-edit"),
     path("usage/<int:pk>/delete/", views.manual_entry_delete_view, name="manual-entry-delete"),
     path("usage/history/", views.history, name="history"),
+    path("usage/records/<int:pk>/", views.record_detail, name="usage-record"),
 ]

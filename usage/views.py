@@ -310,3 +310,13 @@ def history(request):
         "here": request.get_full_path(),
     }
     return render(request, template, context, status=status)
+
+
+@login_required
+def record_detail(request, pk):
+    """One usage record and how its cost came about."""
+    from usage.explain import usage_record_explain
+
+    record = selectors.record_get_for_user(user=request.user, pk=pk)
+    explanation = usage_record_explain(record=record)
+    return render(request, "usage/record_detail.html", {"e": explanation, "record": record})

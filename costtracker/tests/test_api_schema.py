@@ -82,7 +82,9 @@ def world(db, httpserver, settings):
     channel = alert_services.channel_create(owner=user, kind="email", target="a@example.com")
     # A zero and a priced entry: "0.000000000000" must be as well-formed as "1.250000000000".
     manual_entry_create(account=account, day=date.today(), description="free", cost=Decimal(0))
-    manual_entry_create(account=account, day=date.today(), description="seat", cost=Decimal("1.25"))
+    seat = manual_entry_create(
+        account=account, day=date.today(), description="seat", cost=Decimal("1.25")
+    )
     return {
         "objects": {
             "accounts": account.pk,
@@ -91,6 +93,7 @@ def world(db, httpserver, settings):
             "notification-channels": channel.pk,
             "services": account.provider_id,
             "ingest-keys": IngestKey.objects.get(account=account).pk,
+            "usage": seat.pk,  # /api/usage/records/{id}/explanation
         },
         "user": user,
         "token": token.json()["token"],

@@ -330,28 +330,63 @@ class ProviderAdapter:
     ) -> Decimal | None:
         """USD cost of one request (usage.pricing.RequestUsage × Price); None = unpriced.
 
-        The provider's own cost figure, when its response carries one (Perplexity, OpenRouter,
-        xAI), beats any price book. Otherwise the price book prices it
-        (:meth:`cost_from_price_book`). Providers with other rules (a local compute rate, an
-        account setting: ``account_config`` is the account's stored settings) override this.
+        The total of :meth:`costing`, which providers with their own rules override.
         """
-        if usage.provider_cost is not None:
-            return usage.provider_cost
-        if price is None:
-            return None
-        return cls.cost_from_price_book(usage, price)
+        return cls.costing(
+            usage, price, compute_rate_per_hour=compute_rate_per_hour, account_config=account_config
+        ).total
 
     @classmethod
-    def cost_from_price_book(cls, usage: Any, price: Any) -> Decimal | None:
+    def costing(
+        cls,
+        usage: Any,
+        price: Any,
+        *,
+        compute_rate_per_hour: Decimal | None = None,
+        account_config: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The itemised cost of one request (a usage.pricing.Costing): what is summed for the
+        cost and shown to explain it.
+
+        The provider's own cost figure, when its response carries one (Perplexity, OpenRouter,
+        xAI), beats any price book. Otherwise the price book prices it
+        (:meth:`costing_from_price_book`); without a price row it is unpriced. Providers with
+        other rules (a local compute rate, an account setting: ``account_config`` is the
+        account's stored settings) override this.
+        """
+        from usage.pricing import Costing, CostLine, Rule, standard_costing
+
+        if usage.provider_cost is not None:
+            own = usage.provider_cost
+            return Costing(Rule.PROVIDER_COST, (CostLine("provider_cost", 1, own, own),))
+        if price is None:
+            return standard_costing(usage, None)
+        return cls.costing_from_price_book(usage, price)
+
+    @classmethod
+    def costing_from_price_book(cls, usage: Any, price: Any) -> Any:
         """The default: each token category × its price (the long-context tier's rates when
         the prompt is past it), plus request fees, searches (per query), images and audio
         seconds."""
-        from usage.pricing import standard_cost
+        from usage.pricing import standard_costing
 
-        return standard_cost(usage, price)
+        return standard_costing(usage, price)
+
+    @classmethod
+    def cost_from_price_book(cls, usage: Any, price: Any) -> Decimal | None:
+        """The total of :meth:`costing_from_price_book`."""
+        return cls.costing_from_price_book(usage, price).total
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        # The cost is the total of costing(): an override of price() or cost_from_price_book()
+        # would be bypassed by recording and by the cost explanation alike, so refuse it.
+        for name, instead in (
+            ("price", "costing"),
+            ("cost_from_price_book", "costing_from_price_book"),
+        ):
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__}: override {instead}() rather than {name}()")
         for name in cls._redacted_methods:
             if name in cls.__dict__:
                 setattr(cls, name, _with_secrets_redacted(cls.__dict__[name]))

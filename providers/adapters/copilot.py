@@ -117,19 +117,23 @@ class CopilotAdapter(ProviderAdapter):
     )
 
     @classmethod
-    def price(
+    def costing(
         cls,
         usage: Any,
         price: Any,
         *,
         compute_rate_per_hour: Decimal | None = None,
         account_config: Mapping[str, Any] | None = None,
-    ) -> Decimal | None:
+    ) -> Any:
         """Copilot bills premium requests, not tokens (ref §3.6): request_count × per_request
         when the price has one."""
+        from usage.pricing import Costing, CostLine, Rule
+
         if price is not None and price.per_request is not None:
-            return usage.request_count * price.per_request
-        return super().price(
+            count, rate = usage.request_count, price.per_request
+            line = CostLine("premium_request", count, rate, count * rate)
+            return Costing(Rule.PER_REQUEST, (line,))
+        return super().costing(
             usage, price, compute_rate_per_hour=compute_rate_per_hour, account_config=account_config
         )
 

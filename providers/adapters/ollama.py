@@ -11,6 +11,9 @@ from providers.proxy.routes import Route, openai_style_routes
 
 # Counts of a native final object (any of them means the body is one).
 _METRICS = ("prompt_eval_count", "eval_count", "total_duration", "eval_duration")
+_FREE_NOTE = (
+    "A local model on your own hardware: free unless the account sets a compute rate per hour."
+)
 
 
 class OllamaAdapter(ProviderAdapter):
@@ -66,21 +69,25 @@ class OllamaAdapter(ProviderAdapter):
         )
 
     @classmethod
-    def price(
+    def costing(
         cls,
         usage: Any,
         price: Any,
         *,
         compute_rate_per_hour: Decimal | None = None,
         account_config: Mapping[str, Any] | None = None,
-    ) -> Decimal | None:
+    ) -> Any:
         """Local and free, so 0 whatever the price book says; with an operator's compute rate
-        (hardware/energy), rate × the request's total_duration."""
-        from usage.pricing import NS_PER_HOUR
+        (hardware/energy), rate × the request's total_duration (a line counted in seconds)."""
+        from usage.pricing import NS_PER_HOUR, Costing, CostLine, Rule
 
         if compute_rate_per_hour is None:
-            return Decimal(0)
-        return compute_rate_per_hour * usage.total_duration_ns / NS_PER_HOUR
+            return Costing(Rule.FREE, note=_FREE_NOTE)
+        ns = usage.total_duration_ns
+        amount = compute_rate_per_hour * ns / NS_PER_HOUR
+        seconds = Decimal(ns).scaleb(-9)
+        line = CostLine("compute_time", seconds, compute_rate_per_hour, amount)
+        return Costing(Rule.COMPUTE_RATE, (line,))
 
     def test_connection(self) -> str:
         # Reference: provider-apis.md §8 (default base http://localhost:11434, no auth)

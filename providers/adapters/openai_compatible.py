@@ -72,19 +72,21 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     # GPU) several times over for the same hour.
 
     @classmethod
-    def price(
+    def costing(
         cls,
         usage: Any,
         price: Any,
         *,
         compute_rate_per_hour: Decimal | None = None,
         account_config: Mapping[str, Any] | None = None,
-    ) -> Decimal | None:
+    ) -> Any:
         """$0 when the account marks the endpoint free; otherwise the base rule (its own cost
         figure if the answer has one, else the price book, else None)."""
+        from usage.pricing import Costing, Rule
+
         if (account_config or {}).get("free") is True:
-            return Decimal(0)
-        return super().price(usage, price, account_config=account_config)
+            return Costing(Rule.FREE, note="The account marks this endpoint free.")
+        return super().costing(usage, price, account_config=account_config)
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}

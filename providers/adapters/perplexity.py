@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from providers.adapters.base import ProviderAdapter
@@ -43,9 +42,9 @@ class PerplexityAdapter(ProviderAdapter):
         raise ProviderError("test not supported for Perplexity (no account API)", permanent=True)
 
     @classmethod
-    def cost_from_price_book(cls, usage: Any, price: Any) -> Decimal | None:
+    def costing_from_price_book(cls, usage: Any, price: Any) -> Any:
         """Without its own ``usage.cost``: tokens plus the search fee. Sonar charges
         search_context_cost_per_query once per request (ref §5.3), deep research per query."""
-        from usage.pricing import standard_cost
+        from usage.pricing import standard_costing
 
-        return standard_cost(usage, price, search_per_request="deep-research" not in usage.model)
+        return standard_costing(usage, price, search_per_request="deep-research" not in usage.model)

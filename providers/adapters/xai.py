@@ -62,7 +62,7 @@ class XAIAdapter(ProviderAdapter):
             result.provider_cost = count_of(ticks, f"{path}.cost_in_usd_ticks") / TICKS_PER_USD
 
     @classmethod
-    def cost_from_price_book(cls, usage: Any, price: Any) -> Decimal | None:
+    def costing_from_price_book(cls, usage: Any, price: Any) -> Any:
         """Without ticks: the standard rule, but the long-context tier starts AT its threshold.
 
         The snapshot's xai/ entries carry "_above_200k_tokens" rates, and LiteLLM 1.109.1 (where
@@ -70,13 +70,13 @@ class XAIAdapter(ProviderAdapter):
         _INCLUSIVE_THRESHOLD_PROVIDERS in llm_cost_calc/utils.py) where every other provider's
         starts above it. A prompt of exactly 200,000 tokens is therefore long here.
         """
-        from usage.pricing import standard_cost
+        from usage.pricing import standard_costing
 
         if price.long_context_threshold:
             # prompt > threshold - 1 is prompt >= threshold for whole token counts.
             threshold = price.long_context_threshold - 1
             price = dataclasses.replace(price, long_context_threshold=threshold)
-        return standard_cost(usage, price)
+        return standard_costing(usage, price)
 
     def _headers(self) -> dict[str, str]:
         # Reference: providers-more.md §4 (Authorization: Bearer KEY)

@@ -103,3 +103,8 @@ def test_it_never_shows_the_secret_in_repr():
         base_url="https://api.openai.com", secret="sk-admin-secret", config={}
     )
     assert "sk-admin-secret" not in repr(adapter)
+
+
+def test_an_adapter_that_overrides_price_instead_of_costing_is_refused():
+    with pytest.raises(TypeError, match="override costing"):
+        type("Bad", (ProviderAdapter,), {"price": classmethod(lambda cls, *a, **k: None)})

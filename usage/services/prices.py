@@ -258,7 +258,6 @@ def reprice_estimated(*, since: date, account_ids: Iterable[int] | None = None) 
 
     Official and manual costs are never re-priced. Returns how many records changed.
     """
-    from usage.extraction import RequestUsage
     from usage.services.requests import request_cost
     from usage.services.rollup import day_start, rollup_rebuild
 
@@ -280,23 +279,7 @@ def reprice_estimated(*, since: date, account_ids: Iterable[int] | None = None) 
             inputs = (record.raw or {}).get("pricing") or {}
             if record.status == RecordStatus.INCOMPLETE and not inputs.get("usage_found", True):
                 continue  # cut off before any usage arrived: unknown, whatever the price
-            usage = RequestUsage(
-                model=record.model,
-                input_tokens=record.input_tokens,
-                cache_read_tokens=record.cache_read_tokens,
-                cache_write_tokens=record.cache_write_tokens,
-                cache_write_1h_tokens=record.cache_write_1h_tokens,
-                output_tokens=record.output_tokens,
-                reasoning_tokens=record.reasoning_tokens,
-                request_count=record.request_count,
-                search_queries=record.search_queries,
-                images=record.images,
-                audio_seconds=record.audio_seconds,
-                total_duration_ns=int(inputs.get("total_duration_ns") or 0),
-                provider_cost=_decimal_or_none(inputs.get("provider_cost")),
-                search_context_size=inputs.get("search_context_size"),
-                found=True,
-            )
+            usage = usage_from_record(record)
             rule = book.rule_for(
                 provider=record.provider, model=record.model, at=record.bucket_start
             )
@@ -316,6 +299,31 @@ def reprice_estimated(*, since: date, account_ids: Iterable[int] | None = None) 
         for account_id, days in by_account.items():
             rollup_rebuild(account_id=account_id, days=days, source=Source.ESTIMATED)
     return changed
+
+
+def usage_from_record(record: UsageRecord):
+    """A stored estimated record's usage as pricing sees it (a RequestUsage): the token and
+    unit columns plus what pricing needs beyond them, saved in raw["pricing"] at recording."""
+    from usage.extraction import RequestUsage
+
+    inputs = (record.raw or {}).get("pricing") or {}
+    return RequestUsage(
+        model=record.model,
+        input_tokens=record.input_tokens,
+        cache_read_tokens=record.cache_read_tokens,
+        cache_write_tokens=record.cache_write_tokens,
+        cache_write_1h_tokens=record.cache_write_1h_tokens,
+        output_tokens=record.output_tokens,
+        reasoning_tokens=record.reasoning_tokens,
+        request_count=record.request_count,
+        search_queries=record.search_queries,
+        images=record.images,
+        audio_seconds=record.audio_seconds,
+        total_duration_ns=int(inputs.get("total_duration_ns") or 0),
+        provider_cost=_decimal_or_none(inputs.get("provider_cost")),
+        search_context_size=inputs.get("search_context_size"),
+        found=True,
+    )
 
 
 def _decimal_or_none(value) -> Decimal | None:

@@ -23,8 +23,8 @@ from providers.models import IngestKey, ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
 from usage.models import Granularity, RecordStatus, Source, UsageRecord
+from usage.pricing import Costing, costing_for
 from usage.pricing import Price as PriceRule
-from usage.pricing import cost_for
 from usage.services.prices import PriceBook
 from usage.services.rollup import ROLLUP_READS, rollup_add, rollup_upsert_sql, spend_changed
 
@@ -57,20 +57,25 @@ def compute_rate(account: ProviderAccount) -> Decimal | None:
     return value if value.is_finite() and value >= 0 else None
 
 
-def request_cost(
+def request_costing(
     *, account: ProviderAccount, usage: RequestUsage, rule: PriceRule | None
-) -> Decimal | None:
-    """USD cost of one request for this account (None = unpriced), rounded as stored.
-
-    Raises ValueError (OutOfBounds) when the figure is outside the cost bound.
-    """
-    cost = cost_for(
+) -> Costing:
+    """The itemised cost of one request for this account (its provider's rule); the lines an
+    explanation shows are the ones :func:`request_cost` adds up."""
+    return costing_for(
         account.provider.slug,
         usage,
         rule,
         compute_rate_per_hour=compute_rate(account),
         account_config=account.config or {},
     )
+
+
+def stored_cost(cost: Decimal | None) -> Decimal | None:
+    """A computed cost as it is stored: bounded, rounded to the column's 12 places.
+
+    Raises ValueError (OutOfBounds) when the figure is outside the cost bound.
+    """
     if cost is None:
         return None
     if bounds.COST.problem(cost):
@@ -78,6 +83,16 @@ def request_cost(
             "cost", f"{cost:.2E} USD for this usage and price is outside the bound"
         )
     return cost.quantize(COST_QUANTUM)
+
+
+def request_cost(
+    *, account: ProviderAccount, usage: RequestUsage, rule: PriceRule | None
+) -> Decimal | None:
+    """USD cost of one request for this account (None = unpriced), rounded as stored.
+
+    Raises ValueError (OutOfBounds) when the figure is outside the cost bound.
+    """
+    return stored_cost(request_costing(account=account, usage=usage, rule=rule).total)
 
 
 def _record_values(

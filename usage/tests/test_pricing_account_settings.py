@@ -1,4 +1,4 @@
-"""A price rule may depend on one of the account's settings (ProviderAdapter.price receives the
+"""A price rule may depend on one of the account's settings (ProviderAdapter.costing receives the
 account's stored settings as ``account_config``), when a request is recorded and when it is
 re-priced. Groq's rule is patched to stand in for such a provider."""
 
@@ -13,6 +13,7 @@ from providers.adapters.groq import GroqAdapter
 from providers.tests.factories import AccountFactory, provider
 from usage.extraction import RequestUsage
 from usage.models import UsageRecord
+from usage.pricing import Costing, CostLine, Rule
 from usage.services.prices import PriceBook, reprice_estimated
 from usage.services.requests import RequestEvent, request_events_record
 
@@ -26,11 +27,13 @@ def seen(monkeypatch) -> list:
     """Patch Groq's rule: $1 a request when the account's "flat" setting is on, else unpriced."""
     calls = []
 
-    def price(cls, usage, price, *, compute_rate_per_hour=None, account_config=None):
+    def costing(cls, usage, price, *, compute_rate_per_hour=None, account_config=None):
         calls.append(account_config)
-        return Decimal(1) if (account_config or {}).get("flat") else None
+        if (account_config or {}).get("flat"):
+            return Costing(Rule.PER_REQUEST, (CostLine("request_fee", 1, Decimal(1), Decimal(1)),))
+        return Costing(Rule.NO_PRICE)
 
-    monkeypatch.setattr(GroqAdapter, "price", classmethod(price))
+    monkeypatch.setattr(GroqAdapter, "costing", classmethod(costing))
     return calls
 
 
