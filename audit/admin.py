@@ -4,7 +4,13 @@ from django.contrib import admin
 from django.db import transaction
 
 from audit.models import AuditEvent
-from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
+from audit.services import (
+    audit_changes,
+    audit_record,
+    audit_snapshot,
+    audit_state,
+    audit_update_action,
+)
 
 
 @admin.register(AuditEvent)
@@ -47,10 +53,11 @@ class AuditedAdminMixin:
             stored = type(obj)._default_manager.filter(pk=obj.pk).first()
             before = audit_state(stored) if stored is not None else None
         super().save_model(request, obj, form, change)
+        changes = audit_changes(before, obj)
         audit_record(
-            action=AuditEvent.Action.UPDATED if change else AuditEvent.Action.CREATED,
+            action=audit_update_action(changes) if change else AuditEvent.Action.CREATED,
             obj=obj,
-            changes=audit_changes(before, obj),
+            changes=changes,
             actor=_actor(request),
         )
 

@@ -41,6 +41,7 @@ _OMITTED_FIELDS = {
     "alerts.budget": ("created_at",),
 }
 KEY_PRESENT, KEY_ABSENT = "set", "not set"
+_SECRET_NAMES = {name for names in _SECRET_FIELDS.values() for name in names}
 
 
 def _json_value(value: Any) -> Any:
@@ -144,3 +145,13 @@ def audit_changes(before: tuple[dict, dict] | None, obj: models.Model) -> dict[s
         if old and new and old != new:
             changes[name] = [KEY_PRESENT, "changed"]
     return changes
+
+
+def audit_update_action(changes: dict[str, list]) -> str:
+    """What to call an update: switching off or on first, then a key change, else "updated"."""
+    if "is_active" in changes:
+        was, now = changes["is_active"]
+        return AuditEvent.Action.DEACTIVATED if was and not now else AuditEvent.Action.REACTIVATED
+    if changes and set(changes) <= _SECRET_NAMES:
+        return AuditEvent.Action.KEY_CHANGED
+    return AuditEvent.Action.UPDATED

@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from accounts.models import User
 from audit.models import AuditEvent
-from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
+from audit.services import (
+    audit_changes,
+    audit_record,
+    audit_snapshot,
+    audit_state,
+    audit_update_action,
+)
 from providers.account_settings import settings_clean
 from providers.models import IngestKey, Provider, ProviderAccount, hash_ingest_key
 
@@ -92,16 +98,6 @@ def account_create(
     return account
 
 
-def _account_update_action(changes: dict) -> str:
-    # The event is named for what mattered most: switching off, then a key, then the rest.
-    if "is_active" in changes:
-        was, now = changes["is_active"]
-        return AuditEvent.Action.DEACTIVATED if was and not now else AuditEvent.Action.REACTIVATED
-    if changes and set(changes) <= {"api_key", "admin_key"}:
-        return AuditEvent.Action.KEY_CHANGED
-    return AuditEvent.Action.UPDATED
-
-
 @transaction.atomic
 def account_update(
     *,
@@ -140,7 +136,7 @@ def account_update(
     account.full_clean(exclude=["api_key", "admin_key"])
     account.save()
     changes = audit_changes(before, account)
-    audit_record(action=_account_update_action(changes), obj=account, changes=changes)
+    audit_record(action=audit_update_action(changes), obj=account, changes=changes)
     return account
 
 

@@ -405,3 +405,27 @@ def test_it_lists_the_log_read_only_in_the_admin(client, user):
     listed = client.get("/admin/audit/auditevent/")
     assert listed.status_code == 200 and "Listed" in listed.content.decode()
     assert client.get("/admin/audit/auditevent/add/").status_code == 403
+
+
+def test_it_logs_a_key_set_in_the_admin_without_the_key(client, user):
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    account = AccountFactory(owner=user, name="Prod", keys={"api_key": RAW_KEY})
+    client.force_login(staff)
+    data = {
+        "owner": user.pk,
+        "provider": account.provider_id,
+        "name": "Prod",
+        "is_active": "on",
+        "new_api_key": NEW_KEY,
+        "_save": "Save",
+    }
+    response = client.post(f"/admin/providers/provideraccount/{account.pk}/change/", data)
+    assert response.status_code == 302, (
+        response.context and response.context["adminform"].form.errors
+    )
+    event = _only_event()
+    assert (event.action, event.actor, event.owner) == (A.KEY_CHANGED, staff, user)
+    assert event.changes == {"api_key": ["set", "changed"]}
+    page = client.get("/admin/audit/auditevent/").content.decode()
+    for text in [_everything_logged(), page]:
+        assert RAW_KEY not in text and NEW_KEY not in text
