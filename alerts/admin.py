@@ -1,10 +1,11 @@
 from django.contrib import admin
 
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
+from audit.admin import AuditedAdminMixin
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["owner", "scope", "provider", "account", "amount"]
 
 
@@ -15,7 +16,7 @@ class AlertAdmin(admin.ModelAdmin):
 
 
 @admin.register(NotificationChannel)
-class NotificationChannelAdmin(admin.ModelAdmin):
+class NotificationChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # The target is left off the list: a webhook URL often embeds a token.
     list_display = ["owner", "kind", "target_display", "slack_format", "is_active"]
     list_filter = ["kind", "is_active"]

@@ -47,6 +47,8 @@ from alerts.anomalies import (
 from alerts.forecast import budget_forecast_message, format_usd
 from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
 from alerts.webhooks import WebhookURLError, generic_payload, slack_payload, validate_webhook_url
+from audit.models import AuditEvent
+from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
 from providers.models import Provider, ProviderAccount
 from usage.selectors import today_for
 
@@ -328,6 +330,7 @@ def budget_create(
     _budget_validate(budget)
     _budget_save(budget)
     _budget_thresholds_settle(budget=budget)
+    audit_record(action=AuditEvent.Action.CREATED, obj=budget, after=audit_snapshot(budget))
     alerts_evaluate_for_user(user=owner)
     return budget
 
@@ -341,16 +344,22 @@ def budget_update(*, budget: Budget, **changes) -> Budget:
     unknown = set(changes) - set(_BUDGET_FIELDS)
     if unknown:
         raise TypeError(f"budget_update() got unexpected fields {sorted(unknown)}")
+    before = audit_state(budget)
     for name, value in changes.items():
         setattr(budget, name, value)
     _budget_validate(budget)
     _budget_save(budget)
     _budget_thresholds_settle(budget=budget)
+    audit_record(
+        action=AuditEvent.Action.UPDATED, obj=budget, changes=audit_changes(before, budget)
+    )
     alerts_evaluate_for_user(user=budget.owner)
     return budget
 
 
+@transaction.atomic
 def budget_delete(*, budget: Budget) -> None:
+    audit_record(action=AuditEvent.Action.DELETED, obj=budget, before=audit_snapshot(budget))
     budget.delete()
 
 
@@ -682,19 +691,25 @@ def channel_create(
     _channel_check_unique(owner=owner, kind=kind, target=target)
     try:
         with transaction.atomic():
-            return NotificationChannel.objects.create(
+            channel = NotificationChannel.objects.create(
                 owner=owner,
                 kind=kind,
                 target=target,
                 slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
                 is_active=is_active,
             )
+            audit_record(
+                action=AuditEvent.Action.CREATED, obj=channel, after=audit_snapshot(channel)
+            )
+            return channel
     except IntegrityError:  # a concurrent duplicate: the same error as the check above
         _channel_check_unique(owner=owner, kind=kind, target=target)
         raise
 
 
+@transaction.atomic
 def channel_delete(*, channel: NotificationChannel) -> None:
+    audit_record(action=AuditEvent.Action.DELETED, obj=channel, before=audit_snapshot(channel))
     channel.delete()
 
 

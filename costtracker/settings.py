@@ -97,6 +97,7 @@ INSTALLED_APPS = [
     "providers",
     "usage",
     "alerts",
+    "audit",
 ]
 
 MIDDLEWARE = [
@@ -108,6 +109,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "accounts.middleware.UserTimeZoneMiddleware",  # pages show times in the user's zone
+    "audit.context.AuditActorMiddleware",  # the acting user of audit events
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",

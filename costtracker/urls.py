@@ -31,6 +31,7 @@ urlpatterns = [
     path("api/", include("usage.ingest_api_urls")),  # ingestion (per-request events)
     path("api/", include("usage.insight_api_urls")),  # forecast, export, reconciliation
     path("api/", include("alerts.api_urls")),  # budgets and alerts
+    path("api/", include("audit.api_urls")),  # audit log
     path("", include("accounts.urls")),
     path("", include("providers.urls")),
     path("", include("providers.ingest_urls")),  # ingest keys pages
@@ -38,4 +39,5 @@ urlpatterns = [
     path("", include("usage.sync_urls")),  # sync now, sync history
     path("", include("usage.insight_urls")),  # export, reconciliation pages
     path("", include("alerts.urls")),  # budgets and alerts pages
+    path("", include("audit.urls")),  # audit log page
 ]

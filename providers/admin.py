@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from audit.admin import AuditedAdminMixin
 from providers.account_settings import settings_clean
 from providers.fields import secret_text_validate
 from providers.forms import ProviderSettingsFormMixin
@@ -67,7 +68,7 @@ class ProviderAccountAdminForm(ProviderSettingsFormMixin, forms.ModelForm):
 
 
 @admin.register(ProviderAccount)
-class ProviderAccountAdmin(admin.ModelAdmin):
+class ProviderAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ProviderAccountAdminForm
     list_display = ["name", "provider", "owner", "is_active", "api_key_hint", "last_sync_status"]
     list_filter = ["provider", "is_active", "last_sync_status"]
@@ -92,7 +93,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
+class InvoiceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["account", "month", "amount", "currency", "updated_at"]
     list_filter = ["currency"]
     search_fields = ["account__name", "note"]
@@ -100,7 +101,7 @@ class InvoiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(IngestKey)
-class IngestKeyAdmin(admin.ModelAdmin):
+class IngestKeyAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["hint", "name", "account", "created_at", "last_used_at", "revoked_at"]
     fields = ["account", "name", "hint", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["account", "hint", "created_at", "last_used_at"]

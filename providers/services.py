@@ -11,6 +11,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
+from audit.models import AuditEvent
+from audit.services import (
+    audit_changes,
+    audit_record,
+    audit_snapshot,
+    audit_state,
+    audit_update_action,
+)
 from providers.account_settings import settings_clean
 from providers.models import IngestKey, Provider, ProviderAccount, hash_ingest_key
 
@@ -86,6 +94,7 @@ def account_create(
     _apply_secret(account, "admin_key", admin_key)
     account.full_clean(exclude=["api_key", "admin_key"])
     account.save()
+    audit_record(action=AuditEvent.Action.CREATED, obj=account, after=audit_snapshot(account))
     return account
 
 
@@ -107,6 +116,7 @@ def account_update(
     for key in fields:
         if key not in allowed:
             raise TypeError(f"account_update() got an unexpected field {key!r}")
+    before = audit_state(account)
     provider = fields.get("provider", account.provider)
     account_provider_change_check(account=account, provider=provider)
     same_provider = provider.pk == account.provider_id
@@ -125,26 +135,35 @@ def account_update(
     _apply_secret(account, "admin_key", admin_key)
     account.full_clean(exclude=["api_key", "admin_key"])
     account.save()
+    changes = audit_changes(before, account)
+    audit_record(action=audit_update_action(changes), obj=account, changes=changes)
     return account
 
 
+@transaction.atomic
 def account_delete(*, account: ProviderAccount) -> None:
+    audit_record(action=AuditEvent.Action.DELETED, obj=account, before=audit_snapshot(account))
     account.delete()
 
 
+@transaction.atomic
 def ingest_key_create(*, account: ProviderAccount, name: str = "") -> tuple[str, IngestKey]:
     """Returns the plaintext key (shown once) and the stored row (SHA-256 only)."""
     raw = IngestKey.new_raw_key()
     key = IngestKey.objects.create(
         account=account, name=name, digest=hash_ingest_key(raw), hint=raw[:10]
     )
+    audit_record(action=AuditEvent.Action.CREATED, obj=key, after=audit_snapshot(key))
     return raw, key
 
 
+@transaction.atomic
 def ingest_key_revoke(*, key: IngestKey) -> None:
     if key.revoked_at is None:
+        before = audit_state(key)
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        audit_record(action=AuditEvent.Action.REVOKED, obj=key, changes=audit_changes(before, key))
 
 
 # last_used_at is a hint for the keys page, not an audit log: one UPDATE a minute per key at

@@ -1,12 +1,13 @@
 from django.contrib import admin
 
+from audit.admin import AuditedAdminMixin
 from usage.models import DailyUsage, ModelAlias, Price, SyncRun, UsageRecord
 from usage.pricing import LONG_CONTEXT_FIELDS
 from usage.services.rollup import rollup_rebuild
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
+class UsageRecordAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["bucket_start", "account", "model", "source", "status", "cost", "request_count"]
     list_filter = ["source", "status", "provider"]
     search_fields = ["model", "request_id", "description", "account__name"]
@@ -65,7 +66,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
+class PriceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = [
         "provider",
         "model",

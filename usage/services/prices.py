@@ -20,6 +20,8 @@ from pathlib import Path
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.services import audit_record
 from providers.models import Provider
 from usage import bounds
 from usage.models import ModelAlias, Price, RecordStatus, Source, UsageRecord
@@ -250,6 +252,17 @@ def prices_import(
         )
     Price.objects.bulk_update(closed, ["valid_to"], batch_size=500)
     Price.objects.bulk_create(new_rows, batch_size=500)
+    # One event per import, not one per row: the counts tell the story, the rows carry dates.
+    audit_record(
+        action=AuditEvent.Action.IMPORTED,
+        object_type=Price._meta.verbose_name,
+        object_label="LiteLLM price file",
+        changes={
+            "added": [None, added],
+            "changed": [None, changed],
+            "unchanged": [None, unchanged],
+        },
+    )
     return ImportCounts(added=added, changed=changed, unchanged=unchanged)
 
 

@@ -14,11 +14,13 @@ from decimal import Decimal
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from audit.models import AuditEvent
+from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
 from providers.models import Invoice, ProviderAccount
 from usage import bounds
 from usage.models import UsageRecord
 from usage.selectors import invoice_get, reconciliation_month, true_up_records
-from usage.services.records import manual_entry_create, usage_record_delete
+from usage.services.records import manual_entry_write, usage_record_delete
 
 
 def month_key(month_start: date) -> str:
@@ -42,19 +44,31 @@ def invoice_set(
         raise ValidationError({"currency": "Only USD invoices can be reconciled."})
     if len(note) > Invoice._meta.get_field("note").max_length:
         raise ValidationError({"note": "At most 500 characters."})
+    previous = Invoice.objects.filter(account=account, month=month_start).first()
+    before = audit_state(previous) if previous is not None else None
     # update_or_create: two saves of the same month at once leave one row, not an error.
-    invoice, _ = Invoice.objects.update_or_create(
+    invoice, created = Invoice.objects.update_or_create(
         account=account,
         month=month_start,
         defaults={"amount": amount, "currency": currency, "note": note},
     )
+    audit_record(
+        action=AuditEvent.Action.CREATED if created else AuditEvent.Action.UPDATED,
+        obj=invoice,
+        changes=audit_changes(before, invoice),
+    )
     return invoice
 
 
+@transaction.atomic
 def invoice_delete(*, account: ProviderAccount, month_start: date) -> bool:
     """Forget the invoice total of one account and month; True if there was one."""
-    deleted, _ = Invoice.objects.filter(account=account, month=month_start).delete()
-    return bool(deleted)
+    invoice = Invoice.objects.filter(account=account, month=month_start).first()
+    if invoice is None:
+        return False
+    audit_record(action=AuditEvent.Action.DELETED, obj=invoice, before=audit_snapshot(invoice))
+    invoice.delete()
+    return True
 
 
 def true_up_day(month_start: date, today: date) -> date:
@@ -77,20 +91,36 @@ def true_up_book(*, account: ProviderAccount, month_start: date, today: date) ->
     invoice = None if stored is None else stored.amount
     if invoice is None:
         raise ValidationError({"invoice": f"Enter the invoice total for {month} first."})
+    replaced = []
     for previous in true_up_records(account_ids=[account.pk], month=month):
+        replaced.append(str(previous.cost))
         usage_record_delete(record=previous)
     (row,) = reconciliation_month(
         user=account.owner, month_start=month_start, account_id=account.pk
     )
     difference = invoice - row.counted
-    if not difference:
-        return None
-    if problem := bounds.COST.problem(difference):
-        raise ValidationError({"invoice": f"The true-up of {difference:,.2f} USD {problem}."})
-    return manual_entry_create(
-        account=account,
-        day=true_up_day(month_start, today),
-        description=f"True-up to invoice {month}",
-        cost=difference,
-        tags={"true_up": month},
+    record = None
+    if difference:
+        if problem := bounds.COST.problem(difference):
+            raise ValidationError({"invoice": f"The true-up of {difference:,.2f} USD {problem}."})
+        record = manual_entry_write(
+            account=account,
+            day=true_up_day(month_start, today),
+            description=f"True-up to invoice {month}",
+            cost=difference,
+            tags={"true_up": month},
+        )
+    # One event for the booking, whether it added, replaced or (already even) removed an entry.
+    audit_record(
+        action=AuditEvent.Action.BOOKED,
+        owner=account.owner,
+        object_type="true-up",
+        object_id=record.pk if record is not None else "",
+        object_label=f"{account.name} {month}",
+        changes={
+            "invoice": [None, str(invoice)],
+            "counted": [None, str(row.counted)],
+            "true_up": [replaced[0] if replaced else None, str(difference) if difference else None],
+        },
     )
+    return record

@@ -13,6 +13,8 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
+from audit.models import AuditEvent
+from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
 from providers.adapters.base import UsageLine
 from providers.http import ProviderError
 from providers.models import ProviderAccount
@@ -210,7 +212,17 @@ def _update_synced(items: list[tuple[int, UsageLine]]) -> None:
 
 
 @transaction.atomic
-def manual_entry_create(
+def manual_entry_create(**fields) -> UsageRecord:
+    """A hand-entered figure (Copilot seats, an invoice, a local run) for one UTC day.
+
+    Arguments: those of ``manual_entry_write``."""
+    record = manual_entry_write(**fields)
+    audit_record(action=AuditEvent.Action.CREATED, obj=record, after=audit_snapshot(record))
+    return record
+
+
+@transaction.atomic
+def manual_entry_write(
     *,
     account: ProviderAccount,
     day: date,
@@ -227,7 +239,8 @@ def manual_entry_create(
     audio_seconds: Decimal = Decimal(0),
     tags: dict | None = None,
 ) -> UsageRecord:
-    """A hand-entered figure (Copilot seats, an invoice, a local run) for one UTC day."""
+    """Write a manual entry without an audit event of its own: for callers (the true-up) whose
+    own event tells the story."""
     record = UsageRecord(
         account=account,
         provider_id=account.provider_id,
@@ -292,6 +305,7 @@ def manual_entry_update(
         raise TypeError(f"manual_entry_update() got unexpected fields {sorted(unknown)}")
     # Lock the row so two edits at once cannot leave the roll-up of a stale day behind.
     record = UsageRecord.objects.select_for_update().get(pk=record.pk)
+    before = audit_state(record)
     old_account_id, old_day = record.account_id, record.bucket_start.astimezone(UTC).date()
     record.account = account
     record.provider_id = account.provider_id
@@ -306,6 +320,9 @@ def manual_entry_update(
         rollup_rebuild(account_id=account.pk, days=[day], source=Source.MANUAL)
     else:
         rollup_rebuild(account_id=account.pk, days={old_day, day}, source=Source.MANUAL)
+    audit_record(
+        action=AuditEvent.Action.UPDATED, obj=record, changes=audit_changes(before, record)
+    )
     return record
 
 
@@ -318,6 +335,7 @@ def manual_entry_delete(*, record: UsageRecord) -> None:
     _require_manual(record)
     current = UsageRecord.objects.select_for_update().filter(pk=record.pk).first()
     if current is not None:
+        audit_record(action=AuditEvent.Action.DELETED, obj=current, before=audit_snapshot(current))
         usage_record_delete(record=current)
 
 
