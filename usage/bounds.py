@@ -161,6 +161,13 @@ REQUEST = {
 }
 
 
+# Attribution tags a request may carry (ingestion's `tags`, the proxy's X-Tracker-* headers):
+# these keys only, each value at most TAG_MAX_CHARS characters. A longer value is refused
+# with the field named on both paths, never cut short.
+TAG_KEYS = ("project", "user", "feature")
+TAG_MAX_CHARS = 200
+
+
 class OutOfBounds(ValueError):
     """A figure outside its bound; `field` names it (prefixed as the caller chose)."""
 

@@ -50,6 +50,7 @@ from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_mark_used
+from usage.bounds import TAG_KEYS, TAG_MAX_CHARS
 from usage.db import WIDE
 from usage.extraction import extract_usage, usage_format
 from usage.extraction.parsing import usage_envelope_paths, usage_raw
@@ -64,7 +65,6 @@ MAX_EVENTS = 1000
 # revocation stops writes at once; account settings may lag this long.
 RECENT_KEY_SECONDS = 10
 MAX_ID_LENGTH = 200
-TAG_KEYS = ("project", "user", "feature")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 # Clocks drift; an event stamped a little ahead of ours is still believable.
 FUTURE_SLACK = timedelta(days=1)
@@ -254,8 +254,8 @@ def _tags(value: Any) -> dict:
             continue
         if not isinstance(tag, str):
             raise EventError(f"tags.{key}: expected a string")
-        if len(tag) > MAX_ID_LENGTH:
-            raise EventError(f"tags.{key}: at most {MAX_ID_LENGTH} characters")
+        if len(tag) > TAG_MAX_CHARS:
+            raise EventError(f"tags.{key}: at most {TAG_MAX_CHARS} characters")
         tags[key] = tag
     return tags
 

@@ -21,12 +21,8 @@ from usage.services.requests import RequestEvent, request_events_record
 
 logger = logging.getLogger(__name__)
 
-TAG_HEADERS = {
-    "project": "HTTP_X_TRACKER_PROJECT",
-    "user": "HTTP_X_TRACKER_USER",
-    "feature": "HTTP_X_TRACKER_FEATURE",
-}
-TAG_MAX = 200
+# X-Tracker-Project, X-Tracker-User, X-Tracker-Feature (as WSGI names them).
+TAG_HEADERS = {tag: f"HTTP_X_TRACKER_{tag.upper()}" for tag in bounds.TAG_KEYS}
 ID_MAX = 200  # UsageRecord.request_id and .model
 
 
@@ -52,12 +48,24 @@ def _within_bounds(usage: RequestUsage, status: str, raw_usage):
     return usage, status, raw_usage
 
 
+class TagError(ValueError):
+    """A tag header the proxy refuses (the message names the header)."""
+
+
 def tags_from(meta: dict) -> dict[str, str]:
+    """The request's tags; TagError for a value too long or holding control characters,
+    which is refused rather than cut short or stored garbled."""
     tags = {}
     for tag, header in TAG_HEADERS.items():
         value = meta.get(header, "").strip()
-        if value:
-            tags[tag] = value[:TAG_MAX]
+        if not value:
+            continue
+        name = f"X-Tracker-{tag.title()}"
+        if len(value) > bounds.TAG_MAX_CHARS:
+            raise TagError(f"{name}: at most {bounds.TAG_MAX_CHARS} characters")
+        if not value.isprintable():
+            raise TagError(f"{name}: control characters are not allowed")
+        tags[tag] = value
     return tags
 
 

@@ -23,7 +23,7 @@ from providers.crypto import SecretUnreadable
 from providers.models import ProviderAccount
 from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
-from providers.proxy.recording import proxy_call_record, tags_from
+from providers.proxy.recording import TagError, proxy_call_record, tags_from
 from providers.proxy.routes import Route, route_for, routes_for
 from providers.redaction import redact
 from providers.registry import get_adapter_class
@@ -155,7 +155,11 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     if route.include_usage and b'"stream"' in body:
         body = _with_include_usage(body)
 
-    call = _Call(account, provider, route, body, tags_from(request.META), started, match.model)
+    try:
+        tags = tags_from(request.META)
+    except TagError as exc:  # refused before anything is sent: no call, nothing to record
+        return _error(400, "invalid_request_error", str(exc))
+    call = _Call(account, provider, route, body, tags, started, match.model)
     url = f"{base_url.rstrip('/')}/{match.upstream_path}"
     query = request.META.get("QUERY_STRING", "")
     if query := upstream.forwarded_query(query, without=adapter.proxy_key_query_param):

@@ -337,6 +337,49 @@ def test_it_takes_tags_from_tracker_headers(live_server, upstream):
     assert not any(name.lower().startswith("x-tracker") for name in sent.headers.keys())
 
 
+@pytest.mark.parametrize(
+    ("header", "value", "message"),
+    [
+        ("X-Tracker-Project", "p" * 201, "X-Tracker-Project: at most 200 characters"),
+        ("X-Tracker-User", "ada\x01", "X-Tracker-User: control characters are not allowed"),
+    ],
+)
+def test_it_refuses_a_tag_it_would_have_to_cut_or_garble(
+    live_server, upstream, header, value, message
+):
+    # A tag past the bound used to be cut to 200 characters without a word; now the call is
+    # refused before anything is sent, naming the header, as ingestion names its field.
+    account, raw = connect("openai")
+
+    reply = requests.post(
+        f"{live_server.url}/proxy/openai/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {raw}", header: value},
+        timeout=30,
+    )
+
+    assert reply.status_code == 400
+    assert reply.json()["error"]["message"] == message
+    assert received(upstream, "/v1/chat/completions") == []
+    assert not UsageRecord.objects.filter(account=account).exists()
+
+
+def test_a_tag_of_exactly_200_characters_is_kept_whole(live_server, upstream):
+    account, raw = connect("openai")
+    upstream.expect_request("/v1/chat/completions").respond_with_json(
+        {"id": "c1", "model": "gpt-4o-mini", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    )
+
+    requests.post(
+        f"{live_server.url}/proxy/openai/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": MESSAGES},
+        headers={"Authorization": f"Bearer {raw}", "X-Tracker-Feature": "f" * 200},
+        timeout=30,
+    )
+
+    assert only_record(account).tags == {"feature": "f" * 200}
+
+
 def test_it_forwards_an_anthropic_message_with_the_stored_key(live_server, upstream):
     account, raw = connect("anthropic")
     sonnet_price()
