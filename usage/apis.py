@@ -115,6 +115,15 @@ class HistoryFilterSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=Source.choices, required=False)
     start = serializers.DateField(required=False, help_text="UTC day, inclusive.")
     end = serializers.DateField(required=False, help_text="UTC day, inclusive.")
+    project = serializers.CharField(
+        required=False, max_length=bounds.TAG_MAX_CHARS, help_text="Project tag, exact value."
+    )
+    user = serializers.CharField(
+        required=False, max_length=bounds.TAG_MAX_CHARS, help_text="User tag, exact value."
+    )
+    feature = serializers.CharField(
+        required=False, max_length=bounds.TAG_MAX_CHARS, help_text="Feature tag, exact value."
+    )
 
     def validate(self, attrs):
         if attrs.get("start") and attrs.get("end") and attrs["start"] > attrs["end"]:
@@ -138,6 +147,7 @@ class UsageHistoryApi(generics.ListAPIView):
             source=f.get("source"),
             start=f.get("start"),
             end=f.get("end"),
+            tags={tag: f[tag] for tag in bounds.TAG_KEYS if f.get(tag)},
         )
 
 

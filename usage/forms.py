@@ -70,6 +70,18 @@ class HistoryFilterForm(forms.Form):
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["account"].queryset = ProviderAccount.objects.filter(owner=user)
+        # One filter per attribution tag (X-Tracker-Project/User/Feature, ingestion's tags).
+        for tag in bounds.TAG_KEYS:
+            self.fields[tag] = forms.CharField(
+                required=False,
+                max_length=bounds.TAG_MAX_CHARS,
+                label=f"{tag.title()} tag",
+                help_text="Exact value.",
+            )
+
+    def tags(self) -> dict[str, str]:
+        """The tag filters given (cleaned), for usage_history(tags=...)."""
+        return {tag: self.cleaned_data[tag] for tag in bounds.TAG_KEYS if self.cleaned_data[tag]}
 
     def clean(self):
         data = super().clean()

@@ -8,6 +8,7 @@ history for reconciliation) rather than added on top.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -146,8 +147,10 @@ def usage_history(
     source: str | None = None,
     start: date | None = None,
     end: date | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> QuerySet[UsageRecord]:
-    """Per-record history, newest first. Dates are UTC days, end inclusive."""
+    """Per-record history, newest first. Dates are UTC days, end inclusive; ``tags``: records
+    carrying each given tag (project, user, feature) with exactly that value."""
     from usage.services.rollup import day_start
 
     qs = records_visible_to(user=user).select_related("account", "provider")
@@ -163,6 +166,9 @@ def usage_history(
         qs = qs.filter(bucket_start__gte=day_start(start))
     if end:
         qs = qs.filter(bucket_start__lt=day_start(end + timedelta(days=1)))
+    for tag, value in (tags or {}).items():
+        if value:
+            qs = qs.filter(**{f"tags__{tag}": value})
     return qs.order_by("-bucket_start", "-id")
 
 

@@ -294,6 +294,7 @@ def history(request):
             source=f.get("source") or None,
             start=f.get("start"),
             end=f.get("end"),
+            tags=form.tags(),
         )
     elif not form.is_bound:
         records = selectors.usage_history(user=request.user)
