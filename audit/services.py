@@ -71,13 +71,29 @@ def audit_snapshot(obj: models.Model) -> dict[str, Any]:
     return data
 
 
+def _blank(value: Any) -> bool:
+    """Nothing to tell: empty, null or a zero count/amount (a boolean is always told)."""
+    if isinstance(value, bool):
+        return False
+    if value in (None, "", {}, []):
+        return True
+    try:
+        return Decimal(str(value)) == 0
+    except ArithmeticError:
+        return False
+
+
 def audit_diff(before: dict | None, after: dict | None) -> dict[str, list]:
-    """{field: [old, new]} for every field that differs (one side may be missing)."""
+    """{field: [old, new]} for every field that differs (one side may be missing). A created
+    or deleted object lists only the fields it had a value in: a new usage record's twenty
+    zero counters say nothing."""
+    one_sided = before is None or after is None
     before, after = before or {}, after or {}
     return {
         name: [before.get(name), after.get(name)]
         for name in sorted(set(before) | set(after))
         if before.get(name) != after.get(name)
+        and not (one_sided and _blank(before.get(name)) and _blank(after.get(name)))
     }
 
 

@@ -213,6 +213,10 @@ def test_it_logs_manual_entries_from_the_api_and_the_pages(api, web, user):
     event = _only_event()
     assert (event.action, event.actor, event.owner) == (A.CREATED, user, user)
     assert Decimal(event.changes["cost"][1]) == Decimal(228)
+    # A creation lists what the entry holds, not its zero counters and empty fields.
+    assert event.changes["description"] == [None, "seats"]
+    assert "input_tokens" not in event.changes and "raw" not in event.changes
+    assert "request_id" not in event.changes
 
     form = {"account": account.pk, "date": "2026-11-10", "description": "seats", "cost": "190"}
     assert web.post(f"/usage/{record.pk}/edit/", form).status_code == 302
