@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 from rest_framework.test import APIClient
@@ -64,6 +65,50 @@ def _serialized_rollback_for_transactional(item) -> None:
 def pytest_terminal_summary(terminalreporter) -> None:
     if not browser_available() and not _in_ci():
         terminalreporter.write_line(BROWSER_MISSING, yellow=True, bold=True)
+
+
+class _LiveRequests:
+    """Requests the live server is still handling. A test that stops reading a response
+    early (an SDK after [DONE], an assertion failing) can end while the server thread is
+    still closing it; its request_finished then runs Django's connection cleanup after the
+    test's database is gone, and the thread dies with a traceback."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.idle = threading.Condition()
+
+    def started(self, **kwargs) -> None:
+        with self.idle:
+            self.count += 1
+
+    def finished(self, **kwargs) -> None:
+        with self.idle:
+            self.count -= 1
+            self.idle.notify_all()
+
+    def wait(self, timeout: float) -> None:
+        with self.idle:
+            self.idle.wait_for(lambda: self.count <= 0, timeout=timeout)
+            self.count = 0  # one never finished must not hold up the next test
+
+
+_live_requests = _LiveRequests()
+
+
+def pytest_configure(config) -> None:
+    from django.core.signals import request_finished, request_started
+
+    request_started.connect(_live_requests.started, weak=False)
+    request_finished.connect(_live_requests.finished, weak=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    # Before any fixture is finalised (the database among them): let the live server finish
+    # the requests it is still closing, for at most a few seconds.
+    if "live_server" in getattr(item, "fixturenames", ()):
+        _live_requests.wait(timeout=5)
+    yield
 
 
 @pytest.fixture(scope="session")
