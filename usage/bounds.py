@@ -168,6 +168,15 @@ TAG_KEYS = ("project", "user", "feature")
 TAG_MAX_CHARS = 200
 
 
+def tag_problem(value: str) -> str | None:
+    """Why a tag value is refused ("at most 200 characters", control characters), or None."""
+    if len(value) > TAG_MAX_CHARS:
+        return f"at most {TAG_MAX_CHARS} characters"
+    if not value.isprintable():
+        return "control characters are not allowed"
+    return None
+
+
 class OutOfBounds(ValueError):
     """A figure outside its bound; `field` names it (prefixed as the caller chose)."""
 

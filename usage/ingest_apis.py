@@ -50,7 +50,7 @@ from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
 from providers.selectors import ingest_key_lookup
 from providers.services import ingest_key_mark_used
-from usage.bounds import TAG_KEYS, TAG_MAX_CHARS
+from usage.bounds import TAG_KEYS, tag_problem
 from usage.db import WIDE
 from usage.extraction import extract_usage, usage_format
 from usage.extraction.parsing import usage_envelope_paths, usage_raw
@@ -254,28 +254,30 @@ def _tags(value: Any) -> dict:
             continue
         if not isinstance(tag, str):
             raise EventError(f"tags.{key}: expected a string")
-        if len(tag) > TAG_MAX_CHARS:
-            raise EventError(f"tags.{key}: at most {TAG_MAX_CHARS} characters")
+        if problem := tag_problem(tag):
+            raise EventError(f"tags.{key}: {problem}")
         tags[key] = tag
     return tags
 
 
-def _raw_usage(kind: str, body: dict) -> dict | None:
-    """What to keep for audit: the usage object, never message content."""
+def _usage_part(kind: str, body: dict) -> dict:
+    """The part of a body that holds its usage: never message content."""
     raw = usage_raw(kind, body)  # `usage`, or the provider's own usage_object_keys
     if raw is not None:
-        pass
-    elif usage_format(kind) == UsageFormat.LOCAL and ("done" in body or "eval_count" in body):
+        return raw
+    if usage_format(kind) == UsageFormat.LOCAL and ("done" in body or "eval_count" in body):
         keep = ("model", "prompt_eval_count", "eval_count", "total_duration", "eval_duration")
-        raw = {k: body[k] for k in keep if k in body}
-    elif envelope := next(
-        (p for p in usage_envelope_paths() if isinstance(body.get(p.partition(".")[0]), dict)),
-        None,
-    ):
+        return {k: body[k] for k in keep if k in body}
+    for envelope in usage_envelope_paths():
         key, _, sub = envelope.partition(".")
-        raw = {key: {sub: body[key].get(sub)}}
-    else:
-        raw = {k: v for k, v in body.items() if k not in ("choices", "content", "message")}
+        if isinstance(body.get(key), dict):
+            return {key: {sub: body[key].get(sub)}}
+    return {k: v for k, v in body.items() if k not in ("choices", "content", "message")}
+
+
+def _raw_usage(kind: str, body: dict) -> dict | None:
+    """What to keep for audit: the usage object, never message content."""
+    raw = _usage_part(kind, body)
     try:
         size = len(jsontext.dumps(raw))
     except (TypeError, ValueError):

@@ -372,21 +372,12 @@ class ProviderAdapter:
 
         return standard_costing(usage, price)
 
-    @classmethod
-    def cost_from_price_book(cls, usage: Any, price: Any) -> Decimal | None:
-        """The total of :meth:`costing_from_price_book`."""
-        return cls.costing_from_price_book(usage, price).total
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # The cost is the total of costing(): an override of price() or cost_from_price_book()
-        # would be bypassed by recording and by the cost explanation alike, so refuse it.
-        for name, instead in (
-            ("price", "costing"),
-            ("cost_from_price_book", "costing_from_price_book"),
-        ):
-            if name in cls.__dict__:
-                raise TypeError(f"{cls.__name__}: override {instead}() rather than {name}()")
+        # The cost is the total of costing(): an override of price() would be bypassed by the
+        # cost explanation, so refuse it.
+        if "price" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: override costing() rather than price()")
         for name in cls._redacted_methods:
             if name in cls.__dict__:
                 setattr(cls, name, _with_secrets_redacted(cls.__dict__[name]))

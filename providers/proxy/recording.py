@@ -60,11 +60,8 @@ def tags_from(meta: dict) -> dict[str, str]:
         value = meta.get(header, "").strip()
         if not value:
             continue
-        name = f"X-Tracker-{tag.title()}"
-        if len(value) > bounds.TAG_MAX_CHARS:
-            raise TagError(f"{name}: at most {bounds.TAG_MAX_CHARS} characters")
-        if not value.isprintable():
-            raise TagError(f"{name}: control characters are not allowed")
+        if problem := bounds.tag_problem(value):
+            raise TagError(f"X-Tracker-{tag.title()}: {problem}")
         tags[tag] = value
     return tags
 
