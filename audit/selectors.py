@@ -28,4 +28,5 @@ def audit_events_for(
 
 
 def audit_object_types_for(*, user: User) -> list[str]:
-    return sorted(set(audit_events_for(user=user).order_by().values_list("object_type", flat=True)))
+    events = audit_events_for(user=user).order_by("object_type")
+    return list(events.values_list("object_type", flat=True).distinct())

@@ -115,14 +115,7 @@ class Explanation:
 
 def plain(value: int | Decimal) -> str:
     """A number in full, without exponent or trailing zeros: 1,200 · 0.075 · 12.5."""
-    if isinstance(value, int):
-        return f"{value:,}"
-    text = format(value.normalize(), "f")
-    whole, _, frac = text.partition(".")
-    whole = f"{int(whole):,}" if whole.lstrip("-").isdigit() else whole
-    if text.startswith("-") and not whole.startswith("-"):
-        whole = "-" + whole
-    return f"{whole}.{frac}" if frac else whole
+    return f"{value:,}" if isinstance(value, int) else f"{value.normalize():,f}"
 
 
 def dollars(value: Decimal) -> str:
@@ -240,8 +233,9 @@ def _explain_estimated(record: UsageRecord) -> Explanation:
                 if ln[3] is None
             }
         )
+        which = f"price row #{row.pk}" if row else "the price row"
         e.notes.append(
-            f"Unpriced: price row #{row.pk} has no {', '.join(missing)}, and this request "
+            f"Unpriced: {which} has no {', '.join(missing)}, and this request "
             "counted that category. Set it on the price row, then re-price."
         )
     if e.lines:
