@@ -189,6 +189,14 @@ class IngestKey(models.Model):
         ProviderAccount, on_delete=models.CASCADE, related_name="ingest_keys"
     )
     name = models.CharField(max_length=100, blank=True)
+    # The member who made it: members may revoke their own keys, and spend groups by it.
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     digest = models.CharField(max_length=64, unique=True)
     hint = models.CharField(max_length=12)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -76,6 +76,17 @@ class UsageRecord(models.Model):
     provider = models.ForeignKey(
         Provider, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
+    # The ingest key that wrote it (ingestion and the proxy); NULL for everything else. No index
+    # and no constraint, like the two above; DO_NOTHING: a deleted key's spend stays its own.
+    ingest_key = models.ForeignKey(
+        "providers.IngestKey",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     natural_key = models.CharField(max_length=600)
     model = models.CharField(max_length=200, blank=True)
     line_item = models.CharField(max_length=255, blank=True)
@@ -134,20 +145,9 @@ class UsageRecord(models.Model):
         return sum(getattr(self, f) for f in TOKEN_FIELDS if f != "reasoning_tokens")
 
 
-class DailyUsage(models.Model):
-    """Roll-up per account × model × UTC day × source, kept current by every write path.
+class RollupTotals(models.Model):
+    """The sums every roll-up keeps (usage/services/rollup.py writes them from one definition)."""
 
-    Dashboards and totals read this table, never the per-request rows.
-    """
-
-    # The unique (account, day, source, model) index serves every lookup by account and day.
-    account = models.ForeignKey(
-        ProviderAccount, on_delete=models.CASCADE, related_name="+", db_index=False
-    )
-    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
-    model = models.CharField(max_length=200, blank=True)
-    day = models.DateField()
-    source = models.CharField(max_length=16, choices=Source.choices)
     # Estimated rows of an account and day that also has official figures: kept for
     # reconciliation, left out of totals. Set by the roll-up writers so reads need no subquery.
     superseded = models.BooleanField(default=False)
@@ -165,6 +165,29 @@ class DailyUsage(models.Model):
     reasoning_tokens = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(getattr(self, f) for f in TOKEN_FIELDS if f != "reasoning_tokens")
+
+
+class DailyUsage(RollupTotals):
+    """Roll-up per account × model × UTC day × source, kept current by every write path.
+
+    Dashboards and totals read this table, never the per-request rows.
+    """
+
+    # The unique (account, day, source, model) index serves every lookup by account and day.
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200, blank=True)
+    day = models.DateField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "day", "source", "model"], name="daily_usage_unique"
@@ -174,9 +197,46 @@ class DailyUsage(models.Model):
     def __str__(self) -> str:
         return f"{self.account_id} {self.model} {self.day} {self.source}"
 
-    @property
-    def total_tokens(self) -> int:
-        return sum(getattr(self, f) for f in TOKEN_FIELDS if f != "reasoning_tokens")
+
+class DailyAttribution(RollupTotals):
+    """Roll-up per account × UTC day × source × who and what spent: the project, user and
+    feature tags and the ingest key. Kept by the same writers, in the same statement or
+    transaction, as DailyUsage, so a breakdown by tag or key never scans the records.
+
+    An empty tag means the record had none; ingest_key_id 0 means no key wrote it (synced,
+    manual and true-up rows, and proxy calls made with a personal token). Not a foreign key:
+    the key may be deleted later and its spend must stay.
+    """
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    day = models.DateField()
+    source = models.CharField(max_length=16, choices=Source.choices)
+    project = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
+    end_user = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
+    feature = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
+    ingest_key_id = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "account",
+                    "day",
+                    "source",
+                    "project",
+                    "end_user",
+                    "feature",
+                    "ingest_key_id",
+                ],
+                name="daily_attribution_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        tags = f"{self.project}/{self.end_user}/{self.feature}"
+        return f"{self.account_id} {self.day} {self.source} {tags} key {self.ingest_key_id}"
 
 
 class SyncRun(models.Model):

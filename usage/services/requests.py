@@ -96,7 +96,12 @@ def request_cost(
 
 
 def _record_values(
-    *, account: ProviderAccount, event: RequestEvent, book: PriceBook, now: datetime
+    *,
+    account: ProviderAccount,
+    event: RequestEvent,
+    book: PriceBook,
+    now: datetime,
+    ingest_key_id: int | None,
 ) -> dict:
     """Column values (by attname) of the record for one event, priced at its own time."""
     usage = event.usage
@@ -113,6 +118,7 @@ def _record_values(
         "account_id": account.pk,
         "provider_id": account.provider_id,
         "natural_key": f"req:{event.request_id}",
+        "ingest_key_id": ingest_key_id,
         "model": usage.model[:200],
         "line_item": "",
         "description": "",
@@ -212,6 +218,7 @@ _CALL_CONSTANT = frozenset(
     {
         "account_id",
         "provider_id",
+        "ingest_key_id",
         "line_item",
         "description",
         "granularity",
@@ -346,7 +353,11 @@ def request_events_record(
             continue
         seen.add(event.request_id)
         try:
-            rows.append(_record_values(account=account, event=event, book=book, now=now))
+            rows.append(
+                _record_values(
+                    account=account, event=event, book=book, now=now, ingest_key_id=ingest_key_id
+                )
+            )
         except ValueError as exc:
             rejected[event.request_id] = str(exc)
     # One order for every batch: two batches inserting overlapping request ids in different
