@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.lockout import login_succeeded
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, Role, User
 from accounts.services import api_token_create, api_token_revoke, user_create
 
 TokenOutput = inline_serializer(
@@ -102,6 +102,8 @@ class LoginApi(APIView):
 
 
 class LogoutApi(APIView):
+    required_roles = {"POST": Role.VIEWER}
+
     @extend_schema(request=None, responses={204: None})
     def post(self, request):
         if isinstance(request.auth, ApiToken):

@@ -3,7 +3,7 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "Users and API tokens"
+    verbose_name = "Users, workspaces and API tokens"
 
     def ready(self) -> None:
-        from accounts import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from accounts import schema, signals  # noqa: F401 - the OpenAPI extension; signals

@@ -5,7 +5,7 @@ import zoneinfo
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
-from accounts.models import User
+from accounts.models import Role, User
 
 # Offered first in the time-zone suggestions; every IANA zone is accepted.
 COMMON_TIME_ZONES = [
@@ -87,3 +87,26 @@ class ApiTokenForm(forms.Form):
         required=False,
         help_text="What it is for, e.g. “nightly export script”.",
     )
+
+
+class WorkspaceForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    time_zone = TimeZoneField(
+        help_text="Draws the workspace's days and months (budgets, this month) for every member."
+    )
+
+
+class InviteForm(forms.Form):
+    role = forms.ChoiceField(
+        choices=[(r.value, r.label) for r in (Role.ADMIN, Role.MEMBER, Role.VIEWER)],
+        initial=Role.VIEWER,
+    )
+    email = forms.EmailField(
+        required=False,
+        help_text="Optional: the link is emailed there, and only an account with this address "
+        "may use it. Empty: copy the link yourself.",
+    )
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=Role.choices)

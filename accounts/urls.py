@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import views
+from accounts import views, workspace_views
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
@@ -18,4 +18,13 @@ urlpatterns = [
     path("profile/", views.profile, name="profile"),
     path("profile/tokens/", views.api_tokens, name="api-tokens"),
     path("profile/tokens/<int:pk>/revoke/", views.api_token_revoke, name="api-token-revoke"),
+    path("workspace/", workspace_views.workspace_settings, name="workspace"),
+    path("workspace/delete/", workspace_views.workspace_delete, name="workspace-delete"),
+    path("workspace/invites/", workspace_views.invite_create, name="invite-create"),
+    path("workspace/invites/<int:pk>/revoke/", workspace_views.invite_revoke, name="invite-revoke"),
+    path("workspace/members/<int:pk>/role/", workspace_views.member_role, name="member-role"),
+    path("workspace/members/<int:pk>/remove/", workspace_views.member_remove, name="member-remove"),
+    path("workspaces/new/", workspace_views.workspace_new, name="workspace-new"),
+    path("workspaces/switch/", workspace_views.workspace_switch, name="workspace-switch"),
+    path("invites/<str:token>/", workspace_views.invite_accept, name="invite-accept"),
 ]

@@ -6,6 +6,7 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from accounts import selectors, services
@@ -21,6 +22,11 @@ def signup(request):
     if request.method == "POST" and form.is_valid():
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        wanted = request.POST.get("next") or request.GET.get("next")
+        if wanted and url_has_allowed_host_and_scheme(
+            wanted, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return redirect(wanted)  # e.g. back to the invite that brought them here
         messages.success(request, "Welcome! Add your first provider account to start tracking.")
         return redirect("dashboard")
     return render(request, "registration/signup.html", {"form": form})
@@ -31,6 +37,8 @@ def profile(request):
     form = ProfileForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
+        # Their personal workspace follows their zone (a shared one has its own).
+        services.user_time_zone_set(user=request.user, time_zone=form.cleaned_data["time_zone"])
         messages.success(request, "Profile saved.")
         return redirect("profile")
     return render(

@@ -6,19 +6,19 @@ from audit.admin import AuditedAdminMixin
 
 @admin.register(Budget)
 class BudgetAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    list_display = ["owner", "scope", "provider", "account", "amount"]
+    list_display = ["workspace", "scope", "provider", "account", "amount"]
 
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "owner", "kind", "message", "acknowledged_at"]
+    list_display = ["created_at", "workspace", "kind", "message", "acknowledged_at"]
     list_filter = ["kind"]
 
 
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # The target is left off the list: a webhook URL often embeds a token.
-    list_display = ["owner", "kind", "target_display", "slack_format", "is_active"]
+    list_display = ["workspace", "kind", "target_display", "slack_format", "is_active"]
     list_filter = ["kind", "is_active"]
     exclude = ["target"]
 

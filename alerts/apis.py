@@ -1,4 +1,4 @@
-"""JSON API for budgets, alerts and notification channels. Every object is the user's own."""
+"""JSON API for budgets, alerts and notification channels. Every object is the workspace's."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Role
 from alerts import selectors, services
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.services import THRESHOLD_MAX, THRESHOLD_MIN
@@ -26,11 +27,13 @@ def _drf_error(exc: DjangoValidationError) -> serializers.ValidationError:
 
 
 @extend_schema_field(OpenApiTypes.INT)
-class _UserAccountField(serializers.PrimaryKeyRelatedField):
-    """An account id that must be one of the requesting user's accounts."""
+class _WorkspaceAccountField(serializers.PrimaryKeyRelatedField):
+    """An account id that must be one of the request's workspace's accounts."""
 
     def get_queryset(self):
-        return ProviderAccount.objects.filter(owner=self.context["request"].user)
+        return ProviderAccount.objects.filter(
+            workspace=self.context["request"].membership.workspace
+        )
 
 
 # --- budgets ---------------------------------------------------------------------------------
@@ -44,7 +47,7 @@ class BudgetSerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="Provider slug; only with scope=provider.",
     )
-    account = _UserAccountField(
+    account = _WorkspaceAccountField(
         required=False, allow_null=True, help_text="Account id; only with scope=account."
     )
     scope = serializers.ChoiceField(
@@ -86,8 +89,8 @@ class BudgetSerializer(serializers.ModelSerializer):
     def _status(self, budget: Budget):
         cache = self.context.setdefault("_status", {})
         if budget.pk not in cache:
-            user = self.context["request"].user
-            cache[budget.pk] = selectors.budget_status_for(user=user, budget=budget)
+            workspace = self.context["request"].membership.workspace
+            cache[budget.pk] = selectors.budget_status_for(workspace=workspace, budget=budget)
         return cache[budget.pk]
 
     def get_period(self, budget) -> str:
@@ -113,7 +116,9 @@ class BudgetSerializer(serializers.ModelSerializer):
 
     def create(self, validated_data):
         try:
-            return services.budget_create(owner=self.context["request"].user, **validated_data)
+            return services.budget_create(
+                workspace=self.context["request"].membership.workspace, **validated_data
+            )
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
 
@@ -130,14 +135,16 @@ class BudgetListCreateApi(generics.ListCreateAPIView):
     serializer_class = BudgetSerializer
 
     def get_queryset(self):
-        return selectors.budget_list(user=self.request.user)
+        return selectors.budget_list(workspace=self.request.membership.workspace)
 
 
 class BudgetDetailApi(generics.RetrieveUpdateDestroyAPIView):
     serializer_class = BudgetSerializer
 
     def get_object(self):
-        return selectors.budget_get_for_user(user=self.request.user, pk=self.kwargs["pk"])
+        return selectors.budget_get_for_workspace(
+            workspace=self.request.membership.workspace, pk=self.kwargs["pk"]
+        )
 
     def perform_destroy(self, instance):
         services.budget_delete(budget=instance)
@@ -207,7 +214,7 @@ class AlertFilterSerializer(serializers.Serializer):
 
 class AlertCreateSerializer(serializers.Serializer):
     message = serializers.CharField(max_length=2000)
-    account = _UserAccountField(required=False, allow_null=True)
+    account = _WorkspaceAccountField(required=False, allow_null=True)
 
 
 class AlertUpdateSerializer(serializers.Serializer):
@@ -215,6 +222,8 @@ class AlertUpdateSerializer(serializers.Serializer):
 
 
 class AlertListCreateApi(generics.GenericAPIView):
+    required_roles = {"POST": Role.MEMBER}
+
     serializer_class = AlertSerializer
 
     @extend_schema(
@@ -227,7 +236,9 @@ class AlertListCreateApi(generics.GenericAPIView):
     def get(self, request):
         filters = AlertFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        alerts = selectors.alert_list(user=request.user, **filters.validated_data)
+        alerts = selectors.alert_list(
+            workspace=request.membership.workspace, **filters.validated_data
+        )
         page = self.paginate_queryset(alerts)
         return self.get_paginated_response(AlertSerializer(page, many=True).data)
 
@@ -237,16 +248,20 @@ class AlertListCreateApi(generics.GenericAPIView):
         data = AlertCreateSerializer(data=request.data, context={"request": request})
         data.is_valid(raise_exception=True)
         try:
-            alert = services.alert_manual_create(owner=request.user, **data.validated_data)
+            alert = services.alert_manual_create(
+                workspace=request.membership.workspace, **data.validated_data
+            )
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
         return Response(AlertSerializer(alert).data, status=status.HTTP_201_CREATED)
 
 
 class AlertDetailApi(APIView):
+    required_roles = {"PUT": Role.MEMBER, "PATCH": Role.MEMBER}
+
     @extend_schema(responses=AlertSerializer)
     def get(self, request, pk):
-        alert = selectors.alert_get_for_user(user=request.user, pk=pk)
+        alert = selectors.alert_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         return Response(AlertSerializer(alert).data)
 
     @extend_schema(request=AlertUpdateSerializer, responses=AlertSerializer)
@@ -260,7 +275,7 @@ class AlertDetailApi(APIView):
         return self._update(request, pk, partial=True)
 
     def _update(self, request, pk, *, partial: bool):
-        alert = selectors.alert_get_for_user(user=request.user, pk=pk)
+        alert = selectors.alert_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         data = AlertUpdateSerializer(data=request.data, partial=partial)
         data.is_valid(raise_exception=True)
         acknowledged = data.validated_data.get("acknowledged")
@@ -272,15 +287,17 @@ class AlertDetailApi(APIView):
 
     @extend_schema(responses={204: None})
     def delete(self, request, pk):
-        alert = selectors.alert_get_for_user(user=request.user, pk=pk)
+        alert = selectors.alert_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         services.alert_delete(alert=alert)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class AlertAcknowledgeApi(APIView):
+    required_roles = {"POST": Role.MEMBER}
+
     @extend_schema(request=None, responses=AlertSerializer)
     def post(self, request, pk):
-        alert = selectors.alert_get_for_user(user=request.user, pk=pk)
+        alert = selectors.alert_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         services.alert_acknowledge(alert=alert)
         return Response(AlertSerializer(alert).data)
 
@@ -302,7 +319,9 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     def create(self, validated_data):
         try:
-            return services.channel_create(owner=self.context["request"].user, **validated_data)
+            return services.channel_create(
+                workspace=self.context["request"].membership.workspace, **validated_data
+            )
         except DjangoValidationError as exc:
             raise _drf_error(exc) from exc
 
@@ -311,14 +330,16 @@ class ChannelListCreateApi(generics.ListCreateAPIView):
     serializer_class = ChannelSerializer
 
     def get_queryset(self):
-        return selectors.channel_list(user=self.request.user)
+        return selectors.channel_list(workspace=self.request.membership.workspace)
 
 
 class ChannelDetailApi(generics.RetrieveDestroyAPIView):
     serializer_class = ChannelSerializer
 
     def get_object(self):
-        return selectors.channel_get_for_user(user=self.request.user, pk=self.kwargs["pk"])
+        return selectors.channel_get_for_workspace(
+            workspace=self.request.membership.workspace, pk=self.kwargs["pk"]
+        )
 
     def perform_destroy(self, instance):
         services.channel_delete(channel=instance)
@@ -348,6 +369,6 @@ class ChannelTestApi(APIView):
         Recorded like a real delivery; a failed send is a 200 with status "failed" and the
         error, since the request itself succeeded.
         """
-        channel = selectors.channel_get_for_user(user=request.user, pk=pk)
+        channel = selectors.channel_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         delivery = services.channel_test_send(channel=channel)
         return Response(DeliverySerializer(delivery).data)

@@ -45,7 +45,7 @@ class BudgetForm(forms.Form):
         label="Warn when the month-end forecast exceeds the budget",
     )
 
-    def __init__(self, *args, owner, instance: Budget | None = None, **kwargs):
+    def __init__(self, *args, workspace, instance: Budget | None = None, **kwargs):
         if instance is not None and "initial" not in kwargs:
             kwargs["initial"] = {
                 "scope": instance.scope,
@@ -57,9 +57,9 @@ class BudgetForm(forms.Form):
             }
         super().__init__(*args, **kwargs)
         self.fields["provider"].queryset = Provider.objects.all()
-        # Only the user's own accounts are offered, and only they validate.
+        # Only the workspace's accounts are offered, and only they validate.
         self.fields["account"].queryset = ProviderAccount.objects.filter(
-            owner=owner
+            workspace=workspace
         ).select_related("provider")
 
     def clean(self):

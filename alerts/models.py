@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from django.conf import settings
 from django.db import models
 
 from providers.models import Provider, ProviderAccount
@@ -21,8 +20,8 @@ class Budget(models.Model):
         PROVIDER = "provider", "One provider"
         ACCOUNT = "account", "One account"
 
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budgets"
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="budgets"
     )
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.OVERALL)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE)
@@ -49,15 +48,17 @@ class Budget(models.Model):
             ),
             # One budget per target: two for the same thing would alert twice for one spend.
             models.UniqueConstraint(
-                fields=["owner"], condition=models.Q(scope="overall"), name="budget_one_overall"
+                fields=["workspace"],
+                condition=models.Q(scope="overall"),
+                name="budget_one_overall",
             ),
             models.UniqueConstraint(
-                fields=["owner", "provider"],
+                fields=["workspace", "provider"],
                 condition=models.Q(scope="provider"),
                 name="budget_one_per_provider",
             ),
             models.UniqueConstraint(
-                fields=["owner", "account"],
+                fields=["workspace", "account"],
                 condition=models.Q(scope="account"),
                 name="budget_one_per_account",
             ),
@@ -80,8 +81,8 @@ class Alert(models.Model):
         MANUAL = "manual", "Note"
         TEST = "test", "Test notification"
 
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts"
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="alerts"
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.CASCADE)
@@ -100,23 +101,25 @@ class Alert(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "dedupe_key"], name="alert_fires_once")
+            models.UniqueConstraint(fields=["workspace", "dedupe_key"], name="alert_fires_once")
         ]
-        indexes = [models.Index(fields=["owner", "kind", "created_at"], name="alert_owner_kind")]
+        indexes = [
+            models.Index(fields=["workspace", "kind", "created_at"], name="alert_workspace_kind")
+        ]
 
     def __str__(self) -> str:
         return self.message[:80]
 
 
 class NotificationChannel(models.Model):
-    """Where a user's alerts are sent: an email address or a webhook URL."""
+    """Where a workspace's alerts are sent: an email address or a webhook URL."""
 
     class Kind(models.TextChoices):
         EMAIL = "email", "Email"
         WEBHOOK = "webhook", "Webhook"
 
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_channels"
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="notification_channels"
     )
     kind = models.CharField(max_length=16, choices=Kind.choices)
     # An email address or an http(s) URL. A webhook URL often embeds a token (Slack's do), so
@@ -132,7 +135,7 @@ class NotificationChannel(models.Model):
         ordering = ["kind", "id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["owner", "kind", "target"], name="channel_once_per_target"
+                fields=["workspace", "kind", "target"], name="channel_once_per_target"
             )
         ]
 
@@ -178,24 +181,29 @@ class NotificationDelivery(models.Model):
 
 
 class EvaluationDue(models.Model):
-    """An evaluation of one owner's alerts that is due, kept in the database so any node runs it.
+    """An evaluation of one workspace's alerts that is due, kept in the database so any node
+    runs it.
 
     Every change in spend asks for one (alerts.services.alerts_evaluation_request): one row per
-    owner and coalescing window, due at the window's end. alerts.tasks.evaluate_due takes the
-    due rows (a DELETE … RETURNING, so two nodes never take the same row) and evaluates each
-    owner once.
+    workspace and coalescing window, due at the window's end. alerts.tasks.evaluate_due takes
+    the due rows (a DELETE … RETURNING, so two nodes never take the same row) and evaluates
+    each workspace once.
     """
 
-    # The unique (owner, due_at) index serves lookups by owner.
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    # The unique (workspace, due_at) index serves lookups by workspace.
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     due_at = models.DateTimeField(db_index=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["owner", "due_at"], name="alerts_evaluation_due_unique")
+            models.UniqueConstraint(
+                fields=["workspace", "due_at"], name="alerts_evaluation_due_unique"
+            )
         ]
 
     def __str__(self) -> str:
-        return f"evaluate alerts of {self.owner_id} at {self.due_at:%Y-%m-%d %H:%M:%S}"
+        return (
+            f"evaluate alerts of workspace {self.workspace_id} at {self.due_at:%Y-%m-%d %H:%M:%S}"
+        )

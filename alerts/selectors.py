@@ -1,4 +1,4 @@
-"""Reads for budgets, alerts and notification channels. Everything starts from a user.
+"""Reads for budgets, alerts and notification channels. Everything starts from a workspace.
 
 A provider account's own ``monthly_budget`` (set on the account form) is read here as an
 account-scope budget with the default thresholds and a forecast alert. It is evaluated
@@ -16,7 +16,7 @@ from decimal import Decimal
 from django.db.models import Count, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
-from accounts.models import User
+from accounts.models import Workspace
 from alerts.models import (
     Alert,
     Budget,
@@ -75,13 +75,15 @@ class BudgetStatus:
         return not (self.unpriced_count and not self.spent)
 
 
-def budget_list(*, user: User) -> QuerySet[Budget]:
-    return Budget.objects.filter(owner=user).select_related("provider", "account__provider")
+def budget_list(*, workspace: Workspace) -> QuerySet[Budget]:
+    return Budget.objects.filter(workspace=workspace).select_related(
+        "provider", "account__provider"
+    )
 
 
-def budget_get_for_user(*, user: User, pk) -> Budget:
+def budget_get_for_workspace(*, workspace: Workspace, pk) -> Budget:
     """404 for anyone else's budget."""
-    return get_object_or_404(budget_list(user=user), pk=pk)
+    return get_object_or_404(budget_list(workspace=workspace), pk=pk)
 
 
 def _target_for_budget(budget: Budget) -> BudgetTarget:
@@ -104,12 +106,12 @@ def _target_for_budget(budget: Budget) -> BudgetTarget:
     )
 
 
-def budget_targets(*, user: User) -> list[BudgetTarget]:
-    """The user's budgets, then every account with a positive monthly_budget."""
-    targets = [_target_for_budget(b) for b in budget_list(user=user)]
-    accounts = ProviderAccount.objects.filter(owner=user, monthly_budget__gt=0).select_related(
-        "provider"
-    )
+def budget_targets(*, workspace: Workspace) -> list[BudgetTarget]:
+    """The workspace's budgets, then every account with a positive monthly_budget."""
+    targets = [_target_for_budget(b) for b in budget_list(workspace=workspace)]
+    accounts = ProviderAccount.objects.filter(
+        workspace=workspace, monthly_budget__gt=0
+    ).select_related("provider")
     for account in accounts:
         targets.append(
             BudgetTarget(
@@ -125,8 +127,8 @@ def budget_targets(*, user: User) -> list[BudgetTarget]:
     return targets
 
 
-def _target_rows(*, user: User, target: BudgetTarget, start: date, end: date):
-    qs = effective_daily(user=user, start=start, end=end)
+def _target_rows(*, workspace: Workspace, target: BudgetTarget, start: date, end: date):
+    qs = effective_daily(workspace=workspace, start=start, end=end)
     if target.scope == Budget.Scope.PROVIDER:
         qs = qs.filter(provider_id=target.provider_id)
     elif target.scope == Budget.Scope.ACCOUNT:
@@ -134,32 +136,32 @@ def _target_rows(*, user: User, target: BudgetTarget, start: date, end: date):
     return qs
 
 
-def target_spend(*, user: User, target: BudgetTarget, start: date, end: date) -> Decimal:
+def target_spend(*, workspace: Workspace, target: BudgetTarget, start: date, end: date) -> Decimal:
     """Spend in [start, end) that counts against the target (official supersedes estimated)."""
-    return target_totals(user=user, target=target, start=start, end=end)[0]
+    return target_totals(workspace=workspace, target=target, start=start, end=end)[0]
 
 
 def target_totals(
-    *, user: User, target: BudgetTarget, start: date, end: date
+    *, workspace: Workspace, target: BudgetTarget, start: date, end: date
 ) -> tuple[Decimal, int]:
     """(priced spend, unpriced requests) in [start, end) that count against the target."""
-    rows = _target_rows(user=user, target=target, start=start, end=end)
+    rows = _target_rows(workspace=workspace, target=target, start=start, end=end)
     totals = rows.aggregate(t=MoneySum("cost"), u=Sum("unpriced_count"))
     return totals["t"] or ZERO, totals["u"] or 0
 
 
-def _budget_status(*, user: User, target: BudgetTarget, today: date) -> BudgetStatus:
+def _budget_status(*, workspace: Workspace, target: BudgetTarget, today: date) -> BudgetStatus:
     first, next_first = month_bounds(today)
-    spent, unpriced = target_totals(user=user, target=target, start=first, end=next_first)
+    spent, unpriced = target_totals(workspace=workspace, target=target, start=first, end=next_first)
     percent, status = budget_status(spent, target.amount)
     return BudgetStatus(target, first, spent, percent, status, unpriced)
 
 
 def target_daily_spend(
-    *, user: User, target: BudgetTarget, start: date, end: date
+    *, workspace: Workspace, target: BudgetTarget, start: date, end: date
 ) -> dict[date, Decimal]:
     rows = (
-        _target_rows(user=user, target=target, start=start, end=end)
+        _target_rows(workspace=workspace, target=target, start=start, end=end)
         .values("day")
         .annotate(c=MoneySum("cost"))
         .order_by()
@@ -167,7 +169,7 @@ def target_daily_spend(
     return {r["day"]: r["c"] or ZERO for r in rows}
 
 
-def target_forecast(*, user: User, target: BudgetTarget, today: date):
+def target_forecast(*, workspace: Workspace, target: BudgetTarget, today: date):
     """Month-end forecast of the spend that counts against the target.
 
     The same split as the dashboard (usage.selectors.spend_split): fixed charges as booked,
@@ -175,7 +177,7 @@ def target_forecast(*, user: User, target: BudgetTarget, today: date):
     """
     first, next_first = month_bounds(today)
     split = spend_split(
-        user=user,
+        workspace=workspace,
         start=first - timedelta(days=FORECAST_HISTORY_DAYS),
         end=next_first,
         provider_id=target.provider_id if target.scope == Budget.Scope.PROVIDER else None,
@@ -184,18 +186,20 @@ def target_forecast(*, user: User, target: BudgetTarget, today: date):
     return forecast_from_split(split=split, today=today)
 
 
-def budget_statuses(*, user: User, today: date | None = None) -> list[BudgetStatus]:
+def budget_statuses(*, workspace: Workspace, today: date | None = None) -> list[BudgetStatus]:
     """Every budget target with its month-to-date spend, % used and status."""
-    today = today or today_for(user)
+    today = today or today_for(workspace)
     return [
-        _budget_status(user=user, target=target, today=today)
-        for target in budget_targets(user=user)
+        _budget_status(workspace=workspace, target=target, today=today)
+        for target in budget_targets(workspace=workspace)
     ]
 
 
-def budget_status_for(*, user: User, budget: Budget, today: date | None = None) -> BudgetStatus:
-    today = today or today_for(user)
-    return _budget_status(user=user, target=_target_for_budget(budget), today=today)
+def budget_status_for(
+    *, workspace: Workspace, budget: Budget, today: date | None = None
+) -> BudgetStatus:
+    today = today or today_for(workspace)
+    return _budget_status(workspace=workspace, target=_target_for_budget(budget), today=today)
 
 
 @dataclass
@@ -218,7 +222,7 @@ _MODEL_DAY_SUMS = {
 
 
 def account_model_days(
-    *, user: User, start: date, end: date
+    *, workspace: Workspace, start: date, end: date
 ) -> dict[int, dict[str, dict[date, ModelDay]]]:
     """{account_id: {model: {day: ModelDay}}} of usage-based spend in [start, end).
 
@@ -227,7 +231,7 @@ def account_model_days(
     a change in seat count is not a change in usage.
     """
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(workspace=workspace, start=start, end=end)
         .values("account_id", "model", "day")
         .annotate(**_MODEL_DAY_SUMS)
         .order_by()
@@ -240,7 +244,7 @@ def account_model_days(
     # Fixed records are day-bucketed (UTC midnight), so bucket_start stands for the day.
     fixed = {
         (r["account_id"], r["model"], r["bucket_start"].astimezone(UTC).date()): r
-        for r in fixed_charge_records(user=user, start=start, end=end)
+        for r in fixed_charge_records(workspace=workspace, start=start, end=end)
         .values("account_id", "model", "bucket_start")
         .annotate(**fixed_sums)
         .order_by()
@@ -273,10 +277,11 @@ def account_model_days(
 
 
 def alert_list(
-    *, user: User, kind: str | None = None, acknowledged: bool | None = None
+    *, workspace: Workspace, kind: str | None = None, acknowledged: bool | None = None
 ) -> QuerySet[Alert]:
-    """The user's alerts, newest first; unlisted rows (thresholds passed silently, tests) not."""
-    qs = Alert.objects.filter(owner=user, listed=True).select_related("budget", "account")
+    """The workspace's alerts, newest first; not unlisted rows (thresholds passed silently,
+    tests)."""
+    qs = Alert.objects.filter(workspace=workspace, listed=True).select_related("budget", "account")
     if kind:
         qs = qs.filter(kind=kind)
     if acknowledged is True:
@@ -286,25 +291,27 @@ def alert_list(
     return qs
 
 
-def alert_get_for_user(*, user: User, pk) -> Alert:
+def alert_get_for_workspace(*, workspace: Workspace, pk) -> Alert:
     """404 for anyone else's alert. Unlisted ones too: a test notification links to its page."""
-    return get_object_or_404(Alert.objects.filter(owner=user).select_related("account"), pk=pk)
+    return get_object_or_404(
+        Alert.objects.filter(workspace=workspace).select_related("account"), pk=pk
+    )
 
 
-def unacknowledged_count(*, user: User) -> int:
-    return alert_list(user=user, acknowledged=False).count()
+def unacknowledged_count(*, workspace: Workspace) -> int:
+    return alert_list(workspace=workspace, acknowledged=False).count()
 
 
-def channel_list(*, user: User) -> QuerySet[NotificationChannel]:
-    return NotificationChannel.objects.filter(owner=user)
+def channel_list(*, workspace: Workspace) -> QuerySet[NotificationChannel]:
+    return NotificationChannel.objects.filter(workspace=workspace)
 
 
-def channel_get_for_user(*, user: User, pk) -> NotificationChannel:
+def channel_get_for_workspace(*, workspace: Workspace, pk) -> NotificationChannel:
     """404 for anyone else's channel."""
-    return get_object_or_404(channel_list(user=user), pk=pk)
+    return get_object_or_404(channel_list(workspace=workspace), pk=pk)
 
 
-def recent_deliveries(*, user: User, limit: int = 20) -> QuerySet[NotificationDelivery]:
-    return NotificationDelivery.objects.filter(channel__owner=user).select_related(
+def recent_deliveries(*, workspace: Workspace, limit: int = 20) -> QuerySet[NotificationDelivery]:
+    return NotificationDelivery.objects.filter(channel__workspace=workspace).select_related(
         "alert", "channel"
     )[:limit]

@@ -3,15 +3,15 @@
 Evaluation runs within 60 s of every change in spend (``alerts_evaluation_request``, below),
 right after every sync (usage.services.sync calls ``alerts_evaluate_for_account``), when a
 budget is saved, and every 15 minutes (``alerts.tasks.evaluate_all``). Every alert has
-a dedupe key unique per owner, so evaluating again — or twice at once — never fires twice:
+a dedupe key unique per workspace, so evaluating again — or twice at once — never fires twice:
 
 * thresholds: ``<target>:<YYYY-MM>:<threshold>:<amount>`` — once per budget month; the month
-  is the calendar month in the owner's time zone, so it resets there. Editing the amount makes
+  is the calendar month in the workspace's time zone, so it resets there. Editing the amount makes
   a new budget as far as alerts go, so its thresholds can fire again.
 * forecast: ``<target>:<YYYY-MM>:forecast:<amount>``.
 * anomalies: ``anomaly:<detector>:<account>:<model>:<day>``.
 
-Each new alert is sent to each active channel of its owner by its own django-q2 task, so a
+Each new alert is sent to each active channel of its workspace by its own django-q2 task, so a
 failing webhook never holds up an email.
 """
 
@@ -36,7 +36,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
 
-from accounts.models import User
+from accounts.models import Workspace
 from alerts import selectors
 from alerts.anomalies import (
     Anomaly,
@@ -75,7 +75,7 @@ def _dedupe_key(raw: str) -> str:
 
 def alert_fire(
     *,
-    owner: User,
+    workspace: Workspace,
     kind: str,
     dedupe_key: str,
     message: str,
@@ -92,7 +92,7 @@ def alert_fire(
     the other writer made, so two evaluations at once still fire one alert.
     """
     return Alert.objects.get_or_create(
-        owner=owner,
+        workspace=workspace,
         dedupe_key=_dedupe_key(dedupe_key),
         defaults={
             "kind": kind,
@@ -110,16 +110,16 @@ def alert_fire(
 
 
 def alert_manual_create(
-    *, owner: User, message: str, account: ProviderAccount | None = None
+    *, workspace: Workspace, message: str, account: ProviderAccount | None = None
 ) -> Alert:
-    """A note the user files themselves (POST /api/alerts)."""
+    """A note a member files themselves (POST /api/alerts)."""
     message = (message or "").strip()
     if not message:
         raise ValidationError({"message": "Enter a message."})
-    if account is not None and account.owner_id != owner.pk:
+    if account is not None and account.workspace_id != workspace.pk:
         raise ValidationError({"account": "Not one of your accounts."})
     alert, _ = alert_fire(
-        owner=owner,
+        workspace=workspace,
         kind=Alert.Kind.MANUAL,
         dedupe_key=f"manual:{uuid.uuid4()}",
         message=message,
@@ -142,12 +142,12 @@ def alert_unacknowledge(*, alert: Alert) -> Alert:
     return alert
 
 
-def alerts_acknowledge(*, owner: User, ids) -> int:
-    """Acknowledge several of the owner's alerts at once; others' ids are ignored.
+def alerts_acknowledge(*, workspace: Workspace, ids) -> int:
+    """Acknowledge several of the workspace's alerts at once; others' ids are ignored.
 
     Returns how many were newly acknowledged (already acknowledged ones keep their time).
     """
-    return Alert.objects.filter(owner=owner, pk__in=list(ids), acknowledged_at=None).update(
+    return Alert.objects.filter(workspace=workspace, pk__in=list(ids), acknowledged_at=None).update(
         acknowledged_at=timezone.now()
     )
 
@@ -194,7 +194,7 @@ def _budget_validate(budget: Budget) -> None:
         errors["provider"] = f"A budget for {Budget.Scope(scope).label.lower()} has no provider."
     if scope != Budget.Scope.ACCOUNT and budget.account_id is not None:
         errors["account"] = f"A budget for {Budget.Scope(scope).label.lower()} has no account."
-    if budget.account_id is not None and budget.account.owner_id != budget.owner_id:
+    if budget.account_id is not None and budget.account.workspace_id != budget.workspace_id:
         errors["account"] = "Not one of your accounts."
     if not errors:
         _budget_check_unique(budget)
@@ -217,7 +217,7 @@ _BUDGET_TARGET_FIELD = {
 def _budget_check_unique(budget: Budget) -> None:
     """One budget per target and month: a second one would alert twice for the same spend."""
     same = Budget.objects.filter(
-        owner_id=budget.owner_id,
+        workspace_id=budget.workspace_id,
         scope=budget.scope,
         provider_id=budget.provider_id,
         account_id=budget.account_id,
@@ -285,17 +285,17 @@ def _budget_thresholds_settle(*, budget: Budget) -> None:
     is already over the amount. The evaluation that follows fires the highest one as usual.
     """
     # As stored (10 becomes 10.00), so the dedupe keys match the evaluation's.
-    budget = selectors.budget_get_for_user(user=budget.owner, pk=budget.pk)
-    status = selectors.budget_status_for(user=budget.owner, budget=budget)
+    budget = selectors.budget_get_for_workspace(workspace=budget.workspace, pk=budget.pk)
+    status = selectors.budget_status_for(workspace=budget.workspace, budget=budget)
     target = status.target
     crossed = [t for t in target.thresholds if status.spent * 100 >= target.amount * t]
     for threshold in crossed[:-1]:
         fields = _threshold_alert_fields(target=target, status=status, threshold=threshold)
-        alert_fire(owner=budget.owner, listed=False, **fields)
+        alert_fire(workspace=budget.workspace, listed=False, **fields)
     if target.forecast_alert and crossed and status.spent >= target.amount:
         # Already over: "on track to exceed" would only repeat the threshold alert.
         alert_fire(
-            owner=budget.owner,
+            workspace=budget.workspace,
             kind=Alert.Kind.FORECAST,
             dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
             message=f"{target.label}: already over the budget when it was saved.",
@@ -309,7 +309,7 @@ def _budget_thresholds_settle(*, budget: Budget) -> None:
 @transaction.atomic
 def budget_create(
     *,
-    owner: User,
+    workspace: Workspace,
     scope: str,
     amount: Decimal,
     provider: Provider | None = None,
@@ -319,7 +319,7 @@ def budget_create(
 ) -> Budget:
     """Save a budget and evaluate it right away, so one already tripped shows its alert."""
     budget = Budget(
-        owner=owner,
+        workspace=workspace,
         scope=scope,
         amount=amount,
         provider=provider,
@@ -331,7 +331,7 @@ def budget_create(
     _budget_save(budget)
     _budget_thresholds_settle(budget=budget)
     audit_record(action=AuditEvent.Action.CREATED, obj=budget, after=audit_snapshot(budget))
-    alerts_evaluate_for_user(user=owner)
+    alerts_evaluate_for_workspace(workspace=workspace)
     return budget
 
 
@@ -353,7 +353,7 @@ def budget_update(*, budget: Budget, **changes) -> Budget:
     audit_record(
         action=AuditEvent.Action.UPDATED, obj=budget, changes=audit_changes(before, budget)
     )
-    alerts_evaluate_for_user(user=budget.owner)
+    alerts_evaluate_for_workspace(workspace=budget.workspace)
     return budget
 
 
@@ -363,9 +363,9 @@ def budget_delete(*, budget: Budget) -> None:
     budget.delete()
 
 
-def _budget_alerts(*, user: User, today: date) -> list[Alert]:
+def _budget_alerts(*, workspace: Workspace, today: date) -> list[Alert]:
     created: list[Alert] = []
-    for status in selectors.budget_statuses(user=user, today=today):
+    for status in selectors.budget_statuses(workspace=workspace, today=today):
         target = status.target
         common = {"budget": target.budget, "account": target.account, "period": status.period}
         base_data = {
@@ -379,17 +379,17 @@ def _budget_alerts(*, user: User, today: date) -> list[Alert]:
             if status.spent * 100 < target.amount * threshold:
                 continue
             fields = _threshold_alert_fields(target=target, status=status, threshold=threshold)
-            alert, new = alert_fire(owner=user, **fields)
+            alert, new = alert_fire(workspace=workspace, **fields)
             if new:
                 created.append(alert)
         if not target.forecast_alert:
             continue
-        forecast = selectors.target_forecast(user=user, target=target, today=today)
+        forecast = selectors.target_forecast(workspace=workspace, target=target, today=today)
         text = budget_forecast_message(forecast, target.amount, today)
         if text is None:
             continue
         alert, new = alert_fire(
-            owner=user,
+            workspace=workspace,
             kind=Alert.Kind.FORECAST,
             dedupe_key=_forecast_dedupe_key(target=target, period=status.period),
             message=f"{target.label}: {text}",
@@ -411,14 +411,14 @@ def _anomaly_k() -> Decimal:
     return Decimal(str(getattr(settings, "ANOMALY_K", 3)))
 
 
-def _anomaly_alerts(*, user: User, today: date) -> list[Alert]:
+def _anomaly_alerts(*, workspace: Workspace, today: date) -> list[Alert]:
     """Spikes, pricier-model switches and cache collapses per account and model."""
     k = _anomaly_k()
     window = ANOMALY_WINDOW_DAYS
     cutoff = today - timedelta(days=ANOMALY_LOOKBACK_DAYS - 1)
-    # Roll-up days are UTC days, which may already be tomorrow for the user.
+    # Roll-up days are UTC days, which may already be tomorrow in the workspace.
     data = selectors.account_model_days(
-        user=user, start=cutoff - timedelta(days=window), end=today + timedelta(days=2)
+        workspace=workspace, start=cutoff - timedelta(days=window), end=today + timedelta(days=2)
     )
     accounts = ProviderAccount.objects.in_bulk(list(data))
     created: list[Alert] = []
@@ -452,7 +452,7 @@ def _anomaly_alerts(*, user: User, today: date) -> list[Alert]:
             if anomaly.day < cutoff:
                 continue
             alert, new = alert_fire(
-                owner=user,
+                workspace=workspace,
                 kind=Alert.Kind.ANOMALY,
                 dedupe_key=f"anomaly:{anomaly.kind}:{account_id}:{model}:{anomaly.day}",
                 message=f"{account.name}, {model or 'no model'}: {anomaly.message}",
@@ -474,27 +474,29 @@ def _anomaly_alerts(*, user: User, today: date) -> list[Alert]:
     return created
 
 
-def alerts_evaluate_for_user(*, user: User, now=None) -> list[Alert]:
+def alerts_evaluate_for_workspace(*, workspace: Workspace, now=None) -> list[Alert]:
     """Evaluate every budget, forecast and anomaly rule; return the alerts that are new."""
-    today = today_for(user, now=now)
-    created = _budget_alerts(user=user, today=today) + _anomaly_alerts(user=user, today=today)
+    today = today_for(workspace, now=now)
+    created = _budget_alerts(workspace=workspace, today=today) + _anomaly_alerts(
+        workspace=workspace, today=today
+    )
     for alert in created:
         notifications_dispatch(alert=alert)
     return created
 
 
 def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
-    """Hook run after a sync: evaluate the account owner's rules now.
+    """Hook run after a sync: evaluate the account's workspace's rules now.
 
-    Overall and provider budgets span the owner's other accounts too, so the whole user is
+    Overall and provider budgets span the workspace's other accounts too, so the whole workspace is
     evaluated. A failure here is logged, not raised: the figures are already saved, and the
     evaluation their write requested (alerts_evaluation_request) will try again.
     """
-    account = ProviderAccount.objects.select_related("owner").filter(pk=account_id).first()
+    account = ProviderAccount.objects.select_related("workspace").filter(pk=account_id).first()
     if account is None:
         return []
     try:
-        return alerts_evaluate_for_user(user=account.owner)
+        return alerts_evaluate_for_workspace(workspace=account.workspace)
     except Exception:
         logger.exception("evaluating alerts after account %s changed failed", account_id)
         return []
@@ -505,7 +507,7 @@ def alerts_evaluate_for_account(*, account_id: int) -> list[Alert]:
 # Every writer of spend ends in usage.services.rollup.spend_changed, which calls
 # alerts_evaluation_request once its transaction has committed. Time is cut into windows of
 # EVALUATION_WINDOW seconds; a write at time t belongs to the window whose end is more than
-# EVALUATION_MARGIN seconds after t, and asks for an EvaluationDue row (owner, window end).
+# EVALUATION_MARGIN seconds after t, and asks for an EvaluationDue row (workspace, window end).
 # Many writes of one window make one row (coalesced), and a write while the row is evaluated
 # lands in a later window with a row of its own (never dropped). alerts.tasks.evaluate_due
 # deletes a row once its evaluation succeeded; it runs from a django-q2 ONCE schedule at the
@@ -544,33 +546,33 @@ def evaluation_due_at(*, now: datetime) -> datetime:
 
 
 def alerts_evaluation_request(
-    *, account_id: int | None = None, owner_id: int | None = None, now: datetime | None = None
+    *, account_id: int | None = None, workspace_id: int | None = None, now: datetime | None = None
 ) -> bool:
-    """Ask for an evaluation of the owner's alerts (of an account or an owner) soon.
+    """Ask for an evaluation of a workspace's alerts (of an account's or a workspace's) soon.
 
     Call after the change in spend has committed (spend_changed does). Returns True when this
     call wrote the EvaluationDue row; a row that already exists for the window is left as is.
     """
-    if (account_id is None) == (owner_id is None):
-        raise TypeError("give exactly one of account_id or owner_id")
+    if (account_id is None) == (workspace_id is None):
+        raise TypeError("give exactly one of account_id or workspace_id")
     window = _window_index(now)
-    key = ("account", account_id) if account_id is not None else ("owner", owner_id)
+    key = ("account", account_id) if account_id is not None else ("workspace", workspace_id)
     if _asked.get(key) == window:
         return False
     due = _window_end(window)
     table = EvaluationDue._meta.db_table
     due_param = connection.ops.adapt_datetimefield_value(due)
     if account_id is not None:
-        # The account's owner, looked up in the same statement.
-        rows = f"SELECT owner_id, %s FROM {ProviderAccount._meta.db_table} WHERE id = %s"
+        # The account's workspace, looked up in the same statement.
+        rows = f"SELECT workspace_id, %s FROM {ProviderAccount._meta.db_table} WHERE id = %s"
         params = [due_param, account_id]
     else:
-        rows, params = "VALUES (%s, %s)", [owner_id, due_param]
+        rows, params = "VALUES (%s, %s)", [workspace_id, due_param]
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {table} (owner_id, due_at) {rows} "
-                "ON CONFLICT (owner_id, due_at) DO NOTHING RETURNING owner_id",
+                f"INSERT INTO {table} (workspace_id, due_at) {rows} "
+                "ON CONFLICT (workspace_id, due_at) DO NOTHING RETURNING workspace_id",
                 params,
             )
             created = cursor.fetchone() is not None
@@ -607,36 +609,38 @@ def _evaluation_schedule(*, due: datetime) -> None:
 
 
 def alerts_evaluate_due(*, now: datetime | None = None) -> list[int]:
-    """Evaluate each owner with EvaluationDue rows due by ``now`` once; return their ids.
+    """Evaluate each workspace with EvaluationDue rows due by ``now`` once; return their ids.
 
-    Per owner, one transaction locks the due rows (SKIP LOCKED: another node evaluating that
-    owner is left alone), evaluates, and deletes them. A worker killed half-way, or an
+    Per workspace, one transaction locks the due rows (SKIP LOCKED: another node evaluating that
+    workspace is left alone), evaluates, and deletes them. A worker killed half-way, or an
     evaluation that fails, leaves the rows for the next run (the schedule every minute): an
-    evaluation is never lost. One owner's failure is logged and never stops the others.
+    evaluation is never lost. One workspace's failure is logged and never stops the others.
     """
     now = now or timezone.now()
     due = EvaluationDue.objects.filter(due_at__lte=now)
-    owner_ids = sorted(set(due.values_list("owner_id", flat=True)))
+    workspace_ids = sorted(set(due.values_list("workspace_id", flat=True)))
     evaluated = []
-    for owner_id in owner_ids:
+    for workspace_id in workspace_ids:
         try:
             with transaction.atomic():
                 rows = list(
-                    due.filter(owner_id=owner_id)
+                    due.filter(workspace_id=workspace_id)
                     .select_for_update(skip_locked=True)
                     .values_list("pk", flat=True)
                 )
                 if not rows:
                     continue  # taken by another run meanwhile
-                user = User.objects.filter(pk=owner_id, is_active=True).first()
-                if user is not None:
-                    alerts_evaluate_for_user(user=user, now=now)
+                workspace = Workspace.objects.filter(pk=workspace_id).first()
+                if workspace is not None:
+                    alerts_evaluate_for_workspace(workspace=workspace, now=now)
                 EvaluationDue.objects.filter(pk__in=rows).delete()
         except Exception:
-            logger.exception("evaluating alerts for user %s failed; will try again", owner_id)
+            logger.exception(
+                "evaluating alerts for workspace %s failed; will try again", workspace_id
+            )
             continue
-        if user is not None:
-            evaluated.append(owner_id)
+        if workspace is not None:
+            evaluated.append(workspace_id)
     return evaluated
 
 
@@ -667,8 +671,8 @@ def channel_target_clean(*, kind: str, target: str) -> str:
     return target
 
 
-def _channel_check_unique(*, owner: User, kind: str, target: str, exclude_pk=None) -> None:
-    same = NotificationChannel.objects.filter(owner=owner, kind=kind)
+def _channel_check_unique(*, workspace: Workspace, kind: str, target: str, exclude_pk=None) -> None:
+    same = NotificationChannel.objects.filter(workspace=workspace, kind=kind)
     # Mail servers treat addresses without regard to case in practice: Ops@x.com is ops@x.com.
     if kind == NotificationChannel.Kind.EMAIL:
         same = same.filter(target__iexact=target)
@@ -681,18 +685,18 @@ def _channel_check_unique(*, owner: User, kind: str, target: str, exclude_pk=Non
 
 def channel_create(
     *,
-    owner: User,
+    workspace: Workspace,
     kind: str,
     target: str,
     slack_format: bool = False,
     is_active: bool = True,
 ) -> NotificationChannel:
     target = channel_target_clean(kind=kind, target=target)
-    _channel_check_unique(owner=owner, kind=kind, target=target)
+    _channel_check_unique(workspace=workspace, kind=kind, target=target)
     try:
         with transaction.atomic():
             channel = NotificationChannel.objects.create(
-                owner=owner,
+                workspace=workspace,
                 kind=kind,
                 target=target,
                 slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
@@ -703,7 +707,7 @@ def channel_create(
             )
             return channel
     except IntegrityError:  # a concurrent duplicate: the same error as the check above
-        _channel_check_unique(owner=owner, kind=kind, target=target)
+        _channel_check_unique(workspace=workspace, kind=kind, target=target)
         raise
 
 
@@ -720,7 +724,7 @@ def channel_test_send(*, channel: NotificationChannel) -> NotificationDelivery:
     delivery row carries the outcome, so a broken webhook shows its error right away.
     """
     alert, _ = alert_fire(
-        owner=channel.owner,
+        workspace=channel.workspace,
         kind=Alert.Kind.TEST,
         dedupe_key=f"test:{channel.pk}:{uuid.uuid4()}",
         message=(
@@ -745,9 +749,9 @@ class DeliveryError(Exception):
 
 
 def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
-    """Queue one delivery task per active channel of the alert's owner (once per pair)."""
+    """Queue one delivery task per active channel of the alert's workspace (once per pair)."""
     deliveries = []
-    channels = NotificationChannel.objects.filter(owner_id=alert.owner_id, is_active=True)
+    channels = NotificationChannel.objects.filter(workspace_id=alert.workspace_id, is_active=True)
     for channel in channels:
         delivery, created = NotificationDelivery.objects.get_or_create(alert=alert, channel=channel)
         if created:

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import logging
 
-from accounts.models import User
+from accounts.models import Workspace
 from alerts import services
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_all() -> int:
-    """Evaluate every user with an account; one user's failure never stops the others."""
+    """Evaluate every workspace with an account; one's failure never stops the others."""
     created = 0
-    users = User.objects.filter(is_active=True, provider_accounts__isnull=False).distinct()
-    for user in users.iterator():
+    workspaces = Workspace.objects.filter(provider_accounts__isnull=False).distinct()
+    for workspace in workspaces.iterator():
         try:
-            created += len(services.alerts_evaluate_for_user(user=user))
+            created += len(services.alerts_evaluate_for_workspace(workspace=workspace))
         except Exception:
-            logger.exception("evaluating alerts for user %s failed", user.pk)
+            logger.exception("evaluating alerts for workspace %s failed", workspace.pk)
     return created
 
 
 def evaluate_due() -> int:
-    """Evaluate every owner whose spend changed (EvaluationDue rows due by now)."""
+    """Evaluate every workspace whose spend changed (EvaluationDue rows due by now)."""
     return len(services.alerts_evaluate_due())
 
 

@@ -20,13 +20,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_display = [
         "created_at",
         "actor_label",
-        "owner_label",
+        "workspace_label",
         "action",
         "object_type",
         "object_label",
     ]
     list_filter = ["action", "object_type"]
-    search_fields = ["actor_label", "owner_label", "object_label"]
+    search_fields = ["actor_label", "workspace_label", "object_label"]
 
     def has_add_permission(self, request):
         return False

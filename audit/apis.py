@@ -3,6 +3,7 @@ from __future__ import annotations
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers
 
+from accounts.models import Role
 from audit.models import AuditEvent
 from audit.selectors import audit_events_for
 
@@ -15,8 +16,8 @@ class AuditEventSerializer(serializers.ModelSerializer):
             "created_at",
             "actor",
             "actor_label",
-            "owner",
-            "owner_label",
+            "workspace",
+            "workspace_label",
             "action",
             "object_type",
             "object_id",
@@ -27,12 +28,14 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 class AuditEventListApi(generics.ListAPIView):
-    """The audit log you may read, newest first: changes to your own accounts, keys, budgets,
-    channels, manual entries and reconciliation (staff: every event, prices included).
+    """The workspace's audit log, newest first (owners and admins): changes to its accounts,
+    keys, budgets, channels, members, manual entries and reconciliation (staff: price edits
+    too).
     ``changes`` maps each changed field to ``[before, after]``; secrets appear only as
     "set" / "not set"."""
 
     serializer_class = AuditEventSerializer
+    required_roles = {"GET": Role.ADMIN}
 
     @extend_schema(
         parameters=[
@@ -46,7 +49,8 @@ class AuditEventListApi(generics.ListAPIView):
     def get_queryset(self):
         params = self.request.query_params
         return audit_events_for(
-            user=self.request.user,
+            workspace=self.request.membership.workspace,
+            with_shared=self.request.user.is_staff,
             action=params.get("action") or None,
             object_type=params.get("object_type") or None,
         )

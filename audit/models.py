@@ -30,20 +30,21 @@ class AuditEvent(models.Model):
         IMPORTED = "imported", "Imported"
         BOOKED = "booked", "Booked"
 
-    # Both users are kept as text as well: deleting a user nulls the key, not the story.
+    # The actor and the workspace are kept as text as well: deleting either nulls the key, not
+    # the story.
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     actor_label = models.CharField(max_length=150)
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
+    workspace = models.ForeignKey(
+        "accounts.Workspace",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        help_text="The user whose data changed; empty for shared data such as prices.",
+        help_text="The workspace whose data changed; empty for shared data such as prices.",
     )
-    owner_label = models.CharField(max_length=150, blank=True)
+    workspace_label = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=16, choices=Action.choices)
     object_type = models.CharField(max_length=40)
     object_id = models.CharField(max_length=40, blank=True)
@@ -55,7 +56,9 @@ class AuditEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-created_at"], name="audit_owner_created")]
+        indexes = [
+            models.Index(fields=["workspace", "-created_at"], name="audit_workspace_created")
+        ]
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.object_type} {self.object_label}"

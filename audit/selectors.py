@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from accounts.models import User
+from accounts.models import Workspace
 from audit.models import AuditEvent
 
 
 def audit_events_for(
-    *, user: User, action: str | None = None, object_type: str | None = None
+    *,
+    workspace: Workspace,
+    with_shared: bool = False,
+    action: str | None = None,
+    object_type: str | None = None,
 ) -> QuerySet[AuditEvent]:
-    """The events ``user`` may read, newest first: those about their own objects; staff and
-    superusers read every event (shared data such as prices has no owner).
-
-    The one place this rule lives. Workspaces (issue 12 point 1) will replace it by "events of
-    the workspaces where the user is an owner or admin"; nothing else should need to change.
-    """
-    events = AuditEvent.objects.all()
-    if not (user.is_staff or user.is_superuser):
-        events = events.filter(owner=user)
+    """The workspace's events, newest first; `with_shared` adds the events about data no
+    workspace owns (prices), for staff. Who may read them at all (a workspace's owners and
+    admins) is the route's role (accounts.access)."""
+    scope = Q(workspace=workspace)
+    if with_shared:
+        scope |= Q(workspace__isnull=True)
+    events = AuditEvent.objects.filter(scope)
     if action:
         events = events.filter(action=action)
     if object_type:
@@ -27,6 +29,6 @@ def audit_events_for(
     return events.order_by("-created_at", "-id")
 
 
-def audit_object_types_for(*, user: User) -> list[str]:
-    events = audit_events_for(user=user).order_by("object_type")
+def audit_object_types_for(*, workspace: Workspace, with_shared: bool = False) -> list[str]:
+    events = audit_events_for(workspace=workspace, with_shared=with_shared).order_by("object_type")
     return list(events.values_list("object_type", flat=True).distinct())

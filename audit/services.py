@@ -1,6 +1,6 @@
-"""Writes to the audit log. Every service that changes a user's data calls ``audit_record`` once,
-inside its own transaction: a rolled-back write leaves no event, and no event exists without
-its write.
+"""Writes to the audit log. Every service that changes a workspace's data calls
+``audit_record`` once, inside its own transaction: a rolled-back write leaves no event, and no
+event exists without its write.
 
 Secrets never reach the log. A snapshot replaces each write-only field by whether it is set
 (``"set"`` / ``"not set"``), so a change reads "api key: set → changed"; hints and digests are
@@ -97,8 +97,8 @@ def audit_diff(before: dict | None, after: dict | None) -> dict[str, list]:
     }
 
 
-def _owner_of(obj: models.Model):
-    for path in ("owner", "account.owner"):
+def _workspace_of(obj: models.Model):
+    for path in ("workspace", "account.workspace"):
         target = obj
         for part in path.split("."):
             target = getattr(target, part, None)
@@ -116,26 +116,26 @@ def audit_record(
     before: dict | None = None,
     after: dict | None = None,
     changes: dict | None = None,
-    owner=None,
+    workspace=None,
     object_type: str | None = None,
     object_id: Any = None,
     object_label: str | None = None,
     actor=None,
 ) -> AuditEvent:
-    """Append one event. ``changes`` defaults to the diff of the two snapshots; the owner,
+    """Append one event. ``changes`` defaults to the diff of the two snapshots; the workspace,
     type, id and label default to the object's. The actor is the request's user, else the
     system."""
     actor = actor if actor is not None else current_user()
     if obj is not None:
-        owner = owner if owner is not None else _owner_of(obj)
+        workspace = workspace if workspace is not None else _workspace_of(obj)
         object_type = object_type or obj._meta.verbose_name
         object_id = object_id if object_id is not None else obj.pk
         object_label = object_label if object_label is not None else str(obj)
     return AuditEvent.objects.create(
         actor=actor,
         actor_label=actor.get_username() if actor is not None else SYSTEM_ACTOR,
-        owner=owner,
-        owner_label=owner.get_username() if owner is not None else "",
+        workspace=workspace,
+        workspace_label=workspace.name if workspace is not None else "",
         action=action,
         object_type=(object_type or "")[:40],
         object_id="" if object_id is None else str(object_id),

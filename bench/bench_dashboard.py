@@ -70,14 +70,17 @@ def build(events: int, total: int, users: int) -> int:
     accounts = ProviderAccount.objects.bulk_create(
         [
             ProviderAccount(
-                owner=u, provider=providers[slug], name=f"{slug} {u.username}", monthly_budget=1000
+                workspace=u.personal_workspace,
+                provider=providers[slug],
+                name=f"{slug} {u.username}",
+                monthly_budget=1000,
             )  # fmt: skip
             for u in people
             for slug, _ in ACCOUNTS
         ]
     )
-    target_accounts = [a for a in accounts if a.owner_id == people[0].pk]
-    other_accounts = [a for a in accounts if a.owner_id != people[0].pk]
+    target_accounts = [a for a in accounts if a.workspace_id == people[0].personal_workspace.pk]
+    other_accounts = [a for a in accounts if a.workspace_id != people[0].personal_workspace.pk]
     official_ids = [a.pk for a in accounts if a.provider.slug in ("openai", "anthropic")]
     models = "ARRAY[" + ",".join(f"'{m}'" for m in MODELS) + "]"
     with connection.cursor() as cur:

@@ -78,7 +78,7 @@ def seed() -> tuple[str, int]:
 
     user = User.objects.create_user(username="bench", password="bench-password-123")
     openai = Provider.objects.get(slug="openai")
-    account = account_create(owner=user, provider=openai, name="bench")
+    account = account_create(workspace=user.personal_workspace, provider=openai, name="bench")
     per_m = Decimal("0.000001")
     for model, inp, cached, out in [
         ("gpt-4o-mini", "0.15", "0.075", "0.60"),

@@ -137,7 +137,10 @@ def seed() -> tuple[str, int]:
     user = User.objects.create_user(username="bench", password="bench-password-123")
     openai = Provider.objects.get(slug="openai")
     account = account_create(
-        owner=user, provider=openai, name="bench", api_key="sk-bench-provider-key-0001"
+        workspace=user.personal_workspace,
+        provider=openai,
+        name="bench",
+        api_key="sk-bench-provider-key-0001",
     )
     Price.objects.create(
         provider=openai,

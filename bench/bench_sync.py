@@ -125,7 +125,9 @@ def main() -> int:
     openai = Provider.objects.get(slug="openai")
     ok = True
     try:
-        account = ProviderAccount.objects.create(owner=user, provider=openai, name="bench 90 days")
+        account = ProviderAccount.objects.create(
+            workspace=user.personal_workspace, provider=openai, name="bench 90 days"
+        )
         today = date(2026, 11, 15)
         start = today - timedelta(days=args.days - 1)
         end = today + timedelta(days=1)
@@ -157,7 +159,9 @@ def main() -> int:
         rollups = DailyUsage.objects.filter(account=account).count()
         print(f"   rows: {records:,} usage records, {rollups:,} roll-up rows")
 
-        bulk = ProviderAccount.objects.create(owner=user, provider=openai, name="bench bulk")
+        bulk = ProviderAccount.objects.create(
+            workspace=user.personal_workspace, provider=openai, name="bench bulk"
+        )
         models = 50
         days = max(1, -(-args.rows // (models * 3)))
         bstart = today - timedelta(days=days - 1)

@@ -120,7 +120,10 @@ def make_accounts() -> tuple[int, dict[int, str]]:
     labels: dict[int, str] = {}
     for slug, name, key, config in specs:
         account = ProviderAccount.objects.create(
-            owner=user, provider=Provider.objects.get(slug=slug), name=name, config=config
+            workspace=user.personal_workspace,
+            provider=Provider.objects.get(slug=slug),
+            name=name,
+            config=config,
         )
         account.set_secret("admin_key", key)
         account.save()
@@ -176,7 +179,7 @@ def killed_worker_phase(
     from usage.services.sync import sync_request
 
     account = ProviderAccount.objects.create(
-        owner=User.objects.get(username="bench-sync-isolation"),
+        workspace=User.objects.get(username="bench-sync-isolation").personal_workspace,
         provider=Provider.objects.get(slug="openai"),
         name="OpenAI (worker killed)",
     )

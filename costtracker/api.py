@@ -164,14 +164,27 @@ def _error_response(code: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_WORKSPACE_PARAMETER = {
+    "in": "header",
+    "required": False,
+    "schema": {"type": "integer"},
+    "description": "The workspace to act in: an id from GET /api/workspaces. Default: your "
+    "personal workspace. One you are not a member of answers 404; a role too low for the "
+    "operation answers 403.",
+}
+
+
 def postprocess_error_responses(result, generator, request, public):
-    """Document the JSON errors DRF and our handlers give, on every operation that can give
-    them: 400 where there is input (a body, a query, a path part other than an id), 401/403
-    where credentials are needed, 404 where the path names an object, 415 where there is a
-    body. An operation's own annotation wins."""
+    """Also: the X-Workspace header on every operation a user's token or session calls.
+    Document the JSON errors DRF and our handlers give, on every operation that can give
+        them: 400 where there is input (a body, a query, a path part other than an id), 401/403
+        where credentials are needed, 404 where the path names an object, 415 where there is a
+        body. An operation's own annotation wins."""
     components = result.setdefault("components", {}).setdefault("schemas", {})
     components.setdefault("Error", ERROR_SCHEMA)
     components.setdefault("ValidationError", VALIDATION_ERROR_SCHEMA)
+    from accounts.access import WORKSPACE_HEADER  # models are loaded by now
+
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete"}:
@@ -190,6 +203,12 @@ def postprocess_error_responses(result, generator, request, public):
             security = operation.get("security")
             if security and {} not in security:
                 codes += ["401", "403"]
+            if security and any("bearerToken" in s for s in security):
+                # Every user-authenticated operation acts in one workspace (accounts.access).
+                params = operation.setdefault("parameters", params)
+                if not any(p.get("name") == WORKSPACE_HEADER for p in params):
+                    params.append({**_WORKSPACE_PARAMETER, "name": WORKSPACE_HEADER})
+                codes.append("404")
             if "{" in path or any(p.get("name") == "page" for p in params):
                 codes.append("404")  # no such object; or DRF's "Invalid page."
             for code in codes:

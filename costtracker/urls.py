@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from accounts.api_urls import workspace_urlpatterns
 from costtracker.favicon import favicon
 
 # Pages get the app's layout; /api/ gets JSON and /proxy/ a provider-shaped error.
@@ -26,6 +27,7 @@ urlpatterns = [
         name="api-docs",
     ),
     path("api/auth/", include("accounts.api_urls")),
+    path("api/", include(workspace_urlpatterns)),  # workspaces, members, invites
     path("api/", include("providers.api_urls")),
     path("api/", include("usage.api_urls")),
     path("api/", include("usage.ingest_api_urls")),  # ingestion (per-request events)

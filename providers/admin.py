@@ -37,7 +37,7 @@ class ProviderAccountAdminForm(ProviderSettingsFormMixin, forms.ModelForm):
     class Meta:
         model = ProviderAccount
         fields = [
-            "owner",
+            "workspace",
             "provider",
             "name",
             "monthly_budget",
@@ -70,9 +70,16 @@ class ProviderAccountAdminForm(ProviderSettingsFormMixin, forms.ModelForm):
 @admin.register(ProviderAccount)
 class ProviderAccountAdmin(AuditedAdminMixin, admin.ModelAdmin):
     form = ProviderAccountAdminForm
-    list_display = ["name", "provider", "owner", "is_active", "api_key_hint", "last_sync_status"]
+    list_display = [
+        "name",
+        "provider",
+        "workspace",
+        "is_active",
+        "api_key_hint",
+        "last_sync_status",
+    ]
     list_filter = ["provider", "is_active", "last_sync_status"]
-    search_fields = ["name", "owner__username"]
+    search_fields = ["name", "workspace__name"]
     readonly_fields = [
         "api_key_hint",
         "admin_key_hint",

@@ -150,12 +150,14 @@ class AccountSerializer(serializers.ModelSerializer):
         ]
 
     def validate_name(self, value: str) -> str:
-        user = self.context["request"].user
-        clash = ProviderAccount.objects.filter(owner=user, name=value)
+        workspace = self.context["request"].membership.workspace
+        clash = ProviderAccount.objects.filter(workspace=workspace, name=value)
         if self.instance is not None:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
-            raise serializers.ValidationError("You already have an account with this name.")
+            raise serializers.ValidationError(
+                "This workspace already has an account with this name."
+            )
         return value
 
     def validate(self, attrs):
@@ -181,7 +183,9 @@ class AccountSerializer(serializers.ModelSerializer):
 
     def create(self, validated_data):
         try:
-            return services.account_create(owner=self.context["request"].user, **validated_data)
+            return services.account_create(
+                workspace=self.context["request"].membership.workspace, **validated_data
+            )
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
 
@@ -199,14 +203,14 @@ class AccountListCreateApi(generics.ListCreateAPIView):
     serializer_class = AccountSerializer
 
     def get_queryset(self):
-        return selectors.account_list(user=self.request.user)
+        return selectors.account_list(workspace=self.request.membership.workspace)
 
 
 class AccountDetailApi(generics.RetrieveUpdateDestroyAPIView):
     serializer_class = AccountSerializer
 
     def get_queryset(self):
-        return selectors.account_list(user=self.request.user)
+        return selectors.account_list(workspace=self.request.membership.workspace)
 
     def perform_destroy(self, instance):
         services.account_delete(account=instance)
@@ -243,7 +247,7 @@ class AccountTestApi(APIView):
     def post(self, request, pk):
         from providers.connection import account_test_connection
 
-        account = selectors.account_get_for_user(user=request.user, pk=pk)
+        account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         result = account_test_connection(account=account)
         code = status.HTTP_200_OK if result.ok else result.http_status
         body = {"ok": result.ok, "message": result.message, "error_class": result.error_class}

@@ -112,9 +112,9 @@ class AccountForm(ProviderSettingsFormMixin, forms.ModelForm):
         model = ProviderAccount
         fields = ["provider", "name", "monthly_budget", "is_active"]
 
-    def __init__(self, *args, owner, **kwargs):
+    def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, **kwargs)
-        self.owner = owner
+        self.workspace = workspace
         self.fields["provider"].queryset = Provider.objects.all()
         if not self.instance.pk:
             del self.fields["clear_api_key"], self.fields["clear_admin_key"]
@@ -122,11 +122,11 @@ class AccountForm(ProviderSettingsFormMixin, forms.ModelForm):
 
     def clean_name(self):
         name = self.cleaned_data["name"]
-        clash = ProviderAccount.objects.filter(owner=self.owner, name=name)
+        clash = ProviderAccount.objects.filter(workspace=self.workspace, name=name)
         if self.instance.pk:
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
-            raise forms.ValidationError("You already have an account with this name.")
+            raise forms.ValidationError("This workspace already has an account with this name.")
         return name
 
     def clean(self):

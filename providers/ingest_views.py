@@ -1,13 +1,18 @@
-"""Ingest keys page: list an account's keys, create one (shown once), revoke."""
+"""Ingest keys page: list an account's keys, create one (shown once), revoke.
+
+Every member sees the keys (hints only); members make keys and revoke their own; admins
+revoke any."""
 
 from __future__ import annotations
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.access import own_or_admin, role_required
+from accounts.models import Role
 from providers import selectors, services
 from providers.models import IngestKey
 
@@ -20,13 +25,15 @@ class IngestKeyForm(forms.Form):
     )
 
 
-@login_required
+@role_required(Role.VIEWER, Role.MEMBER)
 def ingest_key_list(request, pk):
-    account = selectors.account_get_for_user(user=request.user, pk=pk)
+    account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     form = IngestKeyForm(request.POST or None)
     new_key = None
     if request.method == "POST" and form.is_valid():
-        new_key, _ = services.ingest_key_create(account=account, name=form.cleaned_data["name"])
+        new_key, _ = services.ingest_key_create(
+            account=account, name=form.cleaned_data["name"], created_by=request.user
+        )
         form = IngestKeyForm()
     context = {
         "account": account,
@@ -41,11 +48,13 @@ def ingest_key_list(request, pk):
     return response
 
 
-@login_required
+@role_required(Role.MEMBER)
 @require_POST
 def ingest_key_revoke(request, pk, key_id):
-    account = selectors.account_get_for_user(user=request.user, pk=pk)
+    account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     key = get_object_or_404(IngestKey, account=account, pk=key_id)
+    if not own_or_admin(request.membership, key.created_by_id):
+        raise PermissionDenied("Members revoke only the keys they made; admins revoke any.")
     services.ingest_key_revoke(key=key)
     messages.success(request, f"Revoked ingest key {key.hint}….")
     return redirect("ingest-key-list", pk=account.pk)

@@ -53,10 +53,10 @@ class SyncStatus(models.TextChoices):
 
 
 class ProviderAccount(models.Model):
-    """A user's account at a provider, with its secrets stored encrypted and write-only."""
+    """A workspace's account at a provider, with its secrets stored encrypted and write-only."""
 
-    owner = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="provider_accounts"
+    workspace = models.ForeignKey(
+        "accounts.Workspace", on_delete=models.CASCADE, related_name="provider_accounts"
     )
     provider = models.ForeignKey(Provider, on_delete=models.PROTECT, related_name="accounts")
     name = models.CharField(max_length=100)
@@ -95,7 +95,9 @@ class ProviderAccount(models.Model):
     class Meta:
         ordering = ["provider__name", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["owner", "name"], name="account_unique_name_per_owner"),
+            models.UniqueConstraint(
+                fields=["workspace", "name"], name="account_unique_name_per_workspace"
+            ),
             bounds.check_constraint(
                 "account", {"monthly_budget": bounds.ACCOUNT_BUDGET}, nullable={"monthly_budget"}
             ),

@@ -1,4 +1,4 @@
-"""Reads for providers and accounts. Every query from a request is scoped to its user."""
+"""Reads for providers and accounts. Every query from a request is scoped to its workspace."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
-from accounts.models import User
+from accounts.models import Workspace
 from costtracker.db import fetch_prepared
 from providers.models import IngestKey, Provider, ProviderAccount, hash_ingest_key
 
@@ -32,13 +32,13 @@ def provider_names() -> dict[str, str]:
     }
 
 
-def account_list(*, user: User) -> QuerySet[ProviderAccount]:
-    return ProviderAccount.objects.filter(owner=user).select_related("provider")
+def account_list(*, workspace: Workspace) -> QuerySet[ProviderAccount]:
+    return ProviderAccount.objects.filter(workspace=workspace).select_related("provider")
 
 
-def account_get_for_user(*, user: User, pk) -> ProviderAccount:
+def account_get_for_workspace(*, workspace: Workspace, pk) -> ProviderAccount:
     """404 for anyone else's account: never reveal that the id exists."""
-    return get_object_or_404(account_list(user=user), pk=pk)
+    return get_object_or_404(account_list(workspace=workspace), pk=pk)
 
 
 _KEY_MODELS = (IngestKey, ProviderAccount, Provider)

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import User, Workspace
 from audit.models import AuditEvent
 from audit.services import (
     audit_changes,
@@ -66,7 +66,7 @@ def _settings_error(exc: ValidationError) -> ValidationError:
 @transaction.atomic
 def account_create(
     *,
-    owner: User,
+    workspace: Workspace,
     provider: Provider,
     name: str,
     api_key: str | None = None,
@@ -82,7 +82,7 @@ def account_create(
     except ValidationError as exc:
         raise _settings_error(exc) from exc
     account = ProviderAccount(
-        owner=owner,
+        workspace=workspace,
         provider=provider,
         name=name,
         config=settings,
@@ -147,11 +147,17 @@ def account_delete(*, account: ProviderAccount) -> None:
 
 
 @transaction.atomic
-def ingest_key_create(*, account: ProviderAccount, name: str = "") -> tuple[str, IngestKey]:
+def ingest_key_create(
+    *, account: ProviderAccount, name: str = "", created_by: User | None = None
+) -> tuple[str, IngestKey]:
     """Returns the plaintext key (shown once) and the stored row (SHA-256 only)."""
     raw = IngestKey.new_raw_key()
     key = IngestKey.objects.create(
-        account=account, name=name, digest=hash_ingest_key(raw), hint=raw[:10]
+        account=account,
+        name=name,
+        created_by=created_by,
+        digest=hash_ingest_key(raw),
+        hint=raw[:10],
     )
     audit_record(action=AuditEvent.Action.CREATED, obj=key, after=audit_snapshot(key))
     return raw, key

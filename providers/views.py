@@ -4,10 +4,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from accounts.access import role_required
+from accounts.models import Role
 from alerts import selectors as alert_selectors
 from providers import selectors, services
 from providers.connection import account_test_connection
@@ -27,9 +28,9 @@ SOURCE_STYLE = {
 RECENT_SYNC_RUNS = 10
 
 
-@login_required
+@role_required(Role.VIEWER)
 def account_list(request):
-    accounts = selectors.account_list(user=request.user)
+    accounts = selectors.account_list(workspace=request.membership.workspace)
     context = {"accounts": accounts}
     if not accounts:
         context["provider_names"] = selectors.provider_names()
@@ -54,26 +55,32 @@ def _account_daily_chart(days: list[dict]) -> dict:
     }
 
 
-@login_required
+@role_required(Role.VIEWER)
 def account_detail(request, pk):
     """One account: this month's spend by source and against its budget, a daily chart, the
     models it used, its ingest keys and its latest syncs."""
-    account = selectors.account_get_for_user(user=request.user, pk=pk)
-    today = usage_selectors.today_for(request.user)
+    account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
+    today = usage_selectors.today_for(request.membership.workspace)
     first, _ = usage_selectors.month_bounds(today)
     end = today + timedelta(days=1)
     summary = usage_selectors.dashboard_summary(
-        user=request.user, start=first, end=end, with_budget=True, account_id=account.pk
+        workspace=request.membership.workspace,
+        start=first,
+        end=end,
+        with_budget=True,
+        account_id=account.pk,
     )
     month = summary.accounts[0]
     days = usage_selectors.spend_by_day(
-        user=request.user, start=first, end=end, account_id=account.pk
+        workspace=request.membership.workspace, start=first, end=end, account_id=account.pk
     )
     runs = list(account.sync_runs.all()[:RECENT_SYNC_RUNS])
     # Budgets made on the Budgets page for this account (its own monthly_budget is `month`).
     budgets = [
         s
-        for s in alert_selectors.budget_statuses(user=request.user, today=today)
+        for s in alert_selectors.budget_statuses(
+            workspace=request.membership.workspace, today=today
+        )
         if s.target.budget is not None and s.target.account_id == account.pk
     ]
     context = {
@@ -85,7 +92,11 @@ def account_detail(request, pk):
         "chart": _account_daily_chart(days),
         "daily_rows": [d for d in days if d["cost"]],
         "models": usage_selectors.top_models(
-            user=request.user, start=first, end=end, limit=50, account_id=account.pk
+            workspace=request.membership.workspace,
+            start=first,
+            end=end,
+            limit=50,
+            account_id=account.pk,
         ),
         "keys": IngestKey.objects.filter(account=account),
         "runs": runs,
@@ -97,20 +108,24 @@ def account_detail(request, pk):
     return render(request, "providers/account_detail.html", context)
 
 
-@login_required
+@role_required(Role.ADMIN)
 def account_add(request):
-    form = AccountForm(request.POST or None, owner=request.user)
+    form = AccountForm(request.POST or None, workspace=request.membership.workspace)
     if request.method == "POST" and form.is_valid():
-        account = services.account_create(owner=request.user, **form.service_kwargs())
+        account = services.account_create(
+            workspace=request.membership.workspace, **form.service_kwargs()
+        )
         messages.success(request, f"Added {account.name}.")
         return redirect("account-list")
     return render(request, "providers/account_form.html", {"form": form})
 
 
-@login_required
+@role_required(Role.ADMIN)
 def account_edit(request, pk):
-    account = selectors.account_get_for_user(user=request.user, pk=pk)
-    form = AccountForm(request.POST or None, instance=account, owner=request.user)
+    account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
+    form = AccountForm(
+        request.POST or None, instance=account, workspace=request.membership.workspace
+    )
     if request.method == "POST" and form.is_valid():
         services.account_update(account=account, **form.service_kwargs())
         messages.success(request, f"Saved {account.name}.")
@@ -118,9 +133,9 @@ def account_edit(request, pk):
     return render(request, "providers/account_form.html", {"form": form, "account": account})
 
 
-@login_required
+@role_required(Role.ADMIN)
 def account_delete(request, pk):
-    account = selectors.account_get_for_user(user=request.user, pk=pk)
+    account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     if request.method == "POST":
         services.account_delete(account=account)
         messages.success(request, f"Deleted {account.name} and its usage.")
@@ -128,9 +143,9 @@ def account_delete(request, pk):
     return render(request, "providers/account_confirm_delete.html", {"account": account})
 
 
-@login_required
+@role_required(Role.ADMIN)
 @require_POST
 def account_test(request, pk):
-    account = selectors.account_get_for_user(user=request.user, pk=pk)
+    account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     result = account_test_connection(account=account)
     return render(request, "providers/_test_result.html", {"result": result})

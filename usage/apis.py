@@ -10,6 +10,7 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import Role
 from costtracker.api import DecimalStringField, MoneyField
 from providers.models import ProviderAccount
 from usage import bounds, selectors
@@ -86,13 +87,13 @@ class UsageSummaryOutput(serializers.Serializer):
 
 
 class UsageSummaryApi(APIView):
-    """Current month (in the user's time zone) per account."""
+    """Current month (in the workspace's time zone) per account."""
 
     @extend_schema(responses=UsageSummaryOutput)
     def get(self, request):
-        today = selectors.today_for(request.user)
+        today = selectors.today_for(request.membership.workspace)
         first, next_first = selectors.month_bounds(today)
-        items = selectors.month_summary(user=request.user, today=today)
+        items = selectors.month_summary(workspace=request.membership.workspace, today=today)
         by_provider: dict[str, dict] = {}
         for i in items:
             p = by_provider.setdefault(i.account.provider.slug, {"cost": Decimal(0), "tokens": 0})
@@ -100,7 +101,7 @@ class UsageSummaryApi(APIView):
             p["tokens"] += i.tokens
         summary = {
             "period": {"start": first, "end": next_first - timedelta(days=1)},
-            "time_zone": request.user.time_zone,
+            "time_zone": request.membership.workspace.time_zone,
             "total_cost": sum((i.cost for i in items), Decimal(0)),
             "accounts": items,
             "providers": [{"provider": k, **v} for k, v in sorted(by_provider.items())],
@@ -140,7 +141,7 @@ class UsageHistoryApi(generics.ListAPIView):
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
         return selectors.usage_history(
-            user=self.request.user,
+            workspace=self.request.membership.workspace,
             provider=f.get("provider"),
             account_id=f.get("account"),
             model=f.get("model"),
@@ -172,7 +173,9 @@ class UsageByServiceApi(APIView):
     )
     def get(self, request):
         start, end = _period(request)
-        rows = selectors.spend_by_provider(user=request.user, start=start, end=end)
+        rows = selectors.spend_by_provider(
+            workspace=request.membership.workspace, start=start, end=end
+        )
         return Response(
             UsageByServiceOutput(
                 {"start": start, "end": end - timedelta(days=1), "services": rows}
@@ -201,9 +204,9 @@ class UsageDailyApi(APIView):
     def get(self, request):
         """One entry per UTC day, oldest first, the days without spend included."""
         days = _days_param(request, default=30)
-        end = selectors.today_for(request.user) + timedelta(days=1)
+        end = selectors.today_for(request.membership.workspace) + timedelta(days=1)
         start = end - timedelta(days=days)
-        rows = selectors.spend_by_day(user=request.user, start=start, end=end)
+        rows = selectors.spend_by_day(workspace=request.membership.workspace, start=start, end=end)
         return Response(DailySpendOutput(rows, many=True).data)
 
 
@@ -219,7 +222,7 @@ def _days_param(request, *, default: int) -> int:
 
 
 def _period(request) -> tuple[date, date]:
-    today = selectors.today_for(request.user)
+    today = selectors.today_for(request.membership.workspace)
     if "days" in request.query_params:
         days = _days_param(request, default=30)
         return today + timedelta(days=1 - days), today + timedelta(days=1)
@@ -227,6 +230,8 @@ def _period(request) -> tuple[date, date]:
 
 
 class ManualEntryApi(APIView):
+    required_roles = {"POST": Role.MEMBER}
+
     class InputSerializer(serializers.Serializer):
         account = serializers.PrimaryKeyRelatedField(queryset=ProviderAccount.objects.none())
         date = serializers.DateField(help_text="UTC day the cost belongs to.")
@@ -268,11 +273,11 @@ class ManualEntryApi(APIView):
         class Meta:
             ref_name = "ManualEntryInput"
 
-        def __init__(self, *args, user=None, **kwargs):
+        def __init__(self, *args, workspace=None, **kwargs):
             super().__init__(*args, **kwargs)
             # Only the requester's own accounts exist for this field: another user's id is
             # "not found", the same answer as an id that does not exist.
-            self.fields["account"].queryset = ProviderAccount.objects.filter(owner=user)
+            self.fields["account"].queryset = ProviderAccount.objects.filter(workspace=workspace)
 
         def validate_date(self, value: date) -> date:
             if value < EARLIEST:
@@ -288,7 +293,7 @@ class ManualEntryApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: UsageRecordSerializer})
     def post(self, request):
-        data = self.InputSerializer(data=request.data, user=request.user)
+        data = self.InputSerializer(data=request.data, workspace=request.membership.workspace)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
         record = manual_entry_create(
@@ -326,7 +331,7 @@ class ExplanationOfficialOutput(serializers.Serializer):
 
 
 class ExplanationManualOutput(serializers.Serializer):
-    entered_by = serializers.CharField()
+    workspace = serializers.CharField()
     note = serializers.CharField()
     day = serializers.DateField(help_text="UTC day.")
     created_at = serializers.DateTimeField()
@@ -366,5 +371,5 @@ class UsageRecordExplanationApi(APIView):
     def get(self, request, pk):
         from usage.explain import usage_record_explain
 
-        record = selectors.record_get_for_user(user=request.user, pk=pk)
+        record = selectors.record_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         return Response(self.OutputSerializer(usage_record_explain(record=record)).data)

@@ -253,7 +253,7 @@ def _explain_estimated(record: UsageRecord) -> Explanation:
 
 
 def usage_record_explain(*, record: UsageRecord) -> Explanation:
-    """How `record`'s cost came about; `record` must already be one the user may see."""
+    """How `record`'s cost came about; `record` must already be one the reader may see."""
     if record.source == Source.ESTIMATED:
         return _explain_estimated(record)
     day = record.bucket_start.astimezone(UTC).date()
@@ -279,7 +279,7 @@ def usage_record_explain(*, record: UsageRecord) -> Explanation:
         lines_total=record.cost,
         current_cost=record.cost,
         manual={
-            "entered_by": record.account.owner.get_username(),
+            "workspace": record.account.workspace.name,
             "note": record.description,
             "day": day,
             "created_at": record.created_at,

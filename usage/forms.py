@@ -28,11 +28,11 @@ class ManualEntryForm(forms.Form):
         max_digits=20, **bounds.SEATS.form_kwargs(), required=False, initial=0
     )
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["account"].queryset = ProviderAccount.objects.filter(owner=user).select_related(
-            "provider"
-        )
+        self.fields["account"].queryset = ProviderAccount.objects.filter(
+            workspace=workspace
+        ).select_related("provider")
 
     def clean_date(self):
         value = self.cleaned_data["date"]
@@ -67,9 +67,9 @@ class HistoryFilterForm(forms.Form):
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["account"].queryset = ProviderAccount.objects.filter(owner=user)
+        self.fields["account"].queryset = ProviderAccount.objects.filter(workspace=workspace)
         # One filter per attribution tag (X-Tracker-Project/User/Feature, ingestion's tags).
         for tag in bounds.TAG_KEYS:
             self.fields[tag] = forms.CharField(

@@ -26,7 +26,7 @@ from rest_framework.views import APIView
 from costtracker.api import DecimalStringField, MoneyField, money_str
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
-from providers.selectors import account_get_for_user
+from providers.selectors import account_get_for_workspace
 from usage import bounds, selectors
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
 from usage.services.reconciliation import invoice_delete, invoice_set
@@ -78,16 +78,16 @@ class ForecastOutput(serializers.Serializer):
 
 
 class ForecastApi(APIView):
-    """Projected total spend of the user's current month, with its p10-p90 range."""
+    """Projected total spend of the workspace's current month, with its p10-p90 range."""
 
     @extend_schema(responses=ForecastOutput)
     def get(self, request):
-        today = selectors.today_for(request.user)
-        fc = selectors.forecast_for_user(user=request.user, today=today)
+        today = selectors.today_for(request.membership.workspace)
+        fc = selectors.forecast_for_workspace(workspace=request.membership.workspace, today=today)
         forecast = {
             "month": f"{today:%Y-%m}",
             "today": today,
-            "time_zone": request.user.time_zone,
+            "time_zone": request.membership.workspace.time_zone,
             "month_to_date": fc.month_to_date,
             "projected_total": fc.projected_total,
             "low": fc.low,
@@ -136,9 +136,11 @@ class ReconciliationApi(APIView):
         responses=ReconciliationOutput,
     )
     def get(self, request):
-        today = selectors.today_for(request.user)
+        today = selectors.today_for(request.membership.workspace)
         month_start = parse_month(request.query_params.get("month"), today=today)
-        rows = selectors.reconciliation_month(user=request.user, month_start=month_start)
+        rows = selectors.reconciliation_month(
+            workspace=request.membership.workspace, month_start=month_start
+        )
         reconciliation = {
             "month": f"{month_start:%Y-%m}",
             "accounts": rows,
@@ -175,7 +177,7 @@ class AccountInvoiceListApi(APIView):
 
     @extend_schema(responses=InvoiceSerializer(many=True))
     def get(self, request, pk):
-        account = account_get_for_user(user=request.user, pk=pk)
+        account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         invoices = selectors.invoice_list(account=account)
         return Response(InvoiceSerializer(invoices, many=True).data)
 
@@ -184,11 +186,11 @@ class AccountInvoiceApi(APIView):
     """One account's invoice total for one month: read, set (PUT replaces) or remove."""
 
     def _month(self, request, month: str) -> date:
-        return parse_month(month or "-", today=selectors.today_for(request.user))
+        return parse_month(month or "-", today=selectors.today_for(request.membership.workspace))
 
     @extend_schema(parameters=[_MONTH_PATH], responses=InvoiceSerializer)
     def get(self, request, pk, month):
-        account = account_get_for_user(user=request.user, pk=pk)
+        account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         invoice = selectors.invoice_get(account=account, month_start=self._month(request, month))
         if invoice is None:
             raise NotFound("No invoice total for this month.")
@@ -196,7 +198,7 @@ class AccountInvoiceApi(APIView):
 
     @extend_schema(parameters=[_MONTH_PATH], request=InvoiceSerializer, responses=InvoiceSerializer)
     def put(self, request, pk, month):
-        account = account_get_for_user(user=request.user, pk=pk)
+        account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         month_start = self._month(request, month)
         serializer = InvoiceSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -210,7 +212,7 @@ class AccountInvoiceApi(APIView):
 
     @extend_schema(parameters=[_MONTH_PATH], request=None, responses={204: None})
     def delete(self, request, pk, month):
-        account = account_get_for_user(user=request.user, pk=pk)
+        account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
         if not invoice_delete(account=account, month_start=self._month(request, month)):
             raise NotFound("No invoice total for this month.")
         return Response(status=204)
@@ -324,13 +326,13 @@ def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
     return _failing_loudly(_json_rows(rows), marker=marker)
 
 
-def export_response(*, user, filters: dict, bom: bool = False) -> StreamingHttpResponse:
-    """Stream the user's records as CSV or a JSON array, never holding them all in memory.
+def export_response(*, workspace, filters: dict, bom: bool = False) -> StreamingHttpResponse:
+    """Stream the workspace's records as CSV or a JSON array, never holding them all in memory.
 
     ``bom``: start a CSV with a UTF-8 byte-order mark, for the download people open in Excel
     (the page's); the API's CSV stays plain UTF-8 for scripts."""
     rows = selectors.export_rows(
-        user=user,
+        workspace=workspace,
         start=filters["start"],
         end=filters["end"],
         provider=filters.get("provider") or None,
@@ -360,19 +362,19 @@ class ExportFilterSerializer(serializers.Serializer):
     source = serializers.ChoiceField(choices=Source.choices, required=False)
     model = serializers.CharField(required=False, max_length=200)
 
-    def __init__(self, *args, user=None, **kwargs):
+    def __init__(self, *args, workspace=None, **kwargs):
         # `user` scopes the account check; the schema generator builds one without it.
         super().__init__(*args, **kwargs)
-        self.user = user
+        self.workspace = workspace
 
     def validate_account(self, value: int) -> int:
         # Someone else's account id reads exactly like one that does not exist.
-        if not ProviderAccount.objects.filter(owner=self.user, pk=value).exists():
+        if not ProviderAccount.objects.filter(workspace=self.workspace, pk=value).exists():
             raise serializers.ValidationError("No such account.")
         return value
 
     def validate(self, attrs):
-        today = selectors.today_for(self.user)
+        today = selectors.today_for(self.workspace)
         attrs.setdefault("start", today.replace(day=1))
         attrs.setdefault("end", today)
         if attrs["start"] > attrs["end"]:
@@ -434,6 +436,10 @@ class ExportApi(APIView):
         },
     )
     def get(self, request):
-        filters = ExportFilterSerializer(data=request.query_params, user=request.user)
+        filters = ExportFilterSerializer(
+            data=request.query_params, workspace=request.membership.workspace
+        )
         filters.is_valid(raise_exception=True)
-        return export_response(user=request.user, filters=filters.validated_data)
+        return export_response(
+            workspace=request.membership.workspace, filters=filters.validated_data
+        )

@@ -6,14 +6,15 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from rest_framework import serializers
 
-from providers.selectors import account_get_for_user
+from accounts.access import role_required
+from accounts.models import Role
+from providers.selectors import account_get_for_workspace
 from usage import bounds, selectors
 from usage.forms import HistoryFilterForm
 from usage.insight_apis import export_response, parse_month
@@ -23,12 +24,12 @@ from usage.services.reconciliation import invoice_delete, invoice_set, true_up_b
 class ExportForm(HistoryFilterForm):
     format = forms.ChoiceField(choices=[("csv", "CSV"), ("json", "JSON")], initial="csv")
 
-    def __init__(self, *args, user, **kwargs):
-        super().__init__(*args, user=user, **kwargs)
+    def __init__(self, *args, workspace, **kwargs):
+        super().__init__(*args, workspace=workspace, **kwargs)
         self.fields["start"].help_text = "UTC day, inclusive. Empty: the 1st of this month."
         self.fields["end"].help_text = "UTC day, inclusive. Empty: today."
         self.fields["model"].help_text = "Part of a model name."
-        self.today = selectors.today_for(user)
+        self.today = selectors.today_for(workspace)
 
     def clean(self):
         data = super().clean()
@@ -39,13 +40,15 @@ class ExportForm(HistoryFilterForm):
         return data
 
 
-@login_required
+@role_required(Role.VIEWER)
 def export(request):
-    form = ExportForm(request.GET if "download" in request.GET else None, user=request.user)
+    form = ExportForm(
+        request.GET if "download" in request.GET else None, workspace=request.membership.workspace
+    )
     if form.is_bound and form.is_valid():
         f = form.cleaned_data
         return export_response(
-            user=request.user,
+            workspace=request.membership.workspace,
             filters={
                 "format": f["format"],
                 "start": f["start"],
@@ -87,7 +90,9 @@ def _recon_url(month_start) -> str:
 
 
 def _render_recon(request, month_start, *, errors=None, status=200):
-    rows = selectors.reconciliation_month(user=request.user, month_start=month_start)
+    rows = selectors.reconciliation_month(
+        workspace=request.membership.workspace, month_start=month_start
+    )
     return render(
         request,
         "usage/reconciliation.html",
@@ -96,9 +101,9 @@ def _render_recon(request, month_start, *, errors=None, status=200):
     )
 
 
-@login_required
+@role_required(Role.VIEWER)
 def reconciliation(request):
-    today = selectors.today_for(request.user)
+    today = selectors.today_for(request.membership.workspace)
     month_start = _month_or_none(request.GET.get("month"), today)
     if month_start is None:
         messages.error(request, "month: use YYYY-MM, e.g. 2026-11.")
@@ -106,10 +111,10 @@ def reconciliation(request):
     return _render_recon(request, month_start)
 
 
-@login_required
+@role_required(Role.ADMIN)
 @require_POST
 def reconciliation_invoice(request):
-    today = selectors.today_for(request.user)
+    today = selectors.today_for(request.membership.workspace)
     form = InvoiceForm(request.POST)
     month_start = _month_or_none(request.POST.get("month"), today) or today.replace(day=1)
     if not form.is_valid() or _month_or_none(form.cleaned_data["month"], today) is None:
@@ -120,7 +125,9 @@ def reconciliation_invoice(request):
         if account_id is None:
             messages.error(request, text)
         return _render_recon(request, month_start, errors={account_id: text}, status=400)
-    account = account_get_for_user(user=request.user, pk=form.cleaned_data["account"])
+    account = account_get_for_workspace(
+        workspace=request.membership.workspace, pk=form.cleaned_data["account"]
+    )
     amount = form.cleaned_data["invoice"]
     if amount is None:
         invoice_delete(account=account, month_start=month_start)
@@ -140,17 +147,17 @@ def reconciliation_invoice(request):
     return redirect(_recon_url(month_start))
 
 
-@login_required
+@role_required(Role.ADMIN)
 @require_POST
 def reconciliation_true_up(request):
-    today = selectors.today_for(request.user)
+    today = selectors.today_for(request.membership.workspace)
     month_start = _month_or_none(request.POST.get("month"), today)
     raw_account = request.POST.get("account", "")
     if month_start is None or not raw_account.isdigit():
         field = "month" if month_start is None else "account"
         messages.error(request, f"{field}: missing or malformed.")
         return _render_recon(request, month_start or today.replace(day=1), status=400)
-    account = account_get_for_user(user=request.user, pk=int(raw_account))
+    account = account_get_for_workspace(workspace=request.membership.workspace, pk=int(raw_account))
     try:
         record = true_up_book(account=account, month_start=month_start, today=today)
     except ValidationError as exc:

@@ -1,4 +1,5 @@
-"""Reads: totals, dashboards, history. Everything starts from a user and reads only their rows.
+"""Reads: totals, dashboards, history. Everything starts from a workspace and reads only its
+rows (the request's workspace, reached through the reader's membership: accounts.access).
 
 Totals come from the daily roll-up. Official supersedes estimated: for an account and UTC day
 with official figures, that day's estimated rows are left out of totals (they stay visible in
@@ -16,7 +17,7 @@ from decimal import Decimal
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Workspace
 from providers.models import Invoice, ProviderAccount
 from usage.db import MoneySum
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, DailyUsage, Source, UsageRecord
@@ -26,9 +27,9 @@ CRITICAL_PCT = Decimal(100)
 _TOKEN_SUMS = {f: Sum(f) for f in TOKEN_FIELDS if f != "reasoning_tokens"}
 
 
-def today_for(user: User, *, now: datetime | None = None) -> date:
-    """The user's calendar date (their time zone draws day and month boundaries)."""
-    return (now or timezone.now()).astimezone(user.zone).date()
+def today_for(workspace: Workspace, *, now: datetime | None = None) -> date:
+    """The workspace's calendar date (its time zone draws day and month boundaries)."""
+    return (now or timezone.now()).astimezone(workspace.zone).date()
 
 
 def month_bounds(day: date) -> tuple[date, date]:
@@ -40,16 +41,16 @@ def month_bounds(day: date) -> tuple[date, date]:
 
 def effective_daily(
     *,
-    user: User,
+    workspace: Workspace,
     start: date | None = None,
     end: date | None = None,
     account_id: int | None = None,
 ) -> QuerySet[DailyUsage]:
-    """The user's roll-up rows in [start, end), with superseded estimates left out.
+    """The workspace's roll-up rows in [start, end), with superseded estimates left out.
 
     `account_id` narrows every read built on this to one account (the account page).
     """
-    qs = DailyUsage.objects.filter(account__owner=user, superseded=False)
+    qs = DailyUsage.objects.filter(account__workspace=workspace, superseded=False)
     if account_id is not None:
         qs = qs.filter(account_id=account_id)
     if start:
@@ -82,20 +83,25 @@ class AccountMonth:
     status: str = "ok"
 
 
-def month_summary(*, user: User, today: date | None = None) -> list[AccountMonth]:
-    """Month to date (the user's calendar month) per account: cost, tokens, % of budget, status."""
-    first, next_first = month_bounds(today or today_for(user))
-    return dashboard_summary(user=user, start=first, end=next_first, with_budget=True).accounts
+def month_summary(*, workspace: Workspace, today: date | None = None) -> list[AccountMonth]:
+    """Month to date (the workspace's calendar month) per account: cost, tokens, % of budget,
+    status."""
+    first, next_first = month_bounds(today or today_for(workspace))
+    return dashboard_summary(
+        workspace=workspace, start=first, end=next_first, with_budget=True
+    ).accounts
 
 
-def spend_total(*, user: User, start: date, end: date) -> Decimal:
-    total = effective_daily(user=user, start=start, end=end).aggregate(t=MoneySum("cost"))["t"]
+def spend_total(*, workspace: Workspace, start: date, end: date) -> Decimal:
+    total = effective_daily(workspace=workspace, start=start, end=end).aggregate(
+        t=MoneySum("cost")
+    )["t"]
     return total or Decimal(0)
 
 
-def spend_by_provider(*, user: User, start: date, end: date) -> list[dict]:
+def spend_by_provider(*, workspace: Workspace, start: date, end: date) -> list[dict]:
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(workspace=workspace, start=start, end=end)
         .values("provider__slug", "provider__name")
         .annotate(cost=MoneySum("cost"), unpriced=Sum("unpriced_count"), **_TOKEN_SUMS)
         .order_by("provider__name")
@@ -113,12 +119,12 @@ def spend_by_provider(*, user: User, start: date, end: date) -> list[dict]:
 
 
 def spend_by_day(
-    *, user: User, start: date, end: date, account_id: int | None = None
+    *, workspace: Workspace, start: date, end: date, account_id: int | None = None
 ) -> list[dict]:
     """One entry per day in [start, end), zero-filled, split by source."""
     days = {start + timedelta(days=i): {} for i in range((end - start).days)}
     rows = (
-        effective_daily(user=user, start=start, end=end, account_id=account_id)
+        effective_daily(workspace=workspace, start=start, end=end, account_id=account_id)
         .values("day", "source")
         .annotate(cost=MoneySum("cost"), **_TOKEN_SUMS)
         .order_by()
@@ -140,7 +146,7 @@ def spend_by_day(
 
 def usage_history(
     *,
-    user: User,
+    workspace: Workspace,
     provider: str | None = None,
     account_id: int | None = None,
     model: str | None = None,
@@ -153,7 +159,7 @@ def usage_history(
     carrying each given tag (project, user, feature) with exactly that value."""
     from usage.services.rollup import day_start
 
-    qs = records_visible_to(user=user).select_related("account", "provider")
+    qs = records_visible_to(workspace=workspace).select_related("account", "provider")
     if provider:
         qs = qs.filter(provider__slug=provider)
     if account_id:
@@ -172,25 +178,26 @@ def usage_history(
     return qs.order_by("-bucket_start", "-id")
 
 
-def records_visible_to(*, user: User) -> QuerySet[UsageRecord]:
-    """Every usage record `user` may see: today those of the provider accounts they own. The one
-    place record visibility is decided (history, a record's page and API), to widen later."""
-    return UsageRecord.objects.filter(account__owner=user)
+def records_visible_to(*, workspace: Workspace) -> QuerySet[UsageRecord]:
+    """Every usage record of `workspace`: those of its provider accounts. The one place record
+    visibility is decided (history, a record's page and API)."""
+    return UsageRecord.objects.filter(account__workspace=workspace)
 
 
-def record_get_for_user(*, user: User, pk) -> UsageRecord:
-    """One record the user may see (:func:`records_visible_to`); 404 for anyone else's."""
+def record_get_for_workspace(*, workspace: Workspace, pk) -> UsageRecord:
+    """One record of the workspace (:func:`records_visible_to`); 404 for anyone else's."""
     from django.shortcuts import get_object_or_404
 
-    qs = records_visible_to(user=user).select_related("account__owner", "provider")
+    qs = records_visible_to(workspace=workspace).select_related("account__workspace", "provider")
     return get_object_or_404(qs, pk=pk)
 
 
-def manual_entry_get_for_user(*, user: User, pk) -> UsageRecord:
-    """One of the user's manual entries; 404 for anyone else's and for any other source."""
+def manual_entry_get_for_workspace(*, workspace: Workspace, pk) -> UsageRecord:
+    """One of the workspace's manual entries; 404 for another workspace's and for any other
+    source."""
     from django.shortcuts import get_object_or_404
 
-    qs = UsageRecord.objects.filter(account__owner=user, source=Source.MANUAL)
+    qs = UsageRecord.objects.filter(account__workspace=workspace, source=Source.MANUAL)
     return get_object_or_404(qs.select_related("account__provider"), pk=pk)
 
 
@@ -215,19 +222,24 @@ class DashboardSummary:
 
 
 def dashboard_summary(
-    *, user: User, start: date, end: date, with_budget: bool, account_id: int | None = None
+    *,
+    workspace: Workspace,
+    start: date,
+    end: date,
+    with_budget: bool,
+    account_id: int | None = None,
 ) -> DashboardSummary:
     """Per account, per provider and per source totals of [start, end) (UTC days).
 
     `with_budget` compares each account's cost to its monthly budget; only meaningful when the
     period is one calendar month. `account_id` gives the same totals for one account.
     """
-    owned = ProviderAccount.objects.filter(owner=user).select_related("provider")
+    owned = ProviderAccount.objects.filter(workspace=workspace).select_related("provider")
     if account_id is not None:
         owned = owned.filter(pk=account_id)
     accounts = {a.pk: AccountMonth(account=a) for a in owned}
     rows = (
-        effective_daily(user=user, start=start, end=end, account_id=account_id)
+        effective_daily(workspace=workspace, start=start, end=end, account_id=account_id)
         .values("account_id", "source")
         .annotate(
             cost_sum=MoneySum("cost"),
@@ -282,10 +294,10 @@ def dashboard_summary(
     return summary
 
 
-def spend_by_day_and_provider(*, user: User, start: date, end: date) -> list[dict]:
+def spend_by_day_and_provider(*, workspace: Workspace, start: date, end: date) -> list[dict]:
     """Cost per UTC day and provider in [start, end), only the (day, provider) pairs with rows."""
     rows = (
-        effective_daily(user=user, start=start, end=end)
+        effective_daily(workspace=workspace, start=start, end=end)
         .values("day", "provider_id")
         .annotate(cost=MoneySum("cost"))
         .order_by()
@@ -297,11 +309,11 @@ def spend_by_day_and_provider(*, user: User, start: date, end: date) -> list[dic
 
 
 def top_models(
-    *, user: User, start: date, end: date, limit: int = 10, account_id: int | None = None
+    *, workspace: Workspace, start: date, end: date, limit: int = 10, account_id: int | None = None
 ) -> list[dict]:
     """The models that cost most in [start, end), with tokens, requests and sources."""
     rows = (
-        effective_daily(user=user, start=start, end=end, account_id=account_id)
+        effective_daily(workspace=workspace, start=start, end=end, account_id=account_id)
         .values("provider_id", "model", "source")
         .annotate(
             cost=MoneySum("cost"),
@@ -332,7 +344,7 @@ def top_models(
         m["sources"].add(r["source"])
     ranked = sorted(merged.values(), key=lambda m: (-m["cost"], -m["tokens"], m["model"]))[:limit]
     unnamed = {m["provider_id"] for m in ranked if not m["model"]}
-    labels = _unnamed_model_labels(user=user, start=start, end=end, provider_ids=unnamed)
+    labels = _unnamed_model_labels(workspace=workspace, start=start, end=end, provider_ids=unnamed)
     for m in ranked:
         m["sources"] = sorted(m["sources"])
         m["label"] = m["model"] or labels.get(m["provider_id"], "")
@@ -340,7 +352,7 @@ def top_models(
 
 
 def _unnamed_model_labels(
-    *, user: User, start: date, end: date, provider_ids: set[int], shown: int = 2
+    *, workspace: Workspace, start: date, end: date, provider_ids: set[int], shown: int = 2
 ) -> dict[int, str]:
     """What the records without a model say they are (a seat charge, an invoice), per provider:
     their descriptions (else line items), most recent first, at most `shown` then "+N more"."""
@@ -350,7 +362,7 @@ def _unnamed_model_labels(
         return {}
     rows = (
         UsageRecord.objects.filter(
-            account__owner=user,
+            account__workspace=workspace,
             provider_id__in=provider_ids,
             model="",
             bucket_start__gte=day_start(start),
@@ -396,18 +408,18 @@ PRORATED_FIXED_CHARGE = Q(source=Source.OFFICIAL, seats__gt=0)
 
 def fixed_charge_records(
     *,
-    user: User,
+    workspace: Workspace,
     start: date,
     end: date,
     provider_id: int | None = None,
     account_id: int | None = None,
 ) -> QuerySet[UsageRecord]:
-    """The user's fixed-charge records on UTC days [start, end) (FIXED_CHARGE)."""
+    """The workspace's fixed-charge records on UTC days [start, end) (FIXED_CHARGE)."""
     from usage.services.rollup import day_start
 
     qs = UsageRecord.objects.filter(
         FIXED_CHARGE,
-        account_id__in=ProviderAccount.objects.filter(owner=user).values("pk"),
+        account_id__in=ProviderAccount.objects.filter(workspace=workspace).values("pk"),
         source__in=FIXED_CHARGE_SOURCES,
         bucket_start__gte=day_start(start),
         bucket_start__lt=day_start(end),
@@ -453,7 +465,7 @@ class SpendSplit:
 
 def spend_split(
     *,
-    user: User,
+    workspace: Workspace,
     start: date,
     end: date,
     provider_id: int | None = None,
@@ -464,7 +476,7 @@ def spend_split(
     Usage is the roll-up minus the fixed records of the same day, so the two always add up to
     the totals every other page shows.
     """
-    rollup = effective_daily(user=user, start=start, end=end)
+    rollup = effective_daily(workspace=workspace, start=start, end=end)
     if provider_id is not None:
         rollup = rollup.filter(provider_id=provider_id)
     if account_id is not None:
@@ -476,7 +488,11 @@ def spend_split(
     split = SpendSplit()
     fixed_rows = (
         fixed_charge_records(
-            user=user, start=start, end=end, provider_id=provider_id, account_id=account_id
+            workspace=workspace,
+            start=start,
+            end=end,
+            provider_id=provider_id,
+            account_id=account_id,
         )
         .filter(cost__isnull=False)
         .order_by("bucket_start", "id")
@@ -514,17 +530,17 @@ def forecast_from_split(*, split: SpendSplit, today: date):
     )
 
 
-def forecast_with_days(*, user: User, today: date | None = None):
-    """Month-end forecast of the user's total spend, and this month's spend per day so far.
+def forecast_with_days(*, workspace: Workspace, today: date | None = None):
+    """Month-end forecast of the workspace's total spend, and this month's spend per day so far.
 
-    alerts.forecast over the roll-up: the month is the user's (time zone) month, each day's
+    alerts.forecast over the roll-up: the month is the workspace's (time zone) month, each day's
     spend its UTC-day roll-up; 60 days before the month feed the trend and weekday pattern.
     Fixed charges are counted as booked; only usage-based spend is extrapolated (FIXED_CHARGE).
     """
-    today = today or today_for(user)
+    today = today or today_for(workspace)
     first, next_first = month_bounds(today)
     split = spend_split(
-        user=user, start=first - timedelta(days=FORECAST_HISTORY_DAYS), end=next_first
+        workspace=workspace, start=first - timedelta(days=FORECAST_HISTORY_DAYS), end=next_first
     )
     forecast = forecast_from_split(split=split, today=today)
     days = set(split.usage) | set(split.fixed)
@@ -532,8 +548,8 @@ def forecast_with_days(*, user: User, today: date | None = None):
     return forecast, this_month
 
 
-def forecast_for_user(*, user: User, today: date | None = None):
-    return forecast_with_days(user=user, today=today)[0]
+def forecast_for_workspace(*, workspace: Workspace, today: date | None = None):
+    return forecast_with_days(workspace=workspace, today=today)[0]
 
 
 @dataclass
@@ -593,12 +609,12 @@ def true_up_records(*, account_ids, month: str) -> QuerySet[UsageRecord]:
 
 
 def reconciliation_month(
-    *, user: User, month_start: date, account_id: int | None = None
+    *, workspace: Workspace, month_start: date, account_id: int | None = None
 ) -> list[ReconciliationRow]:
     """Per account, the month's official, estimated and manual totals next to its invoice."""
     _, next_first = month_bounds(month_start)
     month = f"{month_start:%Y-%m}"
-    accounts = ProviderAccount.objects.filter(owner=user).select_related("provider")
+    accounts = ProviderAccount.objects.filter(workspace=workspace).select_related("provider")
     if account_id:
         accounts = accounts.filter(pk=account_id)
     result = {a.pk: ReconciliationRow(account=a, month=month) for a in accounts}
@@ -624,7 +640,7 @@ def reconciliation_month(
             row.manual += cost
         row.unpriced_count += r["unpriced"] or 0
     counted_estimates = (
-        effective_daily(user=user, start=month_start, end=next_first)
+        effective_daily(workspace=workspace, start=month_start, end=next_first)
         .filter(account_id__in=result, source=Source.ESTIMATED)
         .values("account_id")
         .annotate(cost=MoneySum("cost"))
@@ -668,7 +684,7 @@ EXPORT_COLUMNS = (
 
 def export_rows(
     *,
-    user: User,
+    workspace: Workspace,
     start: date,
     end: date,
     provider: str | None = None,
@@ -676,12 +692,13 @@ def export_rows(
     source: str | None = None,
     model: str | None = None,
 ):
-    """The user's usage records of UTC days start..end (inclusive) as value tuples, oldest first.
+    """The workspace's usage records of UTC days start..end (inclusive) as value tuples, oldest
+    first.
 
     A lazy iterator over a server-side cursor (2,000 rows a fetch): the caller streams it.
     """
     qs = usage_history(
-        user=user,
+        workspace=workspace,
         provider=provider,
         account_id=account_id,
         source=source,

@@ -29,4 +29,4 @@ def _evaluate_alerts_once_the_account_is_gone(sender, instance, **kwargs) -> Non
     """Deleting an account removes its spend without touching the roll-up writers."""
     from usage.services.rollup import spend_changed
 
-    spend_changed(owner_id=instance.owner_id)
+    spend_changed(workspace_id=instance.workspace_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import generics, serializers
 
-from providers.selectors import account_get_for_user
+from providers.selectors import account_get_for_workspace
 from usage.models import SyncRun
 from usage.services.sync import run_is_stale
 
@@ -55,5 +55,7 @@ class SyncRunListApi(generics.ListAPIView):
     serializer_class = SyncRunSerializer
 
     def get_queryset(self):
-        account = account_get_for_user(user=self.request.user, pk=self.kwargs["pk"])
+        account = account_get_for_workspace(
+            workspace=self.request.membership.workspace, pk=self.kwargs["pk"]
+        )
         return account.sync_runs.all()

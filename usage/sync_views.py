@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from providers.selectors import account_get_for_user
+from accounts.access import role_required
+from accounts.models import Role
+from providers.selectors import account_get_for_workspace
 from usage.models import SyncRun
 from usage.services.sync import account_supports_sync, run_is_stale, sync_request
 
@@ -28,10 +29,10 @@ def _status_context(account, run: SyncRun | None) -> dict:
     }
 
 
-@login_required
+@role_required(Role.ADMIN)
 @require_POST
 def sync_now(request, pk):
-    account = account_get_for_user(user=request.user, pk=pk)
+    account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     if not account_supports_sync(account):
         context = _status_context(account, None)
         return render(request, STATUS_TEMPLATE, context, status=400)
@@ -45,21 +46,21 @@ def sync_now(request, pk):
     return render(request, STATUS_TEMPLATE, _status_context(account, run))
 
 
-@login_required
+@role_required(Role.VIEWER)
 @require_GET
 def sync_status(request, pk):
     """The status cell: the run given by ?run=<id> (Sync now) or the account's latest run."""
-    account = account_get_for_user(user=request.user, pk=pk)
+    account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     runs = account.sync_runs.all()
     run_id = request.GET.get("run", "")
     run = runs.filter(pk=int(run_id)).first() if run_id.isdigit() else runs.first()
     return render(request, STATUS_TEMPLATE, _status_context(account, run))
 
 
-@login_required
+@role_required(Role.VIEWER)
 @require_GET
 def sync_history(request, pk):
-    account = account_get_for_user(user=request.user, pk=pk)
+    account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     page = Paginator(account.sync_runs.all(), 50).get_page(request.GET.get("page"))
     context = {
         "account": account,

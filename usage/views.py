@@ -5,12 +5,13 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
+from accounts.access import role_required
+from accounts.models import Role
 from providers.registry import ADAPTERS, get_adapter_class
 from providers.selectors import provider_names
 from usage import selectors
@@ -133,9 +134,9 @@ def _chart_data(*, summary, daily, start: date, end: date, forecast, month_days,
     return {"daily": daily_chart, "doughnut": doughnut, "forecast": forecast_chart}
 
 
-@login_required
+@role_required(Role.VIEWER)
 def dashboard(request):
-    today = selectors.today_for(request.user)
+    today = selectors.today_for(request.membership.workspace)
     form = PeriodForm(request.GET or None)
     key = "month"
     if form.is_bound and form.is_valid() and form.cleaned_data.get("period"):
@@ -147,7 +148,7 @@ def dashboard(request):
         end=form.cleaned_data.get("end") if form.is_bound and form.is_valid() else None,
     )
     summary = selectors.dashboard_summary(
-        user=request.user, start=start, end=end, with_budget=with_budget
+        workspace=request.membership.workspace, start=start, end=end, with_budget=with_budget
     )
     context = {
         "today": today,
@@ -164,9 +165,13 @@ def dashboard(request):
     if not summary.accounts:
         context["provider_names"] = provider_names()
     if summary.has_usage:
-        forecast, month_days = selectors.forecast_with_days(user=request.user, today=today)
-        daily = selectors.spend_by_day_and_provider(user=request.user, start=start, end=end)
-        models = selectors.top_models(user=request.user, start=start, end=end)
+        forecast, month_days = selectors.forecast_with_days(
+            workspace=request.membership.workspace, today=today
+        )
+        daily = selectors.spend_by_day_and_provider(
+            workspace=request.membership.workspace, start=start, end=end
+        )
+        models = selectors.top_models(workspace=request.membership.workspace, start=start, end=end)
         providers = {a.account.provider_id: a.account.provider for a in summary.accounts}
         for m in models:
             m["provider"] = providers[m["provider_id"]]
@@ -227,10 +232,12 @@ def _next_url(request, default: str) -> str:
     return default
 
 
-@login_required
+@role_required(Role.MEMBER)
 def manual_entry(request):
     initial = {k: request.GET[k] for k in ("account", "date") if request.GET.get(k)}
-    form = ManualEntryForm(request.POST or None, user=request.user, initial=initial)
+    form = ManualEntryForm(
+        request.POST or None, workspace=request.membership.workspace, initial=initial
+    )
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         account, day = data.pop("account"), data.pop("date")
@@ -249,11 +256,13 @@ def _manual_entry_initial(record) -> dict:
     return values
 
 
-@login_required
+@role_required(Role.MEMBER)
 def manual_entry_edit(request, pk):
-    record = selectors.manual_entry_get_for_user(user=request.user, pk=pk)
+    record = selectors.manual_entry_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     form = ManualEntryForm(
-        request.POST or None, user=request.user, initial=_manual_entry_initial(record)
+        request.POST or None,
+        workspace=request.membership.workspace,
+        initial=_manual_entry_initial(record),
     )
     history_url = f"{reverse('history')}?source=manual"
     if request.method == "POST" and form.is_valid():
@@ -268,9 +277,9 @@ def manual_entry_edit(request, pk):
     return render(request, "usage/manual_entry_edit.html", context)
 
 
-@login_required
+@role_required(Role.MEMBER)
 def manual_entry_delete_view(request, pk):
-    record = selectors.manual_entry_get_for_user(user=request.user, pk=pk)
+    record = selectors.manual_entry_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     history_url = f"{reverse('history')}?source=manual"
     if request.method == "POST":
         manual_entry_delete(record=record)
@@ -280,14 +289,14 @@ def manual_entry_delete_view(request, pk):
     return render(request, "usage/manual_entry_confirm_delete.html", context)
 
 
-@login_required
+@role_required(Role.VIEWER)
 def history(request):
-    form = HistoryFilterForm(request.GET or None, user=request.user)
-    records = selectors.usage_history(user=request.user).none()
+    form = HistoryFilterForm(request.GET or None, workspace=request.membership.workspace)
+    records = selectors.usage_history(workspace=request.membership.workspace).none()
     if form.is_bound and form.is_valid():
         f = form.cleaned_data
         records = selectors.usage_history(
-            user=request.user,
+            workspace=request.membership.workspace,
             provider=f["provider"].slug if f.get("provider") else None,
             account_id=f["account"].pk if f.get("account") else None,
             model=f.get("model") or None,
@@ -297,7 +306,7 @@ def history(request):
             tags=form.tags(),
         )
     elif not form.is_bound:
-        records = selectors.usage_history(user=request.user)
+        records = selectors.usage_history(workspace=request.membership.workspace)
     page = Paginator(records, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -313,11 +322,11 @@ def history(request):
     return render(request, template, context, status=status)
 
 
-@login_required
+@role_required(Role.VIEWER)
 def record_detail(request, pk):
     """One usage record and how its cost came about."""
     from usage.explain import usage_record_explain
 
-    record = selectors.record_get_for_user(user=request.user, pk=pk)
+    record = selectors.record_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     explanation = usage_record_explain(record=record)
     return render(request, "usage/record_detail.html", {"e": explanation, "record": record})

@@ -13,7 +13,7 @@ class BudgetFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Budget
 
-    owner = factory.SubFactory(UserFactory)
+    workspace = factory.LazyFunction(lambda: UserFactory().personal_workspace)
     scope = Budget.Scope.OVERALL
     amount = Decimal("100.00")
     thresholds = factory.LazyFunction(lambda: [80, 100])
@@ -24,7 +24,7 @@ class AlertFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Alert
 
-    owner = factory.SubFactory(UserFactory)
+    workspace = factory.LazyFunction(lambda: UserFactory().personal_workspace)
     kind = Alert.Kind.THRESHOLD
     dedupe_key = factory.LazyFunction(lambda: f"test:{uuid.uuid4()}")
     message = "All spend: $85.00 spent this month, 85.0% of the $100.00 budget (alert at 80%)."
@@ -36,6 +36,6 @@ class ChannelFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = NotificationChannel
 
-    owner = factory.SubFactory(UserFactory)
+    workspace = factory.LazyFunction(lambda: UserFactory().personal_workspace)
     kind = NotificationChannel.Kind.EMAIL
-    target = factory.LazyAttribute(lambda o: o.owner.email)
+    target = factory.LazyAttribute(lambda o: o.workspace.personal_for.email)

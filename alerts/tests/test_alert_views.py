@@ -30,9 +30,9 @@ def web(client, user):
 
 
 def test_it_lists_only_my_alerts_with_filters(web, user):
-    AlertFactory(owner=user, message="Mine, open")
+    AlertFactory(workspace=user.personal_workspace, message="Mine, open")
     AlertFactory(
-        owner=user,
+        workspace=user.personal_workspace,
         kind="anomaly",
         message="Mine, acknowledged",
         acknowledged_at=datetime(2026, 11, 2, tzinfo=UTC),
@@ -50,7 +50,7 @@ def test_it_lists_only_my_alerts_with_filters(web, user):
 
 
 def test_it_acknowledges_with_htmx_by_swapping_the_row(web, user):
-    alert = AlertFactory(owner=user)
+    alert = AlertFactory(workspace=user.personal_workspace)
 
     response = web.post(f"/alerts/{alert.pk}/acknowledge/", **HTMX)
 
@@ -64,7 +64,7 @@ def test_it_acknowledges_with_htmx_by_swapping_the_row(web, user):
 
 
 def test_it_acknowledges_without_htmx_by_redirecting(web, user):
-    alert = AlertFactory(owner=user)
+    alert = AlertFactory(workspace=user.personal_workspace)
 
     response = web.post(f"/alerts/{alert.pk}/acknowledge/")
 
@@ -75,7 +75,10 @@ def test_it_acknowledges_without_htmx_by_redirecting(web, user):
 
 
 def test_it_deletes_an_alert(web, user):
-    first, second = AlertFactory(owner=user), AlertFactory(owner=user)
+    first, second = (
+        AlertFactory(workspace=user.personal_workspace),
+        AlertFactory(workspace=user.personal_workspace),
+    )
 
     htmx = web.post(f"/alerts/{first.pk}/delete/", **HTMX)
     plain = web.post(f"/alerts/{second.pk}/delete/")
@@ -98,9 +101,9 @@ def test_it_deletes_an_alert(web, user):
 )
 def test_it_answers_404_for_another_users_objects(web, url):
     other = UserFactory()
-    alert = AlertFactory(owner=other)
-    budget = BudgetFactory(owner=other)
-    channel = ChannelFactory(owner=other)
+    alert = AlertFactory(workspace=other.personal_workspace)
+    budget = BudgetFactory(workspace=other.personal_workspace)
+    channel = ChannelFactory(workspace=other.personal_workspace)
 
     response = web.post(url.format(alert=alert.pk, budget=budget.pk, channel=channel.pk))
 
@@ -113,8 +116,10 @@ def test_it_answers_404_for_another_users_objects(web, url):
 
 @time_machine.travel(NOV_15, tick=False)
 def test_it_shows_budgets_with_spend_percent_and_status(web, user):
-    account = AccountFactory(owner=user, name="Prod", monthly_budget=Decimal("20"))
-    BudgetFactory(owner=user, amount=Decimal("40"))
+    account = AccountFactory(
+        workspace=user.personal_workspace, name="Prod", monthly_budget=Decimal("20")
+    )
+    BudgetFactory(workspace=user.personal_workspace, amount=Decimal("40"))
     BudgetFactory(amount=Decimal("999"))  # someone else's
     manual_entry_create(account=account, day=date(2026, 11, 4), cost=Decimal("34"))
 
@@ -130,7 +135,7 @@ def test_it_shows_budgets_with_spend_percent_and_status(web, user):
 
 @time_machine.travel(NOV_15, tick=False)
 def test_it_adds_a_budget_and_shows_its_alert_right_away(web, user):
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     manual_entry_create(account=account, day=date(2026, 11, 4), cost=Decimal("12"))
 
     response = web.post(
@@ -139,20 +144,20 @@ def test_it_adds_a_budget_and_shows_its_alert_right_away(web, user):
     )
 
     assert response.status_code == 302
-    budget = Budget.objects.get(owner=user)
+    budget = Budget.objects.get(workspace=user.personal_workspace)
     assert (budget.account, budget.amount, budget.thresholds) == (account, Decimal("10"), [80, 100])
     assert budget.forecast_alert is False  # an unticked box
     # $12 of $10 = 120 %: one alert straight away, for the highest threshold passed (100 %);
     # 80 % is recorded as passed (unlisted) so it does not fire later this month.
-    listed = Alert.objects.filter(owner=user, listed=True)
+    listed = Alert.objects.filter(workspace=user.personal_workspace, listed=True)
     assert list(listed.values_list("threshold", flat=True)) == [100]
-    passed = Alert.objects.filter(owner=user, listed=False)
+    passed = Alert.objects.filter(workspace=user.personal_workspace, listed=False)
     assert list(passed.values_list("threshold", flat=True)) == [80]
     assert "120.0% of the $10.00 budget" in web.get("/alerts/").content.decode()
 
 
 def test_it_offers_only_my_accounts_and_rejects_bad_input(web, user):
-    mine = AccountFactory(owner=user, name="My account")
+    mine = AccountFactory(workspace=user.personal_workspace, name="My account")
     theirs = AccountFactory(name="Their account")
 
     form_html = web.get("/budgets/add/").content.decode()
@@ -175,7 +180,7 @@ def test_it_offers_only_my_accounts_and_rejects_bad_input(web, user):
 
 
 def test_it_edits_and_deletes_a_budget(web, user):
-    budget = BudgetFactory(owner=user, amount=Decimal("10"))
+    budget = BudgetFactory(workspace=user.personal_workspace, amount=Decimal("10"))
 
     edit_form = web.get(f"/budgets/{budget.pk}/").content.decode()
     saved = web.post(
@@ -199,7 +204,7 @@ def test_it_adds_and_removes_channels(web, user, settings):
 
     assert email.status_code == 302
     assert "loopback address" in loopback.context["form"].errors["target"][0]
-    channel = NotificationChannel.objects.get(owner=user)
+    channel = NotificationChannel.objects.get(workspace=user.personal_workspace)
     assert channel.target == "me@example.com"
     page = web.get("/alerts/channels/").content.decode()
     assert "me@example.com" in page
@@ -209,7 +214,9 @@ def test_it_adds_and_removes_channels(web, user, settings):
 
 def test_it_shows_only_the_host_of_a_webhook(web, user):
     ChannelFactory(
-        owner=user, kind="webhook", target="https://hooks.slack.com/services/T/B/s3cr3tPathPart"
+        workspace=user.personal_workspace,
+        kind="webhook",
+        target="https://hooks.slack.com/services/T/B/s3cr3tPathPart",
     )
 
     page = web.get("/alerts/channels/").content.decode()

@@ -33,7 +33,7 @@ def client(api_client, user):
 
 @time_machine.travel(NOV_15, tick=False)
 def test_it_creates_a_budget_and_evaluates_it_at_once(client, user):
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     manual_entry_create(account=account, day=date(2026, 11, 3), cost=Decimal("90"))
 
     response = client.post(
@@ -50,13 +50,13 @@ def test_it_creates_a_budget_and_evaluates_it_at_once(client, user):
     assert body["percent"] == "90.0"
     assert body["status"] == "warning"
     assert body["period"] == "2026-11-01"
-    alert = Alert.objects.get(owner=user)
+    alert = Alert.objects.get(workspace=user.personal_workspace)
     assert (alert.kind, alert.threshold, alert.budget_id) == ("threshold", 80, body["id"])
 
 
 @time_machine.travel(NOV_15, tick=False)
 def test_it_lists_reads_updates_and_deletes_budgets(client, user):
-    mine = BudgetFactory(owner=user, amount=Decimal("50"))
+    mine = BudgetFactory(workspace=user.personal_workspace, amount=Decimal("50"))
     BudgetFactory()  # someone else's
 
     listed = client.get("/api/budgets").json()
@@ -108,7 +108,7 @@ def test_it_lists_reads_updates_and_deletes_budgets(client, user):
     ],
 )
 def test_it_rejects_a_bad_budget_naming_the_field(client, user, payload, field):
-    mine, theirs = AccountFactory(owner=user), AccountFactory()
+    mine, theirs = AccountFactory(workspace=user.personal_workspace), AccountFactory()
     swap = {"MINE": mine.pk, "THEIRS": theirs.pk}
     payload = {k: swap.get(v, v) if isinstance(v, str) else v for k, v in payload.items()}
 
@@ -120,7 +120,7 @@ def test_it_rejects_a_bad_budget_naming_the_field(client, user, payload, field):
 
 
 def test_it_leaves_a_budget_unchanged_after_a_bad_update(client, user):
-    budget = BudgetFactory(owner=user, amount=Decimal("50"))
+    budget = BudgetFactory(workspace=user.personal_workspace, amount=Decimal("50"))
 
     response = client.patch(f"/api/budgets/{budget.pk}", {"scope": "account"}, format="json")
 
@@ -134,9 +134,11 @@ def test_it_leaves_a_budget_unchanged_after_a_bad_update(client, user):
 
 
 def test_it_lists_and_filters_alerts(client, user):
-    open_threshold = AlertFactory(owner=user)
+    open_threshold = AlertFactory(workspace=user.personal_workspace)
     acked_anomaly = AlertFactory(
-        owner=user, kind="anomaly", acknowledged_at=datetime(2026, 11, 1, tzinfo=UTC)
+        workspace=user.personal_workspace,
+        kind="anomaly",
+        acknowledged_at=datetime(2026, 11, 1, tzinfo=UTC),
     )
     AlertFactory()  # someone else's
 
@@ -153,7 +155,7 @@ def test_it_lists_and_filters_alerts(client, user):
 
 
 def test_it_creates_a_manual_alert(client, user):
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
 
     response = client.post(
         "/api/alerts", {"message": "Check the batch job", "account": account.pk}, format="json"
@@ -167,7 +169,7 @@ def test_it_creates_a_manual_alert(client, user):
         account.pk,
     )
     assert body["acknowledged"] is False
-    assert Alert.objects.get(pk=body["id"]).owner == user
+    assert Alert.objects.get(pk=body["id"]).workspace == user.personal_workspace
 
 
 @pytest.mark.parametrize(
@@ -192,7 +194,7 @@ def test_it_rejects_a_manual_alert_on_someone_elses_account(client):
 
 
 def test_it_acknowledges_and_reopens_an_alert(client, user):
-    alert = AlertFactory(owner=user)
+    alert = AlertFactory(workspace=user.personal_workspace)
 
     acked = client.post(f"/api/alerts/{alert.pk}/acknowledge")
     assert acked.status_code == 200
@@ -258,9 +260,9 @@ def test_it_rejects_a_private_webhook_url_in_the_api(client, settings):
 def _others_objects():
     other = UserFactory()
     return {
-        "alert": AlertFactory(owner=other),
-        "budget": BudgetFactory(owner=other),
-        "channel": ChannelFactory(owner=other),
+        "alert": AlertFactory(workspace=other.personal_workspace),
+        "budget": BudgetFactory(workspace=other.personal_workspace),
+        "channel": ChannelFactory(workspace=other.personal_workspace),
     }
 
 

@@ -49,9 +49,9 @@ def at(seconds: int) -> datetime:
     return NOON + timedelta(seconds=seconds)
 
 
-def thresholds(user) -> list[int]:
+def thresholds(workspace) -> list[int]:
     return sorted(
-        Alert.objects.filter(owner=user, kind=Alert.Kind.THRESHOLD).values_list(
+        Alert.objects.filter(workspace=workspace, kind=Alert.Kind.THRESHOLD).values_list(
             "threshold", flat=True
         )
     )
@@ -64,7 +64,7 @@ def entry(account, cost: str) -> UsageRecord:
 @pytest.fixture
 def account():
     account = AccountFactory()
-    BudgetFactory(owner=account.owner, amount=Decimal("200"))
+    BudgetFactory(workspace=account.workspace, amount=Decimal("200"))
     return account
 
 
@@ -73,7 +73,7 @@ def test_it_evaluates_a_manual_entry_past_100_percent(account, django_capture_on
     with django_capture_on_commit_callbacks(execute=True):
         entry(account, "250")  # $250 of $200 = 125 %
 
-    due = EvaluationDue.objects.get(owner=account.owner)
+    due = EvaluationDue.objects.get(workspace=account.workspace)
     # 12:00:00 + 3 s margin falls in the window ending 12:00:10.
     assert due.due_at == at(10)
     assert due.due_at - NOON <= DUE_WITHIN
@@ -87,10 +87,10 @@ def test_it_evaluates_a_manual_entry_past_100_percent(account, django_capture_on
 
     with time_machine.travel(at(9), tick=False):
         assert tasks.evaluate_due() == 0  # not due yet: later writes may still join
-    assert thresholds(account.owner) == []
+    assert thresholds(account.workspace) == []
     with time_machine.travel(at(10), tick=False):
         assert tasks.evaluate_due() == 1
-    assert thresholds(account.owner) == [80, 100]
+    assert thresholds(account.workspace) == [80, 100]
     assert not EvaluationDue.objects.exists()
 
 
@@ -102,12 +102,12 @@ def test_it_is_run_by_the_django_q2_scheduler(account, django_capture_on_commit_
     with patch.object(Conf, "SYNC", True):  # the scheduler's task runs inline
         with time_machine.travel(at(9), tick=False):
             scheduler(broker=get_broker())
-        assert thresholds(account.owner) == []  # the schedule is not due before 12:00:10
+        assert thresholds(account.workspace) == []  # the schedule is not due before 12:00:10
         # The cluster's scheduler looks every 30 s: at the latest 30 s after the window's end.
         with time_machine.travel(at(10 + 30), tick=False):
             scheduler(broker=get_broker())
 
-    assert thresholds(account.owner) == [80, 100]
+    assert thresholds(account.workspace) == [80, 100]
     assert not EvaluationDue.objects.exists()
     assert not Schedule.objects.filter(func="alerts.tasks.evaluate_due").exists()  # ONCE: gone
 
@@ -117,27 +117,29 @@ def test_it_coalesces_writes_of_one_window_into_one_evaluation(
     account, django_capture_on_commit_callbacks, monkeypatch
 ):
     calls = []
-    evaluate = services.alerts_evaluate_for_user
+    evaluate = services.alerts_evaluate_for_workspace
     monkeypatch.setattr(
         services,
-        "alerts_evaluate_for_user",
-        lambda *, user, now=None: calls.append(user.pk) or evaluate(user=user, now=now),
+        "alerts_evaluate_for_workspace",
+        lambda *, workspace, now=None: (
+            calls.append(workspace.pk) or evaluate(workspace=workspace, now=now)
+        ),
     )
     with django_capture_on_commit_callbacks(execute=True):
         entry(account, "100")
     with time_machine.travel(at(5), tick=False), django_capture_on_commit_callbacks(execute=True):
         entry(account, "70")  # $170 of $200 = 85 %
-        other = AccountFactory(owner=account.owner)
-        entry(other, "1")  # another account of the same owner: the same evaluation
+        other = AccountFactory(workspace=account.workspace)
+        entry(other, "1")  # another account of the same workspace: the same evaluation
 
     assert EvaluationDue.objects.count() == 1
     assert Schedule.objects.filter(func="alerts.tasks.evaluate_due").count() == 1
     with time_machine.travel(at(10), tick=False):
         assert tasks.evaluate_due() == 1
         assert tasks.evaluate_due() == 0  # a second run (another node) finds nothing
-    assert calls == [account.owner_id]
+    assert calls == [account.workspace_id]
     # $100 + $70 + $1 = $171 of $200 = 85.5 %.
-    assert thresholds(account.owner) == [80]
+    assert thresholds(account.workspace) == [80]
 
 
 @time_machine.travel(NOON, tick=False)
@@ -146,17 +148,17 @@ def test_it_does_not_drop_a_write_made_during_an_evaluation(
 ):
     with django_capture_on_commit_callbacks(execute=True):
         entry(account, "170")  # 85 %
-    evaluate = services.alerts_evaluate_for_user
+    evaluate = services.alerts_evaluate_for_workspace
     writes = []
 
-    def evaluate_while_spend_changes(*, user, now=None):
+    def evaluate_while_spend_changes(*, workspace, now=None):
         # The evaluation has taken its row; a write lands while it reads.
         if not writes:
             with django_capture_on_commit_callbacks(execute=True):
                 writes.append(entry(account, "40"))  # now $210 = 105 %
-        return evaluate(user=user, now=now)
+        return evaluate(workspace=workspace, now=now)
 
-    monkeypatch.setattr(services, "alerts_evaluate_for_user", evaluate_while_spend_changes)
+    monkeypatch.setattr(services, "alerts_evaluate_for_workspace", evaluate_while_spend_changes)
     with time_machine.travel(at(10), tick=False):
         assert tasks.evaluate_due() == 1
 
@@ -164,7 +166,7 @@ def test_it_does_not_drop_a_write_made_during_an_evaluation(
     assert list(EvaluationDue.objects.values_list("due_at", flat=True)) == [at(20)]
     with time_machine.travel(at(20), tick=False):
         assert tasks.evaluate_due() == 1
-    assert thresholds(account.owner) == [80, 100]
+    assert thresholds(account.workspace) == [80, 100]
 
 
 @time_machine.travel(NOON, tick=False)
@@ -213,7 +215,7 @@ def _sync(account):
 
 
 def _manual_api(account, api_client=None, client=None):
-    api_client.force_authenticate(account.owner)
+    api_client.force_authenticate(account.workspace.personal_for)
     response = api_client.post(
         "/api/usage/records",
         {"account": account.pk, "date": "2026-11-10", "description": "seats", "cost": "5"},
@@ -223,7 +225,7 @@ def _manual_api(account, api_client=None, client=None):
 
 
 def _manual_page(account, api_client=None, client=None):
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     response = client.post(
         "/usage/new/",
         {"account": account.pk, "date": "2026-11-10", "description": "seats", "cost": "5"},
@@ -291,7 +293,7 @@ def test_every_path_that_changes_spend_asks_for_an_evaluation(
     path, api_client, client, django_capture_on_commit_callbacks
 ):
     account = AccountFactory(provider=provider("groq"))
-    owner = account.owner
+    owner = account.workspace.personal_for
     record = None
     if path in WRITES_ON_A_RECORD:
         record = entry(account, "5")  # outside capture: its own request is not run
@@ -310,10 +312,10 @@ def test_every_path_that_changes_spend_asks_for_an_evaluation(
             fn = WRITES_ON_A_RECORD[path]
             fn(account, record, **({"client": client} if "admin" in path else {}))
 
-    due = EvaluationDue.objects.get(owner=owner)
+    due = EvaluationDue.objects.get(workspace=owner.personal_workspace)
     assert NOON < due.due_at <= NOON + DUE_WITHIN
     with time_machine.travel(due.due_at, tick=False):
-        assert services.alerts_evaluate_due() == [owner.pk]
+        assert services.alerts_evaluate_due() == [owner.personal_workspace.pk]
 
 
 def test_it_sets_up_the_safety_net_schedule():
@@ -331,21 +333,23 @@ def test_it_keeps_a_failed_evaluation_for_the_next_run_and_evaluates_the_others(
     first, second = AccountFactory(), AccountFactory()
     for a in (first, second):
         services.alerts_evaluation_request(account_id=a.pk)
-    evaluate = services.alerts_evaluate_for_user
+    evaluate = services.alerts_evaluate_for_workspace
 
-    def failing_for_first(*, user, now=None):
-        if user.pk == first.owner_id:
+    def failing_for_first(*, workspace, now=None):
+        if workspace.pk == first.workspace_id:
             raise RuntimeError("boom")
-        return evaluate(user=user, now=now)
+        return evaluate(workspace=workspace, now=now)
 
-    monkeypatch.setattr(services, "alerts_evaluate_for_user", failing_for_first)
+    monkeypatch.setattr(services, "alerts_evaluate_for_workspace", failing_for_first)
     with time_machine.travel(at(10), tick=False):
-        assert services.alerts_evaluate_due() == [second.owner_id]
-    # The failed owner's row stays: the next run (the schedule every minute) tries again.
-    assert list(EvaluationDue.objects.values_list("owner_id", flat=True)) == [first.owner_id]
-    monkeypatch.setattr(services, "alerts_evaluate_for_user", evaluate)
+        assert services.alerts_evaluate_due() == [second.workspace_id]
+    # The failed workspace's row stays: the next run (the schedule every minute) tries again.
+    assert list(EvaluationDue.objects.values_list("workspace_id", flat=True)) == [
+        first.workspace_id
+    ]
+    monkeypatch.setattr(services, "alerts_evaluate_for_workspace", evaluate)
     with time_machine.travel(at(60), tick=False):
-        assert services.alerts_evaluate_due() == [first.owner_id]
+        assert services.alerts_evaluate_due() == [first.workspace_id]
     assert not EvaluationDue.objects.exists()
 
 
@@ -382,5 +386,5 @@ def test_it_piles_up_no_schedules_while_the_cluster_is_stopped(account):
     assert Schedule.objects.filter(func="alerts.tasks.evaluate_due").count() == 1
     # When the cluster is back, the overdue run takes every due row: one evaluation.
     with time_machine.travel(at(30), tick=False):
-        assert services.alerts_evaluate_due() == [account.owner_id]
+        assert services.alerts_evaluate_due() == [account.workspace_id]
     assert not EvaluationDue.objects.exists()

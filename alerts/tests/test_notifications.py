@@ -32,7 +32,7 @@ def _tasks_run_inline(settings, monkeypatch):
 
 def webhook(httpserver, owner, *, slack: bool = False, path: str = "/hook"):
     return ChannelFactory(
-        owner=owner,
+        workspace=owner.personal_workspace,
         kind=NotificationChannel.Kind.WEBHOOK,
         target=httpserver.url_for(path),
         slack_format=slack,
@@ -47,17 +47,22 @@ def posted(httpserver, path: str = "/hook") -> list:
 def test_it_sends_a_new_budget_alert_to_every_channel(httpserver):
     httpserver.expect_request("/hook", method="POST").respond_with_json({"ok": True})
     account = AccountFactory()
-    user = account.owner
-    email = ChannelFactory(owner=user, target="ops@example.com")
+    user = account.workspace.personal_for
+    email = ChannelFactory(workspace=user.personal_workspace, target="ops@example.com")
     hook = webhook(httpserver, user)
     manual_entry_create(account=account, day=date(2026, 11, 2), cost=Decimal("85"))
 
     services.budget_create(
-        owner=user, scope=Budget.Scope.OVERALL, amount=Decimal("100"), forecast_alert=False
+        workspace=user.personal_workspace,
+        scope=Budget.Scope.OVERALL,
+        amount=Decimal("100"),
+        forecast_alert=False,
     )
-    services.alerts_evaluate_for_user(user=user)  # nothing new: nothing sent again
+    services.alerts_evaluate_for_workspace(
+        workspace=user.personal_workspace
+    )  # nothing new: nothing sent again
 
-    alert = Alert.objects.get(owner=user)  # $85 of $100: the 80 % threshold
+    alert = Alert.objects.get(workspace=user.personal_workspace)  # $85 of $100: the 80 % threshold
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["ops@example.com"]
     assert alert.message in mail.outbox[0].body
@@ -81,7 +86,7 @@ def test_it_sends_a_slack_compatible_payload(httpserver):
     httpserver.expect_request("/slack", method="POST").respond_with_data("ok")
     user = UserFactory()
     webhook(httpserver, user, slack=True, path="/slack")
-    alert = AlertFactory(owner=user, message="Spend <b> & more")
+    alert = AlertFactory(workspace=user.personal_workspace, message="Spend <b> & more")
 
     services.notifications_dispatch(alert=alert)
 
@@ -104,8 +109,8 @@ def test_it_records_a_failed_webhook_after_bounded_retries_and_still_sends_email
     httpserver.expect_request("/hook", method="POST").respond_with_json({"e": 1}, status=500)
     user = UserFactory()
     hook = webhook(httpserver, user)
-    ChannelFactory(owner=user, target="me@example.com")
-    alert = AlertFactory(owner=user)
+    ChannelFactory(workspace=user.personal_workspace, target="me@example.com")
+    alert = AlertFactory(workspace=user.personal_workspace)
 
     services.notifications_dispatch(alert=alert)
 
@@ -123,7 +128,7 @@ def test_it_does_not_retry_a_client_error(httpserver):
     user = UserFactory()
     webhook(httpserver, user)
 
-    services.notifications_dispatch(alert=AlertFactory(owner=user))
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
 
     assert len(posted(httpserver)) == 1
     delivery = NotificationDelivery.objects.get()
@@ -138,7 +143,7 @@ def test_it_recovers_when_a_retry_succeeds(httpserver, settings):
     user = UserFactory()
     webhook(httpserver, user)
 
-    services.notifications_dispatch(alert=AlertFactory(owner=user))
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
 
     delivery = NotificationDelivery.objects.get()
     assert (delivery.status, delivery.attempts, delivery.error) == ("sent", 2, "")
@@ -148,8 +153,8 @@ def test_it_sends_each_alert_to_a_channel_once(httpserver):
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
     user = UserFactory()
     webhook(httpserver, user)
-    ChannelFactory(owner=user, is_active=False, target="off@example.com")
-    alert = AlertFactory(owner=user)
+    ChannelFactory(workspace=user.personal_workspace, is_active=False, target="off@example.com")
+    alert = AlertFactory(workspace=user.personal_workspace)
 
     services.notifications_dispatch(alert=alert)
     services.notifications_dispatch(alert=alert)
@@ -166,15 +171,19 @@ def test_it_rejects_a_loopback_webhook_when_saving(settings):
 
     for url in ("http://127.0.0.1:8000/hook", "http://[::1]/hook", "http://10.0.0.5/x"):
         with pytest.raises(ValidationError) as exc:
-            services.channel_create(owner=user, kind="webhook", target=url)
+            services.channel_create(workspace=user.personal_workspace, kind="webhook", target=url)
         assert (
             "webhooks can only be sent to public internet addresses"
             in (exc.value.message_dict["target"][0])
         )
     with pytest.raises(ValidationError) as scheme:
-        services.channel_create(owner=user, kind="webhook", target="ftp://example.com/x")
+        services.channel_create(
+            workspace=user.personal_workspace, kind="webhook", target="ftp://example.com/x"
+        )
     with pytest.raises(ValidationError) as email:
-        services.channel_create(owner=user, kind="email", target="not-an-address")
+        services.channel_create(
+            workspace=user.personal_workspace, kind="email", target="not-an-address"
+        )
 
     assert "http:// or https://" in scheme.value.message_dict["target"][0]
     assert "target" in email.value.message_dict
@@ -185,10 +194,12 @@ def test_it_blocks_a_loopback_webhook_again_at_delivery(httpserver, settings):
     httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
     user = UserFactory()
     url = f"http://127.0.0.1:{httpserver.port}/hook"
-    channel = services.channel_create(owner=user, kind="webhook", target=url)  # allowed now
+    channel = services.channel_create(
+        workspace=user.personal_workspace, kind="webhook", target=url
+    )  # allowed now
     settings.WEBHOOK_ALLOW_PRIVATE = False  # e.g. the host now resolves somewhere private
 
-    services.notifications_dispatch(alert=AlertFactory(owner=user))
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
 
     assert posted(httpserver) == []
     delivery = NotificationDelivery.objects.get(channel=channel)
@@ -203,7 +214,7 @@ def test_it_does_not_follow_redirects(httpserver):
     user = UserFactory()
     webhook(httpserver, user)
 
-    services.notifications_dispatch(alert=AlertFactory(owner=user))
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
 
     delivery = NotificationDelivery.objects.get()
     assert delivery.status == "failed"
@@ -215,10 +226,12 @@ def test_it_records_a_connection_failure_without_the_url(settings):
     # Nothing listens on port 9 of loopback; the secret path must not reach the error.
     user = UserFactory()
     channel = ChannelFactory(
-        owner=user, kind="webhook", target="http://127.0.0.1:9/services/T0/B0/secret-token"
+        workspace=user.personal_workspace,
+        kind="webhook",
+        target="http://127.0.0.1:9/services/T0/B0/secret-token",
     )
 
-    services.notifications_dispatch(alert=AlertFactory(owner=user))
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
 
     delivery = NotificationDelivery.objects.get(channel=channel)
     assert delivery.status == "failed"

@@ -69,10 +69,10 @@ def test_it_logs_an_account_made_in_the_form_and_never_its_key(web, user):
     response = web.post("/accounts/add/", {**data, "api_key": RAW_KEY})
     assert response.status_code == 302, response.context and response.context["form"].errors
     event = _only_event()
-    assert (event.action, event.actor, event.owner, event.actor_label) == (
+    assert (event.action, event.actor, event.workspace, event.actor_label) == (
         A.CREATED,
         user,
-        user,
+        user.personal_workspace,
         user.username,
     )
     assert event.object_type == "provider account" and event.changes["name"] == [None, "Prod"]
@@ -112,7 +112,11 @@ def test_it_logs_each_account_change_through_the_api_without_the_key(api, user):
     assert _only_event(action=A.DEACTIVATED).changes == {"is_active": [True, False]}
     assert api.delete(f"/api/accounts/{pk}").status_code == 204
     deleted = _only_event(action=A.DELETED)
-    assert deleted.owner == user and deleted.actor == user and deleted.object_id == str(pk)
+    assert (
+        deleted.workspace == user.personal_workspace
+        and deleted.actor == user
+        and deleted.object_id == str(pk)
+    )
 
     assert AuditEvent.objects.count() == 6
     listed = api.get("/api/audit").content.decode()
@@ -136,19 +140,25 @@ def test_it_logs_nothing_for_a_refused_write(api, web, user):
 
 def test_it_leaves_no_event_when_the_write_is_rolled_back(user):
     with pytest.raises(RuntimeError), transaction.atomic():
-        budget_create(owner=user, scope=Budget.Scope.OVERALL, amount=Decimal(50))
+        budget_create(
+            workspace=user.personal_workspace, scope=Budget.Scope.OVERALL, amount=Decimal(50)
+        )
         assert AuditEvent.objects.count() == 1
         raise RuntimeError("the caller fails after the write")
     assert not Budget.objects.exists() and not AuditEvent.objects.exists()
 
 
 def test_it_logs_ingest_keys_by_name_and_prefix_only(web, user):
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     response = web.post(f"/accounts/{account.pk}/ingest-keys/", {"name": "billing-svc"})
     assert response.status_code in (200, 302)
     key = IngestKey.objects.get()
     event = _only_event()
-    assert (event.action, event.actor, event.owner) == (A.CREATED, user, user)
+    assert (event.action, event.actor, event.workspace) == (
+        A.CREATED,
+        user,
+        user.personal_workspace,
+    )
     assert event.changes["name"] == [None, "billing-svc"]
     assert event.changes["hint"] == [None, key.hint]
     assert "digest" not in event.changes and key.digest not in _everything_logged()
@@ -161,9 +171,15 @@ def test_it_logs_ingest_keys_by_name_and_prefix_only(web, user):
 
 
 def test_it_never_logs_a_plaintext_ingest_key(user):
-    raw, _ = ingest_key_create(account=AccountFactory(owner=user), name="svc")
+    raw, _ = ingest_key_create(
+        account=AccountFactory(workspace=user.personal_workspace), name="svc"
+    )
     event = _only_event()
-    assert event.actor is None and event.actor_label == SYSTEM_ACTOR and event.owner == user
+    assert (
+        event.actor is None
+        and event.actor_label == SYSTEM_ACTOR
+        and event.workspace == user.personal_workspace
+    )
     assert raw not in _everything_logged()
 
 
@@ -175,7 +191,11 @@ def test_it_logs_budget_create_update_delete(api, user):
     assert created.status_code == 201, created.content
     pk = created.json()["id"]
     event = _only_event()
-    assert (event.action, event.owner, event.changes["amount"][0]) == (A.CREATED, user, None)
+    assert (event.action, event.workspace, event.changes["amount"][0]) == (
+        A.CREATED,
+        user.personal_workspace,
+        None,
+    )
     assert Decimal(event.changes["amount"][1]) == Decimal(100)
     api.patch(f"/api/budgets/{pk}", {"amount": "150"}, format="json")
     # amount is stored with its field's places; the diff compares stored values
@@ -191,10 +211,14 @@ def test_it_logs_channels_without_a_webhook_token(web, api, user, settings):
     web.post("/alerts/channels/", {"kind": "email", "target": "ops@example.com"})
     channel = NotificationChannel.objects.get()
     event = _only_event()
-    assert (event.action, event.owner, event.object_id) == (A.CREATED, user, str(channel.pk))
+    assert (event.action, event.workspace, event.object_id) == (
+        A.CREATED,
+        user.personal_workspace,
+        str(channel.pk),
+    )
     assert event.changes["target"] == [None, channel.target_display]
     api.delete(f"/api/notification-channels/{channel.pk}")
-    assert _only_event(action=A.DELETED).owner == user
+    assert _only_event(action=A.DELETED).workspace == user.personal_workspace
 
 
 # --- manual entries and reconciliation --------------------------------------------------------
@@ -202,7 +226,7 @@ def test_it_logs_channels_without_a_webhook_token(web, api, user, settings):
 
 @time_machine.travel("2026-11-15 12:00:00Z", tick=False)
 def test_it_logs_manual_entries_from_the_api_and_the_pages(api, web, user):
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     created = api.post(
         "/api/usage/records",
         {"account": account.pk, "date": "2026-11-10", "description": "seats", "cost": "228"},
@@ -211,7 +235,11 @@ def test_it_logs_manual_entries_from_the_api_and_the_pages(api, web, user):
     assert created.status_code == 201, created.content
     record = UsageRecord.objects.get()
     event = _only_event()
-    assert (event.action, event.actor, event.owner) == (A.CREATED, user, user)
+    assert (event.action, event.actor, event.workspace) == (
+        A.CREATED,
+        user,
+        user.personal_workspace,
+    )
     assert Decimal(event.changes["cost"][1]) == Decimal(228)
     # A creation lists what the entry holds, not its zero counters and empty fields.
     assert event.changes["description"] == [None, "seats"]
@@ -230,14 +258,18 @@ def test_it_logs_manual_entries_from_the_api_and_the_pages(api, web, user):
 
 @time_machine.travel("2026-12-02 12:00:00Z", tick=False)
 def test_it_logs_invoices_and_one_event_per_true_up(web, user):
-    account = AccountFactory(owner=user, name="Prod")
+    account = AccountFactory(workspace=user.personal_workspace, name="Prod")
     manual_entry_create(account=account, day=date(2026, 11, 10), cost=Decimal(100))
     start = AuditEvent.objects.count()
     web.post(
         "/reconciliation/invoice/", {"account": account.pk, "month": "2026-11", "invoice": "120"}
     )
     invoice = AuditEvent.objects.order_by("-id").first()
-    assert (invoice.action, invoice.object_type, invoice.owner) == (A.CREATED, "invoice", user)
+    assert (invoice.action, invoice.object_type, invoice.workspace) == (
+        A.CREATED,
+        "invoice",
+        user.personal_workspace,
+    )
     web.post("/reconciliation/true-up/", {"account": account.pk, "month": "2026-11"})
     web.post("/reconciliation/true-up/", {"account": account.pk, "month": "2026-11"})
     booked = list(AuditEvent.objects.filter(action=A.BOOKED).order_by("id"))
@@ -246,7 +278,7 @@ def test_it_logs_invoices_and_one_event_per_true_up(web, user):
     assert booked[0].changes["true_up"][0] is None
     assert Decimal(booked[0].changes["true_up"][1]) == Decimal(20)
     assert [Decimal(v) for v in booked[1].changes["true_up"]] == [Decimal(20), Decimal(20)]
-    assert all(e.actor == user and e.owner == user for e in booked)
+    assert all(e.actor == user and e.workspace == user.personal_workspace for e in booked)
 
 
 # --- prices -----------------------------------------------------------------------------------
@@ -273,7 +305,7 @@ def test_it_logs_a_price_edited_in_the_admin():
     price.input_per_token = Decimal("0.000002")
     model_admin.save_model(_admin_request(staff), price, form=None, change=True)
     event = _only_event()
-    assert (event.action, event.actor, event.owner) == (A.UPDATED, staff, None)
+    assert (event.action, event.actor, event.workspace) == (A.UPDATED, staff, None)
     assert [Decimal(v) for v in event.changes["input_per_token"]] == [
         Decimal("0.000001"),
         Decimal("0.000002"),
@@ -285,13 +317,19 @@ def test_it_logs_an_admin_deleted_manual_entry():
     staff = UserFactory(is_staff=True, is_superuser=True)
     owner = UserFactory()
     record = manual_entry_create(
-        account=AccountFactory(owner=owner), day=date(2026, 11, 10), cost=Decimal(5)
+        account=AccountFactory(workspace=owner.personal_workspace),
+        day=date(2026, 11, 10),
+        cost=Decimal(5),
     )
     start = AuditEvent.objects.count()
     admin.site._registry[UsageRecord].delete_model(_admin_request(staff), record)
     event = AuditEvent.objects.order_by("-id").first()
     assert AuditEvent.objects.count() == start + 1
-    assert (event.action, event.actor, event.owner) == (A.DELETED, staff, owner)
+    assert (event.action, event.actor, event.workspace) == (
+        A.DELETED,
+        staff,
+        owner.personal_workspace,
+    )
 
 
 def test_it_summarises_a_price_import_in_one_system_event(tmp_path):
@@ -314,7 +352,7 @@ def test_it_summarises_a_price_import_in_one_system_event(tmp_path):
     )
     call_command("import_prices", str(path))
     event = _only_event()
-    assert (event.action, event.actor, event.owner, event.actor_label) == (
+    assert (event.action, event.actor, event.workspace, event.actor_label) == (
         A.IMPORTED,
         None,
         None,
@@ -329,7 +367,7 @@ def test_it_summarises_a_price_import_in_one_system_event(tmp_path):
 def test_it_shows_nobody_another_users_events(web, api, user):
     theirs = AccountFactory(name="Their secret project")
     audit_record(action=A.UPDATED, obj=theirs, changes={"name": ["a", "Their secret project"]})
-    mine = AccountFactory(owner=user, name="Mine")
+    mine = AccountFactory(workspace=user.personal_workspace, name="Mine")
     audit_record(action=A.UPDATED, obj=mine, changes={})
 
     page = web.get("/audit/").content.decode()
@@ -342,12 +380,16 @@ def test_it_shows_nobody_another_users_events(web, api, user):
     assert api.get("/api/audit", {"action": "deleted"}).json()["count"] == 0
 
 
-def test_it_shows_staff_every_event_and_strangers_nothing(client, api_client):
+def test_it_shows_a_workspace_its_own_events_and_staff_the_shared_ones(client, api_client):
     audit_record(action=A.UPDATED, obj=AccountFactory(name="Somewhere"), changes={})
+    audit_record(action=A.IMPORTED, object_type="price", object_label="prices", changes={})
     assert api_client.get("/api/audit").status_code in (401, 403)
     assert client.get("/audit/").status_code == 302  # to the login page
+    api_client.force_authenticate(UserFactory())  # owns an empty workspace of their own
+    assert api_client.get("/api/audit").json()["count"] == 0
     api_client.force_authenticate(UserFactory(is_staff=True))
-    assert api_client.get("/api/audit").json()["count"] == 1
+    events = api_client.get("/api/audit").json()["results"]
+    assert [e["object_type"] for e in events] == ["price"]  # never another workspace's
 
 
 def test_it_links_the_page_and_documents_the_api(web):
@@ -360,7 +402,9 @@ def test_it_links_the_page_and_documents_the_api(web):
 
 
 def test_it_refuses_changes_and_deletes_in_the_app(user):
-    event = audit_record(action=A.UPDATED, obj=AccountFactory(owner=user), changes={})
+    event = audit_record(
+        action=A.UPDATED, obj=AccountFactory(workspace=user.personal_workspace), changes={}
+    )
     with pytest.raises(AuditError):
         event.save()
     with pytest.raises(AuditError):
@@ -377,7 +421,9 @@ def test_it_refuses_changes_and_deletes_in_the_app(user):
 
 
 def test_it_refuses_an_update_in_the_database(user):
-    event = audit_record(action=A.UPDATED, obj=AccountFactory(owner=user), changes={})
+    event = audit_record(
+        action=A.UPDATED, obj=AccountFactory(workspace=user.personal_workspace), changes={}
+    )
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("UPDATE audit_auditevent SET action = 'deleted' WHERE id = %s", [event.pk])
     event.refresh_from_db()
@@ -387,24 +433,32 @@ def test_it_refuses_an_update_in_the_database(user):
 def test_it_refuses_a_delete_in_the_database_on_postgresql(user):
     if connection.vendor != "postgresql":
         pytest.skip("SQLite's test flush empties tables with DELETE: only UPDATE is refused there")
-    event = audit_record(action=A.UPDATED, obj=AccountFactory(owner=user), changes={})
+    event = audit_record(
+        action=A.UPDATED, obj=AccountFactory(workspace=user.personal_workspace), changes={}
+    )
     with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("DELETE FROM audit_auditevent WHERE id = %s", [event.pk])
     assert AuditEvent.objects.filter(pk=event.pk).exists()
 
 
-def test_it_keeps_the_story_when_a_user_is_deleted():
+def test_it_keeps_the_story_when_a_user_and_a_workspace_are_deleted():
     actor, owner = UserFactory(username="alice"), UserFactory(username="bob")
-    event = audit_record(action=A.UPDATED, obj=AccountFactory(owner=owner), actor=actor)
+    event = audit_record(
+        action=A.UPDATED, obj=AccountFactory(workspace=owner.personal_workspace), actor=actor
+    )
     actor.delete()
-    owner.delete()
+    owner.delete()  # and with them their personal workspace
     event.refresh_from_db()
-    assert (event.actor, event.owner) == (None, None)
-    assert (event.actor_label, event.owner_label) == ("alice", "bob")
+    assert (event.actor, event.workspace) == (None, None)
+    assert (event.actor_label, event.workspace_label) == ("alice", "bob's workspace")
 
 
 def test_it_lists_the_log_read_only_in_the_admin(client, user):
-    audit_record(action=A.UPDATED, obj=AccountFactory(owner=user, name="Listed"), changes={})
+    audit_record(
+        action=A.UPDATED,
+        obj=AccountFactory(workspace=user.personal_workspace, name="Listed"),
+        changes={},
+    )
     client.force_login(UserFactory(is_staff=True, is_superuser=True))
     listed = client.get("/admin/audit/auditevent/")
     assert listed.status_code == 200 and "Listed" in listed.content.decode()
@@ -413,10 +467,12 @@ def test_it_lists_the_log_read_only_in_the_admin(client, user):
 
 def test_it_logs_a_key_set_in_the_admin_without_the_key(client, user):
     staff = UserFactory(is_staff=True, is_superuser=True)
-    account = AccountFactory(owner=user, name="Prod", keys={"api_key": RAW_KEY})
+    account = AccountFactory(
+        workspace=user.personal_workspace, name="Prod", keys={"api_key": RAW_KEY}
+    )
     client.force_login(staff)
     data = {
-        "owner": user.pk,
+        "workspace": user.personal_workspace.pk,
         "provider": account.provider_id,
         "name": "Prod",
         "is_active": "on",
@@ -428,7 +484,11 @@ def test_it_logs_a_key_set_in_the_admin_without_the_key(client, user):
         response.context and response.context["adminform"].form.errors
     )
     event = _only_event()
-    assert (event.action, event.actor, event.owner) == (A.KEY_CHANGED, staff, user)
+    assert (event.action, event.actor, event.workspace) == (
+        A.KEY_CHANGED,
+        staff,
+        user.personal_workspace,
+    )
     assert event.changes == {"api_key": ["set", "changed"]}
     page = client.get("/admin/audit/auditevent/").content.decode()
     for text in [_everything_logged(), page]:

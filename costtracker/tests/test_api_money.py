@@ -91,13 +91,15 @@ def _money_fields(body) -> list[tuple[str, object]]:
 @time_machine.travel(NOW, tick=False)
 def test_it_serializes_every_money_field_of_every_endpoint_in_one_format(api_client):
     user = UserFactory()
-    account = AccountFactory(owner=user, monthly_budget=Decimal("0"))
+    account = AccountFactory(workspace=user.personal_workspace, monthly_budget=Decimal("0"))
     # A zero entry (the "0E-12" case) and a priced one, both this month.
     manual_entry_create(account=account, day=date(2026, 11, 2), description="free", cost=0)
     manual_entry_create(
         account=account, day=date(2026, 11, 3), description="seat", cost=Decimal("19")
     )
-    alert_services.budget_create(owner=user, scope="overall", amount=Decimal("10"))
+    alert_services.budget_create(
+        workspace=user.personal_workspace, scope="overall", amount=Decimal("10")
+    )
     api_client.force_authenticate(user)
 
     endpoints = [
@@ -139,7 +141,7 @@ def test_it_serializes_every_money_field_of_every_endpoint_in_one_format(api_cli
 @time_machine.travel(NOW, tick=False)
 def test_it_answers_a_manual_entry_post_with_money_in_the_one_format(api_client):
     user = UserFactory()
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     api_client.force_authenticate(user)
     response = api_client.post(
         "/api/usage/records",

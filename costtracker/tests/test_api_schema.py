@@ -75,11 +75,17 @@ def world(db, httpserver, settings):
         "/api/auth/login", {"username": user.username, "password": PASSWORD}, format="json"
     )
     assert token.status_code == 200, token.content
-    account = AccountFactory(owner=user, provider=_provider("openai"), name="Main")
+    account = AccountFactory(
+        workspace=user.personal_workspace, provider=_provider("openai"), name="Main"
+    )
     raw_key, _ = ingest_key_create(account=account, name="schema")
-    budget = alert_services.budget_create(owner=user, scope="overall", amount=Decimal("100"))
-    alert = alert_services.alert_manual_create(owner=user, message="note")
-    channel = alert_services.channel_create(owner=user, kind="email", target="a@example.com")
+    budget = alert_services.budget_create(
+        workspace=user.personal_workspace, scope="overall", amount=Decimal("100")
+    )
+    alert = alert_services.alert_manual_create(workspace=user.personal_workspace, message="note")
+    channel = alert_services.channel_create(
+        workspace=user.personal_workspace, kind="email", target="a@example.com"
+    )
     # A zero and a priced entry: "0.000000000000" must be as well-formed as "1.250000000000".
     manual_entry_create(account=account, day=date.today(), description="free", cost=Decimal(0))
     seat = manual_entry_create(

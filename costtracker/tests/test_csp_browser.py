@@ -122,9 +122,11 @@ def _data(user: User) -> list[str]:
     from usage.models import SyncRun
 
     call_command("seed_demo", "--user", user.username, "--days", "10")
-    budget_create(owner=user, scope="overall", amount=Decimal("5"))
-    channel_create(owner=user, kind="email", target="ops@example.com")
-    account = ProviderAccount.objects.filter(owner=user).order_by("pk").first()
+    budget_create(workspace=user.personal_workspace, scope="overall", amount=Decimal("5"))
+    channel_create(workspace=user.personal_workspace, kind="email", target="ops@example.com")
+    account = (
+        ProviderAccount.objects.filter(workspace=user.personal_workspace).order_by("pk").first()
+    )
     today = date.today()
     SyncRun.objects.create(
         account=account,

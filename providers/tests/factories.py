@@ -16,7 +16,7 @@ class AccountFactory(factory.django.DjangoModelFactory):
         model = ProviderAccount
         skip_postgeneration_save = True
 
-    owner = factory.SubFactory(UserFactory)
+    workspace = factory.LazyFunction(lambda: UserFactory().personal_workspace)
     provider = factory.LazyFunction(lambda: provider("openai"))
     name = factory.Sequence(lambda n: f"Account {n}")
 

@@ -46,9 +46,14 @@ def _record(account, *, day: date, source: str, cost: str | None, model: str, ke
 def setup():
     user = UserFactory()
     account = AccountFactory(
-        owner=user, provider=provider("openai"), name="OpenAI prod", monthly_budget=Decimal(200)
+        workspace=user.personal_workspace,
+        provider=provider("openai"),
+        name="OpenAI prod",
+        monthly_budget=Decimal(200),
     )
-    other = AccountFactory(owner=user, provider=provider("anthropic"), name="Claude")
+    other = AccountFactory(
+        workspace=user.personal_workspace, provider=provider("anthropic"), name="Claude"
+    )
     _record(
         account,
         day=date(2026, 11, 3),
@@ -155,7 +160,9 @@ def test_it_lists_ingest_keys_and_latest_syncs_with_links(client, setup):
 
 def test_it_says_unpriced_rather_than_zero_percent(client):
     user = UserFactory()
-    account = AccountFactory(owner=user, provider=provider("groq"), monthly_budget=Decimal(20))
+    account = AccountFactory(
+        workspace=user.personal_workspace, provider=provider("groq"), monthly_budget=Decimal(20)
+    )
     _record(
         account,
         day=date(2026, 11, 14),
@@ -191,8 +198,12 @@ def test_it_shows_the_budgets_pages_budget_for_the_account(client, setup):
     from alerts.tests.factories import BudgetFactory
 
     user, account, other = setup
-    BudgetFactory(owner=user, scope="account", account=account, amount=Decimal("80"))
-    BudgetFactory(owner=user, scope="account", account=other, amount=Decimal("1"))
+    BudgetFactory(
+        workspace=user.personal_workspace, scope="account", account=account, amount=Decimal("80")
+    )
+    BudgetFactory(
+        workspace=user.personal_workspace, scope="account", account=other, amount=Decimal("1")
+    )
     client.force_login(user)
     html = client.get(f"/accounts/{account.pk}/overview/").content.decode()
     rows = re.findall(r'data-testid="account-budget-row">(.*?)</p>', html, re.S)

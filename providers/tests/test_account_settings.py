@@ -216,7 +216,9 @@ def test_it_allows_a_provider_change_without_usage_starting_from_its_defaults(ap
 
 
 def test_it_refuses_a_provider_change_in_the_service_once_there_is_usage():
-    account = account_create(owner=UserFactory(), provider=provider("perplexity"), name="P")
+    account = account_create(
+        workspace=UserFactory().personal_workspace, provider=provider("perplexity"), name="P"
+    )
     _spend(account)
     with pytest.raises(ValidationError) as info:
         account_update(
@@ -238,7 +240,9 @@ def _form_data(account: ProviderAccount, **changes) -> dict:
 
 def test_it_shows_a_provider_change_as_a_form_error_once_there_is_usage(client):
     user = UserFactory()
-    account = account_create(owner=user, provider=provider("perplexity"), name="P")
+    account = account_create(
+        workspace=user.personal_workspace, provider=provider("perplexity"), name="P"
+    )
     _spend(account)
     client.force_login(user)
     response = client.post(
@@ -248,7 +252,9 @@ def test_it_shows_a_provider_change_as_a_form_error_once_there_is_usage(client):
     assert "cannot change" in " ".join(response.context["form"].errors["provider"])
     assert ProviderAccount.objects.get(pk=account.pk).provider.slug == "perplexity"
     # Without usage the same change is allowed.
-    other = account_create(owner=user, provider=provider("perplexity"), name="Q")
+    other = account_create(
+        workspace=user.personal_workspace, provider=provider("perplexity"), name="Q"
+    )
     response = client.post(
         f"/accounts/{other.pk}/", _form_data(other, provider=provider("groq").pk)
     )
@@ -289,7 +295,7 @@ def test_it_edits_settings_in_the_form_generated_from_the_adapter(client):
 
 def _admin_data(account: ProviderAccount, **changes) -> dict:
     return {
-        "owner": account.owner_id,
+        "workspace": account.workspace_id,
         "provider": account.provider_id,
         "name": account.name,
         "monthly_budget": "",
@@ -302,7 +308,9 @@ def _admin_data(account: ProviderAccount, **changes) -> dict:
 
 def test_it_refuses_a_provider_change_in_the_admin_once_there_is_usage(client):
     admin = UserFactory(is_staff=True, is_superuser=True)
-    account = account_create(owner=admin, provider=provider("perplexity"), name="P")
+    account = account_create(
+        workspace=admin.personal_workspace, provider=provider("perplexity"), name="P"
+    )
     _spend(account)
     client.force_login(admin)
     url = f"/admin/providers/provideraccount/{account.pk}/change/"
@@ -312,7 +320,7 @@ def test_it_refuses_a_provider_change_in_the_admin_once_there_is_usage(client):
     assert "cannot change" in " ".join(response.context["adminform"].form.errors["provider"])
     assert ProviderAccount.objects.get(pk=account.pk).provider.slug == "perplexity"
     # Settings are typed there too, and a change without usage goes through.
-    other = account_create(owner=admin, provider=provider("groq"), name="Q")
+    other = account_create(workspace=admin.personal_workspace, provider=provider("groq"), name="Q")
     url = f"/admin/providers/provideraccount/{other.pk}/change/"
     response = client.post(
         url,
@@ -353,7 +361,9 @@ def test_it_declares_every_config_key_the_code_reads():
 
 def test_it_checks_invoices_edited_in_the_admin(client):
     admin = UserFactory(is_staff=True, is_superuser=True)
-    account = account_create(owner=admin, provider=provider("openai"), name="A")
+    account = account_create(
+        workspace=admin.personal_workspace, provider=provider("openai"), name="A"
+    )
     client.force_login(admin)
     data = {"account": account.pk, "month": "2026-11-02", "amount": "5", "currency": "USD"}
     response = client.post("/admin/providers/invoice/add/", data)

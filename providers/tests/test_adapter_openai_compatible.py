@@ -378,11 +378,11 @@ def test_no_header_or_path_of_the_request_changes_where_it_goes(
 
 
 def test_an_account_cannot_carry_a_base_url():
-    owner = AccountFactory().owner
+    owner = AccountFactory().workspace.personal_for
 
     with pytest.raises(ValidationError) as info:
         account_create(
-            owner=owner,
+            workspace=owner.personal_workspace,
             provider=provider(KIND),
             name="mine",
             config={"base_url": "http://169.254.169.254/latest"},
@@ -397,17 +397,17 @@ def test_an_account_cannot_carry_a_base_url():
 
 
 def test_an_account_without_a_key_is_created_through_the_form():
-    owner = AccountFactory().owner
+    owner = AccountFactory().workspace.personal_for
     data = {
         "provider": provider(KIND).pk,
         "name": "gpu box",
         "is_active": "on",
         f"{KIND}_free": "on",
     }
-    form = AccountForm(data=data, owner=owner)
+    form = AccountForm(data=data, workspace=owner.personal_workspace)
     assert form.is_valid(), form.errors
 
-    account = account_create(owner=owner, **form.service_kwargs())
+    account = account_create(workspace=owner.personal_workspace, **form.service_kwargs())
 
     assert (account.has_api_key, account.config) == (False, {"free": True})
     assert "optional for OpenAI-compatible (custom)" in form.fields["api_key"].help_text

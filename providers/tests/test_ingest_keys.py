@@ -24,7 +24,7 @@ def account():
 
 
 def test_it_creates_a_key_in_the_ui_and_shows_it_once(client, account):
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     page = client.get(f"/accounts/{account.pk}/ingest-keys/")
     assert page.status_code == 200
     assert b"No ingest keys yet" in page.content
@@ -46,14 +46,14 @@ def test_it_creates_a_key_in_the_ui_and_shows_it_once(client, account):
 
 
 def test_it_links_the_page_from_the_account_list(client, account):
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     page = client.get("/accounts/").content.decode()
     assert f'href="/accounts/{account.pk}/ingest-keys/"' in page
 
 
 def test_it_revokes_a_key_in_the_ui(client, account):
     raw, key = ingest_key_create(account=account)
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     response = client.post(f"/accounts/{account.pk}/ingest-keys/{key.pk}/revoke/")
     assert response.status_code == 302
     key.refresh_from_db()
@@ -67,7 +67,7 @@ def test_it_revokes_a_key_in_the_ui(client, account):
 def test_it_answers_404_for_another_users_account_or_key(client, api_client, account):
     raw, key = ingest_key_create(account=account, name="theirs")
     stranger = UserFactory()
-    own = AccountFactory(owner=stranger)
+    own = AccountFactory(workspace=stranger.personal_workspace)
     client.force_login(stranger)
     api_client.force_authenticate(stranger)
     assert client.get(f"/accounts/{account.pk}/ingest-keys/").status_code == 404
@@ -92,7 +92,7 @@ def test_it_requires_login(client, api_client, account):
 
 
 def test_it_creates_lists_and_revokes_keys_through_the_api(api_client, account):
-    api_client.force_authenticate(account.owner)
+    api_client.force_authenticate(account.workspace.personal_for)
     url = f"/api/accounts/{account.pk}/ingest-keys"
     created = api_client.post(url, {"name": "ci"}, format="json")
     assert created.status_code == 201
@@ -114,7 +114,7 @@ def test_it_creates_lists_and_revokes_keys_through_the_api(api_client, account):
 
 
 def test_it_validates_the_key_name(api_client, account):
-    api_client.force_authenticate(account.owner)
+    api_client.force_authenticate(account.workspace.personal_for)
     response = api_client.post(
         f"/api/accounts/{account.pk}/ingest-keys", {"name": "x" * 101}, format="json"
     )

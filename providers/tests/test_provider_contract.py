@@ -151,15 +151,15 @@ def test_its_settings_survive_the_account_form_and_the_api_shape(kind):
     row = provider(kind)
     data = {"provider": row.pk, "name": f"{kind} main", "is_active": "on"}
     data.update({f"{kind}_{name}": value for name, value in values.items()})
-    form = AccountForm(data=data, owner=owner)
+    form = AccountForm(data=data, workspace=owner.personal_workspace)
     assert form.is_valid(), form.errors
 
-    account = account_create(owner=owner, **form.service_kwargs())
+    account = account_create(workspace=owner.personal_workspace, **form.service_kwargs())
 
     expected = settings_clean(kind=kind, values=values)
     assert account.config == expected
     shown = settings_values(kind=kind, stored=account.config)
-    edit = AccountForm(instance=account, owner=owner)
+    edit = AccountForm(instance=account, workspace=owner.personal_workspace)
     initial = {name: edit.fields[f"{kind}_{name}"].initial for name in values}
     assert initial == {name: shown[name] for name in values}
     assert settings_clean(kind=kind, values=shown) == expected  # the API's GET, sent back

@@ -106,7 +106,7 @@ def test_it_keeps_echoed_keys_out_of_sync_runs_logs_pages_and_task_results(
 ):
     caplog.set_level(logging.DEBUG)
     serve_echo(fake, status, body)
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
 
     status_cell = client.post(
         reverse("account-sync", args=[account.pk]), HTTP_HX_REQUEST="true"
@@ -135,7 +135,7 @@ def test_it_keeps_echoed_keys_out_of_test_connection_answers_and_logs(
 ):
     caplog.set_level(logging.DEBUG)
     serve_echo(fake, status, body)
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
 
     api = client.post(reverse("api-account-test", args=[account.pk]))
     page = client.post(reverse("account-test", args=[account.pk]), HTTP_HX_REQUEST="true")

@@ -145,7 +145,7 @@ def test_it_never_shows_a_secret_in_api_pages_admin_or_logs(client, api_client, 
 @pytest.mark.django_db
 def test_it_keeps_a_key_when_the_form_leaves_it_empty_and_clears_on_request(client):
     user = UserFactory()
-    account = AccountFactory(owner=user, keys={"api_key": SENTINEL})
+    account = AccountFactory(workspace=user.personal_workspace, keys={"api_key": SENTINEL})
     client.force_login(user)
     data = {"provider": provider("openai").pk, "name": "Renamed", "is_active": "on"}
     assert client.post(f"/accounts/{account.pk}/", data).status_code == 302

@@ -1,4 +1,4 @@
-"""Reconciliation writes: the invoice total a user types in, and the true-up that books it.
+"""Reconciliation writes: the invoice total a member types in, and the true-up that books it.
 
 Invoice totals are :class:`providers.models.Invoice` rows, one per account and month. A true-up is
 a manual usage record tagged ``{"true_up": "2026-11"}``; booking again replaces the month's
@@ -96,7 +96,7 @@ def true_up_book(*, account: ProviderAccount, month_start: date, today: date) ->
         replaced.append(str(previous.cost))
         usage_record_delete(record=previous)
     (row,) = reconciliation_month(
-        user=account.owner, month_start=month_start, account_id=account.pk
+        workspace=account.workspace, month_start=month_start, account_id=account.pk
     )
     difference = invoice - row.counted
     record = None
@@ -113,7 +113,7 @@ def true_up_book(*, account: ProviderAccount, month_start: date, today: date) ->
     # One event for the booking, whether it added, replaced or (already even) removed an entry.
     audit_record(
         action=AuditEvent.Action.BOOKED,
-        owner=account.owner,
+        workspace=account.workspace,
         object_type="true-up",
         object_id=record.pk if record is not None else "",
         object_label=f"{account.name} {month}",

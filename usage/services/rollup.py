@@ -11,7 +11,7 @@ writer is generated from them, so a new token type is one name in `usage.models.
   list. Used for per-request ingestion on SQLite, where records are only ever inserted.
 - `rollup_rebuild` deletes whole (account, day, source) groups and adds them again from the
   records table. Used for synced and manual data, where a write can replace or delete values.
-All of them end in `spend_changed`, which has the owner's alerts evaluated soon after.
+All of them end in `spend_changed`, which has the workspace's alerts evaluated soon after.
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
-def spend_changed(*, account_ids: Iterable[int] = (), owner_id: int | None = None) -> None:
-    """Every change in spend ends here: the owner's alerts are evaluated soon after it commits.
+def spend_changed(*, account_ids: Iterable[int] = (), workspace_id: int | None = None) -> None:
+    """Every change in spend ends here: the workspace's alerts are evaluated soon after it
+    commits.
 
     The roll-up writers call it (every write of spend maintains the roll-up), as does the
     deletion of an account. The request waits for the commit: an evaluation must see the
@@ -136,8 +137,10 @@ def spend_changed(*, account_ids: Iterable[int] = (), owner_id: int | None = Non
         transaction.on_commit(
             lambda a=account_id: alerts_evaluation_request(account_id=a), robust=True
         )
-    if owner_id is not None:
-        transaction.on_commit(lambda: alerts_evaluation_request(owner_id=owner_id), robust=True)
+    if workspace_id is not None:
+        transaction.on_commit(
+            lambda: alerts_evaluation_request(workspace_id=workspace_id), robust=True
+        )
 
 
 def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> None:

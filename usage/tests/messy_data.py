@@ -36,7 +36,7 @@ def seed_messy(*, username: str, password: str, time_zone: str = "America/New_Yo
     call_command("seed_demo", "--user", username, "--days", "40")
     openai = Provider.objects.get(slug="openai")
     broken = account_create(
-        owner=user,
+        workspace=user.personal_workspace,
         provider=openai,
         name="Research & development department — production workloads (EU)",
         admin_key="sk-admin-layout-test-key-000000000000",
@@ -71,7 +71,13 @@ def seed_messy(*, username: str, password: str, time_zone: str = "America/New_Yo
             request_count=12_345,
         )
     ingest_key_create(account=broken, name="Build server in the basement, second rack")
-    budget_create(owner=user, scope="overall", amount=Decimal("50"))
-    budget_create(owner=user, scope="account", account=broken, amount=Decimal("10"))
-    alert_manual_create(owner=user, message="A note with a long word " + "x" * 120, account=broken)
+    budget_create(workspace=user.personal_workspace, scope="overall", amount=Decimal("50"))
+    budget_create(
+        workspace=user.personal_workspace, scope="account", account=broken, amount=Decimal("10")
+    )
+    alert_manual_create(
+        workspace=user.personal_workspace,
+        message="A note with a long word " + "x" * 120,
+        account=broken,
+    )
     return user

@@ -19,8 +19,12 @@ pytestmark = pytest.mark.django_db
 def two_users():
     with time_machine.travel("2026-11-15 12:00:00Z", tick=False):
         mine, theirs = UserFactory(), UserFactory()
-        my_account = AccountFactory(owner=mine, keys={"api_key": "sk-mine-000000000001"})
-        their_account = AccountFactory(owner=theirs, keys={"api_key": "sk-theirs-0000000002"})
+        my_account = AccountFactory(
+            workspace=mine.personal_workspace, keys={"api_key": "sk-mine-000000000001"}
+        )
+        their_account = AccountFactory(
+            workspace=theirs.personal_workspace, keys={"api_key": "sk-theirs-0000000002"}
+        )
         manual_entry_create(
             account=my_account, day=date(2026, 11, 10), description="mine", cost=Decimal("1.25")
         )

@@ -43,7 +43,7 @@ def owner():
 
 @pytest.fixture
 def account(owner):
-    return AccountFactory(owner=owner, provider=provider("copilot"))
+    return AccountFactory(workspace=owner.personal_workspace, provider=provider("copilot"))
 
 
 def form_data(account, **change):
@@ -251,7 +251,9 @@ def test_the_database_refuses_a_figure_outside_the_bounds(account, values):
 
 def test_the_database_refuses_budgets_outside_the_bounds(owner, account):
     with pytest.raises(IntegrityError), transaction.atomic():
-        Budget.objects.create(owner=owner, amount=Decimal("1000000000000.01"))
+        Budget.objects.create(
+            workspace=owner.personal_workspace, amount=Decimal("1000000000000.01")
+        )
     with pytest.raises(IntegrityError), transaction.atomic():
         ProviderAccount.objects.filter(pk=account.pk).update(monthly_budget=Decimal("-1"))
 
@@ -518,7 +520,7 @@ def test_ingestion_names_every_field_outside_the_bounds(client, usage, field):
 
 
 def test_the_migrations_set_budgets_outside_the_bounds_right(owner, account):
-    budget = Budget.objects.create(owner=owner, amount=Decimal("10"))
+    budget = Budget.objects.create(workspace=owner.personal_workspace, amount=Decimal("10"))
     with _ChecksOff("alerts_budget", "budget_bounds"):
         Budget.objects.filter(pk=budget.pk).update(amount=Decimal("1e15"))
         importlib.import_module("alerts.migrations.0005_bounds_checks").clamp_out_of_bounds(

@@ -65,8 +65,10 @@ def test_it_shows_next_steps_not_empty_charts_to_a_new_user(client):
 @time_machine.travel(NOW, tick=False)
 def test_it_shows_month_total_split_by_source_and_unpriced_count(client):
     user = UserFactory()
-    openai = AccountFactory(owner=user, name="Prod", monthly_budget=Decimal("100"))
-    groq = AccountFactory(owner=user, provider=provider("groq"), name="Groq")
+    openai = AccountFactory(
+        workspace=user.personal_workspace, name="Prod", monthly_budget=Decimal("100")
+    )
+    groq = AccountFactory(workspace=user.personal_workspace, provider=provider("groq"), name="Groq")
     _official(openai, date(2026, 11, 3), "70.25")
     _official(openai, date(2026, 10, 31), "999")  # last month: not in this month's total
     manual_entry_create(
@@ -92,7 +94,7 @@ def test_it_shows_month_total_split_by_source_and_unpriced_count(client):
 @time_machine.travel(NOW, tick=False)
 def test_it_passes_chart_money_as_strings(client):
     user = UserFactory()
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     _official(account, date(2026, 11, 2), "1.10")
     _official(account, date(2026, 11, 4), "2.20")
     charts = _login(client, user).get("/").context["charts"]
@@ -113,7 +115,7 @@ def test_it_passes_chart_money_as_strings(client):
 @time_machine.travel(NOW, tick=False)
 def test_it_swaps_only_the_content_for_htmx_period_changes(client):
     user = UserFactory()
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     _official(account, date(2026, 11, 10), "5")
     _official(account, date(2026, 10, 10), "7")
     _login(client, user)
@@ -134,7 +136,7 @@ def test_it_swaps_only_the_content_for_htmx_period_changes(client):
 @time_machine.travel(NOW, tick=False)
 def test_it_rejects_a_bad_custom_period_in_place(client):
     user = UserFactory()
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     _official(account, date(2026, 11, 10), "5")
     _login(client, user)
     html = client.get("/?period=custom&start=2026-11-10&end=2026-11-01").content.decode()
@@ -149,7 +151,7 @@ def test_it_rejects_a_bad_custom_period_in_place(client):
 def test_it_draws_the_month_in_the_users_time_zone(client):
     # 2026-11-30 20:00 UTC is already December 1st in Auckland (UTC+13).
     user = UserFactory(time_zone="Pacific/Auckland")
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     _official(account, date(2026, 11, 29), "40")
     manual_entry_create(account=account, day=date(2026, 12, 1), description="x", cost=Decimal("3"))
     with time_machine.travel(datetime(2026, 11, 30, 20, 0, tzinfo=UTC), tick=False):
@@ -162,8 +164,8 @@ def test_it_draws_the_month_in_the_users_time_zone(client):
 @time_machine.travel(NOW, tick=False)
 def test_it_never_shows_another_users_usage(client):
     me, other = UserFactory(), UserFactory()
-    mine = AccountFactory(owner=me, name="Mine")
-    theirs = AccountFactory(owner=other, name="Theirs-secret")
+    mine = AccountFactory(workspace=me.personal_workspace, name="Mine")
+    theirs = AccountFactory(workspace=other.personal_workspace, name="Theirs-secret")
     _official(mine, date(2026, 11, 2), "1")
     _official(theirs, date(2026, 11, 2), "500")
     html = _login(client, me).get("/").content.decode()
@@ -174,8 +176,8 @@ def test_it_never_shows_another_users_usage(client):
 @time_machine.travel(NOW, tick=False)
 def test_it_lists_top_models_with_unpriced_ones_marked(client):
     user = UserFactory()
-    openai = AccountFactory(owner=user)
-    groq = AccountFactory(owner=user, provider=provider("groq"))
+    openai = AccountFactory(workspace=user.personal_workspace)
+    groq = AccountFactory(workspace=user.personal_workspace, provider=provider("groq"))
     _official(openai, date(2026, 11, 2), "3", model="gpt-4o-mini")
     _unpriced_event(groq, "r1", datetime(2026, 11, 6, 9, tzinfo=UTC))
     models = _login(client, user).get("/").context["models"]
@@ -194,9 +196,13 @@ def test_it_seeds_demo_data_again_without_duplicating(client):
     call_command("seed_demo", "--user", "alice", "--days", "20")
     assert (UsageRecord.objects.count(), DailyUsage.objects.count()) == counts
     assert client.get("/").context["summary"].total == total
-    names = sorted(ProviderAccount.objects.filter(owner=user).values_list("name", flat=True))
+    names = sorted(
+        ProviderAccount.objects.filter(workspace=user.personal_workspace).values_list(
+            "name", flat=True
+        )
+    )
     assert names[0].startswith("Demo – ") and len(names) == 6
-    assert all(a.is_demo for a in ProviderAccount.objects.filter(owner=user))
+    assert all(a.is_demo for a in ProviderAccount.objects.filter(workspace=user.personal_workspace))
     sources = set(UsageRecord.objects.values_list("source", flat=True))
     assert sources == {"official", "estimated", "manual"}
 
@@ -209,7 +215,7 @@ def test_it_refuses_to_seed_an_unknown_user():
 
 def test_it_keeps_chart_json_parseable(client):
     user = UserFactory()
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     with time_machine.travel(NOW, tick=False):
         _official(account, date(2026, 11, 2), "1.5")
         html = _login(client, user).get("/").content.decode()

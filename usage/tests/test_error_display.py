@@ -110,7 +110,7 @@ def test_it_renders_the_summary_with_the_details_on_demand():
 @pytest.fixture
 def owner_client(client):
     def log_in(account):
-        client.force_login(account.owner)
+        client.force_login(account.workspace.personal_for)
         return client
 
     return log_in

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.utils.html import escape
 
 from accounts.tests.factories import UserFactory
 from costtracker.api import is_money_str
@@ -248,7 +249,7 @@ def test_it_says_why_a_request_is_unpriced_and_links_to_add_the_price(client):
     assert 'value="gpt-9-preview"' in page
     assert f'<option value="{pk}" selected>' in page
 
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     page = client.get(f"/usage/records/{record.pk}/").content.decode()
     assert "Add a price for gpt-9-preview" in page
     assert e.add_price_url.replace("&", "&amp;") in page
@@ -324,24 +325,24 @@ def test_it_shows_the_provider_line_of_an_official_row(client):
     e = usage_record_explain(record=record)
     assert e.official == {"line_item": "gpt-4o, input", "day": date(2026, 11, 14), "raw": raw}
     assert "never re-priced" in e.summary and e.lines == []
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     page = client.get(f"/usage/records/{record.pk}/").content.decode()
     assert "gpt-4o, input" in page and "organization.costs.result" in page
     assert "never re-priced" in page
 
 
-def test_it_shows_who_entered_a_manual_entry(client):
+def test_it_shows_the_workspace_of_a_manual_entry(client):
     account = AccountFactory(provider=provider("openai"))
     with time_machine.travel("2026-11-15 12:00:00Z", tick=False):
         record = manual_entry_create(
             account=account, day=date(2026, 11, 10), description="November invoice", cost=D("42")
         )
     e = usage_record_explain(record=record)
-    assert e.manual["entered_by"] == account.owner.get_username()
+    assert e.manual["workspace"] == account.workspace.name
     assert e.manual["note"] == "November invoice"
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     page = client.get(f"/usage/records/{record.pk}/").content.decode()
-    assert "November invoice" in page and account.owner.get_username() in page
+    assert "November invoice" in page and escape(account.workspace.name) in page
     assert "$42.00" in page
 
 
@@ -356,7 +357,7 @@ def test_it_answers_404_for_another_users_record_on_page_and_api(client, api_cli
     api_client.force_authenticate(me)
     response = api_client.get(f"/api/usage/records/{record.pk}/explanation")
     assert response.status_code == 404 and b"gpt-4o-secret" not in response.content
-    api_client.force_authenticate(theirs.owner)
+    api_client.force_authenticate(theirs.workspace.personal_for)
     assert api_client.get(f"/api/usage/records/{record.pk}/explanation").status_code == 200
 
 
@@ -370,7 +371,7 @@ def test_the_api_object_has_the_documented_shape(api_client):
         output_per_token="0.60",
     )
     record = ingest(account, "openai", openai_body("gpt-4o-mini", 1200, 300, cached=1000))
-    api_client.force_authenticate(account.owner)
+    api_client.force_authenticate(account.workspace.personal_for)
     body = api_client.get(f"/api/usage/records/{record.pk}/explanation").json()
     assert set(body) == {
         "record",
@@ -442,6 +443,6 @@ def test_the_shown_lines_add_up_to_the_stored_cost_for_many_records():
 def test_history_links_each_row_to_its_explanation(client):
     account = AccountFactory(provider=provider("openai"))
     record = ingest(account, "openai", openai_body("gpt-9-preview", 1, 1))
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
     page = client.get("/usage/history/").content.decode()
     assert f'href="/usage/records/{record.pk}/"' in page

@@ -29,8 +29,10 @@ def _frozen():
 @pytest.fixture
 def data():
     user = UserFactory()
-    openai = AccountFactory(owner=user, name="Prod")
-    groq = AccountFactory(owner=user, provider=provider("groq"), name="=HYPERLINK(evil)")
+    openai = AccountFactory(workspace=user.personal_workspace, name="Prod")
+    groq = AccountFactory(
+        workspace=user.personal_workspace, provider=provider("groq"), name="=HYPERLINK(evil)"
+    )
     usage_lines_replace_window(
         account=openai,
         start=date(2026, 11, 2),
@@ -63,7 +65,7 @@ def data():
     manual_entry_create(
         account=openai, day=date(2026, 10, 31), description="old seats", cost=Decimal("19")
     )
-    other = AccountFactory(owner=UserFactory(), name="Other user's")
+    other = AccountFactory(workspace=UserFactory().personal_workspace, name="Other user's")
     manual_entry_create(account=other, day=date(2026, 11, 3), description="x", cost=Decimal("5"))
     return user, openai, groq, other
 

@@ -112,7 +112,7 @@ def user_with_rows(transactional_db):
 
     catalogue_sync()
     user = UserFactory()
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     for i in range(ROWS):
         manual_entry_create(
             account=account, day=date(2026, 11, 2), description=f"row {i}", cost=Decimal(i)

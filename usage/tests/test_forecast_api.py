@@ -30,7 +30,7 @@ def _daily(account, start: date, end: date, cost: str):
 @time_machine.travel(datetime(2026, 11, 11, 12, 0, tzinfo=UTC), tick=False)
 def test_it_projects_a_steady_spend_to_month_end(api_client):
     user = UserFactory()
-    account = AccountFactory(owner=user)
+    account = AccountFactory(workspace=user.personal_workspace)
     # $10 every day from Sep 12 to Nov 10; nothing yet today (Nov 11)
     _daily(account, date(2026, 9, 12), date(2026, 11, 11), "10")
     api_client.force_authenticate(user)
@@ -56,7 +56,12 @@ def test_it_projects_a_steady_spend_to_month_end(api_client):
 @time_machine.travel(datetime(2026, 11, 11, 12, 0, tzinfo=UTC), tick=False)
 def test_it_forecasts_only_the_requesting_users_spend(api_client):
     me, other = UserFactory(), UserFactory()
-    _daily(AccountFactory(owner=other), date(2026, 11, 1), date(2026, 11, 11), "50")
+    _daily(
+        AccountFactory(workspace=other.personal_workspace),
+        date(2026, 11, 1),
+        date(2026, 11, 11),
+        "50",
+    )
     api_client.force_authenticate(me)
     body = api_client.get("/api/usage/forecast").json()
     assert Decimal(body["month_to_date"]) == 0

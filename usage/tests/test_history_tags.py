@@ -21,7 +21,7 @@ AT = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def owner():
     user = UserFactory()
-    account = AccountFactory(owner=user, provider=provider("openai"))
+    account = AccountFactory(workspace=user.personal_workspace, provider=provider("openai"))
     events = [
         RequestEvent(
             request_id=request_id,

@@ -64,14 +64,14 @@ def test_it_raises_a_budget_alert_soon_after_an_ingestion_batch(
 
     def thresholds() -> list[int]:
         return sorted(
-            Alert.objects.filter(owner=account.owner, kind=Alert.Kind.THRESHOLD).values_list(
-                "threshold", flat=True
-            )
+            Alert.objects.filter(
+                workspace=account.workspace, kind=Alert.Kind.THRESHOLD
+            ).values_list("threshold", flat=True)
         )
 
     # Due at the end of the 10 s window that 12:00:00 + 3 s margin falls in: 12:00:10.
-    assert list(EvaluationDue.objects.values_list("owner_id", "due_at")) == [
-        (account.owner_id, datetime(2026, 11, 15, 12, 0, 10, tzinfo=UTC))
+    assert list(EvaluationDue.objects.values_list("workspace_id", "due_at")) == [
+        (account.workspace_id, datetime(2026, 11, 15, 12, 0, 10, tzinfo=UTC))
     ]
     # A second batch in the same window asks for nothing more: the two are evaluated together.
     with time_machine.travel("2026-11-15 12:00:05Z", tick=False):

@@ -231,7 +231,9 @@ def test_it_refuses_a_revoked_key_an_api_token_and_an_inactive_account(client, a
 
     ingest_key_revoke(key=IngestKey.objects.get(account=account))
     assert post(client, key, [event("a")]).status_code == 401
-    token, _ = api_token_create(user=account.owner)  # a valid personal token is not an ingest key
+    token, _ = api_token_create(
+        user=account.workspace.personal_for
+    )  # a valid personal token is not an ingest key
     assert client.get("/api/accounts", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
     assert post(client, token, [event("a")]).status_code == 401
     other = AccountFactory(provider=provider("openai"), is_active=False)

@@ -25,7 +25,9 @@ GOOD = {
 def user_and_account():
     user = UserFactory()
     return user, AccountFactory(
-        owner=user, provider=provider("copilot"), config={"organization": "acme"}
+        workspace=user.personal_workspace,
+        provider=provider("copilot"),
+        config={"organization": "acme"},
     )
 
 

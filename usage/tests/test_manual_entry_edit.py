@@ -34,7 +34,9 @@ def owner():
 
 @pytest.fixture
 def account(owner):
-    return AccountFactory(owner=owner, provider=provider("copilot"), name="Copilot org")
+    return AccountFactory(
+        workspace=owner.personal_workspace, provider=provider("copilot"), name="Copilot org"
+    )
 
 
 def _rollup() -> dict[tuple[int, str], Decimal]:
@@ -89,7 +91,9 @@ def test_it_updates_an_entry_and_keeps_the_rollup_exact_run_twice(owner, account
 
 
 def test_it_moves_an_entry_between_accounts(owner, account):
-    second = AccountFactory(owner=owner, provider=provider("openai"), name="OpenAI")
+    second = AccountFactory(
+        workspace=owner.personal_workspace, provider=provider("openai"), name="OpenAI"
+    )
     record = _entry(account, cost="50.00")
     manual_entry_update(
         record=record, account=second, day=date(2026, 11, 10), description="x", cost=Decimal(50)

@@ -40,7 +40,10 @@ def _unpriced(account, request_id: str):
 def test_it_says_budget_status_unknown_when_all_spend_is_unpriced(client):
     user = UserFactory()
     account = AccountFactory(
-        owner=user, provider=provider("groq"), name="Groq", monthly_budget=Decimal("20")
+        workspace=user.personal_workspace,
+        provider=provider("groq"),
+        name="Groq",
+        monthly_budget=Decimal("20"),
     )
     _unpriced(account, "r1")
     _unpriced(account, "r2")
@@ -60,7 +63,10 @@ def test_it_says_budget_status_unknown_on_the_budgets_page_too(client):
     # "OK 0 %". The account's monthly budget is listed on the Budgets page.
     user = UserFactory()
     account = AccountFactory(
-        owner=user, provider=provider("groq"), name="Groq", monthly_budget=Decimal("20")
+        workspace=user.personal_workspace,
+        provider=provider("groq"),
+        name="Groq",
+        monthly_budget=Decimal("20"),
     )
     _unpriced(account, "r1")
     client.force_login(user)
@@ -77,7 +83,10 @@ def test_it_says_budget_status_unknown_on_the_budgets_page_too(client):
 def test_it_still_shows_the_percentage_when_some_spend_is_priced(client):
     user = UserFactory()
     account = AccountFactory(
-        owner=user, provider=provider("groq"), name="Groq", monthly_budget=Decimal("20")
+        workspace=user.personal_workspace,
+        provider=provider("groq"),
+        name="Groq",
+        monthly_budget=Decimal("20"),
     )
     _unpriced(account, "r1")
     manual_entry_create(account=account, day=date(2026, 11, 19), cost=Decimal("5"))
@@ -93,7 +102,9 @@ def test_it_still_shows_the_percentage_when_some_spend_is_priced(client):
 @time_machine.travel(NOW, tick=False)
 def test_it_names_unnamed_models_in_top_models_by_their_description(client):
     user = UserFactory()
-    account = AccountFactory(owner=user, provider=provider("copilot"), name="Copilot")
+    account = AccountFactory(
+        workspace=user.personal_workspace, provider=provider("copilot"), name="Copilot"
+    )
     manual_entry_create(
         account=account,
         day=date(2026, 11, 1),

@@ -32,7 +32,7 @@ def _frozen():
 
 def _setup():
     user = UserFactory()
-    account = AccountFactory(owner=user, name="Prod")
+    account = AccountFactory(workspace=user.personal_workspace, name="Prod")
     usage_lines_replace_window(
         account=account,
         start=date(2026, 11, 2),
@@ -65,7 +65,7 @@ def _setup():
 
 def test_it_puts_official_estimated_and_manual_side_by_side():
     user, account = _setup()
-    (row,) = selectors.reconciliation_month(user=user, month_start=NOV)
+    (row,) = selectors.reconciliation_month(workspace=user.personal_workspace, month_start=NOV)
     assert row.official == Decimal("90")  # 60 + 30
     assert row.estimated == Decimal("3")  # e1 + e2 + e3 at $1
     assert row.estimated_counted == Decimal("2")  # e1 falls on an official day
@@ -92,7 +92,7 @@ def test_it_stores_one_invoice_row_per_account_and_month():
     )
     account.refresh_from_db()
     assert "invoices" not in account.config
-    (row,) = selectors.reconciliation_month(user=user, month_start=NOV)
+    (row,) = selectors.reconciliation_month(workspace=user.personal_workspace, month_start=NOV)
     # 123.45 - 100 = 23.45; 23.45 / 123.45 = 19.0 %
     assert (row.reference_kind, row.variance, row.variance_pct) == (
         "invoice",
@@ -125,11 +125,13 @@ def test_it_books_a_true_up_once_however_often_it_is_pressed():
     # 123.45 invoice - 100 counted = 23.45, booked on today (the month is still running)
     assert second.cost == Decimal("23.45") and second.bucket_start.date() == TODAY
     assert second.description == "True-up to invoice 2026-11" and second.source == "manual"
-    assert selectors.spend_total(user=user, start=NOV, end=date(2026, 12, 1)) == Decimal("123.45")
+    assert selectors.spend_total(
+        workspace=user.personal_workspace, start=NOV, end=date(2026, 12, 1)
+    ) == Decimal("123.45")
     # The roll-up holds the true-up once: 8 seats + 23.45
     manual = DailyUsage.objects.filter(account=account, source="manual")
     assert sum(d.cost for d in manual) == Decimal("31.45")
-    (row,) = selectors.reconciliation_month(user=user, month_start=NOV)
+    (row,) = selectors.reconciliation_month(workspace=user.personal_workspace, month_start=NOV)
     assert row.true_up == Decimal("23.45") and row.manual == Decimal("8")
 
 
@@ -138,7 +140,9 @@ def test_it_books_a_negative_true_up_when_the_invoice_is_lower():
     invoice_set(account=account, month_start=date(2026, 11, 1), amount=Decimal("95"))
     record = true_up_book(account=account, month_start=NOV, today=TODAY)
     assert record.cost == Decimal("-5")  # 95 - 100
-    assert selectors.spend_total(user=user, start=NOV, end=date(2026, 12, 1)) == Decimal("95")
+    assert selectors.spend_total(
+        workspace=user.personal_workspace, start=NOV, end=date(2026, 12, 1)
+    ) == Decimal("95")
 
 
 def test_it_books_a_past_month_on_its_last_day_and_nothing_when_it_matches():

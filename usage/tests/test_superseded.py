@@ -43,14 +43,16 @@ def official(account, day: date, cost: str | None) -> None:
 
 def test_it_leaves_estimates_out_of_totals_whichever_arrives_first():
     account = AccountFactory(provider=provider("perplexity"))
-    user = account.owner
+    user = account.workspace.personal_for
     estimate(account, "a", NOV_3, "7")  # estimate first, official later
     official(account, NOV_3, "6")
     official(account, NOV_4, "5")  # official first, estimate later
     estimate(account, "b", NOV_4, "9")
     estimate(account, "c", NOV_5, "2")  # no official figures that day
     # Nov 3: official $6 (not + $7); Nov 4: official $5 (not + $9); Nov 5: estimated $2.
-    assert spend_total(user=user, start=NOV_3, end=date(2026, 11, 6)) == Decimal("13")
+    assert spend_total(
+        workspace=user.personal_workspace, start=NOV_3, end=date(2026, 11, 6)
+    ) == Decimal("13")
     flagged = set(
         DailyUsage.objects.filter(source=Source.ESTIMATED, superseded=True).values_list(
             "day", flat=True
@@ -65,4 +67,4 @@ def test_it_counts_estimates_again_when_the_official_figures_go_away():
     official(account, NOV_3, "6")
     official(account, NOV_3, None)  # the provider no longer reports that day
     # Only the $7 estimate is left for Nov 3.
-    assert spend_total(user=account.owner, start=NOV_3, end=NOV_4) == Decimal("7")
+    assert spend_total(workspace=account.workspace, start=NOV_3, end=NOV_4) == Decimal("7")

@@ -909,7 +909,7 @@ def test_month_summary_counts_official_instead_of_estimated_on_the_same_day():
         lines=[UsageLine(day=day1, model="gpt-4o", line_item="gpt-4o, input", cost=Decimal("5"))],
     )
 
-    (summary,) = month_summary(user=account.owner, today=date(2026, 8, 3))
+    (summary,) = month_summary(workspace=account.workspace, today=date(2026, 8, 3))
 
     # Day 1: official $5 replaces the $4 estimate; day 2: only the $0.75 estimate -> $5.75
     # (adding both would give 4 + 5 + 0.75 = $9.75)

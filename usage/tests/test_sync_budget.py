@@ -426,7 +426,7 @@ def test_sync_now_restarts_an_account_whose_run_lost_its_worker(client, settings
     settings.SYNC_LEASE_SECONDS = 120
     account = make_account("openai")
     dead = running_run(account, heartbeat=NOW - timedelta(seconds=121))
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
 
     status = client.get(reverse("account-sync-status", args=[account.pk]), **HTMX)
     assert "“Sync now” starts again" in status.content.decode()
@@ -445,7 +445,7 @@ def test_sync_now_waits_for_a_run_that_is_alive(client, settings):
     settings.SYNC_LEASE_SECONDS = 120
     account = make_account("openai")
     alive = running_run(account, heartbeat=NOW - timedelta(seconds=100))
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
 
     client.post(reverse("account-sync", args=[account.pk]), **HTMX)
 
@@ -475,7 +475,7 @@ def test_the_sync_runs_api_gives_the_error_class(server, client):
     server.expect_request(OPENAI_COSTS).respond_with_json({"error": "down"}, status=500)
     account = make_account("openai")
     sync_account(account.pk)
-    client.force_login(account.owner)
+    client.force_login(account.workspace.personal_for)
 
     body = client.get(reverse("api-sync-runs", args=[account.pk])).json()
 

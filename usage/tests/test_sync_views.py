@@ -39,7 +39,7 @@ def frozen_time():
 @pytest.fixture
 def owner_client(client):
     def login(account):
-        client.force_login(account.owner)
+        client.force_login(account.workspace.personal_for)
         return client
 
     return login
@@ -206,7 +206,7 @@ def test_the_accounts_page_shows_sync_status_and_buttons(owner_client):
     account.last_sync_at = datetime(2026, 8, 3, 11, 30, tzinfo=UTC)
     account.last_sync_error = "key rejected (401): invalid key"
     account.save()
-    groq = AccountFactory(owner=account.owner, provider=provider("groq"))
+    groq = AccountFactory(workspace=account.workspace, provider=provider("groq"))
 
     html = owner_client(account).get(reverse("account-list")).content.decode()
 

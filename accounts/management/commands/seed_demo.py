@@ -79,10 +79,11 @@ class Command(BaseCommand):
         today = timezone.now().astimezone(UTC).date()
         start = today - timedelta(days=days - 1)
         with transaction.atomic():
-            removed, _ = ProviderAccount.objects.filter(owner=owner, is_demo=True).delete()
+            workspace = owner.personal_workspace
+            removed, _ = ProviderAccount.objects.filter(workspace=workspace, is_demo=True).delete()
             accounts = {
                 slug: account_create(
-                    owner=owner,
+                    workspace=workspace,
                     provider=Provider.objects.get(slug=slug),
                     name=PREFIX + name,
                     config=settings,
