@@ -37,7 +37,7 @@ def ingest_key_list(request, pk):
         form = IngestKeyForm()
     context = {
         "account": account,
-        "keys": IngestKey.objects.filter(account=account),
+        "keys": IngestKey.objects.filter(account=account).select_related("created_by"),
         "form": form,
         "new_key": new_key,
         "events_url": request.build_absolute_uri("/api/usage/events"),
