@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 from django.db.models import Q, QuerySet, Sum
 from django.utils import timezone
@@ -19,11 +20,19 @@ from django.utils import timezone
 from accounts.models import User
 from providers.models import Invoice, ProviderAccount
 from usage.db import MoneySum
-from usage.models import TOKEN_FIELDS, UNIT_FIELDS, DailyUsage, Source, UsageRecord
+from usage.models import (
+    TOKEN_FIELDS,
+    UNIT_FIELDS,
+    DailyUsage,
+    RollupTotals,
+    Source,
+    UsageRecord,
+)
 
 WARNING_PCT = Decimal(80)
 CRITICAL_PCT = Decimal(100)
 _TOKEN_SUMS = {f: Sum(f) for f in TOKEN_FIELDS if f != "reasoning_tokens"}
+R = TypeVar("R", bound=RollupTotals)
 
 
 def today_for(user: User, *, now: datetime | None = None) -> date:
@@ -38,18 +47,26 @@ def month_bounds(day: date) -> tuple[date, date]:
     return first, first + timedelta(days=last)
 
 
-def effective_daily(
+def rollup_visible_to(*, user: User, rollup: type[R]) -> QuerySet[R]:
+    """Every row of a roll-up (DailyUsage, DailyAttribution) `user` may see: today those of
+    the provider accounts they own. The one place roll-up visibility is decided."""
+    return rollup.objects.filter(account__owner=user)
+
+
+def effective_rollup(
     *,
     user: User,
+    rollup: type[R],
     start: date | None = None,
     end: date | None = None,
     account_id: int | None = None,
-) -> QuerySet[DailyUsage]:
-    """The user's roll-up rows in [start, end), with superseded estimates left out.
+) -> QuerySet[R]:
+    """The user's rows of a roll-up in [start, end), with superseded estimates left out
+    (official supersedes estimated). Totals of every roll-up are read through this.
 
     `account_id` narrows every read built on this to one account (the account page).
     """
-    qs = DailyUsage.objects.filter(account__owner=user, superseded=False)
+    qs = rollup_visible_to(user=user, rollup=rollup).filter(superseded=False)
     if account_id is not None:
         qs = qs.filter(account_id=account_id)
     if start:
@@ -57,6 +74,19 @@ def effective_daily(
     if end:
         qs = qs.filter(day__lt=end)
     return qs
+
+
+def effective_daily(
+    *,
+    user: User,
+    start: date | None = None,
+    end: date | None = None,
+    account_id: int | None = None,
+) -> QuerySet[DailyUsage]:
+    """The user's DailyUsage rows in [start, end), with superseded estimates left out."""
+    return effective_rollup(
+        user=user, rollup=DailyUsage, start=start, end=end, account_id=account_id
+    )
 
 
 def budget_status(cost: Decimal, budget: Decimal | None) -> tuple[Decimal | None, str]:
