@@ -312,20 +312,6 @@ def dashboard_summary(
     return summary
 
 
-def spend_by_day_and_provider(*, user: User, start: date, end: date) -> list[dict]:
-    """Cost per UTC day and provider in [start, end), only the (day, provider) pairs with rows."""
-    rows = (
-        effective_daily(user=user, start=start, end=end)
-        .values("day", "provider_id")
-        .annotate(cost=MoneySum("cost"))
-        .order_by()
-    )
-    return [
-        {"date": r["day"], "provider_id": r["provider_id"], "cost": r["cost"] or Decimal(0)}
-        for r in rows
-    ]
-
-
 def top_models(
     *, user: User, start: date, end: date, limit: int = 10, account_id: int | None = None
 ) -> list[dict]:

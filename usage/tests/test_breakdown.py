@@ -336,3 +336,87 @@ def test_the_api_takes_the_longest_range_it_allows(api_client):
 
 def test_the_api_is_for_signed_in_users_only(api_client):
     assert api_client.get("/api/usage/breakdown", {"group_by": "project"}).status_code in (401, 403)
+
+
+# --- The dashboard's "Group by" ------------------------------------------------------------
+
+
+def _chart_total(charts) -> Decimal:
+    return sum((Decimal(v) for ds in charts["daily"]["datasets"] for v in ds["data"]), Decimal(0))
+
+
+@time_machine.travel(NOW, tick=False)
+@pytest.mark.parametrize("group_by", ALL_GROUP_BYS)
+def test_the_dashboard_renders_every_group_by_adding_up_to_its_total(client, spend, group_by):
+    client.force_login(spend["me"])
+    response = client.get("/", {"group_by": group_by})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert '<p class="big" data-testid="period-total">$17.65</p>' in html  # $17.6509
+    assert _chart_total(response.context["charts"]) == TOTAL
+    assert response.context["breakdown"].total == TOTAL
+    assert f'<option value="{group_by}" selected>' in html
+    assert "Theirs" not in html and "$777" not in html
+    if group_by == "provider":  # the default keeps its list of models
+        assert 'data-testid="top-models"' in html and 'data-testid="breakdown"' not in html
+    else:
+        assert 'data-testid="breakdown-total">$17.65</td>' in html
+    assert ('data-testid="untagged-note"' in html) == GROUP_BYS[group_by].tagged
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_dashboard_lists_projects_with_their_labels_and_the_api_link(client, spend):
+    client.force_login(spend["me"])
+    html = client.get("/", {"group_by": "project", "period": "30d"}).content.decode()
+    table = html[html.index('data-testid="breakdown"') :]
+    # Ranked by cost: (untagged) $17.65, zeus $0.0006 (+1 unpriced), apollo $0.0003.
+    assert table.index("(untagged)") < table.index("zeus") < table.index("apollo")
+    assert "+ 1 unpriced" in table
+    # Last 30 days: Oct 22 .. Nov 20.
+    assert "/api/usage/breakdown?group_by=project&amp;start=2026-10-22&amp;end=2026-11-20" in html
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_group_by_survives_period_links_htmx_and_a_plain_form(client, spend):
+    client.force_login(spend["me"])
+    partial = client.get("/", {"group_by": "member"}, headers={"HX-Request": "true"})
+    body = partial.content.decode()
+    assert "<html" not in body and 'id="dashboard-content"' in body
+    assert 'href="?period=30d&amp;group_by=member"' in body
+    assert 'hx-get="/?period=30d&amp;group_by=member"' in body
+    assert '<input type="hidden" name="group_by" value="member">' in body  # custom period
+    # Without JS: a GET form with the select, the period it keeps, and a button.
+    form = body[body.index('data-testid="group-by"') :]
+    form = form[: form.index("</form>")]
+    assert 'name="group_by"' in form and 'name="period" value="month"' in form
+    assert '<button type="submit">' in form
+    # The default group-by leaves the links as they were.
+    plain = client.get("/").content.decode()
+    assert 'href="?period=30d"' in plain
+
+
+@time_machine.travel(NOW, tick=False)
+def test_a_bad_group_by_is_named_and_keeps_the_period(client, spend):
+    client.force_login(spend["me"])
+    response = client.get("/", {"group_by": "colour", "period": "90d"})
+    html = response.content.decode()
+    assert response.context["period"] == "90d" and response.context["group_by"] == "provider"
+    assert "group_by: Select a valid choice." in html
+
+
+@time_machine.travel(NOW, tick=False)
+def test_the_chart_stacks_the_costliest_groups_and_one_other(client):
+    me = UserFactory()
+    account = AccountFactory(owner=me)
+    _price("gpt-4o-mini", "0.000001", "0")
+    # Twelve projects p01..p12 spending $0.001..$0.012 (1,000..12,000 tokens at $1 per 1M).
+    for n in range(1, 13):
+        _event(account, f"p{n}", 3, tags={"project": f"p{n:02}"}, input_tokens=1000 * n)
+    attribution_from_records()
+    client.force_login(me)
+    charts = client.get("/", {"group_by": "project"}).context["charts"]
+    labels = [ds["label"] for ds in charts["daily"]["datasets"]]
+    assert labels == ["p12", "p11", "p10", "p09", "p08", "p07", "p06", "p05", "Other"]
+    other = charts["daily"]["datasets"][-1]["data"]
+    assert other[2] == "0.01"  # Nov 3: p01..p04 = $0.001 + $0.002 + $0.003 + $0.004
+    assert _chart_total(charts) == Decimal("0.078")  # $0.001 × (1 + … + 12)
