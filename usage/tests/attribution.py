@@ -1,10 +1,6 @@
-"""Test helpers for the attribution roll-up: an oracle computed from the records in Python.
-
-`attribution_from_records` fills DailyAttribution from the usage records, grouped in Python
-with Decimal, for read-side tests until every write path keeps the table itself.
-`expected_breakdown` is what a breakdown must show, worked from the records alone: a test
-comparing the two checks "breakdown == sum of the underlying records".
-"""
+"""An oracle for breakdowns: what each group must show, worked out from the usage records
+alone in Python (Decimal), never from a roll-up. A test comparing a breakdown with it checks
+"breakdown == sum of the underlying records"."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from datetime import UTC, date
 from decimal import Decimal
 
 from providers.models import IngestKey
-from usage.models import TOKEN_FIELDS, DailyAttribution, RecordStatus, Source, UsageRecord
+from usage.models import TOKEN_FIELDS, Source, UsageRecord
 
 _TOKENS = [f for f in TOKEN_FIELDS if f != "reasoning_tokens"]
 
@@ -24,49 +20,6 @@ def _day(record: UsageRecord) -> date:
 def _superseded_test(records: list[UsageRecord]):
     official = {(r.account_id, _day(r)) for r in records if r.source == Source.OFFICIAL}
     return lambda r: r.source == Source.ESTIMATED and (r.account_id, _day(r)) in official
-
-
-def attribution_from_records() -> int:
-    """Replace DailyAttribution with the records' own grouping; returns the rows written."""
-    DailyAttribution.objects.all().delete()
-    records = list(UsageRecord.objects.all())
-    superseded = _superseded_test(records)
-    rows: dict[tuple, DailyAttribution] = {}
-    for r in records:
-        tags = r.tags or {}
-        key = (
-            r.account_id,
-            _day(r),
-            r.source,
-            tags.get("project", ""),
-            tags.get("user", ""),
-            tags.get("feature", ""),
-            r.ingest_key_id or 0,
-        )
-        row = rows.get(key)
-        if row is None:
-            row = rows[key] = DailyAttribution(
-                account_id=key[0],
-                day=key[1],
-                source=key[2],
-                project=key[3],
-                end_user=key[4],
-                feature=key[5],
-                ingest_key_id=key[6],
-                superseded=superseded(r),
-                cost=Decimal(0),
-            )
-        row.cost += r.cost if r.cost is not None else Decimal(0)
-        row.record_count += 1
-        if r.cost is None and r.source != Source.OFFICIAL:
-            row.unpriced_count += 1
-            row.unpriced_tokens += r.input_tokens + r.output_tokens
-        row.failed_count += r.status == RecordStatus.FAILED
-        row.request_count += r.request_count
-        for f in TOKEN_FIELDS:
-            setattr(row, f, getattr(row, f) + getattr(r, f))
-    DailyAttribution.objects.bulk_create(rows.values())
-    return len(rows)
 
 
 def record_group_key(record: UsageRecord, group_by: str) -> str:

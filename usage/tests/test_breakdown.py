@@ -24,7 +24,7 @@ from usage.models import Price
 from usage.services.prices import EPOCH
 from usage.services.records import manual_entry_create, usage_lines_replace_window
 from usage.services.requests import RequestEvent, request_events_record
-from usage.tests.attribution import attribution_from_records, expected_breakdown
+from usage.tests.attribution import expected_breakdown
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -105,7 +105,6 @@ def spend():
     _event(theirs, "x1", 3, key=_key(theirs, "theirs", creator=alice),
            tags={"project": "apollo"}, input_tokens=9_000_000)  # fmt: skip
     _official(theirs, date(2026, 11, 4), "777")
-    attribution_from_records()
     return {"me": me, "alice": alice, "stranger": stranger, "prod": prod, "groq": groq,
             "keys": (k1, k2, k3)}  # fmt: skip
 
@@ -254,7 +253,6 @@ def _random_spend(user, seed: int) -> None:
 def test_many_random_records_add_up_exactly_for_every_group_by(group_by):
     me = UserFactory()
     _random_spend(me, seed=12)
-    attribution_from_records()
     start, end = date(2026, 11, 2), date(2026, 11, 22)  # leaves Nov 1 and after out
     got = spend_breakdown(user=me, group_by=group_by, start=start, end=end)
     expected = expected_breakdown(user=me, group_by=group_by, start=start, end=end)
@@ -412,7 +410,6 @@ def test_the_chart_stacks_the_costliest_groups_and_one_other(client):
     # Twelve projects p01..p12 spending $0.001..$0.012 (1,000..12,000 tokens at $1 per 1M).
     for n in range(1, 13):
         _event(account, f"p{n}", 3, tags={"project": f"p{n:02}"}, input_tokens=1000 * n)
-    attribution_from_records()
     client.force_login(me)
     charts = client.get("/", {"group_by": "project"}).context["charts"]
     labels = [ds["label"] for ds in charts["daily"]["datasets"]]
