@@ -12,18 +12,22 @@ Official figures and manual entries carry no tags and no key: they count under "
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import reduce
 
-from django.db.models import Case, IntegerField, Q, Sum, Value, When
+from django.db import connection
+from django.db.models import CharField, F, QuerySet, Sum, Value, When
+from django.db.models.expressions import Case
 
 from accounts.models import User
 from providers.models import IngestKey, Provider, ProviderAccount
 from usage.db import MoneySum
 from usage.models import TOKEN_FIELDS, DailyAttribution, DailyUsage
-from usage.selectors import _unnamed_model_labels, effective_rollup
+from usage.selectors import _unnamed_model_labels, account_rows_visible_to, effective_rollup
 
 UNTAGGED = "(untagged)"
 NO_KEY = "(no key)"
@@ -32,12 +36,6 @@ CREATOR_UNKNOWN = "(key creator unknown)"
 # are shorter): a day-by-group series over more would be a report, not a chart.
 MAX_BREAKDOWN_DAYS = 400
 _TOKENS = tuple(f for f in TOKEN_FIELDS if f != "reasoning_tokens")
-_SUMS = {
-    "cost_sum": MoneySum("cost"),
-    "unpriced": Sum("unpriced_count"),
-    "requests": Sum("request_count"),
-    **{f"t_{f}": Sum(f) for f in _TOKENS},
-}
 
 
 @dataclass
@@ -57,12 +55,6 @@ class BreakdownGroup:
     def series(self) -> list[dict]:
         """The daily costs as [{"date", "cost"}], oldest first."""
         return [{"date": d, "cost": c} for d, c in sorted(self.daily.items())]
-
-    def add(self, row: dict) -> None:
-        self.cost += row["cost_sum"] or Decimal(0)
-        self.unpriced_count += row["unpriced"] or 0
-        self.requests += row["requests"] or 0
-        self.tokens += sum(row[f"t_{f}"] or 0 for f in _TOKENS)
 
 
 @dataclass
@@ -111,6 +103,8 @@ class GroupBy:
     columns: tuple[str, ...]
     labeller: Labeller
     tagged: bool = False  # read from attribution: official and manual rows carry no tags
+    # Columns computed per roll-up row before grouping (member), given the user.
+    computed: Callable[..., dict[str, Case]] | None = None
 
 
 def _providers(values: list[tuple], **_) -> dict[tuple, tuple[str, str, str]]:
@@ -144,20 +138,25 @@ def _keys(values: list[tuple], **_) -> dict[tuple, tuple[str, str, str]]:
     return result
 
 
+def _member_column(*, user: User) -> dict[str, Case]:
+    """Who made the key that wrote a row, as a column to group by: the creator's user id, ''
+    for rows no key wrote, 'unknown' for keys without a recorded creator (made before keys
+    recorded it, a member since deleted) and deleted keys. Built from the user's few keys."""
+    made_by: dict[int, list[int]] = {}
+    keys = account_rows_visible_to(user=user, model=IngestKey).values_list("pk", "created_by_id")
+    for pk, creator in keys:
+        if creator is not None:
+            made_by.setdefault(creator, []).append(pk)
+    whens = [When(ingest_key_id=0, then=Value(""))]
+    whens += [When(ingest_key_id__in=ids, then=Value(str(c))) for c, ids in sorted(made_by.items())]
+    return {"member": Case(*whens, default=Value("unknown"), output_field=CharField())}
+
+
 def _members(values: list[tuple], **_) -> dict[tuple, tuple[str, str, str]]:
-    ids = {v[0] for v in values if v[0]}
-    keys = IngestKey.objects.filter(pk__in=ids).select_related("created_by")
-    creators = {k.pk: k.created_by for k in keys}
-    result = {}
-    for v in values:
-        creator = creators.get(v[0])
-        if not v[0]:
-            result[v] = ("", NO_KEY, "")
-        elif creator is None:  # made before keys recorded it, or the member was deleted
-            result[v] = ("unknown", CREATOR_UNKNOWN, "")
-        else:
-            result[v] = (str(creator.pk), creator.username, "")
-    return result
+    ids = [int(v[0]) for v in values if v[0] not in ("", "unknown")]
+    names = dict(User.objects.filter(pk__in=ids).values_list("pk", "username"))
+    special = {"": NO_KEY, "unknown": CREATOR_UNKNOWN}
+    return {v: (v[0], special.get(v[0]) or names[int(v[0])], "") for v in values}
 
 
 def _models(
@@ -183,14 +182,50 @@ GROUP_BYS: dict[str, GroupBy] = {
     "feature": GroupBy("Feature", DailyAttribution, ("feature",), _tags, tagged=True),
     "ingest_key": GroupBy("Ingest key", DailyAttribution, ("ingest_key_id",), _keys, tagged=True),
     "member": GroupBy(
-        "Member (key creator)", DailyAttribution, ("ingest_key_id",), _members, tagged=True
+        "Member (key creator)",
+        DailyAttribution,
+        ("member",),
+        _members,
+        tagged=True,
+        computed=_member_column,
     ),  # fmt: skip
 }
 GROUP_BY_CHOICES = [(name, g.label) for name, g in GROUP_BYS.items()]
 
 
-def _rank(groups: Iterable[BreakdownGroup]) -> list[BreakdownGroup]:
-    return sorted(groups, key=lambda g: (-g.cost, -g.tokens, g.label, g.key))
+def _number(value) -> Decimal:
+    """A money sum as read by a raw cursor: SQLite's exact sum arrives as text (usage/db.py)."""
+    if value is None:
+        return Decimal(0)
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _breakdown_sql(per_day: QuerySet, columns: list[str]) -> tuple[str, list]:
+    """One statement over the roll-up rows: each group's totals ranked by cost (then tokens,
+    then the group's values), and the cost per day of each of the `top` first groups with the
+    rest under rank 0 ("Other"), or of every group when at most `top` + 1 there are.
+
+    The roll-up rows are read once, grouped by group and day (`per_day`, the ORM's query);
+    the rest works on those few groups. Two parameters follow per_day's: `top` twice.
+    """
+    inner, params = per_day.query.sql_with_params()
+    q = connection.ops.quote_name
+    g = ", ".join(q(c) for c in columns)
+    money = "decimal_sum" if connection.vendor == "sqlite" else "SUM"
+    # Ranked as numbers: SQLite's exact sum is text (ranking a REAL copy of it is close enough).
+    rank_cost = f"CAST({money}(c) AS REAL)" if connection.vendor == "sqlite" else "SUM(c)"
+    same = " AND ".join(f"per_day.{q(c)} = totals.{q(c)}" for c in columns)
+    nulls = ", ".join("NULL" for _ in columns)
+    sql = (
+        f"WITH per_day AS ({inner}), totals AS (SELECT {g}, {money}(c) AS c, SUM(u) AS u, "
+        f"SUM(r) AS r, SUM(tok) AS tok, ROW_NUMBER() OVER (ORDER BY {rank_cost} DESC, "
+        f"SUM(tok) DESC, {g}) AS n FROM per_day GROUP BY {g}) "
+        f"SELECT n, {g}, NULL AS day, c, u, r, tok FROM totals UNION ALL "
+        "SELECT CASE WHEN totals.n <= %s OR (SELECT COUNT(*) FROM totals) <= %s + 1 "
+        f"THEN totals.n ELSE 0 END, {nulls}, per_day.day, {money}(per_day.c), NULL, NULL, NULL "
+        f"FROM per_day JOIN totals ON {same} GROUP BY 1, per_day.day"
+    )
+    return sql, list(params)
 
 
 def spend_breakdown(
@@ -200,56 +235,60 @@ def spend_breakdown(
     unpriced count, requests, tokens, and cost per day.
 
     `top`: only the `top` costliest groups get their own daily series and the rest are folded
-    into one "Other" group (the dashboard's chart); two queries whatever the number of
-    groups. Without, every group gets its series (the API).
+    into one "Other" group (the dashboard's chart). Without, every group gets its series (the
+    API). One statement, whatever the number of groups, that reads the roll-up rows once.
     """
     spec = GROUP_BYS[group_by]
     rows = effective_rollup(user=user, rollup=spec.rollup, start=start, end=end)
+    if spec.computed is not None:
+        rows = rows.annotate(**spec.computed(user=user))
     columns = list(spec.columns)
-    grouped = rows.values(*columns, *([] if top else ["day"])).annotate(**_SUMS).order_by()
-    grouped = list(grouped)
-    values = sorted({tuple(r[c] for c in columns) for r in grouped})
-    names = spec.labeller(values, user=user, start=start, end=end)
-    groups: dict[str, BreakdownGroup] = {}
-    members: dict[str, list[tuple]] = {}
-    for r in grouped:
-        value = tuple(r[c] for c in columns)
-        key, label, detail = names[value]
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = BreakdownGroup(key=key, label=label, detail=detail)
-        group.add(r)
-        if "day" in r:
-            group.daily[r["day"]] = group.daily.get(r["day"], Decimal(0)) + (
-                r["cost_sum"] or Decimal(0)
-            )
-        if value not in members.setdefault(key, []):
-            members[key].append(value)
-    ranked = _rank(groups.values())
-    if not top:
-        return SpendBreakdown(group_by, start, end, groups=ranked, charted=ranked)
-    # "Other" only when it folds at least two groups; one group is shown as itself.
-    charted = ranked if len(ranked) <= top + 1 else ranked[:top]
+    per_day = (
+        rows.values(*columns, "day")
+        .annotate(
+            c=MoneySum("cost"),
+            u=Sum("unpriced_count"),
+            r=Sum("request_count"),
+            tok=Sum(reduce(operator.add, (F(f) for f in _TOKENS))),
+        )
+        .order_by()
+    )
+    sql, params = _breakdown_sql(per_day, columns)
+    limit = top or 2**31 - 2
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit, limit])
+        found = cursor.fetchall()
+    width = len(columns)
+    totals = sorted((r for r in found if r[width + 1] is None), key=lambda r: r[0])
+    names = spec.labeller(
+        [tuple(r[1 : width + 1]) for r in totals], user=user, start=start, end=end
+    )
+    ranked = []
+    by_rank: dict[int, BreakdownGroup] = {}
+    for r in totals:
+        key, label, detail = names[tuple(r[1 : width + 1])]
+        c, u, req, tok = r[width + 2 :]
+        group = BreakdownGroup(key, label, detail, _number(c), u or 0, req or 0, tok or 0)
+        ranked.append(group)
+        by_rank[r[0]] = group
+    charted = ranked if len(ranked) <= limit + 1 else ranked[:limit]
     other = None
     if len(charted) < len(ranked):
-        other = BreakdownGroup(key="", label="Other")
-        for g in ranked[len(charted) :]:
-            other.cost += g.cost
-            other.unpriced_count += g.unpriced_count
-            other.requests += g.requests
-            other.tokens += g.tokens
-    # One query for every charted group's series: each row is put in its group's bucket by a
-    # CASE over the column values the group is made of; -1 is "Other".
-    whens = [
-        When(
-            Q(*(Q(**dict(zip(columns, v, strict=True))) for v in members[g.key]), _connector=Q.OR),
-            then=Value(i),
-        )  # fmt: skip
-        for i, g in enumerate(charted)
-    ]
-    bucket = Case(*whens, default=Value(-1), output_field=IntegerField())
-    series = rows.annotate(bucket=bucket).values("bucket", "day").annotate(c=MoneySum("cost"))
-    for r in series.order_by():
-        target = charted[r["bucket"]] if r["bucket"] >= 0 else other
-        target.daily[r["day"]] = target.daily.get(r["day"], Decimal(0)) + (r["c"] or Decimal(0))
+        rest = ranked[len(charted) :]
+        other = BreakdownGroup(
+            key="",
+            label="Other",
+            cost=sum((g.cost for g in rest), Decimal(0)),
+            unpriced_count=sum(g.unpriced_count for g in rest),
+            requests=sum(g.requests for g in rest),
+            tokens=sum(g.tokens for g in rest),
+        )
+    for r in found:
+        day = r[width + 1]
+        if day is None:
+            continue
+        target = by_rank[r[0]] if r[0] else other
+        target.daily[day if isinstance(day, date) else date.fromisoformat(day)] = _number(
+            r[width + 2]
+        )
     return SpendBreakdown(group_by, start, end, groups=ranked, charted=charted, other=other)

@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Model, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -33,6 +33,7 @@ WARNING_PCT = Decimal(80)
 CRITICAL_PCT = Decimal(100)
 _TOKEN_SUMS = {f: Sum(f) for f in TOKEN_FIELDS if f != "reasoning_tokens"}
 R = TypeVar("R", bound=RollupTotals)
+M = TypeVar("M", bound=Model)
 
 
 def today_for(user: User, *, now: datetime | None = None) -> date:
@@ -47,10 +48,11 @@ def month_bounds(day: date) -> tuple[date, date]:
     return first, first + timedelta(days=last)
 
 
-def rollup_visible_to(*, user: User, rollup: type[R]) -> QuerySet[R]:
-    """Every row of a roll-up (DailyUsage, DailyAttribution) `user` may see: today those of
-    the provider accounts they own. The one place roll-up visibility is decided."""
-    return rollup.objects.filter(account__owner=user)
+def account_rows_visible_to(*, user: User, model: type[M]) -> QuerySet[M]:
+    """Every row `user` may see of a table whose rows belong to a provider account (the
+    roll-ups DailyUsage and DailyAttribution, ingest keys): today those of the accounts they
+    own. The one place that decides it for roll-ups and what breakdowns read."""
+    return model.objects.filter(account__owner=user)
 
 
 def effective_rollup(
@@ -66,7 +68,7 @@ def effective_rollup(
 
     `account_id` narrows every read built on this to one account (the account page).
     """
-    qs = rollup_visible_to(user=user, rollup=rollup).filter(superseded=False)
+    qs = account_rows_visible_to(user=user, model=rollup).filter(superseded=False)
     if account_id is not None:
         qs = qs.filter(account_id=account_id)
     if start:
