@@ -180,5 +180,7 @@ def invite_accept(request, token):
         status=400 if error else 200,
     )
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"  # the path holds the token
+    # The path holds the token: never sent to another site (no-referrer would also blank the
+    # Origin of the form post, and CSRF protection refuses that).
+    response["Referrer-Policy"] = "same-origin"
     return response

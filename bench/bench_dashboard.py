@@ -1,14 +1,22 @@
 """Dashboard server time for a user with many usage events, on PostgreSQL.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/x .venv/bin/python bench/bench_dashboard.py
-    ... --events 1000000 --total 10000000 --requests 200   (the defaults)
-    ... --events 100000 --total 1000000                    (a quicker, smaller run)
+    ... --full                       (1M events of the timed user in a database of 10M)
+    ... (no flag)                    (100k in 1M: a quick run, a few minutes)
+    ... --events N --total M         (any size)
 
-Creates its own database `ct_insight_bench` on the server DATABASE_URL points at (dropped at the
-end unless --keep), fills it in SQL (generate_series; Django would take hours for 10M rows),
-builds the daily roll-up with one INSERT ... SELECT ... GROUP BY, then times the dashboard view
-through django.test.Client, logged in, and prints p50/p95 per page. The target is p95 <= 50 ms
-for a user with 1M events in a database of 10M: the dashboard reads only the roll-up.
+Creates its own database (`ct_insight_bench`, or --database) on the server DATABASE_URL points
+at (dropped at the end unless --keep), fills it in SQL (generate_series; Django would take
+hours for 10M rows), builds both roll-ups (daily, attribution) from the records with the
+statement every writer uses (usage.services.rollup.rollup_upsert_sql), then times the
+dashboard view through django.test.Client, logged in, and prints p50/p95 per page. The target
+is p95 <= 50 ms for a user with 1M events in a database of 10M, also grouped by tag, key or
+member over 90 days: the dashboard reads only the roll-ups.
+
+Events carry tags with a realistic shape: --end-users end users (default 200), each in one of
+--projects projects (20) and using 3 of --features features (10); one event in 10 has no tags
+and no key. Each of the timed user's 5 accounts has one ingest key (5 keys, made by 3 members
+and one by nobody recorded) that writes its tagged events.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import os
 import statistics
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,13 +61,14 @@ def _step(label: str, started: float) -> float:
     return now
 
 
-def build(events: int, total: int, users: int) -> int:
+def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int:
     """Fill the bench database; return the target user's id."""
     from django.core.management import call_command
     from django.db import connection
 
     from accounts.models import User
-    from providers.models import Provider, ProviderAccount
+    from providers.models import IngestKey, Provider, ProviderAccount
+    from usage.services.rollup import DAILY_ATTRIBUTION, DAILY_USAGE, rollup_upsert_sql
 
     t = time.perf_counter()
     call_command("migrate", verbosity=0)
@@ -81,14 +91,23 @@ def build(events: int, total: int, users: int) -> int:
     )
     target_accounts = [a for a in accounts if a.workspace_id == people[0].personal_workspace.pk]
     other_accounts = [a for a in accounts if a.workspace_id != people[0].personal_workspace.pk]
+    creators = [people[0], people[1], people[min(2, users - 1)], None]
+    keys = IngestKey.objects.bulk_create(
+        [
+            IngestKey(account=a, name=f"service {i}", digest=f"{i:064}", hint=f"cti_b{i}",
+                      created_by=creators[i % len(creators)])
+            for i, a in enumerate(target_accounts)
+        ]
+    )  # fmt: skip
+    key_of = {k.account_id: k.pk for k in keys}
     official_ids = [a.pk for a in accounts if a.provider.slug in ("openai", "anthropic")]
     models = "ARRAY[" + ",".join(f"'{m}'" for m in MODELS) + "]"
     with connection.cursor() as cur:
         cur.execute("CREATE TEMP TABLE bench_acct (grp int, idx int, account_id bigint, "
-                    "provider_id bigint)")  # fmt: skip
-        rows = [(0, i, a.pk, a.provider_id) for i, a in enumerate(target_accounts)]
-        rows += [(1, i, a.pk, a.provider_id) for i, a in enumerate(other_accounts)]
-        cur.executemany("INSERT INTO bench_acct VALUES (%s, %s, %s, %s)", rows)
+                    "provider_id bigint, key_id bigint)")  # fmt: skip
+        rows = [(0, i, a.pk, a.provider_id, key_of[a.pk]) for i, a in enumerate(target_accounts)]
+        rows += [(1, i, a.pk, a.provider_id, None) for i, a in enumerate(other_accounts)]
+        cur.executemany("INSERT INTO bench_acct VALUES (%s, %s, %s, %s, %s)", rows)
         cur.execute("CREATE INDEX ON bench_acct (grp, idx)")
         t = _step("users and accounts", t)
         # Loading into an indexed table is several times slower than indexing afterwards.
@@ -108,19 +127,26 @@ def build(events: int, total: int, users: int) -> int:
         for name, _ in indexes:
             cur.execute(f'DROP INDEX "{name}"')
         # One request each: spread over the last DAYS days, 1 in 50 unpriced, 1 in 200 failed.
+        # End user u = g mod U works in project u mod P and uses 3 features; 1 in 10 untagged.
+        u, p, f = shape.end_users, shape.projects, shape.features
         cur.execute(
             f"""
             INSERT INTO usage_usagerecord (account_id, provider_id, natural_key, model, line_item,
                 description, request_id, bucket_start, granularity, input_tokens,
                 cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
                 reasoning_tokens, request_count, seats, search_queries, images, audio_seconds,
-                credits, cost, currency, source, status, tags, raw, created_at, updated_at)
+                credits, cost, currency, source, status, tags, raw, created_at, updated_at,
+                ingest_key_id)
             SELECT a.account_id, a.provider_id, 'req:' || g, ({models})[1 + g %% {len(MODELS)}],
                 '', '', 'r' || g, now() - make_interval(secs => (g * 7919) %% ({DAYS} * 86400)),
                 'event', 200 + g %% 3000, g %% 500, 0, 0, 50 + g %% 800, 0, 1, 0, 0, 0, 0, 0,
                 CASE WHEN g %% 50 = 0 THEN NULL ELSE (200 + g %% 3000) * 0.0000025 END, 'USD',
-                'estimated', CASE WHEN g %% 200 = 0 THEN 'failed' ELSE 'ok' END, '{{}}', '{{}}',
-                now(), now()
+                'estimated', CASE WHEN g %% 200 = 0 THEN 'failed' ELSE 'ok' END,
+                CASE WHEN g %% 10 = 0 THEN '{{}}'::jsonb ELSE jsonb_build_object(
+                    'project', 'project-' || (g %% {u}) %% {p},
+                    'user', 'user-' || g %% {u},
+                    'feature', 'feature-' || ((g %% {u}) + (g / {u}) %% 3) %% {f}) END,
+                '{{}}', now(), now(), CASE WHEN g %% 10 = 0 THEN NULL ELSE a.key_id END
             FROM generate_series(1, %s::bigint) g
             JOIN bench_acct a ON a.grp = CASE WHEN g <= %s THEN 0 ELSE 1 END
                 AND a.idx = CASE WHEN g <= %s THEN g %% %s ELSE g %% %s END
@@ -155,38 +181,23 @@ def build(events: int, total: int, users: int) -> int:
         for _, definition in indexes:
             cur.execute(definition)
         t = _step(f"re-create {len(constraints) + len(indexes)} indexes", t)
-        cur.execute(
-            """
-            INSERT INTO usage_dailyusage (account_id, provider_id, model, day, source, cost,
-                unpriced_count, unpriced_tokens, record_count, failed_count, request_count,
-                input_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
-                output_tokens, reasoning_tokens, superseded)
-            SELECT account_id, provider_id, model, (bucket_start AT TIME ZONE 'UTC')::date,
-                source, COALESCE(SUM(cost), 0),
-                COUNT(*) FILTER (WHERE cost IS NULL AND source <> 'official'),
-                COALESCE(SUM(input_tokens + output_tokens)
-                    FILTER (WHERE cost IS NULL AND source <> 'official'), 0),
-                COUNT(*), COUNT(*) FILTER (WHERE status = 'failed'), SUM(request_count),
-                SUM(input_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
-                SUM(cache_write_1h_tokens), SUM(output_tokens), SUM(reasoning_tokens), FALSE
-            FROM usage_usagerecord
-            GROUP BY 1, 2, 3, 4, 5
-            """
-        )
-        # As the roll-up writers do: estimates of days with official figures are superseded.
-        cur.execute(
-            """
-            UPDATE usage_dailyusage d SET superseded = TRUE
-            WHERE d.source = 'estimated' AND EXISTS (
-                SELECT 1 FROM usage_dailyusage o
-                WHERE o.account_id = d.account_id AND o.day = d.day AND o.source = 'official')
-            """
-        )
-        t = _step("daily roll-up (INSERT ... SELECT ... GROUP BY, superseded flags)", t)
+        # The writers' own statement: official rows first, so that estimates are born
+        # superseded where official figures exist (official supersedes estimated).
+        records = "usage_usagerecord"
+        for rollup in (DAILY_USAGE, DAILY_ATTRIBUTION):
+            for where in ("WHERE source = 'official'", "WHERE source <> 'official'"):
+                sql = rollup_upsert_sql(vendor="postgresql", rows=records, where=where,
+                                        rollup=rollup)  # fmt: skip
+                cur.execute(sql)
+        t = _step("daily and attribution roll-ups (the writers' INSERT ... SELECT ... GROUP BY)", t)
         cur.execute("ANALYZE")
         _step("ANALYZE", t)
-        cur.execute("SELECT count(*) FROM usage_dailyusage")
-        print(f"  roll-up rows: {cur.fetchone()[0]:,}")
+        for table in ("usage_dailyusage", "usage_dailyattribution"):
+            cur.execute(f"SELECT count(*) FROM {table}")
+            everyone = cur.fetchone()[0]
+            cur.execute(f"SELECT count(*) FROM {table} WHERE account_id = ANY(%s)",
+                        [[a.pk for a in target_accounts]])  # fmt: skip
+            print(f"  {table}: {everyone:,} rows, {cur.fetchone()[0]:,} of the timed user")
     return people[0].pk
 
 
@@ -195,13 +206,27 @@ def measure(user_id: int, requests: int, verbose: bool = False) -> dict:
     from django.test import Client
 
     from accounts.models import User
+    from usage.breakdown import GROUP_BYS
 
+    ninety_days_ago = (datetime.now(UTC) - timedelta(days=89)).date().isoformat()
     client = Client()
     client.force_login(User.objects.get(pk=user_id))
     pages = {
         "dashboard (this month)": ("/", {}),
         "dashboard (last 90 days)": ("/?period=90d", {}),
         "dashboard HTMX partial (last 30 days)": ("/?period=30d", {"HX-Request": "true"}),
+        **{
+            f"dashboard, 90 days by {group_by}": (f"/?period=90d&group_by={group_by}", {})
+            for group_by in GROUP_BYS
+        },
+        "dashboard HTMX partial, 90 days by user": (
+            "/?period=90d&group_by=user",
+            {"HX-Request": "true"},
+        ),
+        "breakdown API, 90 days by user (all series)": (
+            f"/api/usage/breakdown?group_by=user&start={ninety_days_ago}",
+            {},
+        ),
         "forecast API": ("/api/usage/forecast", {}),
         "reconciliation API": ("/api/reconciliation", {}),
     }
@@ -235,28 +260,35 @@ def measure(user_id: int, requests: int, verbose: bool = False) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--events", type=int, default=1_000_000, help="events of the user timed")
-    parser.add_argument("--total", type=int, default=10_000_000, help="events in the database")
+    parser.add_argument("--events", type=int, default=100_000, help="events of the user timed")
+    parser.add_argument("--total", type=int, default=1_000_000, help="events in the database")
+    parser.add_argument("--full", action="store_true", help="1M events in 10M (the target's)")
+    parser.add_argument("--projects", type=int, default=20, help="distinct project tags")
+    parser.add_argument("--end-users", type=int, default=200, help="distinct user tags")
+    parser.add_argument("--features", type=int, default=10, help="distinct feature tags")
     parser.add_argument("--users", type=int, default=100, help="users sharing the database")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per page")
     parser.add_argument("--verbose", action="store_true", help="print the slowest queries")
-    parser.add_argument("--reuse", action="store_true", help=f"time an existing {BENCH_DB}")
-    parser.add_argument("--keep", action="store_true", help=f"keep database {BENCH_DB}")
+    parser.add_argument("--database", default=BENCH_DB, help="name of the bench database")
+    parser.add_argument("--reuse", action="store_true", help="time an existing bench database")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args()
+    if args.full:
+        args.events, args.total = 1_000_000, 10_000_000
     if args.total < args.events or args.users < 2:
         parser.error("--total must be >= --events and --users >= 2")
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith(("postgres://", "postgresql://")):
         print("Set DATABASE_URL to a PostgreSQL server (its database name is ignored).")
         return 2
-    os.environ["DATABASE_URL"] = _db_url(base, BENCH_DB)
+    os.environ["DATABASE_URL"] = _db_url(base, args.database)
     django_environment()
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ["DEBUG"] = "false"
 
     if not args.reuse:
-        _admin(base, f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        _admin(base, f"CREATE DATABASE {BENCH_DB}")
+        _admin(base, f"DROP DATABASE IF EXISTS {args.database}")
+        _admin(base, f"CREATE DATABASE {args.database}")
     try:
         import django
 
@@ -269,8 +301,8 @@ def main() -> int:
         if args.reuse:
             user_id = User.objects.get(username="bench0").pk
         else:
-            print(f"Building {BENCH_DB}: {args.total:,} events, {args.events:,} for the timed user")
-            user_id = build(args.events, args.total, args.users)
+            print(f"Building {args.database}: {args.total:,} events, {args.events:,} timed")
+            user_id = build(args.events, args.total, args.users, args)
         storages = {
             "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
@@ -278,15 +310,15 @@ def main() -> int:
         with override_settings(STORAGES=storages):
             results = measure(user_id, args.requests, args.verbose)
         print(f"\n{args.requests} requests per page, server time (ms):")
-        print(f"  {'page':40} {'p50':>7} {'p95':>7} {'max':>7} {'queries':>8}")
+        print(f"  {'page':46} {'p50':>7} {'p95':>7} {'max':>7} {'queries':>8}")
         for label, (timings, nqueries) in results.items():
             p95 = statistics.quantiles(timings, n=20)[18]
-            print(f"  {label:40} {statistics.median(timings):7.1f} {p95:7.1f} "
+            print(f"  {label:46} {statistics.median(timings):7.1f} {p95:7.1f} "
                   f"{max(timings):7.1f} {nqueries:8}")  # fmt: skip
         connection.close()
     finally:
         if not (args.keep or args.reuse):
-            _admin(base, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+            _admin(base, f"DROP DATABASE IF EXISTS {args.database} WITH (FORCE)")
     return 0
 
 

@@ -13,13 +13,21 @@ plans in 1,200 calls). Our prepared statements have one sensible plan whatever t
 each connection sets `plan_cache_mode = force_generic_plan`; Django's own queries are never
 prepared and are not affected.
 
+A long statement (the ingestion insert with its roll-ups runs past 5 KB) is written once with
+named placeholders and turned into PostgreSQL's own `$1, $2, …` by `Statement`: psycopg parses
+`%(name)s` placeholders on every execution and keeps the parse only for statements up to
+4,096 characters (`psycopg._queries.MAX_CACHED_STATEMENT_LENGTH`); a `Statement` goes through
+psycopg's RawCursor, which sends the text as it is, whatever its length.
+
 Behind a transaction-mode pooler (PgBouncer < 1.21) prepared statements do not survive; set
 `DATABASE_PREPARED_STATEMENTS=false` there and these statements run like any other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
@@ -38,10 +46,44 @@ def _plan_prepared_statements_once(sender, connection, **kwargs) -> None:
             cursor.execute("SET plan_cache_mode = force_generic_plan")
 
 
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%|%")
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement written with named placeholders (`%(name)s`, `%%` for a percent sign), in
+    both forms: `named` for Django's cursors (SQLite, logged queries), `native` with
+    PostgreSQL's `$n` (one number per name, in `names` order) for `fetch_prepared`, which
+    sends it without psycopg parsing it. Build it once (at import, or cached)."""
+
+    named: str
+    native: str
+    names: tuple[str, ...]
+
+    @classmethod
+    def from_named(cls, sql: str) -> Statement:
+        names: dict[str, int] = {}
+
+        def positional(match: re.Match) -> str:
+            if match.group(0) == "%%":
+                return "%"
+            if match.group(1) is None:
+                raise ValueError("a Statement takes %(name)s placeholders only")
+            return f"${names.setdefault(match.group(1), len(names) + 1)}"
+
+        native = _PLACEHOLDER.sub(positional, sql)
+        return cls(named=sql, native=native, names=tuple(names))
+
+    def values(self, params: Mapping) -> list:
+        """`params` (by name) in the order of the native placeholders."""
+        return [params[name] for name in self.names]
+
+
 def fetch_prepared(
-    sql: str, params, *, alias: str = DEFAULT_DB_ALIAS, retry_safe: bool = False
+    sql: str | Statement, params, *, alias: str = DEFAULT_DB_ALIAS, retry_safe: bool = False
 ) -> list[tuple]:
-    """Execute one statement and return all its rows.
+    """Execute one statement and return all its rows. With a `Statement`, `params` is a
+    mapping by placeholder name.
 
     On PostgreSQL the statement is prepared once per connection and stands in for Django's
     per-request health check (a `SELECT 1` round trip before the first query): a `retry_safe`
@@ -50,14 +92,10 @@ def fetch_prepared(
     as any query on a dead connection does.
     """
     conn = connections[alias]
-    if conn.vendor != "postgresql":
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-    if conn.queries_logged:
+    if conn.vendor != "postgresql" or conn.queries_logged:
         # DEBUG, assertNumQueries: through Django's own cursor, so the query is seen.
         with conn.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql.named if isinstance(sql, Statement) else sql, params)
             return cursor.fetchall()
     checked = conn.connection is None or conn.health_check_done or not conn.health_check_enabled
     conn.ensure_connection()
@@ -74,10 +112,14 @@ def fetch_prepared(
     return rows
 
 
-def _execute_prepared(conn, sql: str, params) -> list[tuple]:
+def _execute_prepared(conn, sql: str | Statement, params) -> list[tuple]:
     import psycopg
 
-    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
+    if isinstance(sql, Statement):
+        cursor_class, sql, params = psycopg.RawCursor, sql.native, sql.values(params)
+    else:
+        cursor_class = psycopg.Cursor
+    with conn.wrap_database_errors, cursor_class(conn.connection) as cursor:
         cursor.execute(sql, params, prepare=_prepared_statements_on())
         return cursor.fetchall()
 

@@ -13,18 +13,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Model, Q, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Workspace
 from providers.models import Invoice, ProviderAccount
 from usage.db import MoneySum
-from usage.models import TOKEN_FIELDS, UNIT_FIELDS, DailyUsage, Source, UsageRecord
+from usage.models import (
+    TOKEN_FIELDS,
+    UNIT_FIELDS,
+    DailyUsage,
+    RollupTotals,
+    Source,
+    UsageRecord,
+)
 
 WARNING_PCT = Decimal(80)
 CRITICAL_PCT = Decimal(100)
 _TOKEN_SUMS = {f: Sum(f) for f in TOKEN_FIELDS if f != "reasoning_tokens"}
+R = TypeVar("R", bound=RollupTotals)
+M = TypeVar("M", bound=Model)
 
 
 def today_for(workspace: Workspace, *, now: datetime | None = None) -> date:
@@ -39,18 +49,27 @@ def month_bounds(day: date) -> tuple[date, date]:
     return first, first + timedelta(days=last)
 
 
-def effective_daily(
+def account_rows_visible_to(*, workspace: Workspace, model: type[M]) -> QuerySet[M]:
+    """Every row of `workspace` in a table whose rows belong to a provider account (the
+    roll-ups DailyUsage and DailyAttribution, ingest keys): those of its accounts. The one
+    place that decides it for roll-ups and what breakdowns read."""
+    return model.objects.filter(account__workspace=workspace)
+
+
+def effective_rollup(
     *,
     workspace: Workspace,
+    rollup: type[R],
     start: date | None = None,
     end: date | None = None,
     account_id: int | None = None,
-) -> QuerySet[DailyUsage]:
-    """The workspace's roll-up rows in [start, end), with superseded estimates left out.
+) -> QuerySet[R]:
+    """The workspace's rows of a roll-up in [start, end), with superseded estimates left out
+    (official supersedes estimated). Totals of every roll-up are read through this.
 
     `account_id` narrows every read built on this to one account (the account page).
     """
-    qs = DailyUsage.objects.filter(account__workspace=workspace, superseded=False)
+    qs = account_rows_visible_to(workspace=workspace, model=rollup).filter(superseded=False)
     if account_id is not None:
         qs = qs.filter(account_id=account_id)
     if start:
@@ -58,6 +77,19 @@ def effective_daily(
     if end:
         qs = qs.filter(day__lt=end)
     return qs
+
+
+def effective_daily(
+    *,
+    workspace: Workspace,
+    start: date | None = None,
+    end: date | None = None,
+    account_id: int | None = None,
+) -> QuerySet[DailyUsage]:
+    """The workspace's DailyUsage rows in [start, end), with superseded estimates left out."""
+    return effective_rollup(
+        workspace=workspace, rollup=DailyUsage, start=start, end=end, account_id=account_id
+    )
 
 
 def budget_status(cost: Decimal, budget: Decimal | None) -> tuple[Decimal | None, str]:
@@ -292,20 +324,6 @@ def dashboard_summary(
         p["sources"] = sorted(p["sources"])
     summary.by_provider = sorted(providers.values(), key=lambda p: (-p["cost"], p["name"]))
     return summary
-
-
-def spend_by_day_and_provider(*, workspace: Workspace, start: date, end: date) -> list[dict]:
-    """Cost per UTC day and provider in [start, end), only the (day, provider) pairs with rows."""
-    rows = (
-        effective_daily(workspace=workspace, start=start, end=end)
-        .values("day", "provider_id")
-        .annotate(cost=MoneySum("cost"))
-        .order_by()
-    )
-    return [
-        {"date": r["day"], "provider_id": r["provider_id"], "cost": r["cost"] or Decimal(0)}
-        for r in rows
-    ]
 
 
 def top_models(

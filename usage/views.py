@@ -15,6 +15,7 @@ from accounts.models import Role
 from providers.registry import ADAPTERS, get_adapter_class
 from providers.selectors import provider_names
 from usage import selectors
+from usage.breakdown import GROUP_BY_CHOICES, GROUP_BYS, spend_breakdown
 from usage.forms import HistoryFilterForm, ManualEntryForm
 from usage.insight_apis import plain_decimal
 from usage.services.records import manual_entry_create, manual_entry_delete, manual_entry_update
@@ -29,10 +30,21 @@ PERIODS = {
     "custom": "Custom",
 }
 MAX_CUSTOM_DAYS = 366
+DEFAULT_GROUP_BY = "provider"
+CHART_GROUPS = 8  # the daily chart stacks the costliest groups, and one "Other"
+TOP_LIST = 20  # groups listed by name under the chart; the API has them all
+# Colour and pattern of the groups that are not providers (providers keep their own), in
+# rank order; patterns keep the chart readable without colour.
+GROUP_STYLES = [
+    ("#2457d6", "none"), ("#d9822b", "diagonal"), ("#1f9d6b", "dots"), ("#b23a48", "horizontal"),
+    ("#7a4fd1", "vertical"), ("#0f8fa8", "cross"), ("#c9a400", "zigzag"), ("#5c6b7f", "diagonal"),
+]  # fmt: skip
+OTHER_STYLE = ("#a7afbd", "dots")
 
 
 class PeriodForm(forms.Form):
     period = forms.ChoiceField(choices=list(PERIODS.items()), required=False)
+    group_by = forms.ChoiceField(choices=GROUP_BY_CHOICES, required=False)
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
@@ -75,24 +87,28 @@ def _provider_style(slug: str) -> tuple[str, str]:
     return (adapter.chart_colour, adapter.chart_pattern)
 
 
-def _chart_data(*, summary, daily, start: date, end: date, forecast, month_days, today) -> dict:
-    names = {a.account.provider_id: a.account.provider for a in summary.accounts}
-    days = [start + timedelta(days=i) for i in range((end - start).days)]
-    per_provider: dict[int, dict[date, Decimal]] = {}
-    for r in daily:
-        per_provider.setdefault(r["provider_id"], {})[r["date"]] = r["cost"]
-    ordered = sorted(per_provider, key=lambda pid: names[pid].name)
+def _group_style(breakdown, index: int, key: str) -> tuple[str, str]:
+    if breakdown.group_by == "provider":
+        return _provider_style(key)
+    return GROUP_STYLES[index % len(GROUP_STYLES)]
+
+
+def _chart_data(*, summary, breakdown, forecast, month_days, today) -> dict:
+    days = breakdown.days
+    series = [(g, _group_style(breakdown, i, g.key)) for i, g in enumerate(breakdown.charted)]
+    if breakdown.other is not None:
+        series.append((breakdown.other, OTHER_STYLE))
     daily_chart = {
         "labels": [d.isoformat() for d in days],
         "datasets": [
             {
-                "label": names[pid].name,
-                "slug": names[pid].slug,
-                "color": _provider_style(names[pid].slug)[0],
-                "pattern": _provider_style(names[pid].slug)[1],
-                "data": [plain_decimal(per_provider[pid].get(d, Decimal(0))) for d in days],
+                "label": g.label,
+                "slug": g.key,
+                "color": color,
+                "pattern": pattern,
+                "data": [plain_decimal(g.daily.get(d, Decimal(0))) for d in days],
             }
-            for pid in ordered
+            for g, (color, pattern) in series
         ],
     }
     total = summary.total
@@ -138,15 +154,17 @@ def _chart_data(*, summary, daily, start: date, end: date, forecast, month_days,
 def dashboard(request):
     today = selectors.today_for(request.membership.workspace)
     form = PeriodForm(request.GET or None)
-    key = "month"
-    if form.is_bound and form.is_valid() and form.cleaned_data.get("period"):
-        key = form.cleaned_data["period"]
+    # Each choice falls back on its own: a bad group-by keeps the period, and the other way.
+    data = {}
+    if form.is_bound:
+        form.is_valid()  # keeps the valid fields in cleaned_data, the others in errors
+        data = form.cleaned_data
+    period_ok = not any(f in form.errors for f in ("period", "start", "end", "__all__"))
+    key = (period_ok and data.get("period")) or "month"
     start, end, with_budget = period_bounds(
-        key,
-        today=today,
-        start=form.cleaned_data.get("start") if form.is_bound and form.is_valid() else None,
-        end=form.cleaned_data.get("end") if form.is_bound and form.is_valid() else None,
+        key, today=today, start=data.get("start"), end=data.get("end")
     )
+    group_by = data.get("group_by") or DEFAULT_GROUP_BY
     summary = selectors.dashboard_summary(
         workspace=request.membership.workspace, start=start, end=end, with_budget=with_budget
     )
@@ -161,6 +179,15 @@ def dashboard(request):
         "with_budget": with_budget,
         "summary": summary,
         "has_accounts": bool(summary.accounts),
+        "group_by": group_by,
+        "group_by_choices": GROUP_BY_CHOICES,
+        "group_label": GROUP_BYS[group_by].label,
+        "group_tagged": GROUP_BYS[group_by].tagged,
+        # Kept on every period link; the default is left out so plain links stay plain.
+        "group_query": "" if group_by == DEFAULT_GROUP_BY else f"&group_by={group_by}",
+        "breakdown_api": reverse("api-usage-breakdown")
+        + "?"
+        + urlencode({"group_by": group_by, "start": start, "end": end - timedelta(days=1)}),
     }
     if not summary.accounts:
         context["provider_names"] = provider_names()
@@ -168,18 +195,16 @@ def dashboard(request):
         forecast, month_days = selectors.forecast_with_days(
             workspace=request.membership.workspace, today=today
         )
-        daily = selectors.spend_by_day_and_provider(
-            workspace=request.membership.workspace, start=start, end=end
-        )
-        models = selectors.top_models(workspace=request.membership.workspace, start=start, end=end)
-        providers = {a.account.provider_id: a.account.provider for a in summary.accounts}
-        for m in models:
-            m["provider"] = providers[m["provider_id"]]
-        charts = _chart_data(
-            summary=summary,
-            daily=daily,
+        breakdown = spend_breakdown(
+            workspace=request.membership.workspace,
+            group_by=group_by,
             start=start,
             end=end,
+            top=CHART_GROUPS,
+        )
+        charts = _chart_data(
+            summary=summary,
+            breakdown=breakdown,
             forecast=forecast,
             month_days=month_days,
             today=today,
@@ -189,10 +214,36 @@ def dashboard(request):
             "forecast_month": today.replace(day=1),
             "charts": charts,
             "daily_rows": _daily_rows(charts["daily"]),
-            "models": models,
+            "breakdown": breakdown,
+            "other_count": len(breakdown.groups) - len(breakdown.charted),
+            "top_groups": breakdown.groups[:TOP_LIST],
+            "more_groups": _rest(breakdown.groups[TOP_LIST:]),
         }
+        context["show_top_models"] = group_by == DEFAULT_GROUP_BY
+        if group_by == DEFAULT_GROUP_BY:
+            # Providers have their own cards above: the list under the chart stays the models.
+            models = selectors.top_models(
+                workspace=request.membership.workspace, start=start, end=end
+            )
+            providers = {a.account.provider_id: a.account.provider for a in summary.accounts}
+            for m in models:
+                m["provider"] = providers[m["provider_id"]]
+            context["models"] = models
     template = "usage/dashboard.html#content" if request.htmx else "usage/dashboard.html"
     return render(request, template, context)
+
+
+def _rest(groups: list) -> dict | None:
+    """The groups past the named ones, as one line: how many, and their figures."""
+    if not groups:
+        return None
+    return {
+        "count": len(groups),
+        "cost": sum((g.cost for g in groups), Decimal(0)),
+        "unpriced_count": sum(g.unpriced_count for g in groups),
+        "requests": sum(g.requests for g in groups),
+        "tokens": sum(g.tokens for g in groups),
+    }
 
 
 def _share_label(p: dict, total: Decimal) -> str:

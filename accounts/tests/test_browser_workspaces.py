@@ -43,7 +43,7 @@ def _invite_link(page, base: str, role: str) -> str:
 def _sign_up_through(page, base: str, link: str, username: str) -> None:
     """A newcomer opens the link, signs up from it, comes back to it and joins."""
     page.goto(link)
-    page.get_by_role("link", name="sign up").click()
+    page.locator("main").get_by_role("link", name="sign up").click()
     page.fill("input[name=username]", username)
     page.fill("input[name=email]", f"{username}@example.com")
     page.fill("input[name=password1]", PASSWORD)

@@ -106,6 +106,7 @@ def test_it_serializes_every_money_field_of_every_endpoint_in_one_format(api_cli
         "/api/usage",
         "/api/usage/by-service",
         "/api/usage/daily?days=7",
+        "/api/usage/breakdown?group_by=model",
         "/api/usage/history",
         "/api/usage/forecast",
         "/api/reconciliation",
@@ -136,6 +137,10 @@ def test_it_serializes_every_money_field_of_every_endpoint_in_one_format(api_cli
     zero_day = next(d for d in daily if d["date"] == "2026-11-02")
     assert zero_day["cost"] == "0.000000000000"  # the zero entry: never "0E-12"
     assert seen > 30
+    # By model: the free entry and the seat are both "(no model)": $0 + $19 = $19.
+    breakdown = api_client.get("/api/usage/breakdown?group_by=model").json()
+    assert breakdown["groups"][0]["cost"] == "19.000000000000"
+    assert breakdown["groups"][0]["daily"][0] == {"date": "2026-11-02", "cost": "0.000000000000"}
 
 
 @time_machine.travel(NOW, tick=False)

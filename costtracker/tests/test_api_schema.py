@@ -145,6 +145,8 @@ EXPLICIT_CASES = [
     ("GET", "/api/export", {"query": {"format": "csv"}}),
     ("GET", "/api/usage/daily", {"query": {"days": 7}}),
     ("GET", "/api/usage/by-service", {"query": {"days": 30}}),
+    ("GET", "/api/usage/breakdown", {"query": {"group_by": "model"}}),
+    ("GET", "/api/usage/breakdown", {"query": {"group_by": "member", "start": "2026-01-01"}}),
     ("GET", "/api/usage/history", {"query": {"source": "manual"}}),
     ("GET", "/api/reconciliation", {"query": {"month": "2026-11"}}),
     ("GET", "/api/usage/forecast", {}),

@@ -66,9 +66,18 @@ def tags_from(meta: dict) -> dict[str, str]:
     return tags
 
 
-def _write(account: ProviderAccount, event: RequestEvent, book: PriceBook) -> None:
+def _write(
+    account: ProviderAccount, event: RequestEvent, book: PriceBook, ingest_key_id: int | None
+) -> None:
     request_events_record(
-        account=account, events=[event], book=book, durable=settings.PROXY_DURABLE_COMMIT
+        account=account,
+        events=[event],
+        book=book,
+        ingest_key_id=ingest_key_id,
+        # The key was active when the call went out; the provider bills it whatever happened
+        # to the key since, so the call is recorded either way.
+        key_must_be_active=False,
+        durable=settings.PROXY_DURABLE_COMMIT,
     )
 
 
@@ -79,10 +88,12 @@ def proxy_call_record(
     status: str,
     occurred_at: datetime,
     tags: dict[str, str],
+    ingest_key_id: int | None = None,
     fallback_model: str = "",
     raw_usage: dict | None = None,
 ) -> str:
-    """Record one proxied call and return its request id. Never raises: the client's response
+    """Record one proxied call (made with the ingest key `ingest_key_id`) and return its
+    request id. Never raises: the client's response
     must not fail because bookkeeping did (the failure is logged, without secrets)."""
     usage.response_id = _storable(usage.response_id)
     request_id = usage.response_id or f"proxy-{uuid.uuid4()}"
@@ -98,7 +109,7 @@ def proxy_call_record(
         raw_usage=raw_usage,  # Decimals and all: the writers store them as exact strings
     )
     try:
-        _write(account, event, book)
+        _write(account, event, book, ingest_key_id)
     except Exception:
         logger.exception(
             "proxy: could not record request %s for account %s", request_id, account.pk

@@ -58,6 +58,7 @@ class _Call:
     body: bytes
     tags: dict[str, str]
     started: datetime
+    ingest_key_id: int
     path_model: str = ""  # the model a `{model}` route segment named
 
     def request_model(self) -> str:
@@ -81,6 +82,7 @@ class _Call:
                 status=status,
                 occurred_at=self.started,
                 tags=self.tags,
+                ingest_key_id=self.ingest_key_id,
                 fallback_model="" if usage.model else self.request_model(),
                 raw_usage=raw_usage,
             )
@@ -159,7 +161,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         tags = tags_from(request.META)
     except TagError as exc:  # refused before anything is sent: no call, nothing to record
         return _error(400, "invalid_request_error", str(exc))
-    call = _Call(account, provider, route, body, tags, started, match.model)
+    call = _Call(account, provider, route, body, tags, started, key.pk, match.model)
     url = f"{base_url.rstrip('/')}/{match.upstream_path}"
     query = request.META.get("QUERY_STRING", "")
     if query := upstream.forwarded_query(query, without=adapter.proxy_key_query_param):

@@ -121,6 +121,7 @@ def test_a_failure_to_keep_the_books_never_cuts_the_answer_short(monkeypatch, ca
         body=b'{"model": "gpt-4o-mini"}',
         tags={},
         started=timezone.now(),
+        ingest_key_id=3,
     )
     assert b"".join(_RecordedBody(call, 200, BODY, None)) == BODY  # every byte went out
     assert "could not record a call for account 7" in caplog.text

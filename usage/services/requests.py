@@ -18,7 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transac
 from django.utils import timezone
 
 from costtracker import jsontext
-from costtracker.db import fetch_prepared, pg_array_literal
+from costtracker.db import Statement, fetch_prepared, pg_array_literal
 from providers.models import IngestKey, ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
@@ -26,7 +26,13 @@ from usage.models import Granularity, RecordStatus, Source, UsageRecord
 from usage.pricing import Costing, costing_for
 from usage.pricing import Price as PriceRule
 from usage.services.prices import PriceBook
-from usage.services.rollup import ROLLUP_READS, rollup_add, rollup_upsert_sql, spend_changed
+from usage.services.rollup import (
+    ROLLUP_READS,
+    ROLLUPS,
+    rollup_add,
+    rollup_upsert_sql,
+    spend_changed,
+)
 
 _CHUNK = 400  # rows per INSERT: keeps SQLite under its 32,766 bound-parameter limit
 COST_QUANTUM = Decimal("1e-12")
@@ -231,7 +237,6 @@ _CALL_CONSTANT = frozenset(
     }
 )
 _PER_EVENT = [f for f in _FIELDS if f.attname not in _CALL_CONSTANT]
-# Short placeholder names keep the statement under psycopg's 4 KB cache limit (see below).
 _SLOT = {f.attname: f"p{n}" for n, f in enumerate(_FIELDS)}
 _JSON_COLUMNS = frozenset(f.attname for f in _PER_EVENT if isinstance(f, models.JSONField))
 _NUMBER_COLUMNS = frozenset(
@@ -242,13 +247,13 @@ _ROLLUP_READS = ["natural_key", *ROLLUP_READS]
 
 
 @cache
-def _insert_and_roll_up_sql(alias: str) -> str:
+def _insert_and_roll_up_sql(alias: str) -> Statement:
     conn = connections[alias]
 
-    def cast(field) -> str:  # short spellings: the statement must stay under 4 KB (below)
+    def cast(field) -> str:
         return field.db_type(conn).replace("timestamp with time zone", "timestamptz")
 
-    # Plain snake_case column names need no quoting (and quotes would cost length, below).
+    # Plain snake_case column names need no quoting.
     table = UsageRecord._meta.db_table
     columns = ", ".join(f.column for f in _FIELDS)
     values = ", ".join(
@@ -272,14 +277,15 @@ def _insert_and_roll_up_sql(alias: str) -> str:
         f"ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
         f"FROM unnest({arrays}) AS x({names}) WHERE (SELECT ok FROM ok) ORDER BY natural_key "
         f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
-        # The roll-up's one definition, adding the rows this statement inserted.
-        f"rolled AS ({rollup_upsert_sql(vendor='postgresql', rows='ins')}) "
-        "SELECT natural_key FROM ins UNION ALL SELECT NULL FROM ok WHERE NOT ok"
+        # The roll-ups' one definition, adding the rows this statement inserted to each.
+        + ", ".join(
+            f"rolled{n} AS ({rollup_upsert_sql(vendor='postgresql', rows='ins', rollup=r)})"
+            for n, r in enumerate(ROLLUPS)
+        )
+        + " SELECT natural_key FROM ins UNION ALL SELECT NULL FROM ok WHERE NOT ok"
     )
-    # psycopg parses a statement's placeholders once and caches the result only up to 4 KB
-    # (MAX_CACHED_STATEMENT_LENGTH); past that it re-parses this one on every call.
-    assert len(sql) <= 4096, f"the roll-up insert grew to {len(sql)} characters"
-    return sql
+    # Past 4 KB, psycopg would parse the named placeholders on every call: sent as $n instead.
+    return Statement.from_named(sql)
 
 
 def _insert_and_roll_up_postgresql(
@@ -327,16 +333,19 @@ def request_events_record(
     book: PriceBook | None = None,
     reasons: dict[str, str] | None = None,
     ingest_key_id: int | None = None,
+    key_must_be_active: bool = True,
     durable: bool = True,
 ) -> dict[str, str]:
     """Record events for one account. Returns {request_id: "created" | "duplicate" | "rejected"}.
 
-    The single write path for per-request usage (ingestion API and proxy). With
-    `ingest_key_id`, nothing is written unless that key is still active (IngestKeyInactive),
-    checked in the same statement or transaction as the write. Events repeating a
-    request id inside the batch count once (the first wins). An event that cannot be stored
-    (a cost out of range) is "rejected", with the reason put in `reasons` when given, and
-    never stops the others.
+    The single write path for per-request usage (ingestion API and proxy). `ingest_key_id`:
+    the key that sent the events, stored on their records (and so in the attribution
+    roll-up). Unless `key_must_be_active` is False (the proxy: its call has been made and
+    billed by the time it is recorded), nothing is written unless that key is still active
+    (IngestKeyInactive), checked in the same statement or transaction as the write. Events
+    repeating a request id inside the batch count once (the first wins). An event that cannot
+    be stored (a cost out of range) is "rejected", with the reason put in `reasons` when
+    given, and never stops the others.
 
     `durable=False` (PostgreSQL, outside a transaction): the commit does not wait for the WAL
     to reach the disk, or a synchronous standby. The rows are committed and seen by everyone at
@@ -363,15 +372,16 @@ def request_events_record(
     # One order for every batch: two batches inserting overlapping request ids in different
     # orders would otherwise wait on each other's rows and deadlock on PostgreSQL.
     rows.sort(key=lambda row: row["natural_key"])
+    check_key = ingest_key_id if key_must_be_active else None
     if not rows:
-        if ingest_key_id is not None and not _ingest_key_active(ingest_key_id):
+        if check_key is not None and not _ingest_key_active(check_key):
             raise IngestKeyInactive()
         inserted: set[str] = set()
     elif connection.vendor == "postgresql":
-        inserted = _insert_and_roll_up_postgresql(rows, ingest_key_id, durable=durable)
+        inserted = _insert_and_roll_up_postgresql(rows, check_key, durable=durable)
     else:
         with transaction.atomic():
-            if ingest_key_id is not None and not _ingest_key_active(ingest_key_id):
+            if check_key is not None and not _ingest_key_active(check_key):
                 raise IngestKeyInactive()
             inserted = _insert_new(rows)
             # rollup_add reads attributes; a namespace is all it needs, no model instances.

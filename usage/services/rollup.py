@@ -1,12 +1,16 @@
-"""The daily roll-up (account × model × UTC day × source), kept current by every write path.
+"""The roll-ups, kept current by every write path: DailyUsage (account × model × UTC day ×
+source) and DailyAttribution (account × UTC day × source × project/user/feature tags × ingest
+key).
 
-ONE definition, below: `ROLLUP_SUMS` says which DailyUsage column sums which expression over
-which usage records, and `_superseded` is the "official supersedes estimated" rule. Every
-writer is generated from them, so a new token type is one name in `usage.models.TOKEN_FIELDS`
-(plus its model fields) and nothing here:
+ONE definition, below: `ROLLUP_SUMS` says which column sums which expression over which usage
+records (both tables keep the same sums, `usage.models.RollupTotals`), each `Rollup` says
+which table and which key (columns taken from a record by SQL expressions), and `_superseded`
+is the "official supersedes estimated" rule. Every writer is generated from them and writes
+every roll-up of `ROLLUPS` (in the same statement or transaction), so a new token type is one
+name in `usage.models.TOKEN_FIELDS` (plus its model fields), and a new roll-up one `Rollup`:
 - `rollup_upsert_sql`: the INSERT … SELECT … GROUP BY … ON CONFLICT DO UPDATE that adds any set
-  of records onto the roll-up. requests.py's one-statement PostgreSQL insert embeds it (reading
-  its INSERT's RETURNING); the two functions below run it over other rows.
+  of records onto one roll-up. requests.py's one-statement PostgreSQL insert embeds it once per
+  roll-up (reading its INSERT's RETURNING); the two functions below run it over other rows.
 - `rollup_add` adds just-created records (objects, not yet read back) with it, from a VALUES
   list. Used for per-request ingestion on SQLite, where records are only ever inserted.
 - `rollup_rebuild` deletes whole (account, day, source) groups and adds them again from the
@@ -16,13 +20,22 @@ All of them end in `spend_changed`, which has the workspace's alerts evaluated s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection, transaction
 
-from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
+from usage.bounds import TAG_KEYS
+from usage.models import (
+    TOKEN_FIELDS,
+    DailyAttribution,
+    DailyUsage,
+    RecordStatus,
+    RollupTotals,
+    Source,
+    UsageRecord,
+)
 
 
 @dataclass(frozen=True)
@@ -47,31 +60,91 @@ ROLLUP_SUMS = (
     RollupSum("failed_count", where=f"status = '{RecordStatus.FAILED.value}'"),
     *(RollupSum(f, f) for f in ("request_count", *TOKEN_FIELDS)),
 )
-# A roll-up row's key, taken from the record (the day from its bucket_start).
-ROLLUP_KEY = ("account_id", "provider_id", "model", "day", "source")
-# The usage-record columns the roll-up reads: the key's and those the sums name.
+# The usage-record columns the roll-ups read: their keys' and those the sums name.
 ROLLUP_READS = (
     "account_id",
     "provider_id",
     "model",
     "bucket_start",
     "source",
+    "tags",
+    "ingest_key_id",
     "cost",
     "status",
     "request_count",
     *TOKEN_FIELDS,
 )
+_VENDORS = ("postgresql", "sqlite")
+# The UTC day of a record's bucket_start.
 _DAY = {
     "postgresql": "(bucket_start AT TIME ZONE 'UTC')::date",
     "sqlite": "date(bucket_start)",
 }
 
 
+def _tag(name: str) -> dict[str, str]:
+    """A tag of the record's `tags` (usage.bounds.TAG_KEYS), '' when it has none."""
+    return {
+        "postgresql": f"COALESCE(tags ->> '{name}', '')",
+        "sqlite": f"COALESCE(json_extract(tags, '$.{name}'), '')",
+    }
+
+
+@dataclass(frozen=True)
+class Rollup:
+    """One roll-up table. `key`: each key column with the SQL (one string, or one per vendor)
+    that takes it from a usage record; a row sums the records sharing all of them. `conflict`:
+    the columns of the table's unique constraint, in the order rows are written in (so that
+    concurrent writers never deadlock on each other's rows); the key columns left out of it
+    follow from those in it (an account's provider)."""
+
+    model: type[RollupTotals]
+    key: tuple[tuple[str, str | Mapping[str, str]], ...]
+    conflict: tuple[str, ...]
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    def key_sql(self, vendor: str) -> list[tuple[str, str]]:
+        return [(c, e if isinstance(e, str) else e[vendor]) for c, e in self.key]
+
+
+DAILY_USAGE = Rollup(
+    DailyUsage,
+    key=(
+        ("account_id", "account_id"),
+        ("provider_id", "provider_id"),
+        ("model", "model"),
+        ("day", _DAY),
+        ("source", "source"),
+    ),
+    conflict=("account_id", "day", "source", "model"),
+)
+DAILY_ATTRIBUTION = Rollup(
+    DailyAttribution,
+    key=(
+        ("account_id", "account_id"),
+        ("day", _DAY),
+        ("source", "source"),
+        # The `user` tag is stored as end_user (a `user` column reads as the SQL keyword).
+        *((("end_user" if t == "user" else t), _tag(t)) for t in TAG_KEYS),
+        ("ingest_key_id", "COALESCE(ingest_key_id, 0)"),  # 0: no key wrote it
+    ),
+    conflict=("account_id", "day", "source", "project", "end_user", "feature", "ingest_key_id"),
+)
+# Every roll-up, in the order every writer writes them (one order: no deadlocks between them).
+ROLLUPS = (DAILY_USAGE, DAILY_ATTRIBUTION)
+# A roll-up row's key, taken from the record (the day from its bucket_start).
+ROLLUP_KEY = tuple(c for c, _ in DAILY_USAGE.key)
+
+
 def _superseded(*, account: str, day: str, source: str) -> str:
     """Official supersedes estimated: an estimated row of a day with official figures.
 
     Totals leave such rows out instead of adding them on top; the flag is stored so reads need
-    no subquery. The SQL of the rule, for a row whose account, day and source are given.
+    no subquery. The SQL of the rule, for a row (of any roll-up) whose account, day and source
+    are given: "official figures" are the account's official DailyUsage rows of that day.
     """
     daily = DailyUsage._meta.db_table
     return (
@@ -95,23 +168,32 @@ def _add(s: RollupSum, vendor: str) -> str:
     return f"{s.column} = d.{s.column} + excluded.{s.column}"
 
 
-def rollup_upsert_sql(*, vendor: str, rows: str, where: str = "") -> str:
+def rollup_upsert_sql(
+    *, vendor: str, rows: str, where: str = "", rollup: Rollup = DAILY_USAGE
+) -> str:
     """The statement adding the usage records of `rows` (a table or CTE name, with an optional
-    WHERE clause) onto the roll-up: new rows are inserted, existing ones added to.
+    WHERE clause) onto one roll-up: new rows are inserted, existing ones added to.
 
     A new estimated row is born superseded when its day already has official figures. Groups
-    are written in one order (account, day, source, model), so concurrent writers never
-    deadlock on each other's rows. Identifiers and literals are this module's constants.
+    are written in the order of the roll-up's `conflict` columns. Identifiers and literals
+    are this module's constants.
     """
-    daily = DailyUsage._meta.db_table
-    columns = ", ".join((*ROLLUP_KEY, *(s.column for s in ROLLUP_SUMS), "superseded"))
-    sums = ", ".join(_aggregate(s, vendor) for s in ROLLUP_SUMS)
+    key = rollup.key_sql(vendor)
+    names = [c for c, _ in key]
+    columns = ", ".join((*names, *(s.column for s in ROLLUP_SUMS), "superseded"))
+    selected = ", ".join(
+        (
+            *(e if e == c else f"{e} AS {c}" for c, e in key),
+            *(_aggregate(s, vendor) for s in ROLLUP_SUMS),
+        )
+    )
     superseded = _superseded(account="g.account_id", day="g.day", source="g.source")
+    group = ", ".join(str(n) for n in range(1, len(key) + 1))
+    order = ", ".join(str(names.index(c) + 1) for c in rollup.conflict)
     return (
-        f"INSERT INTO {daily} AS d ({columns}) SELECT g.*, {superseded} FROM "
-        f"(SELECT account_id, provider_id, model, {_DAY[vendor]} AS day, source, {sums} "
-        f"FROM {rows} {where} GROUP BY 1, 2, 3, 4, 5) g ORDER BY 1, 4, 5, 3 "
-        "ON CONFLICT (account_id, day, source, model) DO UPDATE SET "
+        f"INSERT INTO {rollup.table} AS d ({columns}) SELECT g.*, {superseded} FROM "
+        f"(SELECT {selected} FROM {rows} {where} GROUP BY {group}) g ORDER BY {order} "
+        f"ON CONFLICT ({', '.join(rollup.conflict)}) DO UPDATE SET "
         + ", ".join(_add(s, vendor) for s in ROLLUP_SUMS)
     )
 
@@ -144,15 +226,14 @@ def spend_changed(*, account_ids: Iterable[int] = (), workspace_id: int | None =
 
 
 def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> None:
-    """Recompute the roll-up rows of one account and source for the given UTC days.
+    """Recompute the roll-up rows (every roll-up) of one account and source for the UTC days.
 
-    One DELETE and one INSERT … SELECT … GROUP BY, so the records never travel to Python.
-    Call inside the transaction that changed the records, so readers never see a mix.
+    Per roll-up one DELETE and one INSERT … SELECT … GROUP BY, so the records never travel to
+    Python. Call inside the transaction that changed the records, so readers never see a mix.
     """
     days = sorted(set(days))
     if not days:
         return
-    DailyUsage.objects.filter(account_id=account_id, source=source, day__in=days).delete()
     ops, vendor = connection.ops, connection.vendor
     where = (
         "WHERE account_id = %s AND source = %s AND bucket_start >= %s AND bucket_start < %s "
@@ -165,45 +246,49 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
         ops.adapt_datetimefield_value(day_start(days[-1] + timedelta(days=1))),
         *(ops.adapt_datefield_value(d) for d in days),
     ]
-    sql = rollup_upsert_sql(vendor=vendor, rows=UsageRecord._meta.db_table, where=where)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-    # New official figures (or none left) change the flag of that day's estimated rows.
-    rollup_mark_superseded(account_id=account_id, days=days)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        for rollup in ROLLUPS:
+            rollup.model.objects.filter(account_id=account_id, source=source, day__in=days).delete()
+            sql = rollup_upsert_sql(
+                vendor=vendor, rows=UsageRecord._meta.db_table, where=where, rollup=rollup
+            )
+            cursor.execute(sql, params)
+        # New official figures (or none left) change the flag of that day's estimated rows.
+        rollup_mark_superseded(account_id=account_id, days=days)
     spend_changed(account_ids=[account_id])
 
 
 def rollup_mark_superseded(*, account_id: int, days: Iterable[date]) -> None:
-    """Flag the estimated roll-up rows of days that have official figures (and unflag the rest).
-
-    The same rule (`_superseded`) as a new row is born with.
-    """
+    """Flag the estimated rows (of every roll-up) of days that have official figures, and
+    unflag the rest. The same rule (`_superseded`) as a new row is born with."""
     days = sorted(set(days))
     if not days:
         return
-    daily = DailyUsage._meta.db_table
-    rule = _superseded(account=f"{daily}.account_id", day=f"{daily}.day", source=f"{daily}.source")
-    sql = (
-        f"UPDATE {daily} SET superseded = {rule} WHERE account_id = %s AND source = %s "
-        f"AND day IN ({', '.join(['%s'] * len(days))})"
-    )
     params = [
         account_id,
         Source.ESTIMATED.value,
         *(connection.ops.adapt_datefield_value(d) for d in days),
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        for rollup in ROLLUPS:
+            t = rollup.table
+            rule = _superseded(account=f"{t}.account_id", day=f"{t}.day", source=f"{t}.source")
+            cursor.execute(
+                f"UPDATE {t} SET superseded = {rule} WHERE account_id = %s AND source = %s "
+                f"AND day IN ({', '.join(['%s'] * len(days))})",
+                params,
+            )
 
 
 _ADD_CHUNK = 1000  # records per statement: keeps SQLite under its 32,766 bound-parameter limit
 
 
 def rollup_add(records: Iterable[UsageRecord]) -> None:
-    """Add newly inserted records (never updates of existing ones) onto the roll-up.
+    """Add newly inserted records (never updates of existing ones) onto every roll-up.
 
     Anything with the ROLLUP_READS attributes will do (model instances or namespaces): the
-    records go in as a VALUES list that the generated upsert groups and adds.
+    records go in as a VALUES list that the generated upserts group and add. Call inside the
+    transaction that inserted them.
     """
     records = list(records)
     if not records:
@@ -215,7 +300,7 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
     else:
         slots = ["%s"] * len(fields)
     row_sql = f"({', '.join(slots)})"
-    with connection.cursor() as cursor:
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         for i in range(0, len(records), _ADD_CHUNK):
             chunk = records[i : i + _ADD_CHUNK]
             params = [
@@ -224,6 +309,9 @@ def rollup_add(records: Iterable[UsageRecord]) -> None:
                 for f in fields
             ]
             values = ", ".join([row_sql] * len(chunk))
-            sql = f"WITH r ({', '.join(ROLLUP_READS)}) AS (VALUES {values}) "
-            cursor.execute(sql + rollup_upsert_sql(vendor=vendor, rows="r"), params)
+            head = f"WITH r ({', '.join(ROLLUP_READS)}) AS (VALUES {values}) "
+            for rollup in ROLLUPS:
+                cursor.execute(
+                    head + rollup_upsert_sql(vendor=vendor, rows="r", rollup=rollup), params
+                )
     spend_changed(account_ids={r.account_id for r in records})
