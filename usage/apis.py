@@ -46,6 +46,7 @@ class UsageRecordSerializer(serializers.ModelSerializer):
             "source",
             "status",
             "tags",
+            "ingest_key",
             "created_at",
         ]
 
@@ -125,6 +126,9 @@ class HistoryFilterSerializer(serializers.Serializer):
     feature = serializers.CharField(
         required=False, max_length=bounds.TAG_MAX_CHARS, help_text="Feature tag, exact value."
     )
+    ingest_key = serializers.IntegerField(
+        required=False, min_value=1, help_text="The id of the ingest key that wrote the records."
+    )
 
     def validate(self, attrs):
         if attrs.get("start") and attrs.get("end") and attrs["start"] > attrs["end"]:
@@ -149,6 +153,7 @@ class UsageHistoryApi(generics.ListAPIView):
             start=f.get("start"),
             end=f.get("end"),
             tags={tag: f[tag] for tag in bounds.TAG_KEYS if f.get(tag)},
+            ingest_key_id=f.get("ingest_key"),
         )
 
 

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from django import forms
 
-from providers.models import Provider, ProviderAccount
+from providers.models import IngestKey, Provider, ProviderAccount
 from usage import bounds
 from usage.models import Source
 
@@ -78,6 +78,14 @@ class HistoryFilterForm(forms.Form):
                 label=f"{tag.title()} tag",
                 help_text="Exact value.",
             )
+        self.fields["ingest_key"] = forms.ModelChoiceField(
+            queryset=IngestKey.objects.filter(account__workspace=workspace).select_related(
+                "account__provider"
+            ),
+            required=False,
+            empty_label="Any ingest key",
+            label="Ingest key",
+        )
 
     def tags(self) -> dict[str, str]:
         """The tag filters given (cleaned), for usage_history(tags=...)."""

@@ -26,6 +26,7 @@ class ExportForm(HistoryFilterForm):
 
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, workspace=workspace, **kwargs)
+        del self.fields["ingest_key"]  # History's filter; the export does not take it (yet)
         self.fields["start"].help_text = "UTC day, inclusive. Empty: the 1st of this month."
         self.fields["end"].help_text = "UTC day, inclusive. Empty: today."
         self.fields["model"].help_text = "Part of a model name."

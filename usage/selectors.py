@@ -186,9 +186,11 @@ def usage_history(
     start: date | None = None,
     end: date | None = None,
     tags: Mapping[str, str] | None = None,
+    ingest_key_id: int | None = None,
 ) -> QuerySet[UsageRecord]:
     """Per-record history, newest first. Dates are UTC days, end inclusive; ``tags``: records
-    carrying each given tag (project, user, feature) with exactly that value."""
+    carrying each given tag (project, user, feature) with exactly that value; ``ingest_key_id``:
+    the records that ingest key wrote."""
     from usage.services.rollup import day_start
 
     qs = records_visible_to(workspace=workspace).select_related("account", "provider")
@@ -207,6 +209,8 @@ def usage_history(
     for tag, value in (tags or {}).items():
         if value:
             qs = qs.filter(**{f"tags__{tag}": value})
+    if ingest_key_id:
+        qs = qs.filter(ingest_key_id=ingest_key_id)
     return qs.order_by("-bucket_start", "-id")
 
 

@@ -355,6 +355,7 @@ def history(request):
             start=f.get("start"),
             end=f.get("end"),
             tags=form.tags(),
+            ingest_key_id=f["ingest_key"].pk if f.get("ingest_key") else None,
         )
     elif not form.is_bound:
         records = selectors.usage_history(workspace=request.membership.workspace)

@@ -76,3 +76,29 @@ def test_an_overlong_tag_filter_is_an_error_in_place(client, owner):
     assert "at most 200 characters" in page.context["form"].errors["project"][0]
     assert api.status_code == 400
     assert "project" in api.json()
+
+
+def test_the_page_and_the_api_filter_by_the_ingest_key_that_wrote_a_record(client):
+    from providers.services import ingest_key_create
+
+    user, stranger = UserFactory(), UserFactory()
+    account = AccountFactory(workspace=user.personal_workspace, provider=provider("openai"))
+    _, first = ingest_key_create(account=account, name="backend")
+    _, second = ingest_key_create(account=account, name="batch jobs")
+    usage = RequestUsage(model="gpt-4o-mini", input_tokens=10, found=True)
+    for key, ids in ((first, ["k1", "k2"]), (second, ["k3"]), (None, ["k4"])):
+        request_events_record(
+            account=account,
+            events=[RequestEvent(request_id=i, usage=usage, occurred_at=AT) for i in ids],
+            ingest_key_id=key.pk if key else None,
+        )
+    client.force_login(user)
+    page = client.get(reverse("history"), {"ingest_key": first.pk})
+    assert shown_ids(page) == {"k1", "k2"}
+    api = client.get("/api/usage/history", {"ingest_key": second.pk}).json()
+    assert [(r["request_id"], r["ingest_key"]) for r in api["results"]] == [("k3", second.pk)]
+    # Another workspace's key is no choice on the page (a 400 in place) and finds nothing in
+    # the API: the records read are the workspace's own whatever the filter.
+    client.force_login(stranger)
+    assert client.get(reverse("history"), {"ingest_key": first.pk}).status_code == 400
+    assert client.get("/api/usage/history", {"ingest_key": first.pk}).json()["count"] == 0
