@@ -15,7 +15,11 @@ def personal_workspaces_ensure(apps) -> dict[int, int]:
     )
     for user in User.objects.exclude(pk__in=list(personal)).order_by("pk").iterator():
         workspace = Workspace.objects.create(
-            name=f"{user.username}'s workspace", time_zone=user.time_zone, personal_for=user
+            # As accounts.services.workspace_personal_name (frozen here): a username may be
+            # 150 characters, a workspace name 100.
+            name=f"{user.username[:88]}'s workspace",
+            time_zone=user.time_zone,
+            personal_for=user,
         )
         Membership.objects.create(workspace=workspace, user=user, role="owner")
         personal[user.pk] = workspace.pk
