@@ -269,6 +269,8 @@ def test_it_gives_a_user_made_between_the_steps_a_personal_workspace_and_moves_t
     apps = _migrate(PERSONAL_MADE)
     User = apps.get_model("accounts", "User")
     late = User.objects.create(username="late", time_zone="Europe/Berlin")
+    # A username may be 150 characters, a workspace name 100 (PostgreSQL refused the insert).
+    long = User.objects.create(username="y" * 150)
     assert not apps.get_model("accounts", "Workspace").objects.filter(personal_for=late).exists()
     account = apps.get_model("providers", "ProviderAccount").objects.create(
         owner=late,
@@ -284,6 +286,8 @@ def test_it_gives_a_user_made_between_the_steps_a_personal_workspace_and_moves_t
     workspace = apps.get_model("accounts", "Workspace").objects.get(personal_for_id=late.pk)
     assert (workspace.name, workspace.time_zone) == ("late's workspace", "Europe/Berlin")
     assert apps.get_model("accounts", "Membership").objects.get(workspace=workspace).role == "owner"
+    long_named = apps.get_model("accounts", "Workspace").objects.get(personal_for_id=long.pk)
+    assert long_named.name == "y" * 88 + "'s workspace"
     assert (
         apps.get_model("providers", "ProviderAccount").objects.get(pk=account.pk).workspace_id
         == workspace.pk
