@@ -800,3 +800,21 @@ def test_it_leaves_api_tokens_alone_when_a_workspace_goes():
     services.workspace_delete(workspace=workspace)
 
     assert ApiToken.objects.filter(user=owner).count() == 1
+
+
+def test_it_removes_a_member_once_when_asked_twice():
+    owner, member = UserFactory(), UserFactory()
+    workspace = _shared(owner)
+    membership = _join(workspace, member, Role.MEMBER)
+    pk = membership.pk
+    services.membership_remove(membership=membership)
+    before = _rows(Membership), _rows(AuditEvent)
+
+    with pytest.raises(ValueError):  # a removed row (its pk is gone) is not removed again
+        services.membership_remove(membership=membership)
+    owner_client = _client(owner)
+    _in_workspace(owner_client, workspace)
+    again = owner_client.post(reverse("member-remove", args=[pk]))
+
+    assert again.status_code == 404
+    assert (_rows(Membership), _rows(AuditEvent)) == before
