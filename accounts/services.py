@@ -56,12 +56,19 @@ def api_tokens_purge_expired(*, now: datetime | None = None) -> int:
 # --- Workspaces -----------------------------------------------------------------------------
 
 
+def workspace_personal_name(username: str) -> str:
+    """ "<username>'s workspace", cut to fit the name column (a username may be 150
+    characters, a workspace name 100)."""
+    suffix = "'s workspace"
+    return username[: Workspace._meta.get_field("name").max_length - len(suffix)] + suffix
+
+
 def workspace_personal_create(*, user: User) -> Workspace:
     """The user's personal workspace, with them as its owner; made once, when the user is
     (accounts.signals), whichever way the user is made."""
     workspace, made = Workspace.objects.get_or_create(
         personal_for=user,
-        defaults={"name": f"{user.username}'s workspace", "time_zone": user.time_zone},
+        defaults={"name": workspace_personal_name(user.username), "time_zone": user.time_zone},
     )
     if made:
         Membership.objects.create(workspace=workspace, user=user, role=Role.OWNER)
@@ -278,9 +285,12 @@ def invite_accept(*, raw: str, user: User) -> Membership:
     return membership
 
 
+@transaction.atomic
 def user_time_zone_set(*, user: User, time_zone: str) -> None:
     """The user's own zone, which their personal workspace follows (a shared workspace has its
-    own, set on its settings page)."""
+    own, set on its settings page). The workspace's change is logged like any other."""
     user.time_zone = time_zone
     user.save(update_fields=["time_zone"])
-    Workspace.objects.filter(personal_for=user).update(time_zone=time_zone)
+    personal = Workspace.objects.filter(personal_for=user).first()
+    if personal is not None:
+        workspace_update(workspace=personal, name=personal.name, time_zone=time_zone)

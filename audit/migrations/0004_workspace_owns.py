@@ -11,6 +11,8 @@ import importlib
 import django.db.models.deletion
 from django.db import migrations, models
 
+from accounts.migration_helpers import owner_back_from_workspace
+
 _SAME = (
     "action, object_type, object_id, object_label, actor_label, workspace_label, created_at, "
     "changes"
@@ -85,6 +87,8 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.RunPython(_drop_guard, _old_guard),
+        # Going back: each event's owner again, before the old guard (which refuses setting it).
+        migrations.RunPython(migrations.RunPython.noop, owner_back_from_workspace("audit", "AuditEvent")),
         migrations.RemoveIndex(model_name="auditevent", name="audit_owner_created"),
         migrations.RemoveField(model_name="auditevent", name="owner"),
         migrations.RenameField(
