@@ -129,6 +129,10 @@ def workspace_delete(*, workspace: Workspace) -> None:
 
 
 def _owners_left(workspace: Workspace, *, without: Membership) -> int:
+    """The owners other than `without`, counted with the workspace row locked (call inside the
+    transaction that changes the membership): two owners demoting or removing each other at
+    once take turns, so the second sees the first's change and the workspace keeps an owner."""
+    Workspace.objects.select_for_update().filter(pk=workspace.pk).exists()
     return workspace.memberships.filter(role=Role.OWNER).exclude(pk=without.pk).count()
 
 

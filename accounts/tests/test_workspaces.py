@@ -818,3 +818,44 @@ def test_it_removes_a_member_once_when_asked_twice():
 
     assert again.status_code == 404
     assert (_rows(Membership), _rows(AuditEvent)) == before
+
+
+@pytest.mark.skipif(
+    __import__("django.db").db.connection.vendor != "postgresql",
+    reason="SQLite runs one writing transaction at a time: no race to lose",
+)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_owners_demoting_each_other_at_once_leave_one_owner():
+    import threading
+
+    from django.db import connection, transaction
+
+    first, second = UserFactory(), UserFactory()
+    workspace = services.workspace_create(user=first, name="Pair")
+    Membership.objects.create(workspace=workspace, user=second, role=Role.OWNER)
+    demote_second = Membership.objects.get(workspace=workspace, user=second)
+    demote_first = Membership.objects.get(workspace=workspace, user=first)
+    outcome: dict[str, object] = {}
+    second_started = threading.Event()
+
+    def demote_first_meanwhile():
+        try:
+            second_started.set()
+            services.membership_role_set(membership=demote_first, role=Role.ADMIN)
+            outcome["other"] = "demoted"
+        except ValidationError as exc:
+            outcome["other"] = exc.messages
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        services.membership_role_set(membership=demote_second, role=Role.ADMIN)
+        other = threading.Thread(target=demote_first_meanwhile)
+        other.start()
+        second_started.wait()
+        other.join(timeout=1)  # it waits on the workspace row this transaction holds
+        assert other.is_alive()
+    other.join(timeout=10)
+    assert outcome["other"] == ["The workspace would be left without an owner."]
+    owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
+    assert list(owners.values_list("user", flat=True)) == [first.pk]
