@@ -39,7 +39,7 @@ from alerts import services as alert_services
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from audit.models import AuditEvent
 from providers import services as provider_services
-from providers.models import IngestKey, Invoice, Provider, ProviderAccount
+from providers.models import IngestKey, Invoice, ProviderAccount
 from providers.tests.factories import AccountFactory, provider
 from usage.extraction import RequestUsage
 from usage.models import SyncRun, UsageRecord
@@ -187,6 +187,9 @@ ALERT: Kwargs = lambda w, actor: {"pk": w.alert.pk}  # noqa: E731
 CHANNEL: Kwargs = lambda w, actor: {"pk": w.channel.pk}  # noqa: E731
 MANUAL: Kwargs = lambda w, actor: {"pk": w.manual.pk}  # noqa: E731
 INVOICE: Kwargs = lambda w, actor: {"pk": w.account.pk, "month": "2026-10"}  # noqa: E731
+REQUEST_RECORD: Kwargs = lambda w, actor: {"pk": w.request_record.pk}  # noqa: E731
+# A filter naming the shared account: another workspace's id must find nothing.
+BY_ACCOUNT = lambda w: f"?account={w.account.pk}"  # noqa: E731
 
 
 def own_membership(w: World, actor: str) -> dict:
@@ -218,6 +221,9 @@ class Route:
     302 after the write; the API's GET and PUT/PATCH 200, POST 201, DELETE 204).
     ``writes``: whether success changes the shared workspace (default: all but GET); None when
     it depends on who asks (see ``note``).
+    ``shows``: what a role at or above ``role`` reads in the answer (so a 403 or 404 that
+    leaves it out has really withheld it).
+    ``query``: a query string, or a function of the world making one.
     """
 
     name: str
@@ -225,11 +231,12 @@ class Route:
     role: Role
     kwargs: Kwargs = NO_KWARGS
     body: Callable[[World], dict] | None = None
-    query: str = ""
+    query: str | Callable[[World], str] = ""
     ok: int | None = None
     writes: bool | None = field(default=None)
     variant: str = ""
     note: str = ""
+    shows: tuple[str, ...] = ()
 
     @property
     def api(self) -> bool:
@@ -259,59 +266,59 @@ def R(name, method, role, kwargs=NO_KWARGS, body=None, *, writes="", **options) 
     return Route(name, method, role, kwargs, body, writes=writes, **options)
 
 
-V, M, A, O = Role.VIEWER, Role.MEMBER, Role.ADMIN, Role.OWNER
+VIEWER, MEMBER, ADMIN, OWNER = Role.VIEWER, Role.MEMBER, Role.ADMIN, Role.OWNER
 ROUTES = [
     # --- workspace pages (accounts/urls.py)
-    R("workspace", "GET", V),
-    R("workspace", "POST", A, body=lambda w: {"name": "Renamed", "time_zone": "Europe/Paris"}),
-    R("workspace-delete", "GET", O, writes=False),
-    R("workspace-delete", "POST", O),
-    R("invite-create", "POST", O, body=lambda w: {"role": "member", "email": ""}),
-    R("invite-revoke", "POST", O, lambda w, a: {"pk": w.invite.pk}),
-    R("member-role", "POST", O, viewer_membership, lambda w: {"role": "member"}),
+    R("workspace", "GET", VIEWER),
+    R("workspace", "POST", ADMIN, body=lambda w: {"name": "Renamed", "time_zone": "Europe/Paris"}),
+    R("workspace-delete", "GET", OWNER, writes=False),
+    R("workspace-delete", "POST", OWNER),
+    R("invite-create", "POST", OWNER, body=lambda w: {"role": "member", "email": ""}),
+    R("invite-revoke", "POST", OWNER, lambda w, a: {"pk": w.invite.pk}),
+    R("member-role", "POST", OWNER, viewer_membership, lambda w: {"role": "member"}),
     R(
         "member-remove",
         "POST",
-        V,
+        VIEWER,
         own_membership,
         writes=None,
         variant="self",
         note="Every member may leave; the owner, the last one, is refused (a message, no change).",
     ),
-    R("member-remove", "POST", O, other_membership, variant="other"),
+    R("member-remove", "POST", OWNER, other_membership, variant="other"),
     # --- provider accounts (providers/urls.py)
-    R("account-list", "GET", V),
-    R("account-add", "GET", A),
+    R("account-list", "GET", VIEWER, shows=(ACCOUNT_NAME,)),
+    R("account-add", "GET", ADMIN),
     R(
         "account-add",
         "POST",
-        A,
+        ADMIN,
         body=lambda w: {"provider": provider("groq").pk, "name": "New", "is_active": "on"},
     ),
-    R("account-edit", "GET", A, ACCOUNT),
+    R("account-edit", "GET", ADMIN, ACCOUNT, shows=(ACCOUNT_NAME,)),
     R(
         "account-edit",
         "POST",
-        A,
+        ADMIN,
         ACCOUNT,
         lambda w: {"provider": w.account.provider_id, "name": "Renamed", "is_active": "on"},
     ),
-    R("account-detail", "GET", V, ACCOUNT),
-    R("account-delete", "GET", A, ACCOUNT),
-    R("account-delete", "POST", A, ACCOUNT),
-    R("account-test", "POST", A, ACCOUNT, ok=200, writes=False),
+    R("account-detail", "GET", VIEWER, ACCOUNT, shows=(ACCOUNT_NAME, MEMBER_KEY_NAME)),
+    R("account-delete", "GET", ADMIN, ACCOUNT, shows=(ACCOUNT_NAME,)),
+    R("account-delete", "POST", ADMIN, ACCOUNT),
+    R("account-test", "POST", ADMIN, ACCOUNT, ok=200, writes=False),
     # --- ingest keys (providers/ingest_urls.py)
-    R("ingest-key-list", "GET", V, ACCOUNT),
-    R("ingest-key-list", "POST", M, ACCOUNT, lambda w: {"name": "new key"}, ok=200),
-    R("ingest-key-revoke", "POST", M, member_key, variant="member's key"),
-    R("ingest-key-revoke", "POST", A, admin_key, variant="admin's key"),
+    R("ingest-key-list", "GET", VIEWER, ACCOUNT, shows=(MEMBER_KEY_NAME, ADMIN_KEY_NAME)),
+    R("ingest-key-list", "POST", MEMBER, ACCOUNT, lambda w: {"name": "new key"}, ok=200),
+    R("ingest-key-revoke", "POST", MEMBER, member_key, variant="member's key"),
+    R("ingest-key-revoke", "POST", ADMIN, admin_key, variant="admin's key"),
     # --- usage (usage/urls.py)
-    R("dashboard", "GET", V),
-    R("manual-entry", "GET", M),
+    R("dashboard", "GET", VIEWER, shows=(ACCOUNT_NAME,)),
+    R("manual-entry", "GET", MEMBER),
     R(
         "manual-entry",
         "POST",
-        M,
+        MEMBER,
         body=lambda w: {
             "account": w.account.pk,
             "date": "2026-11-14",
@@ -319,11 +326,11 @@ ROUTES = [
             "cost": "3.50",
         },
     ),
-    R("manual-entry-edit", "GET", M, MANUAL),
+    R("manual-entry-edit", "GET", MEMBER, MANUAL, shows=(MANUAL_DESCRIPTION,)),
     R(
         "manual-entry-edit",
         "POST",
-        M,
+        MEMBER,
         MANUAL,
         lambda w: {
             "account": w.account.pk,
@@ -332,46 +339,64 @@ ROUTES = [
             "cost": "13.00",
         },
     ),
-    R("manual-entry-delete", "GET", M, MANUAL),
-    R("manual-entry-delete", "POST", M, MANUAL),
-    R("history", "GET", V),
-    R("usage-record", "GET", V, lambda w, a: {"pk": w.request_record.pk}),
+    R("manual-entry-delete", "GET", MEMBER, MANUAL, shows=(MANUAL_DESCRIPTION,)),
+    R("manual-entry-delete", "POST", MEMBER, MANUAL),
+    R("history", "GET", VIEWER, query=BY_ACCOUNT, shows=(MANUAL_DESCRIPTION,)),
+    R("usage-record", "GET", VIEWER, REQUEST_RECORD, shows=(REQUEST_ID,)),
     # --- syncs (usage/sync_urls.py)
-    R("account-sync", "POST", A, ACCOUNT),
-    R("account-sync-status", "GET", V, ACCOUNT),
-    R("account-sync-history", "GET", V, ACCOUNT),
+    R("account-sync", "POST", ADMIN, ACCOUNT),
+    R("account-sync-status", "GET", VIEWER, ACCOUNT),
+    R("account-sync-history", "GET", VIEWER, ACCOUNT, shows=(ACCOUNT_NAME,)),
     # --- export and reconciliation (usage/insight_urls.py)
-    R("export", "GET", V, query="?download=1&format=csv&start=2026-11-01&end=2026-11-15"),
-    R("reconciliation", "GET", V, query="?month=2026-10"),
+    R(
+        "export",
+        "GET",
+        VIEWER,
+        query=lambda w: f"?download=1&format=csv&start=2026-11-01&account={w.account.pk}",
+        shows=(MANUAL_DESCRIPTION, REQUEST_ID),
+    ),
+    R("reconciliation", "GET", VIEWER, query="?month=2026-10", shows=(f"{INVOICE_AMOUNT:,}",)),
     R(
         "reconciliation-invoice",
         "POST",
-        A,
+        ADMIN,
         body=lambda w: {"account": w.account.pk, "month": "2026-10", "invoice": "100.00"},
     ),
     R(
         "reconciliation-true-up",
         "POST",
-        A,
+        ADMIN,
         body=lambda w: {"account": w.account.pk, "month": "2026-10"},
     ),
     # --- budgets and alerts (alerts/urls.py)
-    R("alert-list", "GET", V),
-    R("alerts-acknowledge", "POST", M, body=lambda w: {"selected": [w.alert.pk]}),
-    R("alert-detail", "GET", V, ALERT),
-    R("alert-acknowledge", "POST", M, ALERT),
-    R("alert-unacknowledge", "POST", M, ALERT, writes=False, note="The alert is open already."),
-    R("alert-delete", "POST", A, ALERT),
-    R("channel-list", "GET", V),
-    R("channel-list", "POST", A, body=lambda w: {"kind": "email", "target": "new@example.test"}),
-    R("channel-test", "POST", A, CHANNEL),
-    R("channel-delete", "POST", A, CHANNEL),
-    R("budget-list", "GET", V),
-    R("budget-add", "GET", A),
+    R("alert-list", "GET", VIEWER, shows=(ALERT_MESSAGE,)),
+    R("alerts-acknowledge", "POST", MEMBER, body=lambda w: {"selected": [w.alert.pk]}),
+    R("alert-detail", "GET", VIEWER, ALERT, shows=(ALERT_MESSAGE,)),
+    R("alert-acknowledge", "POST", MEMBER, ALERT),
+    R(
+        "alert-unacknowledge",
+        "POST",
+        MEMBER,
+        ALERT,
+        writes=False,
+        note="The alert is open already.",
+    ),
+    R("alert-delete", "POST", ADMIN, ALERT),
+    R("channel-list", "GET", VIEWER, shows=(CHANNEL_TARGET,)),
+    R(
+        "channel-list",
+        "POST",
+        ADMIN,
+        body=lambda w: {"kind": "email", "target": "new@example.test"},
+    ),
+    R("channel-test", "POST", ADMIN, CHANNEL),
+    R("channel-delete", "POST", ADMIN, CHANNEL),
+    R("budget-list", "GET", VIEWER, shows=(f"{BUDGET_AMOUNT:,}",)),
+    R("budget-add", "GET", ADMIN),
     R(
         "budget-add",
         "POST",
-        A,
+        ADMIN,
         # The workspace has its overall budget already: a provider's is new.
         body=lambda w: {
             "scope": "provider",
@@ -380,38 +405,38 @@ ROUTES = [
             "thresholds": "80, 100",
         },
     ),
-    R("budget-edit", "GET", A, BUDGET),
+    R("budget-edit", "GET", ADMIN, BUDGET, shows=(f"{BUDGET_AMOUNT}",)),
     R(
         "budget-edit",
         "POST",
-        A,
+        ADMIN,
         BUDGET,
         lambda w: {"scope": "overall", "amount": "60", "thresholds": "80, 100"},
     ),
-    R("budget-delete", "GET", A, BUDGET),
-    R("budget-delete", "POST", A, BUDGET),
+    R("budget-delete", "GET", ADMIN, BUDGET, shows=(f"{BUDGET_AMOUNT}",)),
+    R("budget-delete", "POST", ADMIN, BUDGET),
     # --- audit log (audit/urls.py)
-    R("audit-log", "GET", A),
+    R("audit-log", "GET", ADMIN, shows=(ACCOUNT_NAME, INVITE_EMAIL)),
     # --- API: workspace (accounts/api_urls.py)
-    R("api-members", "GET", V),
-    R("api-invites", "POST", O, body=lambda w: {"role": "member"}),
+    R("api-members", "GET", VIEWER, shows=(USERNAMES[Role.VIEWER],)),
+    R("api-invites", "POST", OWNER, body=lambda w: {"role": "member"}),
     # --- API: provider accounts (providers/api_urls.py)
-    R("api-accounts", "GET", V),
-    R("api-accounts", "POST", A, body=lambda w: {"provider": "groq", "name": "New"}),
-    R("api-account", "GET", V, ACCOUNT),
-    R("api-account", "PUT", A, ACCOUNT, lambda w: {"provider": "openai", "name": "Renamed"}),
-    R("api-account", "PATCH", A, ACCOUNT, lambda w: {"name": "Renamed"}),
-    R("api-account", "DELETE", A, ACCOUNT),
-    R("api-account-test", "POST", A, ACCOUNT, ok=200, writes=False),
+    R("api-accounts", "GET", VIEWER, shows=(ACCOUNT_NAME,)),
+    R("api-accounts", "POST", ADMIN, body=lambda w: {"provider": "groq", "name": "New"}),
+    R("api-account", "GET", VIEWER, ACCOUNT, shows=(ACCOUNT_NAME,)),
+    R("api-account", "PUT", ADMIN, ACCOUNT, lambda w: {"provider": "openai", "name": "Renamed"}),
+    R("api-account", "PATCH", ADMIN, ACCOUNT, lambda w: {"name": "Renamed"}),
+    R("api-account", "DELETE", ADMIN, ACCOUNT),
+    R("api-account-test", "POST", ADMIN, ACCOUNT, ok=200, writes=False),
     # --- API: usage (usage/api_urls.py)
-    R("api-usage", "GET", V),
-    R("api-usage-history", "GET", V),
-    R("api-usage-by-service", "GET", V),
-    R("api-usage-daily", "GET", V),
+    R("api-usage", "GET", VIEWER, shows=(ACCOUNT_NAME,)),
+    R("api-usage-history", "GET", VIEWER, query=BY_ACCOUNT, shows=(MANUAL_DESCRIPTION, REQUEST_ID)),
+    R("api-usage-by-service", "GET", VIEWER),
+    R("api-usage-daily", "GET", VIEWER),
     R(
         "api-usage-records",
         "POST",
-        M,
+        MEMBER,
         body=lambda w: {
             "account": w.account.pk,
             "date": "2026-11-14",
@@ -419,47 +444,58 @@ ROUTES = [
             "cost": "3.50",
         },
     ),
-    R("api-usage-record-explanation", "GET", V, lambda w, a: {"pk": w.request_record.pk}),
-    R("api-sync-runs", "GET", V, ACCOUNT),
+    R("api-usage-record-explanation", "GET", VIEWER, REQUEST_RECORD, shows=(REQUEST_ID,)),
+    R("api-sync-runs", "GET", VIEWER, ACCOUNT),
     # --- API: ingest keys (usage/ingest_api_urls.py)
-    R("api-ingest-keys", "GET", V, ACCOUNT),
-    R("api-ingest-keys", "POST", M, ACCOUNT, lambda w: {"name": "new key"}),
-    R("api-ingest-key-revoke", "POST", M, member_key, ok=200, variant="member's key"),
-    R("api-ingest-key-revoke", "POST", A, admin_key, ok=200, variant="admin's key"),
+    R("api-ingest-keys", "GET", VIEWER, ACCOUNT, shows=(MEMBER_KEY_NAME, ADMIN_KEY_NAME)),
+    R("api-ingest-keys", "POST", MEMBER, ACCOUNT, lambda w: {"name": "new key"}),
+    R("api-ingest-key-revoke", "POST", MEMBER, member_key, ok=200, variant="member's key"),
+    R("api-ingest-key-revoke", "POST", ADMIN, admin_key, ok=200, variant="admin's key"),
     # --- API: forecast, reconciliation, invoices, export (usage/insight_api_urls.py)
-    R("api-usage-forecast", "GET", V),
-    R("api-reconciliation", "GET", V, query="?month=2026-10"),
-    R("api-account-invoices", "GET", V, ACCOUNT),
-    R("api-account-invoice", "GET", V, INVOICE),
-    R("api-account-invoice", "PUT", A, INVOICE, lambda w: {"amount": "100.00"}),
-    R("api-account-invoice", "DELETE", A, INVOICE),
-    R("api-export", "GET", V, query="?format=csv&start=2026-11-01&end=2026-11-15"),
+    R("api-usage-forecast", "GET", VIEWER),
+    R("api-reconciliation", "GET", VIEWER, query="?month=2026-10", shows=(f"{INVOICE_AMOUNT}",)),
+    R("api-account-invoices", "GET", VIEWER, ACCOUNT, shows=(f"{INVOICE_AMOUNT}",)),
+    R("api-account-invoice", "GET", VIEWER, INVOICE, shows=(f"{INVOICE_AMOUNT}",)),
+    R("api-account-invoice", "PUT", ADMIN, INVOICE, lambda w: {"amount": "100.00"}),
+    R("api-account-invoice", "DELETE", ADMIN, INVOICE),
+    R(
+        "api-export",
+        "GET",
+        VIEWER,
+        query=lambda w: f"?format=csv&start=2026-11-01&account={w.account.pk}",
+        shows=(MANUAL_DESCRIPTION, REQUEST_ID),
+    ),
     # --- API: budgets, alerts, channels (alerts/api_urls.py)
-    R("api-alerts", "GET", V),
-    R("api-alerts", "POST", M, body=lambda w: {"message": "new note"}),
-    R("api-alert", "GET", V, ALERT),
-    R("api-alert", "PUT", M, ALERT, lambda w: {"acknowledged": True}),
-    R("api-alert", "PATCH", M, ALERT, lambda w: {"acknowledged": True}),
-    R("api-alert", "DELETE", A, ALERT),
-    R("api-alert-acknowledge", "POST", M, ALERT, ok=200),
-    R("api-budgets", "GET", V),
+    R("api-alerts", "GET", VIEWER, shows=(ALERT_MESSAGE,)),
+    R("api-alerts", "POST", MEMBER, body=lambda w: {"message": "new note"}),
+    R("api-alert", "GET", VIEWER, ALERT, shows=(ALERT_MESSAGE,)),
+    R("api-alert", "PUT", MEMBER, ALERT, lambda w: {"acknowledged": True}),
+    R("api-alert", "PATCH", MEMBER, ALERT, lambda w: {"acknowledged": True}),
+    R("api-alert", "DELETE", ADMIN, ALERT),
+    R("api-alert-acknowledge", "POST", MEMBER, ALERT, ok=200),
+    R("api-budgets", "GET", VIEWER, shows=(f"{BUDGET_AMOUNT}",)),
     R(
         "api-budgets",
         "POST",
-        A,
+        ADMIN,
         body=lambda w: {"scope": "provider", "provider": "anthropic", "amount": "50"},
     ),
-    R("api-budget", "GET", V, BUDGET),
-    R("api-budget", "PUT", A, BUDGET, lambda w: {"amount": "60"}),
-    R("api-budget", "PATCH", A, BUDGET, lambda w: {"amount": "60"}),
-    R("api-budget", "DELETE", A, BUDGET),
-    R("api-channels", "GET", V),
-    R("api-channels", "POST", A, body=lambda w: {"kind": "email", "target": "new@example.test"}),
-    R("api-channel", "GET", V, CHANNEL),
-    R("api-channel", "DELETE", A, CHANNEL),
-    R("api-channel-test", "POST", A, CHANNEL, ok=200),
+    R("api-budget", "GET", VIEWER, BUDGET, shows=(f"{BUDGET_AMOUNT}",)),
+    R("api-budget", "PUT", ADMIN, BUDGET, lambda w: {"amount": "60"}),
+    R("api-budget", "PATCH", ADMIN, BUDGET, lambda w: {"amount": "60"}),
+    R("api-budget", "DELETE", ADMIN, BUDGET),
+    R("api-channels", "GET", VIEWER, shows=(CHANNEL_TARGET,)),
+    R(
+        "api-channels",
+        "POST",
+        ADMIN,
+        body=lambda w: {"kind": "email", "target": "new@example.test"},
+    ),
+    R("api-channel", "GET", VIEWER, CHANNEL, shows=(CHANNEL_TARGET,)),
+    R("api-channel", "DELETE", ADMIN, CHANNEL),
+    R("api-channel-test", "POST", ADMIN, CHANNEL, ok=200),
     # --- API: audit log (audit/api_urls.py)
-    R("api-audit", "GET", A),
+    R("api-audit", "GET", ADMIN, shows=(ACCOUNT_NAME, INVITE_EMAIL)),
 ]
 
 # Routes that act in no workspace, with why. A route here is not in the matrix.
@@ -582,7 +618,8 @@ def content(response) -> str:
 
 
 def call(route: Route, actor: str, w: World, client, api_client, *, in_own_workspace=False):
-    url = reverse(route.name, kwargs=route.kwargs(w, actor)) + route.query
+    query = route.query(w) if callable(route.query) else route.query
+    url = reverse(route.name, kwargs=route.kwargs(w, actor)) + query
     user = w.users[actor]
     body = route.body(w) if route.body else None
     method = route.method.lower()
@@ -622,9 +659,12 @@ def test_it_gives_each_role_what_its_route_allows(route, actor, world, client, a
             # A page without an object acts in the outsider's own workspace.
             assert response.status_code < 500, what
         assert not _leaks(response, OUTSIDER_SECRETS), what
-        if route.api and route.has_object:
+        if route.api:
+            # And acting in their own workspace, naming the shared object (path or body).
             own = call(route, actor, world, client, api_client, in_own_workspace=True)
-            assert own.status_code == 404, f"{what}, in their own workspace {own.status_code}"
+            if route.has_object:
+                assert own.status_code == 404, f"{what}, in their own workspace {own.status_code}"
+            assert own.status_code < 500, f"{what}, in their own workspace {own.status_code}"
             assert not _leaks(own, OUTSIDER_SECRETS), what
         assert fingerprint(world) == before, f"{what} changed the workspace"
     elif Role(actor).rank < route.role.rank:
@@ -632,7 +672,9 @@ def test_it_gives_each_role_what_its_route_allows(route, actor, world, client, a
         assert not _leaks(response, SECRETS), what
         assert fingerprint(world) == before, f"{what} changed the workspace"
     else:
-        assert response.status_code == route.success, f"{what}\n{content(response)[:2000]}"
+        text = content(response)
+        assert response.status_code == route.success, f"{what}\n{text[:2000]}"
+        assert [s for s in route.shows if s not in text] == [], what
         if route.writes is True:
             assert fingerprint(world) != before, f"{what} changed nothing"
         elif route.writes is False:
@@ -657,7 +699,9 @@ def test_it_lets_a_member_revoke_only_their_own_ingest_key(world, client, api_cl
     name = "api-ingest-key-revoke" if api else "ingest-key-revoke"
     route = Route(name, "POST", Role.MEMBER, member_key)
     assert call(route, Role.MEMBER, world, client, api_client).status_code in (200, 302)
-    refused = call(Route(name, "POST", Role.MEMBER, admin_key), Role.MEMBER, world, client, api_client)
+    refused = call(
+        Route(name, "POST", Role.MEMBER, admin_key), Role.MEMBER, world, client, api_client
+    )
     assert refused.status_code == 403
     world.member_key.refresh_from_db()
     world.admin_key.refresh_from_db()
@@ -674,3 +718,32 @@ def test_it_lets_an_admin_revoke_any_ingest_key(world, client, api_client, api):
         assert response.status_code in (200, 302)
     assert not IngestKey.objects.filter(account=world.account, revoked_at=None).exists()
 
+
+READ_ONLY_PAGES = sorted(
+    {r.name for r in ROUTES if not r.api}
+    - {r.name for r in ROUTES if not r.api and r.method != "GET"}
+)
+
+
+@pytest.mark.parametrize("name", READ_ONLY_PAGES)
+def test_it_lets_a_post_to_a_read_only_page_change_nothing(name, world, client, api_client):
+    """A page the table reads only (its least role checks GET) must not write on a POST: the
+    viewer, whom every such page lets in, changes nothing by posting to it."""
+    (row,) = [r for r in ROUTES if r.name == name]
+    before = fingerprint(world)
+    posted = Route(name, "POST", row.role, row.kwargs, query=row.query)
+    response = call(posted, Role.VIEWER, world, client, api_client)
+    assert response.status_code in (200, 403, 405), response.status_code
+    assert fingerprint(world) == before
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.MEMBER, Role.VIEWER])
+def test_it_shows_open_invites_to_owners_only(world, client, api_client, role):
+    # Invites are the owner's (Role's docstring): the workspace page every member reads lists
+    # the members, and only an owner's lists the open invite links and whom they were sent to.
+    page = Route("workspace", "GET", Role.VIEWER)
+    assert INVITE_EMAIL in content(call(page, Role.OWNER, world, client, api_client))
+    text = content(call(page, role, world, client, api_client))
+    assert USERNAMES[Role.MEMBER] in text
+    assert INVITE_EMAIL not in text
+    assert world.invite.hint not in text
