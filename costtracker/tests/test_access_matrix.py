@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -66,6 +66,7 @@ BUDGET_AMOUNT = Decimal("4321.98")
 ALERT_MESSAGE = "Capybara overspend note"
 CHANNEL_TARGET = "capybara-alerts@example.test"
 INVITE_EMAIL = "okapi-invitee@example.test"
+SYNC_ERROR = "Wallaby upstream timed out"
 # Named on a member's own pages (the switcher lists their workspaces), never an outsider's.
 USERNAMES = {role: f"wombat-{role}" for role in ROLES}
 
@@ -82,6 +83,7 @@ SECRETS = [
     ALERT_MESSAGE,
     CHANNEL_TARGET,
     INVITE_EMAIL,
+    SYNC_ERROR,
 ]
 OUTSIDER_SECRETS = [*SECRETS, WORKSPACE_NAME, *USERNAMES.values()]
 
@@ -149,8 +151,10 @@ def world(db, settings) -> World:
         account=account,
         window_start=date(2026, 10, 15),
         window_end=date(2026, 11, 15),
-        status=SyncRun.Status.SUCCEEDED,
+        status=SyncRun.Status.FAILED,
         trigger="manual",
+        error_class="timeout",
+        error_message=SYNC_ERROR,
     )
     _, invite = account_services.invite_create(
         workspace=workspace, role=Role.VIEWER, created_by=users[Role.OWNER], email=INVITE_EMAIL
@@ -233,7 +237,7 @@ class Route:
     body: Callable[[World], dict] | None = None
     query: str | Callable[[World], str] = ""
     ok: int | None = None
-    writes: bool | None = field(default=None)
+    writes: bool | None = None
     variant: str = ""
     note: str = ""
     shows: tuple[str, ...] = ()
@@ -259,9 +263,12 @@ class Route:
         return f"{self.method} {self.name}" + (f"[{self.variant}]" if self.variant else "")
 
 
-def R(name, method, role, kwargs=NO_KWARGS, body=None, *, writes="", **options) -> Route:  # noqa: N802
+_UNSAID = object()
+
+
+def R(name, method, role, kwargs=NO_KWARGS, body=None, *, writes=_UNSAID, **options) -> Route:  # noqa: N802
     """A row; ``writes`` defaults to whether the method is not GET."""
-    if writes == "":
+    if writes is _UNSAID:
         writes = method != "GET"
     return Route(name, method, role, kwargs, body, writes=writes, **options)
 
@@ -271,7 +278,7 @@ ROUTES = [
     # --- workspace pages (accounts/urls.py)
     R("workspace", "GET", VIEWER),
     R("workspace", "POST", ADMIN, body=lambda w: {"name": "Renamed", "time_zone": "Europe/Paris"}),
-    R("workspace-delete", "GET", OWNER, writes=False),
+    R("workspace-delete", "GET", OWNER),
     R("workspace-delete", "POST", OWNER),
     R("invite-create", "POST", OWNER, body=lambda w: {"role": "member", "email": ""}),
     R("invite-revoke", "POST", OWNER, lambda w, a: {"pk": w.invite.pk}),
@@ -346,7 +353,7 @@ ROUTES = [
     # --- syncs (usage/sync_urls.py)
     R("account-sync", "POST", ADMIN, ACCOUNT),
     R("account-sync-status", "GET", VIEWER, ACCOUNT),
-    R("account-sync-history", "GET", VIEWER, ACCOUNT, shows=(ACCOUNT_NAME,)),
+    R("account-sync-history", "GET", VIEWER, ACCOUNT, shows=(ACCOUNT_NAME, SYNC_ERROR)),
     # --- export and reconciliation (usage/insight_urls.py)
     R(
         "export",
@@ -445,7 +452,7 @@ ROUTES = [
         },
     ),
     R("api-usage-record-explanation", "GET", VIEWER, REQUEST_RECORD, shows=(REQUEST_ID,)),
-    R("api-sync-runs", "GET", VIEWER, ACCOUNT),
+    R("api-sync-runs", "GET", VIEWER, ACCOUNT, shows=(SYNC_ERROR,)),
     # --- API: ingest keys (usage/ingest_api_urls.py)
     R("api-ingest-keys", "GET", VIEWER, ACCOUNT, shows=(MEMBER_KEY_NAME, ADMIN_KEY_NAME)),
     R("api-ingest-keys", "POST", MEMBER, ACCOUNT, lambda w: {"name": "new key"}),
