@@ -531,7 +531,7 @@ NOT_WORKSPACE_SCOPED = {
     "favicon": "static",
     "api-schema": "the OpenAPI schema",
     "api-docs": "Swagger UI",
-    # An ingest key (or a provider key) is the credential, and it names its account.
+    # An ingest key is the credential, and it names its account.
     "proxy": "authenticated by an ingest key",
     "api-usage-events": "authenticated by an ingest key",
 }
