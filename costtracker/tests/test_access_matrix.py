@@ -441,6 +441,13 @@ ROUTES = [
     R("api-usage-by-service", "GET", VIEWER),
     R("api-usage-daily", "GET", VIEWER),
     R(
+        "api-usage-breakdown",
+        "GET",
+        VIEWER,
+        query="?group_by=account&start=2026-11-01&end=2026-11-15",
+        shows=(ACCOUNT_NAME,),
+    ),
+    R(
         "api-usage-records",
         "POST",
         MEMBER,
