@@ -25,6 +25,7 @@ from providers.services import ingest_key_create, ingest_key_revoke
 from providers.tests.factories import AccountFactory, provider
 from usage.models import DailyUsage, Price, RecordStatus, UsageRecord
 from usage.services.prices import price_cache_clear
+from usage.tests.rollup_check import assert_rollups_match_records
 
 NOW = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
 PROVIDER_KEY = "sk-provider-secret-key-0001"
@@ -330,6 +331,11 @@ def test_it_takes_tags_from_tracker_headers(live_server, upstream):
 
     record = only_record(account)
     assert record.tags == {"project": "apollo", "user": "ada", "feature": "search"}
+    assert record.ingest_key_id == ingest_key_lookup(raw=raw).pk  # the key the call came with
+    rows = assert_rollups_match_records([account.pk])
+    day = record.bucket_start.astimezone(UTC).date()
+    key = (account.pk, day, "estimated", "apollo", "ada", "search", record.ingest_key_id)
+    assert set(rows) == {key}
     assert record.input_tokens == 8
     assert record.cost is None  # no price row for this model: unpriced, never $0
     assert record.request_id.startswith("proxy-")  # embeddings carry no id: a generated one

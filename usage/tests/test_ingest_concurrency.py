@@ -25,6 +25,7 @@ from providers.services import ingest_key_create
 from providers.tests.factories import AccountFactory, provider
 from usage.models import DailyUsage, Price, UsageRecord
 from usage.services.prices import EPOCH
+from usage.tests.rollup_check import assert_rollups_match_records
 
 THREADS = 6
 EVENTS = 60
@@ -99,6 +100,8 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
                     "occurred_at": "2026-11-15T10:00:00Z",
                     "model": "gpt-4o",
                     "usage": {"prompt_tokens": 1000, "completion_tokens": 0},
+                    # Several attribution rows, each written by several threads at once.
+                    "tags": {"project": f"p{int(rid[1:]) % 3}"},
                 }
                 for rid in ids
             ]
@@ -123,6 +126,7 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
             thread.join(timeout=120)
         count = in_thread(lambda: UsageRecord.objects.filter(account=account).count())
         day = in_thread(lambda: DailyUsage.objects.get(account=account))
+        projects = in_thread(lambda: assert_rollups_match_records([account.pk]))
 
     assert not errors, errors
     assert [code for code, _ in answers] == [200] * THREADS
@@ -131,3 +135,7 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
     assert count == EVENTS
     # 60 × 1,000 × $2.50/M = 60 × $0.0025 = $0.15, each request counted once
     assert (day.record_count, day.input_tokens, day.cost) == (EVENTS, 60_000, Decimal("0.15"))
+    # Each project has 20 of the 60 ids: 20 × $0.0025 = $0.05.
+    assert sorted((k[3], v["cost"]) for k, v in projects.items()) == [
+        (f"p{n}", Decimal("0.05")) for n in range(3)
+    ]
