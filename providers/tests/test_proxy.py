@@ -370,6 +370,39 @@ def test_it_refuses_a_tag_it_would_have_to_cut_or_garble(
     assert not UsageRecord.objects.filter(account=account).exists()
 
 
+def test_it_refuses_a_new_tag_value_past_the_days_bound_before_calling(
+    live_server, upstream, monkeypatch
+):
+    from usage.services import tag_values
+
+    monkeypatch.setattr(tag_values, "TAG_MAX_VALUES", 2)  # 1,000 in production
+    account, raw = connect("openai")
+    path = "/v1/chat/completions"
+    upstream.expect_request(path).respond_with_json(
+        {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    )
+
+    def call(project: str) -> requests.Response:
+        return requests.post(
+            f"{live_server.url}/proxy/openai{path}",
+            json={"model": "gpt-4o-mini", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {raw}", "X-Tracker-Project": project},
+            timeout=30,
+        )
+
+    assert [call(p).status_code for p in ("a", "b")] == [200, 200]
+    refused = call("c")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "X-Tracker-Project: this account already has 2 distinct project values this UTC day; "
+        "reuse one of them or tag with fewer distinct values"
+    )
+    assert call("a").status_code == 200  # a value the day already has is always welcome
+    assert len(received(upstream, path)) == 3  # the refused call was never made
+    projects = UsageRecord.objects.filter(account=account).values_list("tags__project", flat=True)
+    assert sorted(projects) == ["a", "a", "b"]
+
+
 def test_a_tag_of_exactly_200_characters_is_kept_whole(live_server, upstream):
     account, raw = connect("openai")
     upstream.expect_request("/v1/chat/completions").respond_with_json(
