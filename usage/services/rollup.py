@@ -135,8 +135,6 @@ DAILY_ATTRIBUTION = Rollup(
 )
 # Every roll-up, in the order every writer writes them (one order: no deadlocks between them).
 ROLLUPS = (DAILY_USAGE, DAILY_ATTRIBUTION)
-# A roll-up row's key, taken from the record (the day from its bucket_start).
-ROLLUP_KEY = tuple(c for c, _ in DAILY_USAGE.key)
 
 
 def _superseded(*, account: str, day: str, source: str) -> str:
