@@ -74,12 +74,16 @@ ROLLUP_READS = (
     "request_count",
     *TOKEN_FIELDS,
 )
-_VENDORS = ("postgresql", "sqlite")
 # The UTC day of a record's bucket_start.
 _DAY = {
     "postgresql": "(bucket_start AT TIME ZONE 'UTC')::date",
     "sqlite": "date(bucket_start)",
 }
+
+
+# The attribution roll-up's column of each tag: `user` is stored as end_user (a column named
+# user reads as the SQL keyword).
+TAG_COLUMNS = {tag: "end_user" if tag == "user" else tag for tag in TAG_KEYS}
 
 
 def _tag(name: str) -> dict[str, str]:
@@ -127,8 +131,7 @@ DAILY_ATTRIBUTION = Rollup(
         ("account_id", "account_id"),
         ("day", _DAY),
         ("source", "source"),
-        # The `user` tag is stored as end_user (a `user` column reads as the SQL keyword).
-        *((("end_user" if t == "user" else t), _tag(t)) for t in TAG_KEYS),
+        *((column, _tag(tag)) for tag, column in TAG_COLUMNS.items()),
         ("ingest_key_id", "COALESCE(ingest_key_id, 0)"),  # 0: no key wrote it
     ),
     conflict=("account_id", "day", "source", "project", "end_user", "feature", "ingest_key_id"),

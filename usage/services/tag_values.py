@@ -24,16 +24,15 @@ from datetime import date
 
 from django.db import connection
 
-from usage.bounds import TAG_KEYS, TAG_MAX_VALUES
+from usage.bounds import TAG_MAX_VALUES
 from usage.models import DailyAttribution
+from usage.services.rollup import TAG_COLUMNS
 
 # (account id, day) -> {tag key: values known to be there or admitted}. Bounded: emptied when
 # it holds more days than a process plausibly writes to (the next batch of each reads again).
 _seen: dict[tuple[int, date], dict[str, set[str]]] = {}
 _SEEN_MAX = 512
 _lock = threading.Lock()
-# The roll-up column of each tag key (the `user` tag is end_user there).
-_COLUMN = {tag: "end_user" if tag == "user" else tag for tag in TAG_KEYS}
 
 
 def tag_values_refused(
@@ -47,7 +46,7 @@ def tag_values_refused(
         if tags:
             by_key = wanted.setdefault(day, {})
             for tag, value in tags.items():
-                if value and tag in _COLUMN:
+                if value and tag in TAG_COLUMNS:
                     by_key.setdefault(tag, set()).add(value)
     unknown = [
         day
@@ -103,7 +102,7 @@ def _stored_values(*, account_id: int, days: list[date]) -> dict[tuple[date, str
     arms = [
         f"SELECT day, '{tag}', {column} FROM {table} "
         f"WHERE account_id = %s AND day IN ({in_days}) AND {column} <> ''"
-        for tag, column in _COLUMN.items()
+        for tag, column in TAG_COLUMNS.items()
     ]
     params = [account_id, *(connection.ops.adapt_datefield_value(d) for d in days)]
     found: dict[tuple[date, str], set[str]] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -139,3 +140,58 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
     assert sorted((k[3], v["cost"]) for k, v in projects.items()) == [
         (f"p{n}", Decimal("0.05")) for n in range(3)
     ]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks of one statement")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_ingestion_locks_the_roll_ups_in_the_order_every_other_writer_does():
+    # rollup_rebuild and rollup_add write DailyUsage, then DailyAttribution (ROLLUPS); the
+    # one-statement insert must too, or an official sync's re-flagging of a day's estimated
+    # rows and that day's ingestion could each hold a row the other waits for.
+    from django.db import OperationalError, connections
+
+    from usage.extraction import RequestUsage
+    from usage.services.requests import RequestEvent, request_events_record
+
+    account = AccountFactory(provider=provider("groq"))
+
+    def record(request_id: str) -> None:
+        usage = RequestUsage(model="m", input_tokens=5)
+        event = RequestEvent(request_id=request_id, usage=usage, tags={"project": "p"})
+        request_events_record(account=account, events=[event])
+
+    record("first")  # both roll-up rows exist from now on
+    holder, probe = (connections.create_connection("default") for _ in range(2))
+    holder.set_autocommit(False)
+    try:
+        with holder.cursor() as cursor:  # hold the attribution row
+            cursor.execute(
+                "SELECT 1 FROM usage_dailyattribution WHERE account_id = %s FOR UPDATE",
+                [account.pk],
+            )
+        writer = threading.Thread(target=lambda: (record("second"), connection.close()))
+        writer.start()
+        with probe.cursor() as cursor:
+            for _ in range(200):  # until the writer waits for the row (at most 10 s)
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database() AND query LIKE %s",
+                    ["%INSERT INTO usage_usagerecord%"],
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the writer never waited for the attribution row")
+            # Waiting for the attribution row, the writer already holds its DailyUsage row.
+            with pytest.raises(OperationalError):
+                cursor.execute(
+                    "SELECT 1 FROM usage_dailyusage WHERE account_id = %s FOR UPDATE NOWAIT",
+                    [account.pk],
+                )
+    finally:
+        holder.rollback()
+        holder.close()
+        probe.close()
+    writer.join(timeout=30)
+    assert UsageRecord.objects.filter(account=account).count() == 2
