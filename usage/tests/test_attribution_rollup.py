@@ -233,3 +233,21 @@ def test_the_proxy_path_keeps_the_key_even_when_it_was_revoked_during_the_call()
     assert record.ingest_key_id == key.pk
     rows = assert_rollups_match_records()
     assert set(rows) == {(account.pk, NOV_3, "estimated", "", "", "chat", key.pk)}
+
+
+def test_the_migration_fills_the_attribution_of_records_stored_before_it():
+    import importlib
+
+    migration = importlib.import_module("usage.migrations.0009_attribution_backfill")
+    account = AccountFactory(provider=provider("perplexity"))
+    _estimate(account, "a", NOV_3, "7", project="apollo", user="ada")
+    _estimate(account, "b", NOV_4, "2", feature="chat")
+    _official(account, NOV_3, "6")
+    manual_entry_create(
+        account=account, day=NOV_5, description="x", cost=Decimal("1"), tags={"project": "p"}
+    )
+    before = assert_rollups_match_records()
+    DailyAttribution.objects.all().delete()  # as an install upgraded to 0008 has it
+    migration.backfill(None, None)
+    assert assert_rollups_match_records() == before
+    assert before[(account.pk, NOV_3, "estimated", "apollo", "ada", "", 0)]["superseded"] is True
