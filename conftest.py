@@ -187,6 +187,17 @@ def _fresh_evaluation_requests():
     evaluation_requests_forget()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tag_values():
+    # Tag values a process has seen (usage.services.tag_values) outlive a test's rolled-back
+    # roll-up rows.
+    from usage.services.tag_values import tag_values_forget
+
+    tag_values_forget()
+    yield
+    tag_values_forget()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's, plus: on PostgreSQL a process listens for key changes on a connection

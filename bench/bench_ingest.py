@@ -257,7 +257,7 @@ def settle(connection) -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE usage_usagerecord, usage_dailyusage")
+        cursor.execute("VACUUM ANALYZE usage_usagerecord, usage_dailyusage, usage_dailyattribution")
         try:
             cursor.execute("CHECKPOINT")  # needs a superuser (or pg_checkpoint on 15+)
         except Exception:  # noqa: BLE001, S110 - then the server checkpoints on its own

@@ -166,6 +166,13 @@ REQUEST = {
 # with the field named on both paths, never cut short.
 TAG_KEYS = ("project", "user", "feature")
 TAG_MAX_CHARS = 200
+# At most this many distinct values of each tag key per account and UTC day: each value is a
+# row (or more) of the attribution roll-up (usage.models.DailyAttribution), so a client tagging
+# every request with a fresh id would otherwise grow it as fast as the records. A value past
+# the limit is refused with the field (ingestion) or header (proxy) named, never cut short or
+# merged into another; values already seen that day are always accepted. Checked by
+# usage.services.tag_values, which says how exact the limit is.
+TAG_MAX_VALUES = 1000
 
 
 def tag_problem(value: str) -> str | None:

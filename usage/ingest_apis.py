@@ -11,7 +11,10 @@ Body: a JSON list of up to 1,000 events, or `{"events": [...]}`. Each event:
      "model": "gpt-4o-mini",                  # optional when the body names it
      "usage": {...},                          # the provider's usage object as returned, a
                                               # whole response body, or normalised counts
-     "tags": {"project": "…", "user": "…", "feature": "…"},   # optional strings
+     "tags": {"project": "…", "user": "…", "feature": "…"},   # optional strings, each at
+                                              # most 200 characters and one of at most 1,000
+                                              # distinct values of its tag for the account
+                                              # that UTC day (usage.bounds)
      "status": "ok" | "failed" | "incomplete"}                # optional, default "ok"; a
                                               # Responses body's own "completed" is ok and
                                               # "cancelled" incomplete
@@ -57,6 +60,7 @@ from usage.extraction.parsing import usage_envelope_paths, usage_raw
 from usage.models import RecordStatus
 from usage.services.prices import shared_price_book
 from usage.services.requests import IngestKeyInactive, RequestEvent, request_events_record
+from usage.services.tag_values import tag_values_problem, tag_values_refused
 
 API_DESCRIPTION = __doc__
 MAX_EVENTS = 1000
@@ -400,6 +404,7 @@ def ingest_items(*, key: IngestKey, items: list, check_text: bool = True) -> lis
         first_index[event.request_id] = index
         events.append(event)
         results.append(ItemResult(index, event.request_id, "pending"))
+    events = _within_tag_bound(account_id=account.pk, events=events, results=results, now=now)
     reasons: dict[str, str] = {}
     outcome = request_events_record(
         account=account,
@@ -416,6 +421,24 @@ def ingest_items(*, key: IngestKey, items: list, check_text: bool = True) -> lis
             elif result.status == "rejected":
                 result.reason = reasons.get(result.request_id, "")
     return results
+
+
+def _within_tag_bound(
+    *, account_id: int, events: list[RequestEvent], results: list[ItemResult], now: datetime
+) -> list[RequestEvent]:
+    """The events whose tags are within the bound on distinct values a day
+    (usage.bounds.TAG_MAX_VALUES); the others' results become "rejected", naming the tag."""
+    tagged = [((e.occurred_at or now).date(), e.tags) for e in events]
+    refused = tag_values_refused(account_id=account_id, tagged=tagged)
+    if not refused:
+        return events
+    reasons = {
+        events[i].request_id: f"tags.{tag}: {tag_values_problem(tag)}" for i, tag in refused.items()
+    }
+    for result in results:
+        if result.status == "pending" and result.request_id in reasons:
+            result.status, result.reason = "rejected", reasons[result.request_id]
+    return [e for i, e in enumerate(events) if i not in refused]
 
 
 def _json_response(data, *, status: int = 200) -> HttpResponse:

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from costtracker.db import fetch_prepared, pg_array_literal
+from costtracker.db import Statement, fetch_prepared, pg_array_literal
 from providers.services import ingest_key_create
 from providers.tests.factories import AccountFactory, provider
 from usage.ingest_apis import ingest_items
@@ -59,6 +59,42 @@ def test_the_ingest_statement_is_prepared_once_and_planned_generically():
     # One statement for all seven calls, never re-planned: planning it took longer than
     # running it for one row (costtracker/db.py).
     assert plans == [(7, 0)]
+
+
+def test_a_statement_numbers_each_name_once_in_order_of_first_use():
+    statement = Statement.from_named("SELECT %(b)s, %(a)s, %(b)s || '%%'")
+    assert statement.native == "SELECT $1, $2, $1 || '%'"
+    assert statement.values({"a": 1, "b": 2, "unused": 3}) == [2, 1]
+    with pytest.raises(ValueError, match="placeholders only"):
+        Statement.from_named("SELECT %s")
+
+
+@pytest.mark.django_db
+def test_a_statement_runs_with_its_names_on_every_path():
+    statement = Statement.from_named("SELECT %(x)s || %(y)s, %(x)s")
+    assert fetch_prepared(statement, {"x": "a", "y": "b"}) == [("ab", "a")]
+
+
+@postgresql_only
+@pytest.mark.django_db
+def test_the_ingest_statement_is_longer_than_psycopg_caches_and_never_parsed_by_it(monkeypatch):
+    from psycopg import _queries
+
+    from usage.services.requests import _insert_and_roll_up_sql
+
+    # Past this length psycopg parses a statement's placeholders on every call (~50 µs for
+    # this one); a Statement goes through a RawCursor, with nothing to parse.
+    assert len(_insert_and_roll_up_sql("default").named) > _queries.MAX_CACHED_STATEMENT_LENGTH
+
+    def parsed(*args):
+        raise AssertionError("psycopg parsed a long statement")
+
+    monkeypatch.setattr(_queries, "_query2pg_nocache", parsed)
+    account = AccountFactory(provider=provider("openai"))
+    _, key = ingest_key_create(account=account, name="t")
+    for n in range(2):
+        item = {"request_id": f"r{n}", "model": "m", "usage": {"prompt_tokens": 1}}
+        assert ingest_items(key=key, items=[item])[0].status == "created"
 
 
 def test_number_literals_skip_the_quoting():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -18,6 +18,7 @@ from usage.extraction import RequestUsage
 from usage.models import RecordStatus
 from usage.services.prices import PriceBook, shared_price_book
 from usage.services.requests import RequestEvent, request_events_record
+from usage.services.tag_values import tag_values_problem, tag_values_refused
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ def tags_from(meta: dict) -> dict[str, str]:
             raise TagError(f"X-Tracker-{tag.title()}: {problem}")
         tags[tag] = value
     return tags
+
+
+def tags_admit(*, account: ProviderAccount, tags: dict[str, str], at: datetime) -> None:
+    """TagError, naming the header, for a tag value past the bound on distinct values a day
+    (usage.bounds.TAG_MAX_VALUES): refused before the call is made, like a value too long."""
+    if not tags:
+        return
+    refused = tag_values_refused(account_id=account.pk, tagged=[(at.astimezone(UTC).date(), tags)])
+    for tag in refused.values():
+        raise TagError(f"X-Tracker-{tag.title()}: {tag_values_problem(tag)}")
 
 
 def _write(

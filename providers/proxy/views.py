@@ -23,7 +23,7 @@ from providers.crypto import SecretUnreadable
 from providers.models import ProviderAccount
 from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
-from providers.proxy.recording import TagError, proxy_call_record, tags_from
+from providers.proxy.recording import TagError, proxy_call_record, tags_admit, tags_from
 from providers.proxy.routes import Route, route_for, routes_for
 from providers.redaction import redact
 from providers.registry import get_adapter_class
@@ -159,6 +159,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
 
     try:
         tags = tags_from(request.META)
+        tags_admit(account=account, tags=tags, at=started)
     except TagError as exc:  # refused before anything is sent: no call, nothing to record
         return _error(400, "invalid_request_error", str(exc))
     call = _Call(account, provider, route, body, tags, started, key.pk, match.model)

@@ -25,6 +25,7 @@ from providers.services import ingest_key_create, ingest_key_revoke
 from providers.tests.factories import AccountFactory, provider
 from usage.models import DailyUsage, Price, RecordStatus, UsageRecord
 from usage.services.prices import price_cache_clear
+from usage.tests.rollup_check import assert_rollups_match_records
 
 NOW = datetime(2026, 8, 21, 12, 0, tzinfo=UTC)
 PROVIDER_KEY = "sk-provider-secret-key-0001"
@@ -330,6 +331,11 @@ def test_it_takes_tags_from_tracker_headers(live_server, upstream):
 
     record = only_record(account)
     assert record.tags == {"project": "apollo", "user": "ada", "feature": "search"}
+    assert record.ingest_key_id == ingest_key_lookup(raw=raw).pk  # the key the call came with
+    rows = assert_rollups_match_records([account.pk])
+    day = record.bucket_start.astimezone(UTC).date()
+    key = (account.pk, day, "estimated", "apollo", "ada", "search", record.ingest_key_id)
+    assert set(rows) == {key}
     assert record.input_tokens == 8
     assert record.cost is None  # no price row for this model: unpriced, never $0
     assert record.request_id.startswith("proxy-")  # embeddings carry no id: a generated one
@@ -362,6 +368,39 @@ def test_it_refuses_a_tag_it_would_have_to_cut_or_garble(
     assert reply.json()["error"]["message"] == message
     assert received(upstream, "/v1/chat/completions") == []
     assert not UsageRecord.objects.filter(account=account).exists()
+
+
+def test_it_refuses_a_new_tag_value_past_the_days_bound_before_calling(
+    live_server, upstream, monkeypatch
+):
+    from usage.services import tag_values
+
+    monkeypatch.setattr(tag_values, "TAG_MAX_VALUES", 2)  # 1,000 in production
+    account, raw = connect("openai")
+    path = "/v1/chat/completions"
+    upstream.expect_request(path).respond_with_json(
+        {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    )
+
+    def call(project: str) -> requests.Response:
+        return requests.post(
+            f"{live_server.url}/proxy/openai{path}",
+            json={"model": "gpt-4o-mini", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {raw}", "X-Tracker-Project": project},
+            timeout=30,
+        )
+
+    assert [call(p).status_code for p in ("a", "b")] == [200, 200]
+    refused = call("c")
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        "X-Tracker-Project: this account already has 2 distinct project values this UTC day; "
+        "reuse one of them or tag with fewer distinct values"
+    )
+    assert call("a").status_code == 200  # a value the day already has is always welcome
+    assert len(received(upstream, path)) == 3  # the refused call was never made
+    projects = UsageRecord.objects.filter(account=account).values_list("tags__project", flat=True)
+    assert sorted(projects) == ["a", "a", "b"]
 
 
 def test_a_tag_of_exactly_200_characters_is_kept_whole(live_server, upstream):

@@ -14,7 +14,7 @@ def clear_out_of_bounds(apps, schema_editor):
     from datetime import UTC
 
     from usage import bounds
-    from usage.services.rollup import rollup_rebuild
+    from usage.services.rollup import DAILY_USAGE, rollup_rebuild
 
     UsageRecord = apps.get_model("usage", "UsageRecord")
     cleared = bounds.out_of_bounds_clear(UsageRecord, bounds.RECORD, nullable={"cost"})
@@ -28,7 +28,8 @@ def clear_out_of_bounds(apps, schema_editor):
         record.save(update_fields=["raw"])
         groups.add((record.account_id, record.source, record.bucket_start.astimezone(UTC).date()))
     for account_id, source, day in sorted(groups):
-        rollup_rebuild(account_id=account_id, days=[day], source=source)
+        # DailyUsage only: the attribution roll-up comes later (0008), filled whole by 0009.
+        rollup_rebuild(account_id=account_id, days=[day], source=source, rollups=[DAILY_USAGE])
     if cleared:
         print(
             f"\n  {len(cleared)} usage record(s) held figures outside the input bounds "

@@ -278,14 +278,28 @@ def _insert_and_roll_up_sql(alias: str) -> Statement:
         f"FROM unnest({arrays}) AS x({names}) WHERE (SELECT ok FROM ok) ORDER BY natural_key "
         f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
         # The roll-ups' one definition, adding the rows this statement inserted to each.
-        + ", ".join(
-            f"rolled{n} AS ({rollup_upsert_sql(vendor='postgresql', rows='ins', rollup=r)})"
-            for n, r in enumerate(ROLLUPS)
-        )
+        + ", ".join(_roll_up_ctes())
         + " SELECT natural_key FROM ins UNION ALL SELECT NULL FROM ok WHERE NOT ok"
     )
     # Past 4 KB, psycopg would parse the named placeholders on every call: sent as $n instead.
     return Statement.from_named(sql)
+
+
+def _roll_up_ctes() -> list[str]:
+    """One CTE per roll-up adding the rows of `ins`, run in the order of ROLLUPS.
+
+    Every writer locks the roll-ups' rows in that one order, or two writers could each hold
+    a row the other waits for. Left to itself the executor runs unreferenced CTEs last to
+    first, so each one after the first waits for the one before: its InitPlan counts all the
+    earlier one's rows (a few) before it starts.
+    """
+    ctes = []
+    for n, rollup in enumerate(ROLLUPS):
+        after = f"WHERE (SELECT count(*) FROM rolled{n - 1}) >= 0" if n else ""
+        sql = rollup_upsert_sql(vendor="postgresql", rows="ins", where=after, rollup=rollup)
+        followed = n < len(ROLLUPS) - 1
+        ctes.append(f"rolled{n} AS ({sql}{' RETURNING 1' if followed else ''})")
+    return ctes
 
 
 def _insert_and_roll_up_postgresql(

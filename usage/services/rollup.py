@@ -20,7 +20,7 @@ All of them end in `spend_changed`, which has the workspace's alerts evaluated s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -74,12 +74,16 @@ ROLLUP_READS = (
     "request_count",
     *TOKEN_FIELDS,
 )
-_VENDORS = ("postgresql", "sqlite")
 # The UTC day of a record's bucket_start.
 _DAY = {
     "postgresql": "(bucket_start AT TIME ZONE 'UTC')::date",
     "sqlite": "date(bucket_start)",
 }
+
+
+# The attribution roll-up's column of each tag: `user` is stored as end_user (a column named
+# user reads as the SQL keyword).
+TAG_COLUMNS = {tag: "end_user" if tag == "user" else tag for tag in TAG_KEYS}
 
 
 def _tag(name: str) -> dict[str, str]:
@@ -127,16 +131,13 @@ DAILY_ATTRIBUTION = Rollup(
         ("account_id", "account_id"),
         ("day", _DAY),
         ("source", "source"),
-        # The `user` tag is stored as end_user (a `user` column reads as the SQL keyword).
-        *((("end_user" if t == "user" else t), _tag(t)) for t in TAG_KEYS),
+        *((column, _tag(tag)) for tag, column in TAG_COLUMNS.items()),
         ("ingest_key_id", "COALESCE(ingest_key_id, 0)"),  # 0: no key wrote it
     ),
     conflict=("account_id", "day", "source", "project", "end_user", "feature", "ingest_key_id"),
 )
 # Every roll-up, in the order every writer writes them (one order: no deadlocks between them).
 ROLLUPS = (DAILY_USAGE, DAILY_ATTRIBUTION)
-# A roll-up row's key, taken from the record (the day from its bucket_start).
-ROLLUP_KEY = tuple(c for c, _ in DAILY_USAGE.key)
 
 
 def _superseded(*, account: str, day: str, source: str) -> str:
@@ -225,11 +226,18 @@ def spend_changed(*, account_ids: Iterable[int] = (), workspace_id: int | None =
         )
 
 
-def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> None:
-    """Recompute the roll-up rows (every roll-up) of one account and source for the UTC days.
+def rollup_rebuild(
+    *,
+    account_id: int,
+    days: Iterable[date],
+    source: str,
+    rollups: Sequence[Rollup] = ROLLUPS,
+) -> None:
+    """Recompute the roll-up rows (of every roll-up) of one account and source for the UTC days.
 
     Per roll-up one DELETE and one INSERT … SELECT … GROUP BY, so the records never travel to
     Python. Call inside the transaction that changed the records, so readers never see a mix.
+    `rollups`: only for a migration that runs before some roll-up's table exists.
     """
     days = sorted(set(days))
     if not days:
@@ -247,18 +255,20 @@ def rollup_rebuild(*, account_id: int, days: Iterable[date], source: str) -> Non
         *(ops.adapt_datefield_value(d) for d in days),
     ]
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        for rollup in ROLLUPS:
+        for rollup in rollups:
             rollup.model.objects.filter(account_id=account_id, source=source, day__in=days).delete()
             sql = rollup_upsert_sql(
                 vendor=vendor, rows=UsageRecord._meta.db_table, where=where, rollup=rollup
             )
             cursor.execute(sql, params)
         # New official figures (or none left) change the flag of that day's estimated rows.
-        rollup_mark_superseded(account_id=account_id, days=days)
+        rollup_mark_superseded(account_id=account_id, days=days, rollups=rollups)
     spend_changed(account_ids=[account_id])
 
 
-def rollup_mark_superseded(*, account_id: int, days: Iterable[date]) -> None:
+def rollup_mark_superseded(
+    *, account_id: int, days: Iterable[date], rollups: Sequence[Rollup] = ROLLUPS
+) -> None:
     """Flag the estimated rows (of every roll-up) of days that have official figures, and
     unflag the rest. The same rule (`_superseded`) as a new row is born with."""
     days = sorted(set(days))
@@ -270,7 +280,7 @@ def rollup_mark_superseded(*, account_id: int, days: Iterable[date]) -> None:
         *(connection.ops.adapt_datefield_value(d) for d in days),
     ]
     with connection.cursor() as cursor:
-        for rollup in ROLLUPS:
+        for rollup in rollups:
             t = rollup.table
             rule = _superseded(account=f"{t}.account_id", day=f"{t}.day", source=f"{t}.source")
             cursor.execute(
@@ -278,6 +288,17 @@ def rollup_mark_superseded(*, account_id: int, days: Iterable[date]) -> None:
                 f"AND day IN ({', '.join(['%s'] * len(days))})",
                 params,
             )
+
+
+def rollup_backfill(*, rollup: Rollup) -> None:
+    """Fill a new, empty roll-up from every usage record there is: what the migration adding
+    it runs. Its rows are born with their superseded flags, the other roll-ups being current.
+    """
+    sql = rollup_upsert_sql(
+        vendor=connection.vendor, rows=UsageRecord._meta.db_table, rollup=rollup
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
 
 
 _ADD_CHUNK = 1000  # records per statement: keeps SQLite under its 32,766 bound-parameter limit

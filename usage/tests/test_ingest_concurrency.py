@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from providers.services import ingest_key_create
 from providers.tests.factories import AccountFactory, provider
 from usage.models import DailyUsage, Price, UsageRecord
 from usage.services.prices import EPOCH
+from usage.tests.rollup_check import assert_rollups_match_records
 
 THREADS = 6
 EVENTS = 60
@@ -99,6 +101,8 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
                     "occurred_at": "2026-11-15T10:00:00Z",
                     "model": "gpt-4o",
                     "usage": {"prompt_tokens": 1000, "completion_tokens": 0},
+                    # Several attribution rows, each written by several threads at once.
+                    "tags": {"project": f"p{int(rid[1:]) % 3}"},
                 }
                 for rid in ids
             ]
@@ -123,6 +127,7 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
             thread.join(timeout=120)
         count = in_thread(lambda: UsageRecord.objects.filter(account=account).count())
         day = in_thread(lambda: DailyUsage.objects.get(account=account))
+        projects = in_thread(lambda: assert_rollups_match_records([account.pk]))
 
     assert not errors, errors
     assert [code for code, _ in answers] == [200] * THREADS
@@ -131,3 +136,62 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
     assert count == EVENTS
     # 60 × 1,000 × $2.50/M = 60 × $0.0025 = $0.15, each request counted once
     assert (day.record_count, day.input_tokens, day.cost) == (EVENTS, 60_000, Decimal("0.15"))
+    # Each project has 20 of the 60 ids: 20 × $0.0025 = $0.05.
+    assert sorted((k[3], v["cost"]) for k, v in projects.items()) == [
+        (f"p{n}", Decimal("0.05")) for n in range(3)
+    ]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks of one statement")
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_ingestion_locks_the_roll_ups_in_the_order_every_other_writer_does():
+    # rollup_rebuild and rollup_add write DailyUsage, then DailyAttribution (ROLLUPS); the
+    # one-statement insert must too, or an official sync's re-flagging of a day's estimated
+    # rows and that day's ingestion could each hold a row the other waits for.
+    from django.db import OperationalError, connections
+
+    from usage.extraction import RequestUsage
+    from usage.services.requests import RequestEvent, request_events_record
+
+    account = AccountFactory(provider=provider("groq"))
+
+    def record(request_id: str) -> None:
+        usage = RequestUsage(model="m", input_tokens=5)
+        event = RequestEvent(request_id=request_id, usage=usage, tags={"project": "p"})
+        request_events_record(account=account, events=[event])
+
+    record("first")  # both roll-up rows exist from now on
+    holder, probe = (connections.create_connection("default") for _ in range(2))
+    holder.set_autocommit(False)
+    try:
+        with holder.cursor() as cursor:  # hold the attribution row
+            cursor.execute(
+                "SELECT 1 FROM usage_dailyattribution WHERE account_id = %s FOR UPDATE",
+                [account.pk],
+            )
+        writer = threading.Thread(target=lambda: (record("second"), connection.close()))
+        writer.start()
+        with probe.cursor() as cursor:
+            for _ in range(200):  # until the writer waits for the row (at most 10 s)
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database() AND query LIKE %s",
+                    ["%INSERT INTO usage_usagerecord%"],
+                )
+                if cursor.fetchone()[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the writer never waited for the attribution row")
+            # Waiting for the attribution row, the writer already holds its DailyUsage row.
+            with pytest.raises(OperationalError):
+                cursor.execute(
+                    "SELECT 1 FROM usage_dailyusage WHERE account_id = %s FOR UPDATE NOWAIT",
+                    [account.pk],
+                )
+    finally:
+        holder.rollback()
+        holder.close()
+        probe.close()
+    writer.join(timeout=30)
+    assert UsageRecord.objects.filter(account=account).count() == 2

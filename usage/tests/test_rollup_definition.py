@@ -15,10 +15,24 @@ from django.db import models
 from providers.adapters.base import UsageLine
 from providers.tests.factories import AccountFactory, provider
 from usage.extraction import RequestUsage
-from usage.models import TOKEN_FIELDS, DailyUsage, RecordStatus, Source, UsageRecord
+from usage.models import (
+    TOKEN_FIELDS,
+    DailyAttribution,
+    DailyUsage,
+    RecordStatus,
+    Source,
+    UsageRecord,
+)
 from usage.services.records import usage_lines_replace_window
 from usage.services.requests import RequestEvent, request_events_record
-from usage.services.rollup import ROLLUP_READS, ROLLUP_SUMS, rollup_add, rollup_rebuild
+from usage.services.rollup import (
+    ROLLUP_READS,
+    ROLLUP_SUMS,
+    ROLLUPS,
+    rollup_add,
+    rollup_rebuild,
+)
+from usage.tests.rollup_check import assert_rollups_match_records
 
 NOV_3, NOV_4 = date(2026, 11, 3), date(2026, 11, 4)
 _NUMBERS = (models.IntegerField, models.DecimalField)  # BigIntegerField is an IntegerField
@@ -36,6 +50,21 @@ def test_it_defines_every_numeric_roll_up_column_exactly_once():
     columns = [s.column for s in ROLLUP_SUMS]
     assert len(columns) == len(set(columns))
     assert set(columns) == _numeric_columns(DailyUsage)
+    # The attribution roll-up keeps the same sums; its one other number is part of its key.
+    assert set(columns) == _numeric_columns(DailyAttribution) - {"ingest_key_id"}
+
+
+def test_every_roll_up_is_keyed_and_written_in_the_order_of_its_unique_constraint():
+    assert {r.model for r in ROLLUPS} == {DailyUsage, DailyAttribution}
+    for rollup in ROLLUPS:
+        (unique,) = rollup.model._meta.constraints
+        fields = [rollup.model._meta.get_field(name).attname for name in unique.fields]
+        assert list(rollup.conflict) == fields
+        key = [column for column, _ in rollup.key]
+        assert set(rollup.conflict) <= set(key)
+        # Every column of the table is a key column, a sum, the flag or the id.
+        stored = {f.attname for f in rollup.model._meta.concrete_fields if not f.primary_key}
+        assert stored == {*key, *(s.column for s in ROLLUP_SUMS), "superseded"}
 
 
 def test_it_sums_every_token_type_from_the_record_column_of_the_same_name():
@@ -52,14 +81,22 @@ def test_it_sums_every_token_type_from_the_record_column_of_the_same_name():
     assert set(ROLLUP_READS) <= record_columns
 
 
-def _snapshot(account) -> list[dict]:
-    keep = [f.attname for f in DailyUsage._meta.concrete_fields if not f.primary_key]
-    rows = DailyUsage.objects.filter(account=account, source=Source.ESTIMATED).order_by(
-        "day", "model"
-    )
+def _rows(model, account) -> list[dict]:
+    keep = [f.attname for f in model._meta.concrete_fields if not f.primary_key]
+    rows = model.objects.filter(account=account, source=Source.ESTIMATED).order_by(*keep)
     return [
         {k: (Decimal(v) if k == "cost" else v) for k, v in r.items()} for r in rows.values(*keep)
     ]
+
+
+def _snapshot(account) -> list[dict]:
+    """The daily rows; the attribution rows must match the records too (rollup_check)."""
+    assert_rollups_match_records([account.pk])
+    return _rows(DailyUsage, account)
+
+
+def _everything(account) -> tuple[list[dict], list[dict]]:
+    return _rows(DailyUsage, account), _rows(DailyAttribution, account)
 
 
 def _tokens(n: int) -> dict[str, int]:
@@ -80,7 +117,10 @@ def test_it_rolls_up_the_same_rows_on_every_path():
 
     def event(request_id, *, at, n, cost=None, model="sonar", status=RecordStatus.OK):
         usage = RequestUsage(model=model, provider_cost=cost, found=True, **_tokens(n))
-        return RequestEvent(request_id=request_id, usage=usage, occurred_at=at, status=status)
+        tags = {"project": "p", "feature": f"f{n % 2}"} if n % 3 else {}
+        return RequestEvent(
+            request_id=request_id, usage=usage, occurred_at=at, status=status, tags=tags
+        )
 
     late_nov_3 = datetime(2026, 11, 3, 23, 59, 59, tzinfo=UTC)
     events = [
@@ -96,17 +136,21 @@ def test_it_rolls_up_the_same_rows_on_every_path():
     request_events_record(account=account, events=events[:3])
     request_events_record(account=account, events=events[3:])
     ingested = _snapshot(account)
+    both = _everything(account)
 
     records = list(UsageRecord.objects.filter(account=account, source=Source.ESTIMATED))
     assert len(records) == 6
-    DailyUsage.objects.filter(account=account, source=Source.ESTIMATED).delete()
+    for model in (DailyUsage, DailyAttribution):
+        model.objects.filter(account=account, source=Source.ESTIMATED).delete()
     rollup_add(records[:2])
     rollup_add(records[2:])
     added = _snapshot(account)
+    assert _everything(account) == both
 
     for _ in range(2):  # a rebuild run twice leaves the same rows
         rollup_rebuild(account_id=account.pk, days=[NOV_3, NOV_4], source=Source.ESTIMATED)
         assert _snapshot(account) == ingested
+        assert _everything(account) == both
     assert added == ingested
 
     by_key = {(r["day"], r["model"]): r for r in ingested}

@@ -51,6 +51,7 @@ OFFICIAL_MODELS = {
 }
 SEAT_PRICE = Decimal("19")
 MILLION = Decimal(1_000_000)
+_FEATURES = ("chat", "search", "summarise")
 
 
 def _activity(rng: random.Random, day: date, start: date) -> float:
@@ -165,7 +166,13 @@ class Command(BaseCommand):
                             request_id=f"demo-{account.pk}-{day:%Y%m%d}-{n}",
                             usage=usage,
                             occurred_at=at,
-                            tags={"demo": "true", "team": rng.choice(["web", "data"])},
+                            # Attribution tags (usage.bounds.TAG_KEYS), so the breakdown by
+                            # project and feature has something to show.
+                            tags={
+                                "demo": "true",
+                                "project": rng.choice(["web", "data"]),
+                                "feature": _FEATURES[n % len(_FEATURES)],
+                            },
                         )
                     )
             request_events_record(account=account, events=batch)
