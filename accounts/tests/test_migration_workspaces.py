@@ -37,9 +37,10 @@ CHILDREN = [
     ("providers", "Invoice"),
     ("usage", "UsageRecord"),
     ("usage", "DailyUsage"),
-    ("usage", "DailyAttribution"),
     ("alerts", "NotificationDelivery"),
 ]
+# Not compared: DailyAttribution, a roll-up that usage 0009 rebuilds from the records (which are
+# compared) whenever the migrations pass through it, here on the way back and forward again.
 # Columns the migrations change on purpose; everything else must be identical.
 CHANGED = {"owner", "owner_id", "workspace", "workspace_id", "owner_label", "workspace_label"}
 
@@ -97,7 +98,6 @@ def _old_data(apps) -> dict:
     Invoice = apps.get_model("providers", "Invoice")
     UsageRecord = apps.get_model("usage", "UsageRecord")
     DailyUsage = apps.get_model("usage", "DailyUsage")
-    DailyAttribution = apps.get_model("usage", "DailyAttribution")
     Budget = apps.get_model("alerts", "Budget")
     Alert = apps.get_model("alerts", "Alert")
     Channel = apps.get_model("alerts", "NotificationChannel")
@@ -153,15 +153,6 @@ def _old_data(apps) -> dict:
             record_count=3,
             unpriced_count=1,
             input_tokens=3003,
-        )
-        DailyAttribution.objects.create(
-            account=account,
-            day=date(2026, 11, 3),
-            source="estimated",
-            project="web",
-            ingest_key_id=key.pk,
-            cost=Decimal("17.2500012345"),
-            record_count=3,
         )
         Invoice.objects.create(account=account, month=date(2026, 10, 1), amount=Decimal("190.01"))
         overall = Budget.objects.create(owner=user, scope="overall", amount=Decimal("500.00"))

@@ -142,8 +142,8 @@ def test_it_flags_estimated_attribution_when_official_figures_land_and_unflags_w
 
 def test_it_rebuilds_attribution_as_manual_entries_are_made_changed_moved_and_deleted():
     owner = UserFactory()
-    account = AccountFactory(owner=owner, provider=provider("copilot"))
-    other = AccountFactory(owner=owner, provider=provider("copilot"))
+    account = AccountFactory(workspace=owner.personal_workspace, provider=provider("copilot"))
+    other = AccountFactory(workspace=owner.personal_workspace, provider=provider("copilot"))
     entry = manual_entry_create(
         account=account, day=NOV_3, description="seats", cost=Decimal("228"), tags={"project": "x"}
     )
