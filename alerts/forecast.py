@@ -1,7 +1,7 @@
 """Month-end spend forecast: pure functions over daily totals, no database.
 
 The caller passes daily spend keyed by the user's local date (the selectors draw the day
-boundaries in the user's time zone). Money stays ``Decimal`` throughout; results are quantized
+boundaries in the workspace's time zone). Money stays ``Decimal`` throughout; results are quantized
 to 10 decimal places, the precision of the stored ``DecimalField``.
 
 Conventions:

@@ -42,7 +42,8 @@ class BreakdownApi(APIView):
             required=False, help_text="UTC day, inclusive; default: the 1st of your month."
         )
         end = serializers.DateField(
-            required=False, help_text="UTC day, inclusive; default: today (your time zone)."
+            required=False,
+            help_text="UTC day, inclusive; default: today (the workspace's time zone).",
         )
 
         def __init__(self, *args, workspace=None, **kwargs):

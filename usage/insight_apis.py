@@ -33,7 +33,7 @@ from usage.services.reconciliation import invoice_delete, invoice_set
 
 logger = logging.getLogger(__name__)
 
-DAYS_NOTE = "Days are UTC days; month boundaries follow your time zone."
+DAYS_NOTE = "Days are UTC days; month boundaries follow the workspace's time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
 

@@ -158,7 +158,7 @@ def test_it_draws_the_month_in_the_users_time_zone(client):
         html = _login(client, user).get("/").content.decode()
     assert "1 Dec 2026 – 1 Dec 2026" in html
     assert '<p class="big" data-testid="period-total">$3.00</p>' in html
-    assert "days are UTC days; month boundaries follow your time zone" in html
+    assert "days are UTC days; month boundaries follow the workspace's time zone" in html
 
 
 @time_machine.travel(NOW, tick=False)
