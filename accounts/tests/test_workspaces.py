@@ -859,3 +859,18 @@ def test_two_owners_demoting_each_other_at_once_leave_one_owner():
     assert outcome["other"] == ["The workspace would be left without an owner."]
     owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
     assert list(owners.values_list("user", flat=True)) == [first.pk]
+
+
+def test_the_schema_documents_x_workspace_on_every_user_operation_and_not_on_ingestion(client):
+    import yaml
+
+    schema = yaml.safe_load(client.get("/api/schema/").content)
+    with_header, without = [], []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            names = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "header"}
+            (with_header if "X-Workspace" in names else without).append(f"{method} {path}")
+    assert "get /api/usage" in with_header and "post /api/workspace/invites" in with_header
+    assert "get /api/usage/breakdown" in with_header
+    # Ingestion acts with an ingest key (its account's workspace); login and sign-up with none.
+    assert {"post /api/usage/events", "post /api/auth/login"} <= set(without)
