@@ -5,7 +5,7 @@ import zoneinfo
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
-from accounts.models import Role, User
+from accounts.models import INVITABLE_ROLES, Role, User
 
 # Offered first in the time-zone suggestions; every IANA zone is accepted.
 COMMON_TIME_ZONES = [
@@ -97,10 +97,7 @@ class WorkspaceForm(forms.Form):
 
 
 class InviteForm(forms.Form):
-    role = forms.ChoiceField(
-        choices=[(r.value, r.label) for r in (Role.ADMIN, Role.MEMBER, Role.VIEWER)],
-        initial=Role.VIEWER,
-    )
+    role = forms.ChoiceField(choices=INVITABLE_ROLES, initial=Role.VIEWER)
     email = forms.EmailField(
         required=False,
         help_text="Optional: the link is emailed there, and only an account with this address "

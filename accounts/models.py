@@ -49,6 +49,8 @@ class Role(models.TextChoices):
 
 
 _ROLE_RANK = {Role.VIEWER: 0, Role.MEMBER: 1, Role.ADMIN: 2, Role.OWNER: 3}
+# The roles an invite may give: an owner is made by changing a member's role, never by a link.
+INVITABLE_ROLES = [(r.value, r.label) for r in (Role.ADMIN, Role.MEMBER, Role.VIEWER)]
 
 
 class Workspace(models.Model):

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.models import Membership, Role
+from accounts.models import INVITABLE_ROLES, Membership, Role
 
 
 class MembershipOutput(serializers.Serializer):
@@ -60,7 +60,7 @@ class InviteCreateApi(APIView):
     required_roles = {"POST": Role.OWNER}
 
     class InputSerializer(serializers.Serializer):
-        role = serializers.ChoiceField(choices=[Role.ADMIN, Role.MEMBER, Role.VIEWER])
+        role = serializers.ChoiceField(choices=INVITABLE_ROLES)
         email = serializers.EmailField(required=False, allow_blank=True, default="")
 
         class Meta:

@@ -242,7 +242,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"ProviderKindEnum": "providers.registry.adapter_choices"},
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderKindEnum": "providers.registry.adapter_choices",
+        "WorkspaceRoleEnum": "accounts.models.Role",
+        "InvitableRoleEnum": "accounts.models.INVITABLE_ROLES",
+    },
     # Every operation documents the JSON errors it can answer (costtracker/api.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
