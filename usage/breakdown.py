@@ -2,7 +2,8 @@
 
 One selector, :func:`spend_breakdown`. Provider, account and model groups read the daily
 roll-up (DailyUsage); project, user and feature tags, ingest key and member (the key's
-creator) read the attribution roll-up (DailyAttribution). Both go through
+creator) read the attribution roll-up (DailyAttribution), the rows of one dimension (member:
+the ingest key's). Both go through
 ``selectors.effective_rollup``, so a reader sees only their workspace's rows and official
 figures supersede estimates exactly as every total does: each group-by's grand total is the
 dashboard's total.
@@ -27,7 +28,7 @@ from django.db.models.expressions import Case
 from accounts.models import User, Workspace
 from providers.models import IngestKey, Provider, ProviderAccount
 from usage.db import MoneySum
-from usage.models import TOKEN_FIELDS, DailyAttribution, DailyUsage
+from usage.models import TOKEN_FIELDS, DailyAttribution, DailyUsage, Dimension
 from usage.selectors import _unnamed_model_labels, account_rows_visible_to, effective_rollup
 
 UNTAGGED = "(untagged)"
@@ -103,7 +104,8 @@ class GroupBy:
     rollup: type
     columns: tuple[str, ...]
     labeller: Labeller
-    tagged: bool = False  # read from attribution: official and manual rows carry no tags
+    # The attribution roll-up's dimension read (official and manual rows carry no tags).
+    dimension: Dimension | None = None
     # Columns computed per roll-up row before grouping (member), given the workspace.
     computed: Callable[..., dict[str, Case]] | None = None
 
@@ -125,17 +127,17 @@ def _tags(values: list[tuple], **_) -> dict[tuple, tuple[str, str, str]]:
 
 
 def _keys(values: list[tuple], **_) -> dict[tuple, tuple[str, str, str]]:
-    ids = {v[0] for v in values if v[0]}
+    """The key dimension's values: key ids as text, '' for no key (whose group key is "0")."""
+    ids = {int(v[0]) for v in values if v[0]}
     keys = {k.pk: k for k in IngestKey.objects.filter(pk__in=ids).select_related("account")}
     result = {}
     for v in values:
-        key = keys.get(v[0])
         if not v[0]:
             result[v] = ("0", NO_KEY, "")
-        elif key is None:  # deleted since: its spend stays its own
-            result[v] = (str(v[0]), f"(deleted key #{v[0]})", "")
+        elif (key := keys.get(int(v[0]))) is None:  # deleted since: its spend stays its own
+            result[v] = (v[0], f"(deleted key #{v[0]})", "")
         else:
-            result[v] = (str(v[0]), f"{key.name or 'Unnamed key'} ({key.hint}…)", key.account.name)
+            result[v] = (v[0], f"{key.name or 'Unnamed key'} ({key.hint}…)", key.account.name)
     return result
 
 
@@ -150,8 +152,11 @@ def _member_column(*, workspace: Workspace) -> dict[str, Case]:
     for pk, creator in keys:
         if creator is not None:
             made_by.setdefault(creator, []).append(pk)
-    whens = [When(ingest_key_id=0, then=Value(""))]
-    whens += [When(ingest_key_id__in=ids, then=Value(str(c))) for c, ids in sorted(made_by.items())]
+    whens = [When(value="", then=Value(""))]
+    whens += [
+        When(value__in=[str(pk) for pk in ids], then=Value(str(c)))
+        for c, ids in sorted(made_by.items())
+    ]
     return {"member": Case(*whens, default=Value("unknown"), output_field=CharField())}
 
 
@@ -180,16 +185,16 @@ GROUP_BYS: dict[str, GroupBy] = {
     "provider": GroupBy("Provider", DailyUsage, ("provider_id",), _providers),
     "account": GroupBy("Account", DailyUsage, ("account_id",), _accounts),
     "model": GroupBy("Model", DailyUsage, ("provider_id", "model"), _models),
-    "project": GroupBy("Project", DailyAttribution, ("project",), _tags, tagged=True),
-    "user": GroupBy("User (tag)", DailyAttribution, ("end_user",), _tags, tagged=True),
-    "feature": GroupBy("Feature", DailyAttribution, ("feature",), _tags, tagged=True),
-    "ingest_key": GroupBy("Ingest key", DailyAttribution, ("ingest_key_id",), _keys, tagged=True),
+    "project": GroupBy("Project", DailyAttribution, ("value",), _tags, Dimension.PROJECT),
+    "user": GroupBy("User (tag)", DailyAttribution, ("value",), _tags, Dimension.USER),
+    "feature": GroupBy("Feature", DailyAttribution, ("value",), _tags, Dimension.FEATURE),
+    "ingest_key": GroupBy("Ingest key", DailyAttribution, ("value",), _keys, Dimension.INGEST_KEY),
     "member": GroupBy(
         "Member (key creator)",
         DailyAttribution,
         ("member",),
         _members,
-        tagged=True,
+        Dimension.INGEST_KEY,
         computed=_member_column,
     ),  # fmt: skip
 }
@@ -243,6 +248,8 @@ def spend_breakdown(
     """
     spec = GROUP_BYS[group_by]
     rows = effective_rollup(workspace=workspace, rollup=spec.rollup, start=start, end=end)
+    if spec.dimension is not None:
+        rows = rows.filter(dimension=spec.dimension)
     if spec.computed is not None:
         rows = rows.annotate(**spec.computed(workspace=workspace))
     columns = list(spec.columns)
