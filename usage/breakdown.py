@@ -22,12 +22,11 @@ from decimal import Decimal
 from functools import reduce
 
 from django.db import connection
-from django.db.models import CharField, F, QuerySet, Sum, Value, When
+from django.db.models import CharField, F, QuerySet, Value, When
 from django.db.models.expressions import Case
 
 from accounts.models import User, Workspace
 from providers.models import IngestKey, Provider, ProviderAccount
-from usage.db import MoneySum
 from usage.models import TOKEN_FIELDS, DailyAttribution, DailyUsage, Dimension
 from usage.selectors import _unnamed_model_labels, account_rows_visible_to, effective_rollup
 
@@ -208,30 +207,32 @@ def _number(value) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _breakdown_sql(per_day: QuerySet, columns: list[str]) -> tuple[str, list]:
+def _breakdown_sql(picked: QuerySet, columns: list[str]) -> tuple[str, list]:
     """One statement over the roll-up rows: each group's totals ranked by cost (then tokens,
     then the group's values), and the cost per day of each of the `top` first groups with the
     rest under rank 0 ("Other"), or of every group when at most `top` + 1 there are.
 
-    The roll-up rows are read once, grouped by group and day (`per_day`, the ORM's query);
-    the rest works on those few groups. Two parameters follow per_day's: `top` twice.
+    The roll-up rows (`picked`, the ORM's query: group columns, day and measures of each row)
+    are read once and summed twice, per group and per (rank, day): never per (group, day),
+    which for a tag with hundreds of values is nearly as many groups as rows. Two parameters
+    follow the query's: `top` twice.
     """
-    inner, params = per_day.query.sql_with_params()
+    inner, params = picked.query.sql_with_params()
     q = connection.ops.quote_name
     g = ", ".join(q(c) for c in columns)
     money = "decimal_sum" if connection.vendor == "sqlite" else "SUM"
     # Ranked as numbers: SQLite's exact sum is text (ranking a REAL copy of it is close enough).
     rank_cost = f"CAST({money}(c) AS REAL)" if connection.vendor == "sqlite" else "SUM(c)"
-    same = " AND ".join(f"per_day.{q(c)} = totals.{q(c)}" for c in columns)
+    same = " AND ".join(f"picked.{q(c)} = totals.{q(c)}" for c in columns)
     nulls = ", ".join("NULL" for _ in columns)
     sql = (
-        f"WITH per_day AS ({inner}), totals AS (SELECT {g}, {money}(c) AS c, SUM(u) AS u, "
+        f"WITH picked AS ({inner}), totals AS (SELECT {g}, {money}(c) AS c, SUM(u) AS u, "
         f"SUM(r) AS r, SUM(tok) AS tok, ROW_NUMBER() OVER (ORDER BY {rank_cost} DESC, "
-        f"SUM(tok) DESC, {g}) AS n FROM per_day GROUP BY {g}) "
+        f"SUM(tok) DESC, {g}) AS n FROM picked GROUP BY {g}) "
         f"SELECT n, {g}, NULL AS day, c, u, r, tok FROM totals UNION ALL "
         "SELECT CASE WHEN totals.n <= %s OR (SELECT COUNT(*) FROM totals) <= %s + 1 "
-        f"THEN totals.n ELSE 0 END, {nulls}, per_day.day, {money}(per_day.c), NULL, NULL, NULL "
-        f"FROM per_day JOIN totals ON {same} GROUP BY 1, per_day.day"
+        f"THEN totals.n ELSE 0 END, {nulls}, picked.day, {money}(picked.c), NULL, NULL, NULL "
+        f"FROM picked JOIN totals ON {same} GROUP BY 1, picked.day"
     )
     return sql, list(params)
 
@@ -253,17 +254,15 @@ def spend_breakdown(
     if spec.computed is not None:
         rows = rows.annotate(**spec.computed(workspace=workspace))
     columns = list(spec.columns)
-    per_day = (
-        rows.values(*columns, "day")
-        .annotate(
-            c=MoneySum("cost"),
-            u=Sum("unpriced_count"),
-            r=Sum("request_count"),
-            tok=Sum(reduce(operator.add, (F(f) for f in _TOKENS))),
-        )
-        .order_by()
-    )
-    sql, params = _breakdown_sql(per_day, columns)
+    picked = rows.values(
+        *columns,
+        "day",
+        c=F("cost"),
+        u=F("unpriced_count"),
+        r=F("request_count"),
+        tok=reduce(operator.add, (F(f) for f in _TOKENS)),
+    ).order_by()
+    sql, params = _breakdown_sql(picked, columns)
     limit = top or 2**31 - 2
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit, limit])
