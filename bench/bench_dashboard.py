@@ -67,6 +67,7 @@ def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int
     from django.db import connection
 
     from accounts.models import User
+    from accounts.services import workspace_personal_create
     from providers.models import IngestKey, Provider, ProviderAccount
     from usage.services.rollup import DAILY_ATTRIBUTION, DAILY_USAGE, rollup_upsert_sql
 
@@ -77,6 +78,8 @@ def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int
     people = User.objects.bulk_create(
         [User(username=f"bench{i}", password="!", time_zone="UTC") for i in range(users)]
     )
+    for person in people:  # bulk_create sends no post_save: make what the signal would
+        workspace_personal_create(user=person)
     accounts = ProviderAccount.objects.bulk_create(
         [
             ProviderAccount(

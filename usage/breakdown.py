@@ -2,7 +2,8 @@
 
 One selector, :func:`spend_breakdown`. Provider, account and model groups read the daily
 roll-up (DailyUsage); project, user and feature tags, ingest key and member (the key's
-creator) read the attribution roll-up (DailyAttribution). Both go through
+creator) read the attribution roll-up (DailyAttribution), the rows of one dimension (member:
+the ingest key's). Both go through
 ``selectors.effective_rollup``, so a reader sees only their workspace's rows and official
 figures supersede estimates exactly as every total does: each group-by's grand total is the
 dashboard's total.
@@ -21,13 +22,12 @@ from decimal import Decimal
 from functools import reduce
 
 from django.db import connection
-from django.db.models import CharField, F, QuerySet, Sum, Value, When
+from django.db.models import CharField, F, QuerySet, Value, When
 from django.db.models.expressions import Case
 
 from accounts.models import User, Workspace
 from providers.models import IngestKey, Provider, ProviderAccount
-from usage.db import MoneySum
-from usage.models import TOKEN_FIELDS, DailyAttribution, DailyUsage
+from usage.models import TOKEN_FIELDS, DailyAttribution, DailyUsage, Dimension
 from usage.selectors import _unnamed_model_labels, account_rows_visible_to, effective_rollup
 
 UNTAGGED = "(untagged)"
@@ -103,7 +103,8 @@ class GroupBy:
     rollup: type
     columns: tuple[str, ...]
     labeller: Labeller
-    tagged: bool = False  # read from attribution: official and manual rows carry no tags
+    # The attribution roll-up's dimension read (official and manual rows carry no tags).
+    dimension: Dimension | None = None
     # Columns computed per roll-up row before grouping (member), given the workspace.
     computed: Callable[..., dict[str, Case]] | None = None
 
@@ -125,17 +126,17 @@ def _tags(values: list[tuple], **_) -> dict[tuple, tuple[str, str, str]]:
 
 
 def _keys(values: list[tuple], **_) -> dict[tuple, tuple[str, str, str]]:
-    ids = {v[0] for v in values if v[0]}
+    """The key dimension's values: key ids as text, '' for no key (whose group key is "0")."""
+    ids = {int(v[0]) for v in values if v[0]}
     keys = {k.pk: k for k in IngestKey.objects.filter(pk__in=ids).select_related("account")}
     result = {}
     for v in values:
-        key = keys.get(v[0])
         if not v[0]:
             result[v] = ("0", NO_KEY, "")
-        elif key is None:  # deleted since: its spend stays its own
-            result[v] = (str(v[0]), f"(deleted key #{v[0]})", "")
+        elif (key := keys.get(int(v[0]))) is None:  # deleted since: its spend stays its own
+            result[v] = (v[0], f"(deleted key #{v[0]})", "")
         else:
-            result[v] = (str(v[0]), f"{key.name or 'Unnamed key'} ({key.hint}…)", key.account.name)
+            result[v] = (v[0], f"{key.name or 'Unnamed key'} ({key.hint}…)", key.account.name)
     return result
 
 
@@ -150,8 +151,11 @@ def _member_column(*, workspace: Workspace) -> dict[str, Case]:
     for pk, creator in keys:
         if creator is not None:
             made_by.setdefault(creator, []).append(pk)
-    whens = [When(ingest_key_id=0, then=Value(""))]
-    whens += [When(ingest_key_id__in=ids, then=Value(str(c))) for c, ids in sorted(made_by.items())]
+    whens = [When(value="", then=Value(""))]
+    whens += [
+        When(value__in=[str(pk) for pk in ids], then=Value(str(c)))
+        for c, ids in sorted(made_by.items())
+    ]
     return {"member": Case(*whens, default=Value("unknown"), output_field=CharField())}
 
 
@@ -180,16 +184,16 @@ GROUP_BYS: dict[str, GroupBy] = {
     "provider": GroupBy("Provider", DailyUsage, ("provider_id",), _providers),
     "account": GroupBy("Account", DailyUsage, ("account_id",), _accounts),
     "model": GroupBy("Model", DailyUsage, ("provider_id", "model"), _models),
-    "project": GroupBy("Project", DailyAttribution, ("project",), _tags, tagged=True),
-    "user": GroupBy("User (tag)", DailyAttribution, ("end_user",), _tags, tagged=True),
-    "feature": GroupBy("Feature", DailyAttribution, ("feature",), _tags, tagged=True),
-    "ingest_key": GroupBy("Ingest key", DailyAttribution, ("ingest_key_id",), _keys, tagged=True),
+    "project": GroupBy("Project", DailyAttribution, ("value",), _tags, Dimension.PROJECT),
+    "user": GroupBy("User (tag)", DailyAttribution, ("value",), _tags, Dimension.USER),
+    "feature": GroupBy("Feature", DailyAttribution, ("value",), _tags, Dimension.FEATURE),
+    "ingest_key": GroupBy("Ingest key", DailyAttribution, ("value",), _keys, Dimension.INGEST_KEY),
     "member": GroupBy(
         "Member (key creator)",
         DailyAttribution,
         ("member",),
         _members,
-        tagged=True,
+        Dimension.INGEST_KEY,
         computed=_member_column,
     ),  # fmt: skip
 }
@@ -203,30 +207,32 @@ def _number(value) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def _breakdown_sql(per_day: QuerySet, columns: list[str]) -> tuple[str, list]:
+def _breakdown_sql(picked: QuerySet, columns: list[str]) -> tuple[str, list]:
     """One statement over the roll-up rows: each group's totals ranked by cost (then tokens,
     then the group's values), and the cost per day of each of the `top` first groups with the
     rest under rank 0 ("Other"), or of every group when at most `top` + 1 there are.
 
-    The roll-up rows are read once, grouped by group and day (`per_day`, the ORM's query);
-    the rest works on those few groups. Two parameters follow per_day's: `top` twice.
+    The roll-up rows (`picked`, the ORM's query: group columns, day and measures of each row)
+    are read once and summed twice, per group and per (rank, day): never per (group, day),
+    which for a tag with hundreds of values is nearly as many groups as rows. Two parameters
+    follow the query's: `top` twice.
     """
-    inner, params = per_day.query.sql_with_params()
+    inner, params = picked.query.sql_with_params()
     q = connection.ops.quote_name
     g = ", ".join(q(c) for c in columns)
     money = "decimal_sum" if connection.vendor == "sqlite" else "SUM"
     # Ranked as numbers: SQLite's exact sum is text (ranking a REAL copy of it is close enough).
     rank_cost = f"CAST({money}(c) AS REAL)" if connection.vendor == "sqlite" else "SUM(c)"
-    same = " AND ".join(f"per_day.{q(c)} = totals.{q(c)}" for c in columns)
+    same = " AND ".join(f"picked.{q(c)} = totals.{q(c)}" for c in columns)
     nulls = ", ".join("NULL" for _ in columns)
     sql = (
-        f"WITH per_day AS ({inner}), totals AS (SELECT {g}, {money}(c) AS c, SUM(u) AS u, "
+        f"WITH picked AS ({inner}), totals AS (SELECT {g}, {money}(c) AS c, SUM(u) AS u, "
         f"SUM(r) AS r, SUM(tok) AS tok, ROW_NUMBER() OVER (ORDER BY {rank_cost} DESC, "
-        f"SUM(tok) DESC, {g}) AS n FROM per_day GROUP BY {g}) "
+        f"SUM(tok) DESC, {g}) AS n FROM picked GROUP BY {g}) "
         f"SELECT n, {g}, NULL AS day, c, u, r, tok FROM totals UNION ALL "
         "SELECT CASE WHEN totals.n <= %s OR (SELECT COUNT(*) FROM totals) <= %s + 1 "
-        f"THEN totals.n ELSE 0 END, {nulls}, per_day.day, {money}(per_day.c), NULL, NULL, NULL "
-        f"FROM per_day JOIN totals ON {same} GROUP BY 1, per_day.day"
+        f"THEN totals.n ELSE 0 END, {nulls}, picked.day, {money}(picked.c), NULL, NULL, NULL "
+        f"FROM picked JOIN totals ON {same} GROUP BY 1, picked.day"
     )
     return sql, list(params)
 
@@ -243,20 +249,20 @@ def spend_breakdown(
     """
     spec = GROUP_BYS[group_by]
     rows = effective_rollup(workspace=workspace, rollup=spec.rollup, start=start, end=end)
+    if spec.dimension is not None:
+        rows = rows.filter(dimension=spec.dimension)
     if spec.computed is not None:
         rows = rows.annotate(**spec.computed(workspace=workspace))
     columns = list(spec.columns)
-    per_day = (
-        rows.values(*columns, "day")
-        .annotate(
-            c=MoneySum("cost"),
-            u=Sum("unpriced_count"),
-            r=Sum("request_count"),
-            tok=Sum(reduce(operator.add, (F(f) for f in _TOKENS))),
-        )
-        .order_by()
-    )
-    sql, params = _breakdown_sql(per_day, columns)
+    picked = rows.values(
+        *columns,
+        "day",
+        c=F("cost"),
+        u=F("unpriced_count"),
+        r=F("request_count"),
+        tok=reduce(operator.add, (F(f) for f in _TOKENS)),
+    ).order_by()
+    sql, params = _breakdown_sql(picked, columns)
     limit = top or 2**31 - 2
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit, limit])

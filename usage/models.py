@@ -198,14 +198,26 @@ class DailyUsage(RollupTotals):
         return f"{self.account_id} {self.model} {self.day} {self.source}"
 
 
-class DailyAttribution(RollupTotals):
-    """Roll-up per account × UTC day × source × who and what spent: the project, user and
-    feature tags and the ingest key. Kept by the same writers, in the same statement or
-    transaction, as DailyUsage, so a breakdown by tag or key never scans the records.
+class Dimension(models.TextChoices):
+    """What a DailyAttribution row breaks spend down by: a tag (usage.bounds.TAG_KEYS) or the
+    ingest key."""
 
-    An empty tag means the record had none; ingest_key_id 0 means no key wrote it (synced,
-    manual and true-up rows, and proxy calls made with a personal token). Not a foreign key:
-    the key may be deleted later and its spend must stay.
+    PROJECT = "project", "Project"
+    USER = "user", "User"
+    FEATURE = "feature", "Feature"
+    INGEST_KEY = "ingest_key", "Ingest key"
+
+
+class DailyAttribution(RollupTotals):
+    """Roll-up per account × UTC day × source × one dimension of who and what spent (the
+    project, user or feature tag, or the ingest key) × its value. Every record counts once in
+    each dimension, so each dimension's rows sum to DailyUsage's totals. Kept by the same
+    writers, in the same statement or transaction, as DailyUsage, so a breakdown by tag or key
+    never scans the records, and reads only the rows of its one dimension.
+
+    `value`: the tag's value, or the ingest key's id as text; '' when the record had no such
+    tag or no key wrote it (synced, manual and true-up rows, and proxy calls made with a
+    personal token). The key is no foreign key: it may be deleted later and its spend must stay.
     """
 
     account = models.ForeignKey(
@@ -213,30 +225,21 @@ class DailyAttribution(RollupTotals):
     )
     day = models.DateField()
     source = models.CharField(max_length=16, choices=Source.choices)
-    project = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
-    end_user = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
-    feature = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
-    ingest_key_id = models.BigIntegerField(default=0)
+    dimension = models.CharField(max_length=16, choices=Dimension.choices)
+    value = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
 
     class Meta:
         constraints = [
+            # Led by (account, dimension, day): a breakdown reads one dimension over a range
+            # of days, the tag bound one account's days of the tag dimensions.
             models.UniqueConstraint(
-                fields=[
-                    "account",
-                    "day",
-                    "source",
-                    "project",
-                    "end_user",
-                    "feature",
-                    "ingest_key_id",
-                ],
+                fields=["account", "dimension", "day", "source", "value"],
                 name="daily_attribution_unique",
             )
         ]
 
     def __str__(self) -> str:
-        tags = f"{self.project}/{self.end_user}/{self.feature}"
-        return f"{self.account_id} {self.day} {self.source} {tags} key {self.ingest_key_id}"
+        return f"{self.account_id} {self.day} {self.source} {self.dimension}={self.value}"
 
 
 class SyncRun(models.Model):

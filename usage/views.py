@@ -182,7 +182,7 @@ def dashboard(request):
         "group_by": group_by,
         "group_by_choices": GROUP_BY_CHOICES,
         "group_label": GROUP_BYS[group_by].label,
-        "group_tagged": GROUP_BYS[group_by].tagged,
+        "group_tagged": GROUP_BYS[group_by].dimension is not None,
         # Kept on every period link; the default is left out so plain links stay plain.
         "group_query": "" if group_by == DEFAULT_GROUP_BY else f"&group_by={group_by}",
         "breakdown_api": reverse("api-usage-breakdown")

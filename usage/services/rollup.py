@@ -1,10 +1,11 @@
 """The roll-ups, kept current by every write path: DailyUsage (account × model × UTC day ×
-source) and DailyAttribution (account × UTC day × source × project/user/feature tags × ingest
-key).
+source) and DailyAttribution (account × UTC day × source × dimension (project/user/feature
+tag, ingest key) × value).
 
 ONE definition, below: `ROLLUP_SUMS` says which column sums which expression over which usage
 records (both tables keep the same sums, `usage.models.RollupTotals`), each `Rollup` says
-which table and which key (columns taken from a record by SQL expressions), and `_superseded`
+which table and which key (columns taken from a record by SQL expressions, optionally joined
+with a few rows: each record counts once per attribution dimension), and `_superseded`
 is the "official supersedes estimated" rule. Every writer is generated from them and writes
 every roll-up of `ROLLUPS` (in the same statement or transaction), so a new token type is one
 name in `usage.models.TOKEN_FIELDS` (plus its model fields), and a new roll-up one `Rollup`:
@@ -31,6 +32,7 @@ from usage.models import (
     TOKEN_FIELDS,
     DailyAttribution,
     DailyUsage,
+    Dimension,
     RecordStatus,
     RollupTotals,
     Source,
@@ -81,11 +83,6 @@ _DAY = {
 }
 
 
-# The attribution roll-up's column of each tag: `user` is stored as end_user (a column named
-# user reads as the SQL keyword).
-TAG_COLUMNS = {tag: "end_user" if tag == "user" else tag for tag in TAG_KEYS}
-
-
 def _tag(name: str) -> dict[str, str]:
     """A tag of the record's `tags` (usage.bounds.TAG_KEYS), '' when it has none."""
     return {
@@ -94,17 +91,35 @@ def _tag(name: str) -> dict[str, str]:
     }
 
 
+# The attribution roll-up's value of each dimension, from a record: its tag, or the id (as
+# text) of the ingest key that wrote it; '' for none (no such tag, no key).
+ATTRIBUTION_VALUES = {
+    **{Dimension(tag): _tag(tag) for tag in TAG_KEYS},
+    Dimension.INGEST_KEY: "COALESCE(CAST(ingest_key_id AS TEXT), '')",
+}
+
+
+def _attribution_value(vendor: str) -> str:
+    whens = " ".join(
+        f"WHEN '{d.value}' THEN {e if isinstance(e, str) else e[vendor]}"
+        for d, e in ATTRIBUTION_VALUES.items()
+    )
+    return f"CASE dim.dimension {whens} END"
+
+
 @dataclass(frozen=True)
 class Rollup:
     """One roll-up table. `key`: each key column with the SQL (one string, or one per vendor)
     that takes it from a usage record; a row sums the records sharing all of them. `conflict`:
     the columns of the table's unique constraint, in the order rows are written in (so that
     concurrent writers never deadlock on each other's rows); the key columns left out of it
-    follow from those in it (an account's provider)."""
+    follow from those in it (an account's provider). `join`: SQL joined to the records before
+    the key is taken (rows the key's expressions may read besides the record's columns)."""
 
     model: type[RollupTotals]
     key: tuple[tuple[str, str | Mapping[str, str]], ...]
     conflict: tuple[str, ...]
+    join: str = ""
 
     @property
     def table(self) -> str:
@@ -131,10 +146,14 @@ DAILY_ATTRIBUTION = Rollup(
         ("account_id", "account_id"),
         ("day", _DAY),
         ("source", "source"),
-        *((column, _tag(tag)) for tag, column in TAG_COLUMNS.items()),
-        ("ingest_key_id", "COALESCE(ingest_key_id, 0)"),  # 0: no key wrote it
+        ("dimension", "dim.dimension"),
+        ("value", {v: _attribution_value(v) for v in _DAY}),
     ),
-    conflict=("account_id", "day", "source", "project", "end_user", "feature", "ingest_key_id"),
+    conflict=("account_id", "dimension", "day", "source", "value"),
+    # Each record once per dimension.
+    join="CROSS JOIN ("
+    + " UNION ALL ".join(f"SELECT '{d.value}' AS dimension" for d in ATTRIBUTION_VALUES)
+    + ") dim",
 )
 # Every roll-up, in the order every writer writes them (one order: no deadlocks between them).
 ROLLUPS = (DAILY_USAGE, DAILY_ATTRIBUTION)
@@ -193,7 +212,8 @@ def rollup_upsert_sql(
     order = ", ".join(str(names.index(c) + 1) for c in rollup.conflict)
     return (
         f"INSERT INTO {rollup.table} AS d ({columns}) SELECT g.*, {superseded} FROM "
-        f"(SELECT {selected} FROM {rows} {where} GROUP BY {group}) g ORDER BY {order} "
+        f"(SELECT {selected} FROM {rows} {rollup.join} {where} GROUP BY {group}) g "
+        f"ORDER BY {order} "
         f"ON CONFLICT ({', '.join(rollup.conflict)}) DO UPDATE SET "
         + ", ".join(_add(s, vendor) for s in ROLLUP_SUMS)
     )

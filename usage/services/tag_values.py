@@ -3,10 +3,11 @@ per account and UTC day, so the attribution roll-up cannot grow as fast as the r
 
 Checked before a write (ingestion refuses the events, the proxy the call, naming the field or
 header) by `tag_values_refused`, cheaply enough for the hot paths:
-- The values a day already has are read from the attribution roll-up itself, whose unique
-  index starts (account, day): one indexed query, and only for a batch holding a value this
-  process has not seen for that account and day. Each process remembers what it read and
-  admitted (`_seen`), so nearly every batch and proxied call needs no query at all.
+- The values a day already has are read from the attribution roll-up itself (its tag
+  dimensions' rows), whose unique index starts (account, dimension, day): one indexed query,
+  and only for a batch holding a value this process has not seen for that account and day.
+  Each process remembers what it read and admitted (`_seen`), so nearly every batch and
+  proxied call needs no query at all.
 - A value already there is always accepted, however many there are: only new values count.
 
 How exact it is: writers checking at the same moment (other processes or threads) each see
@@ -22,11 +23,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import date
 
-from django.db import connection
-
-from usage.bounds import TAG_MAX_VALUES
+from usage.bounds import TAG_KEYS, TAG_MAX_VALUES
 from usage.models import DailyAttribution
-from usage.services.rollup import TAG_COLUMNS
 
 # (account id, day) -> {tag key: values known to be there or admitted}. Bounded: emptied when
 # it holds more days than a process plausibly writes to (the next batch of each reads again).
@@ -46,7 +44,7 @@ def tag_values_refused(
         if tags:
             by_key = wanted.setdefault(day, {})
             for tag, value in tags.items():
-                if value and tag in TAG_COLUMNS:
+                if value and tag in TAG_KEYS:
                     by_key.setdefault(tag, set()).add(value)
     unknown = [
         day
@@ -96,20 +94,15 @@ def tag_values_problem(tag: str) -> str:
 
 
 def _stored_values(*, account_id: int, days: list[date]) -> dict[tuple[date, str], set[str]]:
-    """The distinct non-empty values of each tag key on the given days, from the roll-up."""
-    table = DailyAttribution._meta.db_table
-    in_days = ", ".join(["%s"] * len(days))
-    arms = [
-        f"SELECT day, '{tag}', {column} FROM {table} "
-        f"WHERE account_id = %s AND day IN ({in_days}) AND {column} <> ''"
-        for tag, column in TAG_COLUMNS.items()
-    ]
-    params = [account_id, *(connection.ops.adapt_datefield_value(d) for d in days)]
+    """The distinct non-empty values of each tag key on the given days, from the roll-up (whose
+    tag dimensions are named as the tag keys)."""
     found: dict[tuple[date, str], set[str]] = {}
-    with connection.cursor() as cursor:
-        cursor.execute(" UNION ".join(arms), params * len(arms))
-        for day, tag, value in cursor.fetchall():
-            if isinstance(day, str):  # SQLite: raw SQL reads dates back as text
-                day = date.fromisoformat(day)
-            found.setdefault((day, tag), set()).add(value)
+    rows = (
+        DailyAttribution.objects.filter(account_id=account_id, dimension__in=TAG_KEYS, day__in=days)
+        .exclude(value="")
+        .values_list("day", "dimension", "value")
+        .distinct()
+    )
+    for day, tag, value in rows:
+        found.setdefault((day, tag), set()).add(value)
     return found

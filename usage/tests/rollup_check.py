@@ -19,57 +19,51 @@ def _day(record: UsageRecord):
     return record.bucket_start.astimezone(UTC).date()
 
 
-def _daily_key(record: UsageRecord) -> tuple:
-    return (record.account_id, record.provider_id, record.model, _day(record), record.source)
+def _daily_keys(record: UsageRecord) -> list[tuple]:
+    return [(record.account_id, record.provider_id, record.model, _day(record), record.source)]
 
 
-def _attribution_key(record: UsageRecord) -> tuple:
+def _attribution_keys(record: UsageRecord) -> list[tuple]:
+    """One row per dimension: each tag's value, and the key's id as text; '' for none."""
     tags = record.tags or {}
-    return (
-        record.account_id,
-        _day(record),
-        record.source,
-        *(tags.get(tag) or "" for tag in TAG_KEYS),  # project, end_user (the user tag), feature
-        record.ingest_key_id or 0,
-    )
+    values = {
+        **{tag: tags.get(tag) or "" for tag in TAG_KEYS},
+        "ingest_key": str(record.ingest_key_id) if record.ingest_key_id else "",
+    }
+    return [
+        (record.account_id, _day(record), record.source, dimension, value)
+        for dimension, value in values.items()
+    ]
 
 
 _DAILY_KEY = ("account_id", "provider_id", "model", "day", "source")
-_ATTRIBUTION_KEY = (
-    "account_id",
-    "day",
-    "source",
-    "project",
-    "end_user",
-    "feature",
-    "ingest_key_id",
-)
+_ATTRIBUTION_KEY = ("account_id", "day", "source", "dimension", "value")
 
 
-def _expected(key: Callable[[UsageRecord], tuple], records: list[UsageRecord]) -> dict:
+def _expected(keys: Callable[[UsageRecord], list[tuple]], records: list[UsageRecord]) -> dict:
     official_days = {(r.account_id, _day(r)) for r in records if r.source == Source.OFFICIAL}
     groups: dict[tuple, dict] = {}
     for r in records:
-        k = key(r)
-        g = groups.setdefault(
-            k,
-            {
-                "cost": Decimal(0),
-                **dict.fromkeys((*_COUNTS, *TOKEN_FIELDS), 0),
-                "superseded": r.source == Source.ESTIMATED
-                and (r.account_id, _day(r)) in official_days,
-            },
-        )
-        g["record_count"] += 1
-        if r.cost is not None:
-            g["cost"] += r.cost
-        elif r.source != Source.OFFICIAL:  # official token lines carry no cost by design
-            g["unpriced_count"] += 1
-            g["unpriced_tokens"] += r.input_tokens + r.output_tokens
-        g["failed_count"] += r.status == "failed"
-        g["request_count"] += r.request_count
-        for name in TOKEN_FIELDS:
-            g[name] += getattr(r, name)
+        for k in keys(r):
+            g = groups.setdefault(
+                k,
+                {
+                    "cost": Decimal(0),
+                    **dict.fromkeys((*_COUNTS, *TOKEN_FIELDS), 0),
+                    "superseded": r.source == Source.ESTIMATED
+                    and (r.account_id, _day(r)) in official_days,
+                },
+            )
+            g["record_count"] += 1
+            if r.cost is not None:
+                g["cost"] += r.cost
+            elif r.source != Source.OFFICIAL:  # official token lines carry no cost by design
+                g["unpriced_count"] += 1
+                g["unpriced_tokens"] += r.input_tokens + r.output_tokens
+            g["failed_count"] += r.status == "failed"
+            g["request_count"] += r.request_count
+            for name in TOKEN_FIELDS:
+                g[name] += getattr(r, name)
     return groups
 
 
@@ -85,7 +79,7 @@ def _stored(model, key_names: tuple[str, ...], account_ids) -> dict:
 
 
 def expected_attribution(account_ids: Iterable[int] | None = None) -> dict:
-    return _expected(_attribution_key, _records(account_ids))
+    return _expected(_attribution_keys, _records(account_ids))
 
 
 def stored_attribution(account_ids: Iterable[int] | None = None) -> dict:
@@ -108,7 +102,27 @@ def assert_rollups_match_records(account_ids: Iterable[int] | None = None) -> di
     last decimal place and superseded flag. Returns the attribution rows, by key."""
     ids = _ids(account_ids)
     records = _records(ids)
-    assert _stored(DailyUsage, _DAILY_KEY, ids) == _expected(_daily_key, records)
+    daily = _stored(DailyUsage, _DAILY_KEY, ids)
+    assert daily == _expected(_daily_keys, records)
     attribution = _stored(DailyAttribution, _ATTRIBUTION_KEY, ids)
-    assert attribution == _expected(_attribution_key, records)
+    assert attribution == _expected(_attribution_keys, records)
+    # Each dimension counts every record once: its rows sum to DailyUsage's.
+    totals = _totals_by_day(((k[0], k[3], k[4]), v) for k, v in daily.items())
+    for dimension in ("project", "user", "feature", "ingest_key"):
+        assert (
+            _totals_by_day(
+                ((k[0], k[1], k[2]), v) for k, v in attribution.items() if k[3] == dimension
+            )
+            == totals
+        ), dimension
     return attribution
+
+
+def _totals_by_day(rows) -> dict:
+    """{(account, day, source): {column: sum}} of (key, row) pairs."""
+    found: dict[tuple, dict] = {}
+    for key, row in rows:
+        total = found.setdefault(key, dict.fromkeys(row, 0))
+        for column, value in row.items():
+            total[column] = value if column == "superseded" else total[column] + value
+    return found

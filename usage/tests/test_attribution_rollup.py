@@ -1,7 +1,8 @@
-"""The attribution roll-up (DailyAttribution: account × UTC day × source × project/user/feature
-tags × ingest key) is written by the same generated writers as DailyUsage, on every write
-path; after each, both equal a GROUP BY over the usage records (rollup_check), worked out
-again in Python, superseded flags included."""
+"""The attribution roll-up (DailyAttribution: account × UTC day × source × dimension (the
+project, user and feature tags, the ingest key) × value) is written by the same generated
+writers as DailyUsage, on every write path; after each, both equal a GROUP BY over the usage
+records (rollup_check), worked out again in Python, superseded flags included, and each
+dimension's rows sum to DailyUsage's totals."""
 
 from __future__ import annotations
 
@@ -36,6 +37,11 @@ NOV_3, NOV_4, NOV_5 = date(2026, 11, 3), date(2026, 11, 4), date(2026, 11, 5)
 MILLIONTH = Decimal("0.000001")
 # Quotes, backslashes and non-ASCII survive the JSON path of either database unchanged.
 ODD = 'Zürich "night" \\ run'
+
+
+def _k(account, day: date, dimension: str, value, source: str = "estimated") -> tuple:
+    """A row's key in assert_rollups_match_records' answer (a key id as the text stored)."""
+    return (account.pk, day, source, dimension, str(value))
 
 
 def _item(request_id: str, *, tokens: int, at: str = "2026-11-03T10:00:00Z", **tags) -> dict:
@@ -91,33 +97,40 @@ def test_it_attributes_ingested_events_to_their_tags_and_ingest_key_run_twice():
         ingest_items(key=key_a, items=batch_a)
         ingest_items(key=key_b, items=batch_b)
         rows = assert_rollups_match_records()
-        assert len(rows) == 5
+        # Per dimension a value and '' on Nov 3 (8 rows), one value each on Nov 4 (4 rows).
+        assert len(rows) == 12
 
     assert set(UsageRecord.objects.values_list("ingest_key_id", flat=True)) == {
         key_a.pk,
         key_b.pk,
     }
-    est = Source.ESTIMATED.value
-    search = rows[(account.pk, NOV_3, est, "apollo", "ada", "search", key_a.pk)]
-    # a1 + a2: 3,000 tokens × $1/M = $0.003, two records.
-    assert search["cost"] == Decimal("0.003") and search["record_count"] == 2
-    # b1, the same tags through another key: a row of its own, 32,000 × $1/M = $0.032.
-    assert rows[(account.pk, NOV_3, est, "apollo", "ada", "search", key_b.pk)]["cost"] == Decimal(
-        "0.032"
-    )
-    assert rows[(account.pk, NOV_3, est, "apollo", "", "", key_a.pk)]["input_tokens"] == 4000
-    assert rows[(account.pk, NOV_4, est, ODD, ODD, "", key_a.pk)]["input_tokens"] == 8000
-    assert rows[(account.pk, NOV_3, est, "", "", "", key_a.pk)]["input_tokens"] == 16000
+    apollo = rows[_k(account, NOV_3, "project", "apollo")]
+    # a1 + a2 + a3 + b1: 39,000 tokens × $1/M = $0.039, four records, whatever their key.
+    assert apollo["cost"] == Decimal("0.039") and apollo["record_count"] == 4
+    # a1 + a2 + b1: 35,000 tokens × $1/M = $0.035.
+    assert rows[_k(account, NOV_3, "feature", "search")]["cost"] == Decimal("0.035")
+    # a1 + a2 + a3 + a5: 23,000 × $1/M = $0.023; b1 through key b: 32,000 × $1/M = $0.032.
+    assert rows[_k(account, NOV_3, "ingest_key", key_a.pk)]["cost"] == Decimal("0.023")
+    assert rows[_k(account, NOV_3, "ingest_key", key_b.pk)]["cost"] == Decimal("0.032")
+    assert rows[_k(account, NOV_3, "user", "")]["input_tokens"] == 4000 + 16000  # a3, a5
+    assert rows[_k(account, NOV_4, "project", ODD)]["input_tokens"] == 8000
+    assert rows[_k(account, NOV_4, "user", ODD)]["input_tokens"] == 8000
+    assert rows[_k(account, NOV_4, "feature", "")]["input_tokens"] == 8000
 
 
-def test_it_attributes_events_recorded_without_a_key_to_key_0():
+def test_it_attributes_events_recorded_without_a_key_to_no_key():
     account = AccountFactory(provider=provider("perplexity"))
     _estimate(account, "r1", NOV_3, "0.5", project="p")
     _estimate(account, "r2", NOV_3, "0.25", project="p")
     rows = assert_rollups_match_records()
-    assert set(rows) == {(account.pk, NOV_3, "estimated", "p", "", "", 0)}
+    assert set(rows) == {
+        _k(account, NOV_3, "project", "p"),
+        _k(account, NOV_3, "user", ""),
+        _k(account, NOV_3, "feature", ""),
+        _k(account, NOV_3, "ingest_key", ""),
+    }
     # $0.5 + $0.25 = $0.75
-    assert rows[(account.pk, NOV_3, "estimated", "p", "", "", 0)]["cost"] == Decimal("0.75")
+    assert rows[_k(account, NOV_3, "ingest_key", "")]["cost"] == Decimal("0.75")
 
 
 def test_it_flags_estimated_attribution_when_official_figures_land_and_unflags_when_they_go():
@@ -128,12 +141,19 @@ def test_it_flags_estimated_attribution_when_official_figures_land_and_unflags_w
     for _ in range(2):  # the same sync twice leaves the same rows
         _official(account, NOV_3, "6")
         rows = assert_rollups_match_records()
-    flagged = set(DailyAttribution.objects.filter(superseded=True).values_list("day", "project"))
+    flagged = set(
+        DailyAttribution.objects.filter(superseded=True, dimension="project").values_list(
+            "day", "value"
+        )
+    )
     assert flagged == {(NOV_3, "apollo"), (NOV_3, "zeus")}
+    # Nov 3's estimates in every dimension: projects apollo, zeus; features '', chat; user '';
+    # key ''.
+    assert DailyAttribution.objects.filter(superseded=True).count() == 2 + 2 + 1 + 1
     # An estimate arriving after the official figures is born superseded.
     _estimate(account, "d", NOV_3, "3", project="hermes")
     rows = assert_rollups_match_records()
-    assert rows[(account.pk, NOV_3, "estimated", "hermes", "", "", 0)]["superseded"] is True
+    assert rows[_k(account, NOV_3, "project", "hermes")]["superseded"] is True
     _official(account, NOV_3, None)  # the provider no longer reports that day
     assert_rollups_match_records()
     assert not DailyAttribution.objects.filter(superseded=True).exists()
@@ -152,14 +172,14 @@ def test_it_rebuilds_attribution_as_manual_entries_are_made_changed_moved_and_de
     )
     rows = assert_rollups_match_records()
     # $228 + $2 = $230 for project x on Nov 3.
-    assert rows[(account.pk, NOV_3, "manual", "x", "", "", 0)]["cost"] == Decimal("230")
+    assert rows[_k(account, NOV_3, "project", "x", "manual")]["cost"] == Decimal("230")
     for _ in range(2):
         entry = manual_entry_update(record=entry, account=account, day=NOV_4, cost=Decimal("19"))
         assert_rollups_match_records()
     for _ in range(2):
         entry = manual_entry_update(record=entry, account=other, day=NOV_4, cost=Decimal("19"))
         rows = assert_rollups_match_records()
-    assert rows[(other.pk, NOV_4, "manual", "x", "", "", 0)]["cost"] == Decimal("19")
+    assert rows[_k(other, NOV_4, "project", "x", "manual")]["cost"] == Decimal("19")
     for _ in range(2):
         manual_entry_delete(record=entry)
         assert_rollups_match_records()
@@ -175,7 +195,7 @@ def test_it_attributes_a_true_up_and_replaces_it_when_booked_again():
         true_up_book(account=account, month_start=date(2026, 11, 1), today=date(2026, 11, 20))
         rows = assert_rollups_match_records()
     # Invoice $10 − counted $7 = $3, booked on the 20th without attribution tags.
-    assert rows[(account.pk, date(2026, 11, 20), "manual", "", "", "", 0)]["cost"] == Decimal("3")
+    assert rows[_k(account, date(2026, 11, 20), "project", "", "manual")]["cost"] == Decimal("3")
 
 
 def test_it_reprices_attribution_with_the_records():
@@ -187,9 +207,8 @@ def test_it_reprices_attribution_with_the_records():
         reprice_estimated(since=NOV_3)
         rows = assert_rollups_match_records()
     # 1,000 tokens × $3/M = $0.003 (was $0.001).
-    assert rows[(account.pk, NOV_3, "estimated", "apollo", "", "", key.pk)]["cost"] == Decimal(
-        "0.003"
-    )
+    assert rows[_k(account, NOV_3, "project", "apollo")]["cost"] == Decimal("0.003")
+    assert rows[_k(account, NOV_3, "ingest_key", key.pk)]["cost"] == Decimal("0.003")
 
 
 def test_deleting_an_account_takes_its_attribution_and_nothing_else():
@@ -199,7 +218,7 @@ def test_deleting_an_account_takes_its_attribution_and_nothing_else():
         _estimate(account, "r", NOV_3, "1", project="p")
     account_delete(account=gone)
     assert not DailyAttribution.objects.filter(account_id=gone.pk).exists()
-    assert DailyAttribution.objects.filter(account_id=kept.pk).count() == 1
+    assert DailyAttribution.objects.filter(account_id=kept.pk).count() == 4  # one per dimension
     assert_rollups_match_records()
 
 
@@ -208,7 +227,7 @@ def test_seeding_the_demo_twice_leaves_attribution_equal_to_the_records():
     UserFactory(username="alice")
     call_command("seed_demo", "--user", "alice", "--days", "5")
     first = assert_rollups_match_records()
-    assert any(key[3] for key in first)  # the demo's requests carry project tags
+    assert any(key[3] == "project" and key[4] for key in first)  # the demo tags projects
     call_command("seed_demo", "--user", "alice", "--days", "5")
     again = assert_rollups_match_records()
     assert len(again) == len(first)
@@ -232,13 +251,18 @@ def test_the_proxy_path_keeps_the_key_even_when_it_was_revoked_during_the_call()
     record = UsageRecord.objects.get(account=account)
     assert record.ingest_key_id == key.pk
     rows = assert_rollups_match_records()
-    assert set(rows) == {(account.pk, NOV_3, "estimated", "", "", "chat", key.pk)}
+    assert set(rows) == {
+        _k(account, NOV_3, "project", ""),
+        _k(account, NOV_3, "user", ""),
+        _k(account, NOV_3, "feature", "chat"),
+        _k(account, NOV_3, "ingest_key", key.pk),
+    }
 
 
 def test_the_migration_fills_the_attribution_of_records_stored_before_it():
     import importlib
 
-    migration = importlib.import_module("usage.migrations.0009_attribution_backfill")
+    migration = importlib.import_module("usage.migrations.0010_attribution_by_dimension")
     account = AccountFactory(provider=provider("perplexity"))
     _estimate(account, "a", NOV_3, "7", project="apollo", user="ada")
     _estimate(account, "b", NOV_4, "2", feature="chat")
@@ -247,7 +271,7 @@ def test_the_migration_fills_the_attribution_of_records_stored_before_it():
         account=account, day=NOV_5, description="x", cost=Decimal("1"), tags={"project": "p"}
     )
     before = assert_rollups_match_records()
-    DailyAttribution.objects.all().delete()  # as an install upgraded to 0008 has it
+    DailyAttribution.objects.all().delete()  # as 0010 leaves it before filling it
     migration.backfill(None, None)
     assert assert_rollups_match_records() == before
-    assert before[(account.pk, NOV_3, "estimated", "apollo", "ada", "", 0)]["superseded"] is True
+    assert before[_k(account, NOV_3, "user", "ada")]["superseded"] is True

@@ -391,7 +391,7 @@ def test_the_dashboard_renders_every_group_by_adding_up_to_its_total(client, spe
         assert 'data-testid="top-models"' in html and 'data-testid="breakdown"' not in html
     else:
         assert 'data-testid="breakdown-total">$17.65</td>' in html
-    assert ('data-testid="untagged-note"' in html) == GROUP_BYS[group_by].tagged
+    assert ('data-testid="untagged-note"' in html) == (GROUP_BYS[group_by].dimension is not None)
 
 
 @time_machine.travel(NOW, tick=False)

@@ -137,7 +137,7 @@ def test_it_stores_each_request_id_once_under_concurrent_batches(tmp_path):
     # 60 × 1,000 × $2.50/M = 60 × $0.0025 = $0.15, each request counted once
     assert (day.record_count, day.input_tokens, day.cost) == (EVENTS, 60_000, Decimal("0.15"))
     # Each project has 20 of the 60 ids: 20 × $0.0025 = $0.05.
-    assert sorted((k[3], v["cost"]) for k, v in projects.items()) == [
+    assert sorted((k[4], v["cost"]) for k, v in projects.items() if k[3] == "project") == [
         (f"p{n}", Decimal("0.05")) for n in range(3)
     ]
 

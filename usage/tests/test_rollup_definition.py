@@ -14,11 +14,13 @@ from django.db import models
 
 from providers.adapters.base import UsageLine
 from providers.tests.factories import AccountFactory, provider
+from usage.bounds import TAG_KEYS
 from usage.extraction import RequestUsage
 from usage.models import (
     TOKEN_FIELDS,
     DailyAttribution,
     DailyUsage,
+    Dimension,
     RecordStatus,
     Source,
     UsageRecord,
@@ -26,6 +28,7 @@ from usage.models import (
 from usage.services.records import usage_lines_replace_window
 from usage.services.requests import RequestEvent, request_events_record
 from usage.services.rollup import (
+    ATTRIBUTION_VALUES,
     ROLLUP_READS,
     ROLLUP_SUMS,
     ROLLUPS,
@@ -50,8 +53,13 @@ def test_it_defines_every_numeric_roll_up_column_exactly_once():
     columns = [s.column for s in ROLLUP_SUMS]
     assert len(columns) == len(set(columns))
     assert set(columns) == _numeric_columns(DailyUsage)
-    # The attribution roll-up keeps the same sums; its one other number is part of its key.
-    assert set(columns) == _numeric_columns(DailyAttribution) - {"ingest_key_id"}
+    # The attribution roll-up keeps the same sums (its key is text: dimension and value).
+    assert set(columns) == _numeric_columns(DailyAttribution)
+
+
+def test_it_takes_a_value_from_every_record_for_every_attribution_dimension():
+    # Each tag is a dimension of the same name (the tag bound reads them by tag key).
+    assert set(ATTRIBUTION_VALUES) == set(Dimension) == {*TAG_KEYS, "ingest_key"}
 
 
 def test_every_roll_up_is_keyed_and_written_in_the_order_of_its_unique_constraint():

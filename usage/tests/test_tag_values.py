@@ -88,7 +88,7 @@ def test_it_reads_the_days_values_at_most_once_a_batch_and_not_at_all_once_seen(
     def reads(items) -> int:
         with CaptureQueriesContext(connection) as captured:
             assert all(status == "created" for status, _ in _outcome(key, items))
-        return sum("FROM usage_dailyattribution" in q["sql"] for q in captured.captured_queries)
+        return sum('FROM "usage_dailyattribution"' in q["sql"] for q in captured.captured_queries)
 
     assert reads([_item(f"a{n}", project="p", user=f"u{n % 2}") for n in range(10)]) == 1
     assert reads([_item(f"b{n}", project="p", user=f"u{n % 2}") for n in range(10)]) == 0
