@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from accounts.access import role_required
 from accounts.models import Role
@@ -47,7 +47,7 @@ def sync_now(request, pk):
 
 
 @role_required(Role.VIEWER)
-@require_GET
+@require_safe
 def sync_status(request, pk):
     """The status cell: the run given by ?run=<id> (Sync now) or the account's latest run."""
     account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
@@ -58,7 +58,7 @@ def sync_status(request, pk):
 
 
 @role_required(Role.VIEWER)
-@require_GET
+@require_safe
 def sync_history(request, pk):
     account = account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     page = Paginator(account.sync_runs.all(), 50).get_page(request.GET.get("page"))

@@ -262,3 +262,13 @@ def test_the_status_badges_follow_the_adapters():
     # from the adapter. They must agree for every provider.
     for slug in ADAPTERS:
         assert provider(slug).has_official_api == get_adapter_class(slug).supports_sync, slug
+
+
+@pytest.mark.parametrize("name", ["account-sync-status", "account-sync-history"])
+def test_the_sync_pages_answer_head_as_get_and_refuse_writes(owner_client, name):
+    account = AccountFactory(provider=provider("openai"))
+    client = owner_client(account)
+    url = reverse(name, args=[account.pk])
+    get, head = client.get(url), client.head(url)
+    assert (get.status_code, head.status_code, head.content) == (200, 200, b"")
+    assert client.post(url).status_code == 405
