@@ -161,6 +161,35 @@ def membership_role_set(*, membership: Membership, role: str) -> Membership:
 
 
 @transaction.atomic
+def workspaces_hand_over(*, user: User) -> list[Membership]:
+    """Before a user is deleted: each shared workspace they alone own passes to its senior
+    other member (highest role, then longest there), so no team is left without an owner.
+    A workspace with no other member is left as it is. Returns the promoted memberships."""
+    promoted = []
+    for owned in Membership.objects.filter(
+        user=user, role=Role.OWNER, workspace__personal_for=None
+    ):
+        workspace = owned.workspace
+        if _owners_left(workspace, without=owned):
+            continue
+        others = list(workspace.memberships.exclude(pk=owned.pk).order_by("created_at", "pk"))
+        if not others:
+            continue
+        heir = max(others, key=lambda m: Role(m.role).rank)  # max keeps the first of a tie
+        before = {"role": heir.role}
+        heir.role = Role.OWNER
+        heir.save(update_fields=["role"])
+        audit_record(
+            action=AuditEvent.Action.UPDATED,
+            obj=heir,
+            before=before,
+            after={"role": heir.role, "because": f"{user.get_username()} was deleted"},
+        )
+        promoted.append(heir)
+    return promoted
+
+
+@transaction.atomic
 def membership_remove(*, membership: Membership) -> None:
     """Remove a member (or let one leave). The last owner cannot go, nor the owner of a personal
     workspace. The member's ingest keys keep working: they belong to the workspace's accounts;

@@ -1,9 +1,10 @@
 """Every user has a personal workspace, however the user was made (sign-up, createsuperuser,
-the admin, a test)."""
+the admin, a test); and no shared workspace loses its last owner when a user is deleted,
+however they are deleted."""
 
 from __future__ import annotations
 
-from django.db.models.signals import post_save
+from django.db.models.signals import post_save, pre_delete
 from django.dispatch import receiver
 
 from accounts.models import User
@@ -15,3 +16,10 @@ def _personal_workspace(sender, instance: User, created: bool, raw: bool = False
         from accounts.services import workspace_personal_create
 
         workspace_personal_create(user=instance)
+
+
+@receiver(pre_delete, sender=User, dispatch_uid="accounts.hand_over_workspaces")
+def _hand_over_workspaces(sender, instance: User, **kwargs):
+    from accounts.services import workspaces_hand_over
+
+    workspaces_hand_over(user=instance)

@@ -874,3 +874,24 @@ def test_the_schema_documents_x_workspace_on_every_user_operation_and_not_on_ing
     assert "get /api/usage/breakdown" in with_header
     # Ingestion acts with an ingest key (its account's workspace); login and sign-up with none.
     assert {"post /api/usage/events", "post /api/auth/login"} <= set(without)
+
+
+def test_deleting_a_teams_only_owner_hands_the_workspace_to_its_senior_member():
+    owner, admin, viewer, loner = UserFactory(), UserFactory(), UserFactory(), UserFactory()
+    team = services.workspace_create(user=owner, name="Team")
+    Membership.objects.create(workspace=team, user=viewer, role=Role.VIEWER)
+    Membership.objects.create(workspace=team, user=admin, role=Role.ADMIN)
+    alone = services.workspace_create(user=loner, name="Solo")
+    services.workspace_create(user=owner, name="Only mine")
+
+    owner.delete()  # e.g. in the admin
+    loner.delete()
+
+    # The admin outranks the viewer who joined before them.
+    assert Membership.objects.get(workspace=team, user=admin).role == Role.OWNER
+    assert Membership.objects.get(workspace=team, user=viewer).role == Role.VIEWER
+    event = AuditEvent.objects.get(object_type="membership", action=AuditEvent.Action.UPDATED)
+    assert event.changes["role"] == ["admin", "owner"] and event.workspace == team
+    # A workspace nobody else is in has no one to hand it to: left as it is.
+    assert Workspace.objects.filter(pk=alone.pk).exists()
+    assert not Membership.objects.filter(workspace=alone).exists()
