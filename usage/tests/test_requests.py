@@ -379,10 +379,16 @@ postgresql_only = pytest.mark.skipif(
 @postgresql_only
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_write_may_commit_without_waiting_for_the_disk_and_only_that_write():
-    account = AccountFactory(provider=provider("groq"))
-    eager = unflushed_wal_after_writes(account, durable=False)
+    # Another session's durable commit at the same moment (the other test worker, autovacuum)
+    # flushes our WAL with its own, hiding the gap: a disturbed measurement is taken again, up
+    # to three times, each on fresh rows, as the durable half below does.
+    for _ in range(3):
+        account = AccountFactory(provider=provider("groq"))
+        eager = unflushed_wal_after_writes(account, durable=False)
+        assert UsageRecord.objects.filter(account=account).count() == 5
+        if sum(gap > 0 for gap in eager) >= 4:
+            break
     assert sum(gap > 0 for gap in eager) >= 4, eager  # visible at once, on disk a little later
-    assert UsageRecord.objects.filter(account=account).count() == 5
     # The setting ended with the statement's own commit: the connection is as it was.
     assert _synchronous_commit() == "on"
 
