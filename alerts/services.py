@@ -46,7 +46,7 @@ from alerts.anomalies import (
 )
 from alerts.forecast import budget_forecast_message, format_usd
 from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
-from alerts.webhooks import WebhookURLError, generic_payload, slack_payload, validate_webhook_url
+from alerts.webhooks import FORMATS, Notice, WebhookURLError, validate_webhook_url, webhook_body
 from audit.models import AuditEvent
 from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
 from providers.models import Provider, ProviderAccount
@@ -688,10 +688,15 @@ def channel_create(
     workspace: Workspace,
     kind: str,
     target: str,
-    slack_format: bool = False,
+    format: str = "generic",  # noqa: A002 - the field's name in the form and the API
     is_active: bool = True,
 ) -> NotificationChannel:
     target = channel_target_clean(kind=kind, target=target)
+    if format not in FORMATS:
+        choices = ", ".join(FORMATS)
+        raise ValidationError({"format": f"Choose one of {choices}."})
+    if kind != NotificationChannel.Kind.WEBHOOK:
+        format = "generic"  # noqa: A001 - an email has no body format
     _channel_check_unique(workspace=workspace, kind=kind, target=target)
     try:
         with transaction.atomic():
@@ -699,7 +704,7 @@ def channel_create(
                 workspace=workspace,
                 kind=kind,
                 target=target,
-                slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
+                format=format,
                 is_active=is_active,
             )
             audit_record(
@@ -791,6 +796,34 @@ def alert_payload(alert: Alert) -> dict:
     }
 
 
+# The money figures an alert's data may hold, in the order shown: (key, label).
+_MONEY_FACTS = (
+    ("spent", "Spent"),
+    ("amount", "Budget"),
+    ("projected_total", "Projected"),
+    ("observed", "Observed"),
+    ("baseline", "Baseline"),
+)
+
+
+def alert_notice(alert: Alert) -> Notice:
+    """What a webhook of any format says about the alert; money figures as facts (never cut)."""
+    data = alert.data if isinstance(alert.data, dict) else {}
+    facts = []
+    for key, label in _MONEY_FACTS:
+        try:
+            facts.append((label, format_usd(Decimal(str(data[key])))))
+        except (KeyError, ArithmeticError, ValueError, TypeError):
+            continue
+    return Notice(
+        title=_title(alert),
+        text=alert.message,
+        url=alert_url(alert),
+        facts=tuple(facts),
+        payload=alert_payload(alert),
+    )
+
+
 def _title(alert: Alert) -> str:
     return f"AI Cost Tracker: {alert.get_kind_display()}"
 
@@ -816,10 +849,7 @@ def _send_webhook(channel: NotificationChannel, alert: Alert) -> None:
         validate_webhook_url(channel.target, allow_private=_allow_private())
     except WebhookURLError as exc:
         raise DeliveryError(f"Blocked: {exc}", permanent=True) from exc
-    if channel.slack_format:
-        body = slack_payload(_title(alert), alert.message, url=alert_url(alert))
-    else:
-        body = generic_payload(alert_payload(alert))
+    body = webhook_body(channel.format, alert_notice(alert))
     try:
         response = requests.post(
             channel.target,

@@ -32,12 +32,12 @@ def _tasks_run_inline(settings, monkeypatch):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 
-def webhook(httpserver, owner, *, slack: bool = False, path: str = "/hook"):
+def webhook(httpserver, owner, *, format: str = "generic", path: str = "/hook"):  # noqa: A002
     return ChannelFactory(
         workspace=owner.personal_workspace,
         kind=NotificationChannel.Kind.WEBHOOK,
         target=httpserver.url_for(path),
-        slack_format=slack,
+        format=format,
     )
 
 
@@ -98,7 +98,7 @@ def test_it_sends_a_new_budget_alert_to_every_channel(httpserver):
 def test_it_sends_a_slack_compatible_payload(httpserver):
     httpserver.expect_request("/slack", method="POST").respond_with_data("ok")
     user = UserFactory()
-    webhook(httpserver, user, slack=True, path="/slack")
+    webhook(httpserver, user, format="slack", path="/slack")
     alert = AlertFactory(workspace=user.personal_workspace, message="Spend <b> & more")
 
     services.notifications_dispatch(alert=alert)
@@ -111,7 +111,7 @@ def test_it_sends_a_slack_compatible_payload(httpserver):
     assert body["blocks"][1]["text"] == {"type": "mrkdwn", "text": "Spend &lt;b&gt; &amp; more"}
     url = f"http://127.0.0.1:8000/alerts/{alert.pk}/"  # SITE_URL's default + the alert's page
     assert body["text"] == f"AI Cost Tracker: Budget threshold: Spend &lt;b&gt; &amp; more {url}"
-    assert body["blocks"][2] == {
+    assert body["blocks"][3] == {  # [2] is the money (test_webhook_formats)
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": f"<{url}|Open in AI Cost Tracker>"}],
     }
