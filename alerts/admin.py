@@ -18,7 +18,7 @@ class AlertAdmin(admin.ModelAdmin):
 @admin.register(NotificationChannel)
 class NotificationChannelAdmin(AuditedAdminMixin, admin.ModelAdmin):
     # The target is left off the list: a webhook URL often embeds a token.
-    list_display = ["workspace", "kind", "target_display", "slack_format", "is_active"]
+    list_display = ["workspace", "kind", "target_display", "format", "is_active"]
     list_filter = ["kind", "is_active"]
     exclude = ["target"]
 

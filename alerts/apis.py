@@ -315,7 +315,28 @@ class ChannelSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = NotificationChannel
-        fields = ["id", "kind", "target", "target_display", "slack_format", "is_active"]
+        fields = ["id", "kind", "target", "target_display", "format", "is_active"]
+        extra_kwargs = {
+            "format": {
+                "help_text": "Webhooks only: the body sent. generic (the JSON documented in the "
+                "README), slack (Block Kit), teams (an Adaptive Card message), discord (an "
+                "embed). Email channels are always generic."
+            }
+        }
+
+    def to_internal_value(self, data):
+        # An unknown field is an error, not ignored: a client still sending the old
+        # `slack_format` flag would otherwise get a generic-JSON channel without a word.
+        if hasattr(data, "keys"):
+            unknown = sorted(set(data.keys()) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {
+                        name: ["Unknown field (the webhook body is chosen by `format`)."]
+                        for name in unknown
+                    }
+                )
+        return super().to_internal_value(data)
 
     def create(self, validated_data):
         try:

@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 
 from alerts.models import Alert, Budget, NotificationChannel
 from alerts.services import channel_target_clean, thresholds_clean
+from alerts.webhooks import FORMAT_CHOICES
 from providers.models import Provider, ProviderAccount
 from usage import bounds
 
@@ -101,12 +102,18 @@ class ChannelForm(forms.Form):
         label="Email address or webhook URL",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
-    slack_format = forms.BooleanField(
-        required=False, label="Slack-compatible payload (webhooks only)"
+    format = forms.ChoiceField(
+        choices=FORMAT_CHOICES,
+        initial="generic",
+        required=False,  # an email channel has none; a webhook left unset is generic
+        label="Webhook format",
+        help_text="Webhooks only: generic JSON, or the platform's own message.",
     )
 
     def clean(self):
         data = super().clean()
+        if "format" in data:
+            data["format"] = data["format"] or "generic"
         if data.get("kind") and data.get("target"):
             try:
                 data["target"] = channel_target_clean(kind=data["kind"], target=data["target"])

@@ -4,6 +4,7 @@ from urllib.parse import urlsplit
 
 from django.db import models
 
+from alerts.webhooks import FORMAT_CHOICES
 from providers.models import Provider, ProviderAccount
 from usage import bounds
 
@@ -125,8 +126,11 @@ class NotificationChannel(models.Model):
     # An email address or an http(s) URL. A webhook URL often embeds a token (Slack's do), so
     # pages and API responses show only `target_display`.
     target = models.CharField(max_length=2000)
-    slack_format = models.BooleanField(
-        default=False, help_text="Send a Slack-compatible body instead of the generic JSON."
+    format = models.CharField(
+        max_length=16,
+        choices=FORMAT_CHOICES,
+        default="generic",
+        help_text="The body a webhook receives: generic JSON, or Slack, Teams or Discord's own.",
     )
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -46,7 +46,7 @@ from alerts.anomalies import (
 )
 from alerts.forecast import budget_forecast_message, format_usd
 from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
-from alerts.webhooks import WebhookURLError, generic_payload, slack_payload, validate_webhook_url
+from alerts.webhooks import FORMATS, Notice, WebhookURLError, validate_webhook_url, webhook_body
 from audit.models import AuditEvent
 from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
 from providers.models import Provider, ProviderAccount
@@ -688,10 +688,15 @@ def channel_create(
     workspace: Workspace,
     kind: str,
     target: str,
-    slack_format: bool = False,
+    format: str = "generic",  # noqa: A002 - the field's name in the form and the API
     is_active: bool = True,
 ) -> NotificationChannel:
     target = channel_target_clean(kind=kind, target=target)
+    if format not in FORMATS:
+        choices = ", ".join(FORMATS)
+        raise ValidationError({"format": f"Choose one of {choices}."})
+    if kind != NotificationChannel.Kind.WEBHOOK:
+        format = "generic"  # noqa: A001 - an email has no body format
     _channel_check_unique(workspace=workspace, kind=kind, target=target)
     try:
         with transaction.atomic():
@@ -699,7 +704,7 @@ def channel_create(
                 workspace=workspace,
                 kind=kind,
                 target=target,
-                slack_format=slack_format and kind == NotificationChannel.Kind.WEBHOOK,
+                format=format,
                 is_active=is_active,
             )
             audit_record(
@@ -741,11 +746,19 @@ def channel_test_send(*, channel: NotificationChannel) -> NotificationDelivery:
 
 
 class DeliveryError(Exception):
-    """A send failed. ``permanent`` ones (blocked URL, 4xx) are not retried."""
+    """A send failed. ``permanent`` ones (blocked URL, 4xx) are not retried; ``retry_after`` is
+    the receiver's Retry-After in seconds, if it sent one."""
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool = False, retry_after: int | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.retry_after = retry_after
+
+
+DELIVER_TASK = "alerts.tasks.deliver_notification"
+NOTIFY_RETRY_MAX_DELAY = 3600  # an hour: a Retry-After longer than that is not waited out
 
 
 def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
@@ -758,7 +771,7 @@ def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
             # The ORM broker enqueues inside the caller's transaction, so a worker never sees
             # the task before the delivery row is committed.
             async_task(
-                "alerts.tasks.deliver_notification",
+                DELIVER_TASK,
                 delivery.pk,
                 task_name=f"notify-{delivery.pk}",
                 group="alerts-notify",
@@ -781,6 +794,34 @@ def alert_payload(alert: Alert) -> dict:
         "account": alert.account.name if alert.account_id else None,
         "data": alert.data,
     }
+
+
+# The money figures an alert's data may hold, in the order shown: (key, label).
+_MONEY_FACTS = (
+    ("spent", "Spent"),
+    ("amount", "Budget"),
+    ("projected_total", "Projected"),
+    ("observed", "Observed"),
+    ("baseline", "Baseline"),
+)
+
+
+def alert_notice(alert: Alert) -> Notice:
+    """What a webhook of any format says about the alert; money figures as facts (never cut)."""
+    data = alert.data if isinstance(alert.data, dict) else {}
+    facts = []
+    for key, label in _MONEY_FACTS:
+        try:
+            facts.append((label, format_usd(Decimal(str(data[key])))))
+        except (KeyError, ArithmeticError, ValueError, TypeError):
+            continue
+    return Notice(
+        title=_title(alert),
+        text=alert.message,
+        url=alert_url(alert),
+        facts=tuple(facts),
+        payload=alert_payload(alert),
+    )
 
 
 def _title(alert: Alert) -> str:
@@ -808,10 +849,7 @@ def _send_webhook(channel: NotificationChannel, alert: Alert) -> None:
         validate_webhook_url(channel.target, allow_private=_allow_private())
     except WebhookURLError as exc:
         raise DeliveryError(f"Blocked: {exc}", permanent=True) from exc
-    if channel.slack_format:
-        body = slack_payload(_title(alert), alert.message, url=alert_url(alert))
-    else:
-        body = generic_payload(alert_payload(alert))
+    body = webhook_body(channel.format, alert_notice(alert))
     try:
         response = requests.post(
             channel.target,
@@ -829,7 +867,9 @@ def _send_webhook(channel: NotificationChannel, alert: Alert) -> None:
     if 200 <= code < 300:
         return
     if code == 429 or code >= 500:
-        raise DeliveryError(f"HTTP {code} from the webhook.")
+        raise DeliveryError(
+            f"HTTP {code} from the webhook.", retry_after=_retry_after(response, code)
+        )
     if 300 <= code < 400:
         raise DeliveryError(f"HTTP {code}: redirects are not followed.", permanent=True)
     raise DeliveryError(f"HTTP {code} from the webhook.", permanent=True)
@@ -841,53 +881,88 @@ _SENDERS = {
 }
 
 
+def _retry_after(response: requests.Response, code: int) -> int | None:
+    # Slack, Discord and Teams send integer seconds with a 429; an HTTP date or junk falls back
+    # to our own backoff.
+    value = response.headers.get("Retry-After", "").strip()
+    return int(value) if code == 429 and value.isdigit() else None
+
+
+def notification_retry_delay(*, attempt: int, retry_after: int | None = None) -> int:
+    """Seconds before try ``attempt + 1``: NOTIFY_RETRY_BACKOFF_SECONDS × 2^(attempt-1), at
+    least the receiver's Retry-After, at most NOTIFY_RETRY_MAX_DELAY."""
+    delay = int(settings.NOTIFY_RETRY_BACKOFF_SECONDS) * 2 ** (attempt - 1)
+    if retry_after:
+        delay = max(delay, retry_after)
+    return min(delay, NOTIFY_RETRY_MAX_DELAY)
+
+
+def notification_retry_name(delivery: NotificationDelivery) -> str:
+    """The ONCE schedule of the delivery's next try; one name per try, so a task run twice
+    cannot schedule the same try twice."""
+    return f"notify-retry-{delivery.pk}-{delivery.attempts + 1}"
+
+
+def _notification_retry_schedule(*, delivery: NotificationDelivery, retry_after: int | None):
+    next_run = delivery.last_attempt_at + timedelta(
+        seconds=notification_retry_delay(attempt=delivery.attempts, retry_after=retry_after)
+    )
+    name = notification_retry_name(delivery)
+    if not Schedule.objects.filter(name=name).exists():
+        Schedule.objects.create(
+            name=name,
+            func=DELIVER_TASK,
+            args=repr((delivery.pk,)),
+            schedule_type=Schedule.ONCE,
+            repeats=-1,  # a ONCE schedule with negative repeats deletes itself once run
+            next_run=next_run,
+        )
+    return next_run
+
+
 def notification_deliver(
     *, delivery_id: int, max_attempts: int | None = None
 ) -> NotificationDelivery | None:
-    """Send one delivery, retrying temporary failures with exponential backoff.
+    """Make one attempt at a delivery; on a temporary failure schedule the next and return.
 
-    At most NOTIFY_MAX_ATTEMPTS attempts (default 3), NOTIFY_RETRY_BACKOFF_SECONDS (default 2)
-    doubling between them. Every attempt is counted on the row; a sent delivery is never sent
-    again if the task runs twice.
+    No worker sleeps: a timeout, 5xx or 429 leaves the delivery pending with its error and
+    schedules the next try as a django-q2 ONCE schedule NOTIFY_RETRY_BACKOFF_SECONDS (default
+    60) later, doubling, or after the receiver's Retry-After if longer. At most
+    NOTIFY_MAX_ATTEMPTS tries (default 3) in all; a permanent failure (4xx, blocked URL) stops
+    at once. Every try is counted on the row; a sent or failed delivery is never sent again
+    if the task runs twice. ``max_attempts=1`` is the channel test: one try, no retry.
     """
-    delivery = (
-        NotificationDelivery.objects.select_related("alert__account", "channel")
-        .filter(pk=delivery_id)
-        .first()
-    )
-    if delivery is None or delivery.status == NotificationDelivery.Status.SENT:
-        return delivery
-    if max_attempts is None:
-        max_attempts = int(getattr(settings, "NOTIFY_MAX_ATTEMPTS", 3))
-    max_attempts = max(1, max_attempts)
-    backoff = float(getattr(settings, "NOTIFY_RETRY_BACKOFF_SECONDS", 2))
-    send = _SENDERS[delivery.channel.kind]
-    error = ""
-    for attempt in range(1, max_attempts + 1):
+    with transaction.atomic():
+        delivery = NotificationDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        if delivery is None or delivery.status != NotificationDelivery.Status.PENDING:
+            return delivery
+        delivery = NotificationDelivery.objects.select_related("alert__account", "channel").get(
+            pk=delivery_id
+        )
+        if max_attempts is None:
+            max_attempts = int(settings.NOTIFY_MAX_ATTEMPTS)
+        max_attempts = max(1, max_attempts)
         delivery.attempts += 1
         delivery.last_attempt_at = timezone.now()
         try:
-            send(delivery.channel, delivery.alert)
+            _SENDERS[delivery.channel.kind](delivery.channel, delivery.alert)
         except DeliveryError as exc:
-            error = str(exc)
-            if exc.permanent or attempt == max_attempts:
-                break
-            delivery.save(update_fields=["attempts", "last_attempt_at"])
-            time.sleep(backoff * 2 ** (attempt - 1))
-            continue
+            delivery.error = str(exc)
+            if exc.permanent or delivery.attempts >= max_attempts:
+                delivery.status = NotificationDelivery.Status.FAILED
+                logger.warning(
+                    "notification %s to channel %s failed after %s attempts: %s",
+                    delivery.pk,
+                    delivery.channel_id,
+                    delivery.attempts,
+                    delivery.error,
+                )
+            else:
+                _notification_retry_schedule(delivery=delivery, retry_after=exc.retry_after)
+            delivery.save()
+            return delivery
         delivery.status = NotificationDelivery.Status.SENT
         delivery.sent_at = delivery.last_attempt_at
         delivery.error = ""
         delivery.save()
         return delivery
-    delivery.status = NotificationDelivery.Status.FAILED
-    delivery.error = error
-    delivery.save()
-    logger.warning(
-        "notification %s to channel %s failed after %s attempts: %s",
-        delivery.pk,
-        delivery.channel_id,
-        delivery.attempts,
-        error,
-    )
-    return delivery

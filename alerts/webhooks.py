@@ -25,9 +25,24 @@ Resolver = Callable[..., list[tuple[Any, ...]]]
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # RFC 6052 well-known NAT64 prefix: the last 32 bits are the IPv4 address actually reached.
 NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
-# Block Kit limits: header text 150 characters, section text 3000.
+# Block Kit limits: header text 150 characters, section text 3000, a field's text 2000.
 SLACK_HEADER_MAX = 150
 SLACK_TEXT_MAX = 3000
+SLACK_FIELDS_MAX = 10
+# Discord embed limits (Message resource, "Embed Limits"): title 256, description 4096, field
+# name 256 and value 1024, 25 fields, 6000 characters across the embed (256 + 4096 + our few
+# short fields stay under it). A message's `content` may hold 2000; we send only the embed.
+DISCORD_TITLE_MAX = 256
+DISCORD_DESCRIPTION_MAX = 4096
+DISCORD_FIELD_NAME_MAX = 256
+DISCORD_FIELD_VALUE_MAX = 1024
+DISCORD_FIELDS_MAX = 25
+DISCORD_COLOR = 0xE67E22  # orange: an alert, not an outage
+# A Teams incoming-webhook message may be at most 28 KB. We send JSON with non-ASCII escaped,
+# up to 12 bytes a character (a surrogate pair "\ud83d\udcb8"), so 2000 characters of text
+# and 200 of title stay well under it.
+TEAMS_TITLE_MAX = 200
+TEAMS_TEXT_MAX = 2000
 PAYLOAD_VERSION = 1
 
 
@@ -155,7 +170,25 @@ def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def slack_payload(title: str, text: str, *, url: str = "") -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Notice:
+    """What every webhook format says about one alert.
+
+    ``facts`` are short label/value pairs (the money figures, formatted): builders cut the
+    free text to the platform's limits, never a fact. ``payload`` is the generic JSON body's
+    ``alert`` object.
+    """
+
+    title: str
+    text: str
+    url: str = ""
+    facts: tuple[tuple[str, str], ...] = ()
+    payload: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def slack_payload(
+    title: str, text: str, *, url: str = "", facts: tuple[tuple[str, str], ...] = ()
+) -> dict[str, Any]:
     """A Slack incoming-webhook body: a header block, a section block and a plain fallback.
 
     Slack treats ``&``, ``<`` and ``>`` as markup, so user-provided names are escaped; the
@@ -176,6 +209,15 @@ def slack_payload(title: str, text: str, *, url: str = "") -> dict[str, Any]:
                 "text": {"type": "mrkdwn", "text": _slack_escape(text, SLACK_TEXT_MAX)},
             }
         )
+    if facts:
+        fields = [
+            {
+                "type": "mrkdwn",
+                "text": f"*{_slack_escape(label, 100)}*\n{_slack_escape(value, 100)}",
+            }
+            for label, value in facts[:SLACK_FIELDS_MAX]
+        ]
+        blocks.append({"type": "section", "fields": fields})
     if url:
         # Inside <url|label> only &, < and > need escaping; our URLs have none but & maybe.
         link = f"<{url.replace('&', '&amp;')}|Open in AI Cost Tracker>"
@@ -219,3 +261,103 @@ def generic_payload(alert: Mapping[str, Any]) -> dict[str, Any]:
     a Python repr.
     """
     return {"source": "ai-cost-tracker", "version": PAYLOAD_VERSION, "alert": _jsonable(alert)}
+
+
+def teams_payload(notice: Notice) -> dict[str, Any]:
+    """A Microsoft Teams incoming-webhook message: one Adaptive Card (schema 1.2) in the
+    ``message`` envelope, the facts as a FactSet and the alert's page as an OpenUrl action.
+
+    Reference: Teams "Create Incoming Webhooks" / "Send Adaptive Cards using an Incoming
+    Webhook" (message envelope, contentType application/vnd.microsoft.card.adaptive, 28 KB).
+    """
+    title = notice.title.strip() or "AI Cost Tracker alert"
+    body: list[dict[str, Any]] = [
+        {
+            "type": "TextBlock",
+            "text": _truncate(title, TEAMS_TITLE_MAX),
+            "weight": "Bolder",
+            "size": "Medium",
+            "wrap": True,
+        }
+    ]
+    if notice.text.strip():
+        body.append(
+            {"type": "TextBlock", "text": _truncate(notice.text, TEAMS_TEXT_MAX), "wrap": True}
+        )
+    if notice.facts:
+        body.append(
+            {
+                "type": "FactSet",
+                "facts": [{"title": label, "value": value} for label, value in notice.facts],
+            }
+        )
+    card: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.2",
+        "body": body,
+    }
+    if notice.url:
+        card["actions"] = [
+            {"type": "Action.OpenUrl", "title": "Open in AI Cost Tracker", "url": notice.url}
+        ]
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": card,
+            }
+        ],
+    }
+
+
+def discord_payload(notice: Notice) -> dict[str, Any]:
+    """A Discord execute-webhook body: one embed (title linking to the alert, the text as its
+    description, the facts as inline fields) that mentions no one.
+
+    Reference: Discord "Execute Webhook" (content and/or embeds, allowed_mentions) and
+    "Embed Limits".
+    """
+    title = notice.title.strip() or "AI Cost Tracker alert"
+    embed: dict[str, Any] = {"title": _truncate(title, DISCORD_TITLE_MAX), "color": DISCORD_COLOR}
+    if notice.url:
+        embed["url"] = notice.url
+    if notice.text.strip():
+        embed["description"] = _truncate(notice.text, DISCORD_DESCRIPTION_MAX)
+    if notice.facts:
+        embed["fields"] = [
+            {
+                "name": _truncate(label, DISCORD_FIELD_NAME_MAX),
+                "value": _truncate(value, DISCORD_FIELD_VALUE_MAX),
+                "inline": True,
+            }
+            for label, value in notice.facts[:DISCORD_FIELDS_MAX]
+        ]
+    # An alert's text quotes account and model names: never let "@everyone" in one ping.
+    return {"embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+def _generic(notice: Notice) -> dict[str, Any]:
+    return generic_payload(notice.payload)
+
+
+def _slack(notice: Notice) -> dict[str, Any]:
+    return slack_payload(notice.title, notice.text, url=notice.url, facts=notice.facts)
+
+
+# One entry per webhook format: (label, body builder). Model choices derive from it; nothing
+# else switches on a format.
+FORMATS: dict[str, tuple[str, Callable[[Notice], dict[str, Any]]]] = {
+    "generic": ("Generic JSON", _generic),
+    "slack": ("Slack", _slack),
+    "teams": ("Microsoft Teams", teams_payload),
+    "discord": ("Discord", discord_payload),
+}
+FORMAT_CHOICES = [(key, label) for key, (label, _) in FORMATS.items()]
+
+
+def webhook_body(format: str, notice: Notice) -> dict[str, Any]:  # noqa: A002
+    """The JSON body a webhook of ``format`` receives for ``notice``."""
+    return FORMATS[format][1](notice)

@@ -68,7 +68,7 @@ INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=20 * 1024 * 102
 ANOMALY_K = env.int("ANOMALY_K", default=3)
 WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=3)
-NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=2)
+NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=60)
 
 # Upstream endpoints. Operator settings only: no user input ever chooses the host we call.
 # Each provider's adapter declares its setting (OPENAI_BASE_URL, ...) and default.

@@ -231,3 +231,18 @@ def test_it_requires_login(client, url):
 
     assert response.status_code == 302
     assert "/login" in response["Location"]
+
+
+def test_it_adds_a_teams_webhook_from_the_page_and_lists_its_format(web, user, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    url = "http://10.0.0.7/webhookb2/x"
+
+    added = web.post("/alerts/channels/", {"kind": "webhook", "target": url, "format": "teams"})
+    wrong = web.post("/alerts/channels/", {"kind": "webhook", "target": url, "format": "irc"})
+
+    assert added.status_code == 302
+    channel = NotificationChannel.objects.get()
+    assert channel.format == "teams"
+    assert "format" in wrong.context["form"].errors
+    row = web.get("/alerts/channels/").content.decode().split(f'id="channel-{channel.pk}"')[1]
+    assert "<td>Microsoft Teams</td>" in row

@@ -224,11 +224,12 @@ def test_it_creates_lists_and_deletes_channels_without_showing_the_url(client, u
     settings.WEBHOOK_ALLOW_PRIVATE = True
     created = client.post(
         "/api/notification-channels",
-        {"kind": "webhook", "target": "http://10.1.2.3/hooks/T0/secret", "slack_format": True},
+        {"kind": "webhook", "target": "http://10.1.2.3/hooks/T0/secret", "format": "teams"},
         format="json",
     )
     assert created.status_code == 201, created.json()
     assert created.json()["target_display"] == "http://10.1.2.3/…"
+    assert created.json()["format"] == "teams"
     assert "target" not in created.json()
 
     listed = client.get("/api/notification-channels")
@@ -237,6 +238,26 @@ def test_it_creates_lists_and_deletes_channels_without_showing_the_url(client, u
 
     channel_id = created.json()["id"]
     assert client.delete(f"/api/notification-channels/{channel_id}").status_code == 204
+    assert not NotificationChannel.objects.exists()
+
+
+def test_it_rejects_an_unknown_format_or_the_old_slack_flag_naming_the_field(client, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    url = "http://10.1.2.3/hooks/x"
+
+    bad = client.post(
+        "/api/notification-channels",
+        {"kind": "webhook", "target": url, "format": "mattermost"},
+        format="json",
+    )
+    old = client.post(
+        "/api/notification-channels",
+        {"kind": "webhook", "target": url, "slack_format": True},
+        format="json",
+    )
+
+    assert bad.status_code == 400 and list(bad.json()) == ["format"]
+    assert old.status_code == 400 and list(old.json()) == ["slack_format"]
     assert not NotificationChannel.objects.exists()
 
 

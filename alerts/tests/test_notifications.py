@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from ast import literal_eval
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -9,9 +10,10 @@ import time_machine
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django_q.conf import Conf
+from django_q.models import Schedule
 
 from accounts.tests.factories import UserFactory
-from alerts import services
+from alerts import services, tasks
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.tests.factories import AlertFactory, ChannelFactory
 from providers.tests.factories import AccountFactory
@@ -26,21 +28,32 @@ def _tasks_run_inline(settings, monkeypatch):
     # django-q2 reads `sync` once at import; the setting alone would not reach async_task.
     monkeypatch.setattr(Conf, "SYNC", True)
     settings.WEBHOOK_ALLOW_PRIVATE = True  # pytest-httpserver listens on loopback
-    settings.NOTIFY_RETRY_BACKOFF_SECONDS = 0  # the retries still happen, without the waits
+    settings.NOTIFY_RETRY_BACKOFF_SECONDS = 60
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 
-def webhook(httpserver, owner, *, slack: bool = False, path: str = "/hook"):
+def webhook(httpserver, owner, *, format: str = "generic", path: str = "/hook"):  # noqa: A002
     return ChannelFactory(
         workspace=owner.personal_workspace,
         kind=NotificationChannel.Kind.WEBHOOK,
         target=httpserver.url_for(path),
-        slack_format=slack,
+        format=format,
     )
 
 
 def posted(httpserver, path: str = "/hook") -> list:
     return [r for r, _ in httpserver.log if r.path == path]
+
+
+def run_retry(delivery: NotificationDelivery) -> Schedule:
+    """Run the ONCE schedule of the delivery's next try as the cluster would: its task with its
+    arguments, then the schedule gone (negative repeats). Returns the schedule that ran."""
+    schedule = Schedule.objects.get(name=f"notify-retry-{delivery.pk}-{delivery.attempts + 1}")
+    assert schedule.schedule_type == Schedule.ONCE and schedule.repeats < 0
+    assert schedule.func == "alerts.tasks.deliver_notification"
+    tasks.deliver_notification(*literal_eval(schedule.args))
+    schedule.delete()
+    return schedule
 
 
 @time_machine.travel(datetime(2026, 11, 15, 12, 0, tzinfo=UTC), tick=False)
@@ -85,7 +98,7 @@ def test_it_sends_a_new_budget_alert_to_every_channel(httpserver):
 def test_it_sends_a_slack_compatible_payload(httpserver):
     httpserver.expect_request("/slack", method="POST").respond_with_data("ok")
     user = UserFactory()
-    webhook(httpserver, user, slack=True, path="/slack")
+    webhook(httpserver, user, format="slack", path="/slack")
     alert = AlertFactory(workspace=user.personal_workspace, message="Spend <b> & more")
 
     services.notifications_dispatch(alert=alert)
@@ -98,33 +111,47 @@ def test_it_sends_a_slack_compatible_payload(httpserver):
     assert body["blocks"][1]["text"] == {"type": "mrkdwn", "text": "Spend &lt;b&gt; &amp; more"}
     url = f"http://127.0.0.1:8000/alerts/{alert.pk}/"  # SITE_URL's default + the alert's page
     assert body["text"] == f"AI Cost Tracker: Budget threshold: Spend &lt;b&gt; &amp; more {url}"
-    assert body["blocks"][2] == {
+    assert body["blocks"][3] == {  # [2] is the money (test_webhook_formats)
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": f"<{url}|Open in AI Cost Tracker>"}],
     }
     assert NotificationDelivery.objects.get().status == "sent"
 
 
-def test_it_records_a_failed_webhook_after_bounded_retries_and_still_sends_email(httpserver):
+@time_machine.travel(datetime(2026, 11, 15, 12, 0, tzinfo=UTC), tick=False)
+def test_it_retries_a_failing_webhook_on_later_tasks_then_gives_up_and_still_sends_email(
+    httpserver,
+):
     httpserver.expect_request("/hook", method="POST").respond_with_json({"e": 1}, status=500)
     user = UserFactory()
     hook = webhook(httpserver, user)
     ChannelFactory(workspace=user.personal_workspace, target="me@example.com")
     alert = AlertFactory(workspace=user.personal_workspace)
+    now = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
 
     services.notifications_dispatch(alert=alert)
 
+    # One try, then the task returned: the next try is a schedule 60 s later (the backoff).
+    assert len(posted(httpserver)) == 1
+    delivery = NotificationDelivery.objects.get(channel=hook)
+    assert (delivery.status, delivery.attempts) == ("pending", 1)
+    assert delivery.error == "HTTP 500 from the webhook."
+    assert run_retry(delivery).next_run == now + timedelta(seconds=60)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 2)
+    assert run_retry(delivery).next_run == now + timedelta(seconds=120)  # doubled
+    delivery.refresh_from_db()
+
     assert len(posted(httpserver)) == 3  # NOTIFY_MAX_ATTEMPTS defaults to 3
-    failed = NotificationDelivery.objects.get(channel=hook)
-    assert failed.status == "failed"
-    assert failed.attempts == 3
-    assert failed.error == "HTTP 500 from the webhook."
+    assert (delivery.status, delivery.attempts) == ("failed", 3)
+    assert delivery.error == "HTTP 500 from the webhook."
+    assert not Schedule.objects.filter(name__startswith="notify-retry-").exists()
     assert len(mail.outbox) == 1
     assert NotificationDelivery.objects.get(channel__kind="email").status == "sent"
 
 
 def test_it_does_not_retry_a_client_error(httpserver):
-    httpserver.expect_request("/hook", method="POST").respond_with_data("gone", status=404)
+    httpserver.expect_request("/hook", method="POST").respond_with_data("bad", status=400)
     user = UserFactory()
     webhook(httpserver, user)
 
@@ -133,11 +160,12 @@ def test_it_does_not_retry_a_client_error(httpserver):
     assert len(posted(httpserver)) == 1
     delivery = NotificationDelivery.objects.get()
     assert (delivery.status, delivery.attempts) == ("failed", 1)
-    assert delivery.error == "HTTP 404 from the webhook."
+    assert delivery.error == "HTTP 400 from the webhook."
+    assert not Schedule.objects.exists()
 
 
-def test_it_recovers_when_a_retry_succeeds(httpserver, settings):
-    settings.NOTIFY_MAX_ATTEMPTS = 4
+@time_machine.travel(datetime(2026, 11, 15, 12, 0, tzinfo=UTC), tick=False)
+def test_it_delivers_a_503_on_the_second_task_run_without_sleeping(httpserver):
     httpserver.expect_ordered_request("/hook").respond_with_data("busy", status=503)
     httpserver.expect_ordered_request("/hook").respond_with_data("ok")
     user = UserFactory()
@@ -146,7 +174,36 @@ def test_it_recovers_when_a_retry_succeeds(httpserver, settings):
     services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
 
     delivery = NotificationDelivery.objects.get()
+    assert (delivery.status, delivery.attempts, delivery.error) == (
+        "pending",
+        1,
+        "HTTP 503 from the webhook.",
+    )
+    assert delivery.last_attempt_at == datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+    # Time is frozen (tick=False): a sleeping worker would never have come back.
+    schedule = run_retry(delivery)
+    assert schedule.next_run == datetime(2026, 11, 15, 12, 1, tzinfo=UTC)  # + 60 s
+    delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.error) == ("sent", 2, "")
+    assert len(posted(httpserver)) == 2
+    tasks.deliver_notification(delivery.pk)  # the same task delivered again sends nothing
+    assert len(posted(httpserver)) == 2
+
+
+@time_machine.travel(datetime(2026, 11, 15, 12, 0, tzinfo=UTC), tick=False)
+def test_it_waits_out_a_429_retry_after_when_longer_than_the_backoff(httpserver):
+    httpserver.expect_request("/hook").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "300"}
+    )
+    user = UserFactory()
+    webhook(httpserver, user)
+
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
+
+    delivery = NotificationDelivery.objects.get()
+    schedule = Schedule.objects.get(name=f"notify-retry-{delivery.pk}-2")
+    assert schedule.next_run == datetime(2026, 11, 15, 12, 5, tzinfo=UTC)  # 300 s, not 60
+    assert (delivery.status, delivery.error) == ("pending", "HTTP 429 from the webhook.")
 
 
 def test_it_sends_each_alert_to_a_channel_once(httpserver):
@@ -234,6 +291,6 @@ def test_it_records_a_connection_failure_without_the_url(settings):
     services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
 
     delivery = NotificationDelivery.objects.get(channel=channel)
-    assert delivery.status == "failed"
-    assert delivery.attempts == 3
+    assert (delivery.status, delivery.attempts) == ("pending", 1)  # a retry is scheduled
     assert delivery.error == "Could not connect (ConnectionError)."
+    assert "secret" not in Schedule.objects.get().args
