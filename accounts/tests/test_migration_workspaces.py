@@ -7,8 +7,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-from django.db import DatabaseError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
+from django.db import DatabaseError, transaction
+
+from costtracker.tests.migrating import (  # noqa: F401
+    back_to_latest,
+    migrate_to,
+    migrate_to_latest,
+)
 
 # The nodes before the workspace migrations: accounts 0003 (Workspace) is what every later
 # step depends on, so going back to these unapplies providers 0010-0011, alerts 0006-0007 and
@@ -46,32 +51,6 @@ CHANGED = {"owner", "owner_id", "workspace", "workspace_id", "owner_label", "wor
 # Changed by a later migration on the way to the latest state (alerts 0008: a channel's
 # slack_format became its format; alerts/tests/test_webhook_formats.py checks that mapping).
 CHANGED |= {"slack_format", "format"}
-
-
-def _executor() -> MigrationExecutor:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    return executor
-
-
-def _migrate(targets):
-    executor = _executor()
-    executor.migrate(targets)
-    return _executor().loader.project_state(targets).apps
-
-
-def _latest():
-    executor = _executor()
-    leaves = executor.loader.graph.leaf_nodes()
-    executor.migrate(leaves)
-    return _executor().loader.project_state(leaves).apps
-
-
-@pytest.fixture
-def _back_to_latest():
-    # Going back unapplies later migrations of every app; apply them all again after.
-    yield
-    _latest()
 
 
 def _plain(value):
@@ -210,9 +189,9 @@ def _assert_update_refused(AuditEvent, *, owner: str = "workspace") -> None:
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.usefixtures("_back_to_latest")
+@pytest.mark.usefixtures("back_to_latest")
 def test_it_moves_everything_each_user_owned_into_their_personal_workspace():
-    apps = _migrate(BEFORE)
+    apps = migrate_to(BEFORE)
     users = _old_data(apps)
     before = _snapshot(apps)
     owner_of = {
@@ -223,7 +202,7 @@ def test_it_moves_everything_each_user_owned_into_their_personal_workspace():
     }
     labels = dict(apps.get_model("audit", "AuditEvent").objects.values_list("pk", "owner_label"))
 
-    apps = _latest()
+    apps = migrate_to_latest()
 
     Workspace = apps.get_model("accounts", "Workspace")
     Membership = apps.get_model("accounts", "Membership")
@@ -255,12 +234,12 @@ def test_it_moves_everything_each_user_owned_into_their_personal_workspace():
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.usefixtures("_back_to_latest")
+@pytest.mark.usefixtures("back_to_latest")
 def test_it_gives_a_user_made_between_the_steps_a_personal_workspace_and_moves_their_data():
     # accounts 0004 has run (workspaces for the users of then), the apps' moves have not: a
     # user made now (old code still running, or a partial migrate) has none yet.
-    apps = _migrate(BEFORE)
-    apps = _migrate(PERSONAL_MADE)
+    apps = migrate_to(BEFORE)
+    apps = migrate_to(PERSONAL_MADE)
     User = apps.get_model("accounts", "User")
     late = User.objects.create(username="late", time_zone="Europe/Berlin")
     # A username may be 150 characters, a workspace name 100 (PostgreSQL refused the insert).
@@ -275,7 +254,7 @@ def test_it_gives_a_user_made_between_the_steps_a_personal_workspace_and_moves_t
         owner=late, scope="overall", amount=Decimal("10.00")
     )
 
-    apps = _latest()
+    apps = migrate_to_latest()
 
     workspace = apps.get_model("accounts", "Workspace").objects.get(personal_for_id=late.pk)
     assert (workspace.name, workspace.time_zone) == ("late's workspace", "Europe/Berlin")
@@ -290,9 +269,9 @@ def test_it_gives_a_user_made_between_the_steps_a_personal_workspace_and_moves_t
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.usefixtures("_back_to_latest")
+@pytest.mark.usefixtures("back_to_latest")
 def test_it_goes_back_to_owners_and_forward_again_with_nothing_lost():
-    apps = _migrate(BEFORE)
+    apps = migrate_to(BEFORE)
     _old_data(apps)
     before = _snapshot(apps)
     owner_of = {
@@ -301,9 +280,9 @@ def test_it_goes_back_to_owners_and_forward_again_with_nothing_lost():
         )
         for app_label, name in OWNED
     }
-    _latest()
+    migrate_to_latest()
 
-    apps = _migrate(BEFORE)
+    apps = migrate_to(BEFORE)
     assert _snapshot(apps) == before
     for key, owners in owner_of.items():
         model = apps.get_model(*key.split("."))
@@ -313,7 +292,7 @@ def test_it_goes_back_to_owners_and_forward_again_with_nothing_lost():
     with pytest.raises(DatabaseError), transaction.atomic():
         old_events.objects.filter(owner__isnull=False).update(object_label="rewritten")
 
-    apps = _latest()
+    apps = migrate_to_latest()
     assert _snapshot(apps) == before
     assert apps.get_model("accounts", "Workspace").objects.count() == 2
     _assert_update_refused(apps.get_model("audit", "AuditEvent"))

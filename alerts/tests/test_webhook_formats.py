@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django_q.conf import Conf
 
 from alerts import services
 from alerts.forms import ChannelForm
 from alerts.models import NotificationChannel, NotificationDelivery
 from alerts.tests.factories import AlertFactory, ChannelFactory
+from costtracker.tests.migrating import back_to_latest, migrate_to  # noqa: F401
 
 MESSAGE = "All spend: $85.00 spent this month, 85.0% of the $100.00 budget (alert at 80%)."
 
@@ -179,25 +178,10 @@ BEFORE = ("alerts", "0007_workspace_owns")
 AFTER = ("alerts", "0008_channel_webhook_format")
 
 
-def _migrate(target):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-    return executor.loader.project_state([target]).apps
-
-
-@pytest.fixture
-def _back_to_latest():
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.usefixtures("_back_to_latest")
+@pytest.mark.usefixtures("back_to_latest")
 def test_it_migrates_the_slack_flag_to_the_slack_format():
-    apps = _migrate(BEFORE)
+    apps = migrate_to([BEFORE])
     Workspace = apps.get_model("accounts", "Workspace")
     Channel = apps.get_model("alerts", "NotificationChannel")
     workspace = Workspace.objects.create(name="Old")
@@ -207,7 +191,7 @@ def test_it_migrates_the_slack_flag_to_the_slack_format():
     plain = Channel.objects.create(workspace=workspace, kind="webhook", target="https://a.b/x")
     email = Channel.objects.create(workspace=workspace, kind="email", target="ops@example.com")
 
-    _migrate(AFTER)
+    migrate_to([AFTER])
 
     formats = dict(NotificationChannel.objects.values_list("pk", "format"))
     assert formats == {slack.pk: "slack", plain.pk: "generic", email.pk: "generic"}

@@ -6,33 +6,17 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from costtracker.tests.migrating import back_to_latest, migrate_to  # noqa: F401
 
 BEFORE = ("providers", "0004_provcfg_invoices")
 AFTER = ("providers", "0005_provcfg_invoices_from_config")
 
 
-def _migrate(target):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-    return executor.loader.project_state([target]).apps
-
-
-@pytest.fixture
-def _back_to_latest():
-    # Later migrations (of any app) are unapplied on the way back; re-apply them all after.
-    yield
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(executor.loader.graph.leaf_nodes())
-
-
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-@pytest.mark.usefixtures("_back_to_latest")
+@pytest.mark.usefixtures("back_to_latest")
 def test_it_moves_invoices_and_the_demo_flag_into_their_own_columns():
-    apps = _migrate(BEFORE)
+    apps = migrate_to([BEFORE])
     User = apps.get_model("accounts", "User")
     Provider = apps.get_model("providers", "Provider")
     Account = apps.get_model("providers", "ProviderAccount")
@@ -58,7 +42,7 @@ def test_it_moves_invoices_and_the_demo_flag_into_their_own_columns():
     )
     plain = Account.objects.create(owner=owner, provider=openai, name="Plain", config={})
 
-    apps = _migrate(AFTER)
+    apps = migrate_to([AFTER])
     Account = apps.get_model("providers", "ProviderAccount")
     Invoice = apps.get_model("providers", "Invoice")
     rows = sorted(
@@ -78,7 +62,7 @@ def test_it_moves_invoices_and_the_demo_flag_into_their_own_columns():
     assert (plain.config, plain.is_demo) == ({}, False)
 
     # Reversible: back to the old shape...
-    apps = _migrate(BEFORE)
+    apps = migrate_to([BEFORE])
     gh = apps.get_model("providers", "ProviderAccount").objects.get(pk=gh.pk)
     assert gh.config == {
         "organization": "acme",
@@ -86,5 +70,5 @@ def test_it_moves_invoices_and_the_demo_flag_into_their_own_columns():
         "demo": True,
     }
     # ...and running the step again adds nothing.
-    apps = _migrate(AFTER)
+    apps = migrate_to([AFTER])
     assert apps.get_model("providers", "Invoice").objects.count() == 3
