@@ -5,8 +5,9 @@ from urllib.parse import urlsplit
 from django.db import models
 
 from alerts.webhooks import FORMAT_CHOICES
-from providers.models import Provider, ProviderAccount
+from providers.models import IngestKey, Provider, ProviderAccount
 from usage import bounds
+from usage.models import money_field
 
 
 def default_thresholds() -> list[int]:
@@ -14,12 +15,30 @@ def default_thresholds() -> list[int]:
 
 
 class Budget(models.Model):
-    """A monthly budget over everything, one provider, or one account."""
+    """A budget over everything, one provider, one account, one ingest key or one tag value,
+    per calendar day, week (Monday to Sunday) or month in the workspace's time zone.
+
+    An *enforced* budget also stops spend: once its period's spend reaches the amount, the
+    proxy refuses the calls it covers (alerts/enforcement.py).
+    """
 
     class Scope(models.TextChoices):
         OVERALL = "overall", "All spend"
         PROVIDER = "provider", "One provider"
         ACCOUNT = "account", "One account"
+        INGEST_KEY = "ingest_key", "One ingest key"
+        TAG = "tag", "One tag value"
+
+    class Period(models.TextChoices):
+        DAILY = "daily", "Day"
+        WEEKLY = "weekly", "Week"
+        MONTHLY = "monthly", "Month"
+
+    class Tag(models.TextChoices):
+        # The tags a call carries (usage.bounds.TAG_KEYS), as the attribution roll-up keys them.
+        PROJECT = "project", "Project"
+        USER = "user", "User"
+        FEATURE = "feature", "Feature"
 
     workspace = models.ForeignKey(
         "accounts.Workspace", on_delete=models.CASCADE, related_name="budgets"
@@ -27,6 +46,12 @@ class Budget(models.Model):
     scope = models.CharField(max_length=16, choices=Scope.choices, default=Scope.OVERALL)
     provider = models.ForeignKey(Provider, null=True, blank=True, on_delete=models.CASCADE)
     account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE)
+    ingest_key = models.ForeignKey(
+        IngestKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budgets"
+    )
+    tag = models.CharField(max_length=16, choices=Tag.choices, blank=True)
+    tag_value = models.CharField(max_length=bounds.TAG_MAX_CHARS, blank=True)
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTHLY)
     amount = models.DecimalField(
         max_digits=20, decimal_places=2, validators=bounds.BUDGET.validators()
     )
@@ -34,6 +59,14 @@ class Budget(models.Model):
         default=default_thresholds, help_text="Percentages, e.g. [80, 100]."
     )
     forecast_alert = models.BooleanField(default=True)
+    enforced = models.BooleanField(
+        default=False, help_text="The proxy refuses the calls it covers once the amount is spent."
+    )
+    refuse_unpriced = models.BooleanField(
+        default=False,
+        help_text="Enforced budgets only: also refuse models without a price, whose spend "
+        "would otherwise go uncounted.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -41,34 +74,116 @@ class Budget(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=(
-                    models.Q(scope="overall", provider__isnull=True, account__isnull=True)
-                    | models.Q(scope="provider", provider__isnull=False, account__isnull=True)
-                    | models.Q(scope="account", provider__isnull=True, account__isnull=False)
+                    models.Q(
+                        scope="overall",
+                        provider__isnull=True,
+                        account__isnull=True,
+                        ingest_key__isnull=True,
+                        tag="",
+                    )
+                    | models.Q(
+                        scope="provider",
+                        provider__isnull=False,
+                        account__isnull=True,
+                        ingest_key__isnull=True,
+                        tag="",
+                    )
+                    | models.Q(
+                        scope="account",
+                        provider__isnull=True,
+                        account__isnull=False,
+                        ingest_key__isnull=True,
+                        tag="",
+                    )
+                    | models.Q(
+                        scope="ingest_key",
+                        provider__isnull=True,
+                        account__isnull=True,
+                        ingest_key__isnull=False,
+                        tag="",
+                    )
+                    | (
+                        models.Q(
+                            scope="tag",
+                            provider__isnull=True,
+                            account__isnull=True,
+                            ingest_key__isnull=True,
+                        )
+                        & ~models.Q(tag="")
+                        & ~models.Q(tag_value="")
+                    )
                 ),
                 name="budget_scope_matches_target",
             ),
-            # One budget per target: two for the same thing would alert twice for one spend.
+            # One budget per target and period: two for the same would alert twice for one
+            # spend. (A daily and a monthly budget for the same target are both allowed.)
             models.UniqueConstraint(
-                fields=["workspace"],
+                fields=["workspace", "period"],
                 condition=models.Q(scope="overall"),
                 name="budget_one_overall",
             ),
             models.UniqueConstraint(
-                fields=["workspace", "provider"],
+                fields=["workspace", "provider", "period"],
                 condition=models.Q(scope="provider"),
                 name="budget_one_per_provider",
             ),
             models.UniqueConstraint(
-                fields=["workspace", "account"],
+                fields=["workspace", "account", "period"],
                 condition=models.Q(scope="account"),
                 name="budget_one_per_account",
+            ),
+            models.UniqueConstraint(
+                fields=["workspace", "ingest_key", "period"],
+                condition=models.Q(scope="ingest_key"),
+                name="budget_one_per_ingest_key",
+            ),
+            models.UniqueConstraint(
+                fields=["workspace", "tag", "tag_value", "period"],
+                condition=models.Q(scope="tag"),
+                name="budget_one_per_tag_value",
             ),
             bounds.check_constraint("budget", {"amount": bounds.BUDGET}),
         ]
 
     def __str__(self) -> str:
-        target = self.account or self.provider or "all spend"
-        return f"${self.amount}/month for {target}"
+        return f"${self.amount}/{self.get_period_display().lower()} for {self.target_label}"
+
+    @property
+    def target_label(self) -> str:
+        if self.scope == self.Scope.ACCOUNT:
+            return f"Account {self.account.name}"
+        if self.scope == self.Scope.PROVIDER:
+            return f"Provider {self.provider.name}"
+        if self.scope == self.Scope.INGEST_KEY:
+            key = self.ingest_key
+            return f"Ingest key {key.name or key.hint + '…'} ({key.account.name})"
+        if self.scope == self.Scope.TAG:
+            return f"{self.get_tag_display()} {self.tag_value}"
+        return "All spend"
+
+
+class BudgetPeriodSpend(models.Model):
+    """The spend of an enforced budget's period as the proxy checks it (alerts/enforcement.py).
+
+    Set from the roll-ups by every alert evaluation (so ingestion, sync and manual spend count
+    within a minute) and raised at once by each proxied call the budget covers, so concurrent
+    calls see each other's spend without the proxy summing roll-ups on every call.
+    """
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="period_spends")
+    period_start = models.DateField()
+    spent = money_field(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "period_start"], name="budget_period_spend_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"budget {self.budget_id} from {self.period_start}: {self.spent}"
 
 
 class Alert(models.Model):
@@ -89,7 +204,7 @@ class Alert(models.Model):
     budget = models.ForeignKey(Budget, null=True, blank=True, on_delete=models.CASCADE)
     account = models.ForeignKey(ProviderAccount, null=True, blank=True, on_delete=models.CASCADE)
     threshold = models.IntegerField(null=True, blank=True)
-    period = models.DateField(null=True, blank=True, help_text="First day of the budget month.")
+    period = models.DateField(null=True, blank=True, help_text="First day of the budget period.")
     dedupe_key = models.CharField(max_length=200)
     message = models.TextField()
     data = models.JSONField(default=dict, blank=True)

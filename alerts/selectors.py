@@ -26,10 +26,12 @@ from alerts.models import (
 )
 from providers.models import ProviderAccount
 from usage.db import MoneySum
+from usage.models import DailyAttribution, Dimension
 from usage.selectors import (
     FORECAST_HISTORY_DAYS,
     budget_status,
     effective_daily,
+    effective_rollup,
     fixed_charge_records,
     forecast_from_split,
     month_bounds,
@@ -40,9 +42,33 @@ from usage.selectors import (
 ZERO = Decimal(0)
 
 
+def period_bounds(day: date, period: str) -> tuple[date, date]:
+    """The budget period holding `day`: [first day, first day of the next period). Weeks run
+    Monday to Sunday (ISO 8601); days and weeks, like months, are the workspace's calendar."""
+    if period == Budget.Period.DAILY:
+        return day, day + timedelta(days=1)
+    if period == Budget.Period.WEEKLY:
+        monday = day - timedelta(days=day.weekday())
+        return monday, monday + timedelta(days=7)
+    return month_bounds(day)
+
+
+# How a period's name reads in messages, and in dedupe keys (monthly keys kept their format).
+PERIOD_WORDS = {
+    Budget.Period.DAILY: ("today", "%Y-%m-%d"),
+    Budget.Period.WEEKLY: ("this week", "week-%Y-%m-%d"),
+    Budget.Period.MONTHLY: ("this month", "%Y-%m"),
+}
+
+FORECAST_SCOPES = (Budget.Scope.OVERALL, Budget.Scope.PROVIDER, Budget.Scope.ACCOUNT)
+
+# The attribution dimension a tag scope reads (the tag's own name).
+TAG_DIMENSIONS = {tag.value: Dimension(tag.value) for tag in Budget.Tag}
+
+
 @dataclass(frozen=True)
 class BudgetTarget:
-    """A Budget row or an account's monthly_budget: what to compare month-to-date spend with."""
+    """A Budget row or an account's monthly_budget: what to compare a period's spend with."""
 
     key: str  # stable part of every dedupe key: "budget:<id>" or "account-budget:<id>"
     label: str
@@ -53,10 +79,33 @@ class BudgetTarget:
     budget: Budget | None = None
     provider_id: int | None = None
     account: ProviderAccount | None = None
+    period: str = Budget.Period.MONTHLY
+    ingest_key_id: int | None = None
+    tag: str = ""
+    tag_value: str = ""
 
     @property
     def account_id(self) -> int | None:
         return self.account.pk if self.account else None
+
+    @property
+    def enforced(self) -> bool:
+        return bool(self.budget and self.budget.enforced)
+
+    @property
+    def period_word(self) -> str:
+        return PERIOD_WORDS[self.period][0]
+
+    def period_key(self, start: date) -> str:
+        return start.strftime(PERIOD_WORDS[self.period][1])
+
+    def attribution(self) -> tuple[str, str] | None:
+        """(dimension, value) of the attribution roll-up rows this target reads, if any."""
+        if self.scope == Budget.Scope.INGEST_KEY:
+            return Dimension.INGEST_KEY, str(self.ingest_key_id)
+        if self.scope == Budget.Scope.TAG:
+            return TAG_DIMENSIONS[self.tag], self.tag_value
+        return None
 
 
 @dataclass(frozen=True)
@@ -77,7 +126,7 @@ class BudgetStatus:
 
 def budget_list(*, workspace: Workspace) -> QuerySet[Budget]:
     return Budget.objects.filter(workspace=workspace).select_related(
-        "provider", "account__provider"
+        "provider", "account__provider", "ingest_key__account"
     )
 
 
@@ -86,29 +135,31 @@ def budget_get_for_workspace(*, workspace: Workspace, pk) -> Budget:
     return get_object_or_404(budget_list(workspace=workspace), pk=pk)
 
 
-def _target_for_budget(budget: Budget) -> BudgetTarget:
-    if budget.scope == Budget.Scope.ACCOUNT:
-        label = f"Account {budget.account.name}"
-    elif budget.scope == Budget.Scope.PROVIDER:
-        label = f"Provider {budget.provider.name}"
-    else:
-        label = "All spend"
+def target_for_budget(budget: Budget) -> BudgetTarget:
     return BudgetTarget(
         key=f"budget:{budget.pk}",
-        label=label,
+        label=budget.target_label,
         scope=budget.scope,
         amount=budget.amount,
         thresholds=tuple(sorted(set(budget.thresholds))),
-        forecast_alert=budget.forecast_alert,
+        # A month-end forecast says nothing about a day's or a week's budget; spend by tag or
+        # key has no forecast (the forecast splits fixed charges from usage per account).
+        forecast_alert=budget.forecast_alert
+        and budget.period == Budget.Period.MONTHLY
+        and budget.scope in FORECAST_SCOPES,
         budget=budget,
         provider_id=budget.provider_id,
         account=budget.account,
+        period=budget.period,
+        ingest_key_id=budget.ingest_key_id,
+        tag=budget.tag,
+        tag_value=budget.tag_value,
     )
 
 
 def budget_targets(*, workspace: Workspace) -> list[BudgetTarget]:
     """The workspace's budgets, then every account with a positive monthly_budget."""
-    targets = [_target_for_budget(b) for b in budget_list(workspace=workspace)]
+    targets = [target_for_budget(b) for b in budget_list(workspace=workspace)]
     accounts = ProviderAccount.objects.filter(
         workspace=workspace, monthly_budget__gt=0
     ).select_related("provider")
@@ -128,6 +179,11 @@ def budget_targets(*, workspace: Workspace) -> list[BudgetTarget]:
 
 
 def _target_rows(*, workspace: Workspace, target: BudgetTarget, start: date, end: date):
+    if attribution := target.attribution():
+        dimension, value = attribution
+        return effective_rollup(
+            workspace=workspace, rollup=DailyAttribution, start=start, end=end
+        ).filter(dimension=dimension, value=value)
     qs = effective_daily(workspace=workspace, start=start, end=end)
     if target.scope == Budget.Scope.PROVIDER:
         qs = qs.filter(provider_id=target.provider_id)
@@ -151,7 +207,7 @@ def target_totals(
 
 
 def _budget_status(*, workspace: Workspace, target: BudgetTarget, today: date) -> BudgetStatus:
-    first, next_first = month_bounds(today)
+    first, next_first = period_bounds(today, target.period)
     spent, unpriced = target_totals(workspace=workspace, target=target, start=first, end=next_first)
     percent, status = budget_status(spent, target.amount)
     return BudgetStatus(target, first, spent, percent, status, unpriced)
@@ -187,7 +243,7 @@ def target_forecast(*, workspace: Workspace, target: BudgetTarget, today: date):
 
 
 def budget_statuses(*, workspace: Workspace, today: date | None = None) -> list[BudgetStatus]:
-    """Every budget target with its month-to-date spend, % used and status."""
+    """Every budget target with its period-to-date spend, % used and status."""
     today = today or today_for(workspace)
     return [
         _budget_status(workspace=workspace, target=target, today=today)
@@ -199,7 +255,7 @@ def budget_status_for(
     *, workspace: Workspace, budget: Budget, today: date | None = None
 ) -> BudgetStatus:
     today = today or today_for(workspace)
-    return _budget_status(workspace=workspace, target=_target_for_budget(budget), today=today)
+    return _budget_status(workspace=workspace, target=target_for_budget(budget), today=today)
 
 
 @dataclass

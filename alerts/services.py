@@ -44,12 +44,14 @@ from alerts.anomalies import (
     detect_pricier_model_switch,
     detect_spend_spikes,
 )
+from alerts.enforcement import enforced_budgets_forget, enforced_spend_set
 from alerts.forecast import budget_forecast_message, format_usd
 from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
 from alerts.webhooks import FORMATS, Notice, WebhookURLError, validate_webhook_url, webhook_body
 from audit.models import AuditEvent
 from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
-from providers.models import Provider, ProviderAccount
+from providers.models import IngestKey, Provider, ProviderAccount
+from usage import bounds
 from usage.selectors import today_for
 
 logger = logging.getLogger(__name__)
@@ -181,21 +183,56 @@ def thresholds_clean(value) -> list[int]:
     return sorted(cleaned)
 
 
+# The fields naming what each scope covers; every other target field stays empty.
+_SCOPE_FIELDS = {
+    Budget.Scope.OVERALL: (),
+    Budget.Scope.PROVIDER: ("provider",),
+    Budget.Scope.ACCOUNT: ("account",),
+    Budget.Scope.INGEST_KEY: ("ingest_key",),
+    Budget.Scope.TAG: ("tag", "tag_value"),
+}
+_TARGET_FIELDS = ("provider", "account", "ingest_key", "tag", "tag_value")
+_MISSING = {
+    "provider": "Choose the provider this budget covers.",
+    "account": "Choose the account this budget covers.",
+    "ingest_key": "Choose the ingest key this budget covers.",
+    "tag": "Choose the tag (project, user or feature) this budget covers.",
+    "tag_value": "Enter the tag value this budget covers.",
+}
+
+
+def _target_value(budget: Budget, name: str):
+    return getattr(budget, f"{name}_id" if name in ("provider", "account", "ingest_key") else name)
+
+
 def _budget_validate(budget: Budget) -> None:
     errors: dict[str, str] = {}
     scope = budget.scope
     if scope not in Budget.Scope.values:
         raise ValidationError({"scope": f"Choose one of {', '.join(Budget.Scope.values)}."})
-    if scope == Budget.Scope.PROVIDER and budget.provider_id is None:
-        errors["provider"] = "Choose the provider this budget covers."
-    if scope == Budget.Scope.ACCOUNT and budget.account_id is None:
-        errors["account"] = "Choose the account this budget covers."
-    if scope != Budget.Scope.PROVIDER and budget.provider_id is not None:
-        errors["provider"] = f"A budget for {Budget.Scope(scope).label.lower()} has no provider."
-    if scope != Budget.Scope.ACCOUNT and budget.account_id is not None:
-        errors["account"] = f"A budget for {Budget.Scope(scope).label.lower()} has no account."
+    if budget.period not in Budget.Period.values:
+        raise ValidationError({"period": f"Choose one of {', '.join(Budget.Period.values)}."})
+    budget.tag_value = (budget.tag_value or "").strip()
+    for name in _TARGET_FIELDS:
+        given = _target_value(budget, name) not in (None, "")
+        if name in _SCOPE_FIELDS[scope] and not given:
+            errors[name] = _MISSING[name]
+        elif name not in _SCOPE_FIELDS[scope] and given:
+            what = Budget.Scope(scope).label.lower()
+            errors[name] = f"A budget for {what} has no {name.replace('_', ' ')}."
+    if budget.tag and budget.tag not in Budget.Tag.values:
+        errors["tag"] = f"Choose one of {', '.join(Budget.Tag.values)}."
+    if budget.tag_value and (problem := bounds.tag_problem(budget.tag_value)):
+        errors["tag_value"] = problem
     if budget.account_id is not None and budget.account.workspace_id != budget.workspace_id:
         errors["account"] = "Not one of your accounts."
+    if (
+        budget.ingest_key_id is not None
+        and budget.ingest_key.account.workspace_id != budget.workspace_id
+    ):
+        errors["ingest_key"] = "Not one of your ingest keys."
+    if budget.refuse_unpriced and not budget.enforced:
+        errors["refuse_unpriced"] = "Only an enforced budget refuses calls."
     if not errors:
         _budget_check_unique(budget)
     try:
@@ -207,31 +244,27 @@ def _budget_validate(budget: Budget) -> None:
     budget.full_clean()
 
 
-_BUDGET_TARGET_FIELD = {
-    Budget.Scope.OVERALL: "scope",
-    Budget.Scope.PROVIDER: "provider",
-    Budget.Scope.ACCOUNT: "account",
-}
-
-
 def _budget_check_unique(budget: Budget) -> None:
-    """One budget per target and month: a second one would alert twice for the same spend."""
+    """One budget per target and period: a second one would alert twice for the same spend."""
+    target = {name: _target_value(budget, name) or None for name in _TARGET_FIELDS}
     same = Budget.objects.filter(
         workspace_id=budget.workspace_id,
         scope=budget.scope,
-        provider_id=budget.provider_id,
-        account_id=budget.account_id,
+        period=budget.period,
+        provider_id=target["provider"],
+        account_id=target["account"],
+        ingest_key_id=target["ingest_key"],
+        tag=budget.tag,
+        tag_value=budget.tag_value,
     ).exclude(pk=budget.pk)
     if same.exists():
-        target = {
-            Budget.Scope.OVERALL: "all spend",
-            Budget.Scope.PROVIDER: "this provider",
-            Budget.Scope.ACCOUNT: "this account",
-        }[budget.scope]
+        field = (_SCOPE_FIELDS[budget.scope] or ("scope",))[-1]
+        target = budget.target_label[0].lower() + budget.target_label[1:]
         raise ValidationError(
             {
-                _BUDGET_TARGET_FIELD[budget.scope]: (
-                    f"You already have a monthly budget for {target}; edit that one instead."
+                field: (
+                    f"You already have a {budget.period} budget for {target}; "
+                    "edit that one instead."
                 )
             }
         )
@@ -249,14 +282,19 @@ def _budget_save(budget: Budget) -> None:
 
 def _threshold_alert_fields(*, target, status, threshold: int) -> dict:
     """Dedupe key, message and data of one threshold alert (one definition for every caller)."""
-    month = f"{status.period:%Y-%m}"
+    period = target.period_key(status.period)
     return {
         "kind": Alert.Kind.THRESHOLD,
-        "dedupe_key": f"{target.key}:{month}:{threshold}:{target.amount}",
+        "dedupe_key": f"{target.key}:{period}:{threshold}:{target.amount}",
         "message": (
-            f"{target.label}: {format_usd(status.spent)} spent this month, "
+            f"{target.label}: {format_usd(status.spent)} spent {target.period_word}, "
             f"{status.percent}% of the {format_usd(target.amount)} budget "
             f"(alert at {threshold}%)."
+            + (
+                " The proxy refuses the calls it covers until the period ends."
+                if target.enforced and status.spent >= target.amount
+                else ""
+            )
         ),
         "threshold": threshold,
         "budget": target.budget,
@@ -269,12 +307,14 @@ def _threshold_alert_fields(*, target, status, threshold: int) -> dict:
             "spent": str(status.spent),
             "percent": str(status.percent),
             "threshold": threshold,
+            "period": target.period,
+            "enforced": target.enforced,
         },
     }
 
 
 def _forecast_dedupe_key(*, target, period: date) -> str:
-    return f"{target.key}:{period:%Y-%m}:forecast:{target.amount}"
+    return f"{target.key}:{target.period_key(period)}:forecast:{target.amount}"
 
 
 def _budget_thresholds_settle(*, budget: Budget) -> None:
@@ -306,6 +346,13 @@ def _budget_thresholds_settle(*, budget: Budget) -> None:
         )
 
 
+def _enforcement_renew(budget: Budget) -> None:
+    """This process's proxy reads the workspace's enforced budgets again once the change
+    commits (other processes within ENFORCED_CACHE_SECONDS)."""
+    workspace_id = budget.workspace_id
+    transaction.on_commit(lambda: enforced_budgets_forget(workspace_id))
+
+
 @transaction.atomic
 def budget_create(
     *,
@@ -314,33 +361,60 @@ def budget_create(
     amount: Decimal,
     provider: Provider | None = None,
     account: ProviderAccount | None = None,
+    ingest_key: IngestKey | None = None,
+    tag: str = "",
+    tag_value: str = "",
+    period: str = Budget.Period.MONTHLY,
     thresholds: list[int] | None = None,
     forecast_alert: bool = True,
+    enforced: bool = False,
+    refuse_unpriced: bool = False,
 ) -> Budget:
-    """Save a budget and evaluate it right away, so one already tripped shows its alert."""
+    """Save a budget and evaluate it right away, so one already tripped shows its alert (and,
+    when enforced, stops the calls it covers at once)."""
     budget = Budget(
         workspace=workspace,
         scope=scope,
         amount=amount,
         provider=provider,
         account=account,
+        ingest_key=ingest_key,
+        tag=tag or "",
+        tag_value=tag_value or "",
+        period=period,
         thresholds=thresholds if thresholds is not None else [80, 100],
         forecast_alert=forecast_alert,
+        enforced=enforced,
+        refuse_unpriced=refuse_unpriced,
     )
     _budget_validate(budget)
     _budget_save(budget)
     _budget_thresholds_settle(budget=budget)
+    _enforcement_renew(budget)
     audit_record(action=AuditEvent.Action.CREATED, obj=budget, after=audit_snapshot(budget))
     alerts_evaluate_for_workspace(workspace=workspace)
     return budget
 
 
-_BUDGET_FIELDS = ("scope", "amount", "provider", "account", "thresholds", "forecast_alert")
+_BUDGET_FIELDS = (
+    "scope",
+    "amount",
+    "provider",
+    "account",
+    "ingest_key",
+    "tag",
+    "tag_value",
+    "period",
+    "thresholds",
+    "forecast_alert",
+    "enforced",
+    "refuse_unpriced",
+)
 
 
 @transaction.atomic
 def budget_update(*, budget: Budget, **changes) -> Budget:
-    """Change any of scope, amount, provider, account, thresholds, forecast_alert."""
+    """Change any of _BUDGET_FIELDS."""
     unknown = set(changes) - set(_BUDGET_FIELDS)
     if unknown:
         raise TypeError(f"budget_update() got unexpected fields {sorted(unknown)}")
@@ -350,6 +424,7 @@ def budget_update(*, budget: Budget, **changes) -> Budget:
     _budget_validate(budget)
     _budget_save(budget)
     _budget_thresholds_settle(budget=budget)
+    _enforcement_renew(budget)
     audit_record(
         action=AuditEvent.Action.UPDATED, obj=budget, changes=audit_changes(before, budget)
     )
@@ -360,6 +435,7 @@ def budget_update(*, budget: Budget, **changes) -> Budget:
 @transaction.atomic
 def budget_delete(*, budget: Budget) -> None:
     audit_record(action=AuditEvent.Action.DELETED, obj=budget, before=audit_snapshot(budget))
+    _enforcement_renew(budget)
     budget.delete()
 
 
@@ -367,6 +443,8 @@ def _budget_alerts(*, workspace: Workspace, today: date) -> list[Alert]:
     created: list[Alert] = []
     for status in selectors.budget_statuses(workspace=workspace, today=today):
         target = status.target
+        if target.enforced:  # what the proxy's check reads, set to what the roll-ups say
+            enforced_spend_set(budget=target.budget, period_start=status.period, spent=status.spent)
         common = {"budget": target.budget, "account": target.account, "period": status.period}
         base_data = {
             "scope": target.scope,

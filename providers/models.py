@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from providers.fields import EncryptedSecretField, SealedSecret
@@ -204,6 +205,11 @@ class IngestKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The proxy answers 429 with retry-after past this many calls in a clock minute (None: no
+    # limit). Ingestion is never limited: it reports calls that already happened.
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)]
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -218,3 +224,20 @@ class IngestKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class IngestKeyMinute(models.Model):
+    """Proxied calls one rate-limited ingest key made in one clock minute: a counter in the
+    database, so every process and node counts the same calls (providers/key_limits.py)."""
+
+    key = models.ForeignKey(IngestKey, on_delete=models.CASCADE, related_name="+", db_index=False)
+    minute = models.DateTimeField()
+    calls = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "minute"], name="ingest_key_minute_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.key_id} at {self.minute:%Y-%m-%d %H:%M}: {self.calls}"

@@ -78,6 +78,10 @@ class AnthropicAdapter(ProviderAdapter):
     litellm_providers = ("anthropic",)
 
     @classmethod
+    def proxy_error_body(cls, kind: str, message: str) -> dict:
+        return {"type": "error", "error": {"type": kind, "message": message}}
+
+    @classmethod
     def fill_usage(cls, result: Any, usage: dict, path: str) -> None:
         """Messages usage: input_tokens EXCLUDES cache reads and writes (ref §7)."""
         from usage.extraction.parsing import count_of as _count

@@ -278,6 +278,13 @@ class ProviderAdapter:
     proxy_key_headers: ClassVar[tuple[str, ...]] = ()
     proxy_key_query_param: ClassVar[str] = ""
 
+    @classmethod
+    def proxy_error_body(cls, kind: str, message: str) -> dict:
+        """A refusal of the proxy's own (a budget spent, a rate limit) shaped as this
+        provider's errors, so its SDK raises its usual error class with our message. The
+        OpenAI shape; providers whose SDKs read another override it."""
+        return {"error": {"message": message, "type": kind, "param": None, "code": kind}}
+
     # --- Usage extraction and pricing ---
     # How usage reads from a response body or stream: one of UsageFormat's values.
     usage_format: ClassVar[str] = "chat"

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from django.conf import settings
 
+from alerts.enforcement import enforced_spend_add
 from providers.models import ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
@@ -79,7 +81,9 @@ def tags_admit(*, account: ProviderAccount, tags: dict[str, str], at: datetime) 
 
 def _write(
     account: ProviderAccount, event: RequestEvent, book: PriceBook, ingest_key_id: int | None
-) -> None:
+) -> Decimal | None:
+    """Record the call; its cost (None: unpriced, or not new)."""
+    costs: dict[str, Decimal | None] = {}
     request_events_record(
         account=account,
         events=[event],
@@ -89,7 +93,9 @@ def _write(
         # to the key since, so the call is recorded either way.
         key_must_be_active=False,
         durable=settings.PROXY_DURABLE_COMMIT,
+        costs=costs,
     )
+    return costs.get(event.request_id)
 
 
 def proxy_call_record(
@@ -102,10 +108,12 @@ def proxy_call_record(
     ingest_key_id: int | None = None,
     fallback_model: str = "",
     raw_usage: dict | None = None,
+    budget_periods: list | None = None,
 ) -> str:
     """Record one proxied call (made with the ingest key `ingest_key_id`) and return its
-    request id. Never raises: the client's response
-    must not fail because bookkeeping did (the failure is logged, without secrets)."""
+    request id; its cost is added to `budget_periods` (the enforced budgets its check
+    covered). Never raises: the client's response must not fail because bookkeeping did (the
+    failure is logged, without secrets)."""
     usage.response_id = _storable(usage.response_id)
     request_id = usage.response_id or f"proxy-{uuid.uuid4()}"
     usage.model = _storable(usage.model or fallback_model)
@@ -120,7 +128,9 @@ def proxy_call_record(
         raw_usage=raw_usage,  # Decimals and all: the writers store them as exact strings
     )
     try:
-        _write(account, event, book, ingest_key_id)
+        cost = _write(account, event, book, ingest_key_id)
+        # Counted at once against the enforced budgets the call's check covered.
+        enforced_spend_add(periods=budget_periods or [], cost=cost)
     except Exception:
         logger.exception(
             "proxy: could not record request %s for account %s", request_id, account.pk

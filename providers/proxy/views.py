@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
@@ -18,9 +18,11 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from alerts.enforcement import enforcement_check
 from providers.connection import account_secrets
 from providers.crypto import SecretUnreadable
-from providers.models import ProviderAccount
+from providers.key_limits import key_minute_admit
+from providers.models import IngestKey, ProviderAccount
 from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
 from providers.proxy.recording import TagError, proxy_call_record, tags_admit, tags_from
@@ -60,6 +62,8 @@ class _Call:
     started: datetime
     ingest_key_id: int
     path_model: str = ""  # the model a `{model}` route segment named
+    # (budget id, period start) of the enforced budgets this call counts against.
+    budget_periods: list = field(default_factory=list)
 
     def request_model(self) -> str:
         """The model the client asked for (in the path or the body); only read when the
@@ -85,6 +89,7 @@ class _Call:
                 ingest_key_id=self.ingest_key_id,
                 fallback_model="" if usage.model else self.request_model(),
                 raw_usage=raw_usage,
+                budget_periods=self.budget_periods,
             )
         except Exception:
             logger.exception("proxy: could not record a call for account %s", self.account.pk)
@@ -163,6 +168,8 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     except TagError as exc:  # refused before anything is sent: no call, nothing to record
         return _error(400, "invalid_request_error", str(exc))
     call = _Call(account, provider, route, body, tags, started, key.pk, match.model)
+    if refused := _limits_refusal(adapter, key, call):
+        return refused
     url = f"{base_url.rstrip('/')}/{match.upstream_path}"
     query = request.META.get("QUERY_STRING", "")
     if query := upstream.forwarded_query(query, without=adapter.proxy_key_query_param):
@@ -184,6 +191,46 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         streamed["X-Accel-Buffering"] = "no"  # keep nginx and friends from buffering events
         return streamed
     return _whole(call, response, _client_socket(request.META))
+
+
+def _refusal(adapter, status: int, kind: str, message: str, **headers: str) -> JsonResponse:
+    """The proxy's own refusal, shaped as the provider's (ProviderAdapter.proxy_error_body)."""
+    return JsonResponse(
+        adapter.proxy_error_body(kind, message), status=status, headers=headers or None
+    )
+
+
+def _limits_refusal(adapter, key: IngestKey, call: _Call) -> HttpResponse | None:
+    """The key's request rate, then the enforced budgets covering the call (alerts/
+    enforcement.py): checked before anything is sent, so a refused call costs nothing and
+    leaves no record."""
+    if key.requests_per_minute:
+        wait = key_minute_admit(key_id=key.pk, limit=key.requests_per_minute, now=call.started)
+        if wait is not None:
+            return _refusal(
+                adapter,
+                429,
+                "rate_limit_exceeded",
+                f"This ingest key may make {key.requests_per_minute} requests per minute; "
+                f"try again in {wait} s.",
+                **{"Retry-After": str(wait)},
+            )
+    if not call.route.records:
+        return None  # a model list costs nothing
+    check = enforcement_check(
+        account=call.account,
+        ingest_key_id=key.pk,
+        tags=call.tags,
+        model=call.request_model,
+        now=call.started,
+    )
+    if refusal := check.refusal:
+        # Retrying would not help before the period ends: the SDKs honour X-Should-Retry.
+        return _refusal(
+            adapter, refusal.status, refusal.kind, refusal.message, **{"X-Should-Retry": "false"}
+        )
+    call.budget_periods = check.periods
+    return None
 
 
 def _whole(call: _Call, response: upstream.UpstreamResponse, client_socket=None) -> HttpResponse:

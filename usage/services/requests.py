@@ -349,6 +349,7 @@ def request_events_record(
     ingest_key_id: int | None = None,
     key_must_be_active: bool = True,
     durable: bool = True,
+    costs: dict[str, Decimal | None] | None = None,
 ) -> dict[str, str]:
     """Record events for one account. Returns {request_id: "created" | "duplicate" | "rejected"}.
 
@@ -359,7 +360,8 @@ def request_events_record(
     (IngestKeyInactive), checked in the same statement or transaction as the write. Events
     repeating a request id inside the batch count once (the first wins). An event that cannot
     be stored (a cost out of range) is "rejected", with the reason put in `reasons` when
-    given, and never stops the others.
+    given, and never stops the others. `costs`, when given, receives the stored cost of each
+    event that was new (None when unpriced).
 
     `durable=False` (PostgreSQL, outside a transaction): the commit does not wait for the WAL
     to reach the disk, or a synchronous standby. The rows are committed and seen by everyone at
@@ -402,6 +404,10 @@ def request_events_record(
             rollup_add([SimpleNamespace(**r) for r in rows if r["natural_key"] in inserted])
     if reasons is not None:
         reasons.update(rejected)
+    if costs is not None:  # the cost of each event this call stored (not the duplicates)
+        costs.update(
+            (row["request_id"], row["cost"]) for row in rows if row["natural_key"] in inserted
+        )
     return {
         e.request_id: (
             "rejected"

@@ -1,0 +1,249 @@
+"""Enforced budgets: the proxy's check before a call, and the spend each call adds after it.
+
+An enforced budget stops the proxied calls it covers once its period's spend reaches the
+amount: 429 ``budget_exceeded``. Ingestion is never refused (it reports calls that already
+happened and were billed), and neither is sync.
+
+The check sits on the proxy's hot path, so it stays small:
+
+* which enforced budgets a workspace has is read once and kept in this process for
+  ``ENFORCED_CACHE_SECONDS`` (a budget saved on another process or node takes effect within
+  that time; one saved here, at once);
+* a call no enforced budget covers costs a dictionary lookup;
+* a covered call costs one query, reading its budgets' period spend (``BudgetPeriodSpend``),
+  and, once recorded, one UPDATE adding its cost (``enforced_spend_add``).
+
+``BudgetPeriodSpend`` is set from the roll-ups by every alert evaluation (which every change
+in spend asks for within 60 s, so ingested, synced and manual spend counts too) and raised at
+once by every proxied call a budget covers, so concurrent calls see each other's spend.
+
+**Overshoot bound.** A call goes through while its budgets' spend is under the amount, and
+its cost is added when it is recorded, at its end. So the calls already in flight when the
+spend reaches the amount still complete: the spend passes the amount by at most the cost of
+the calls in flight at that moment (with N concurrent clients, the call that crossed plus at
+most N - 1 others), plus spend that ingestion or sync report before the next evaluation.
+An evaluation that runs while calls are recorded may miss the few calls recorded during its
+own run until the next evaluation, which those calls asked for (within 60 s).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db.models import F, Q
+
+from accounts.models import Workspace
+from alerts.models import Budget, BudgetPeriodSpend
+from alerts.selectors import period_bounds, target_for_budget, target_spend
+from providers.models import ProviderAccount
+from usage.extraction import RequestUsage
+from usage.services.prices import shared_price_book
+from usage.services.requests import request_costing
+
+ENFORCED_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Enforced:
+    """What the check needs of one enforced budget."""
+
+    budget_id: int
+    label: str
+    amount: Decimal
+    period: str
+    scope: str
+    provider_id: int | None
+    account_id: int | None
+    ingest_key_id: int | None
+    tag: str
+    tag_value: str
+    refuse_unpriced: bool
+
+    def covers(self, *, account: ProviderAccount, ingest_key_id: int | None, tags: dict) -> bool:
+        if self.scope == Budget.Scope.OVERALL:
+            return True
+        if self.scope == Budget.Scope.PROVIDER:
+            return account.provider_id == self.provider_id
+        if self.scope == Budget.Scope.ACCOUNT:
+            return account.pk == self.account_id
+        if self.scope == Budget.Scope.INGEST_KEY:
+            return ingest_key_id is not None and ingest_key_id == self.ingest_key_id
+        return tags.get(self.tag) == self.tag_value
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    kind: str
+    message: str
+
+
+@dataclass
+class Check:
+    """The check's answer: a refusal, or the budget periods the call's cost is added to."""
+
+    refusal: Refusal | None = None
+    periods: list[tuple[int, date]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    expires: float
+    zone: zoneinfo.ZoneInfo
+    budgets: tuple[Enforced, ...]
+
+
+_lock = threading.Lock()
+_entries: dict[int, _Entry] = {}
+
+
+def _enforced(workspace_id: int) -> _Entry:
+    now = time.monotonic()
+    entry = _entries.get(workspace_id)
+    if entry is not None and entry.expires > now:
+        return entry
+    rows = Budget.objects.filter(workspace_id=workspace_id, enforced=True).select_related(
+        "provider", "account", "ingest_key__account"
+    )
+    budgets = tuple(
+        Enforced(
+            budget_id=b.pk,
+            label=b.target_label,
+            amount=b.amount,
+            period=b.period,
+            scope=b.scope,
+            provider_id=b.provider_id,
+            account_id=b.account_id,
+            ingest_key_id=b.ingest_key_id,
+            tag=b.tag,
+            tag_value=b.tag_value,
+            refuse_unpriced=b.refuse_unpriced,
+        )
+        for b in rows
+    )
+    zone = Workspace.objects.get(pk=workspace_id).zone
+    entry = _Entry(now + ENFORCED_CACHE_SECONDS, zone, budgets)
+    with _lock:
+        _entries[workspace_id] = entry
+    return entry
+
+
+def enforced_budgets_forget(workspace_id: int | None = None) -> None:
+    """Read the workspace's (or every) enforced budgets again on the next call."""
+    with _lock:
+        if workspace_id is None:
+            _entries.clear()
+        else:
+            _entries.pop(workspace_id, None)
+
+
+def _period_spend(periods: list[tuple[int, date]]) -> dict[int, Decimal]:
+    match = Q()
+    for budget_id, start in periods:
+        match |= Q(budget_id=budget_id, period_start=start)
+    rows = BudgetPeriodSpend.objects.filter(match).values_list("budget_id", "spent")
+    return dict(rows)
+
+
+def _period_spend_seed(budget_id: int, start: date) -> Decimal:
+    """A period's first check: its spend so far from the roll-ups, stored for the next."""
+    budget = Budget.objects.select_related(
+        "workspace", "provider", "account", "ingest_key__account"
+    ).get(pk=budget_id)
+    target = target_for_budget(budget)
+    _, end = period_bounds(start, budget.period)
+    spent = target_spend(workspace=budget.workspace, target=target, start=start, end=end)
+    BudgetPeriodSpend.objects.bulk_create(
+        [BudgetPeriodSpend(budget_id=budget_id, period_start=start, spent=spent)],
+        ignore_conflicts=True,
+    )
+    return _period_spend([(budget_id, start)]).get(budget_id, spent)
+
+
+def _model_priced(account: ProviderAccount, model: str, at: datetime) -> bool:
+    if not model:
+        return False
+    rule = shared_price_book().rule_for(provider=account.provider, model=model, at=at)
+    probe = RequestUsage(model=model, input_tokens=1, output_tokens=1)
+    return request_costing(account=account, usage=probe, rule=rule).total is not None
+
+
+def _money(amount: Decimal) -> str:
+    return f"${amount.quantize(Decimal('0.01')):,}"
+
+
+def enforcement_check(
+    *,
+    account: ProviderAccount,
+    ingest_key_id: int | None,
+    tags: dict[str, str],
+    model: str | callable,
+    now: datetime,
+) -> Check:
+    """May this proxied call go out? `model` (or a callable giving it, read only when a
+    budget refuses unpriced models) is the model the client asked for."""
+    entry = _enforced(account.workspace_id)
+    covering = [
+        b
+        for b in entry.budgets
+        if b.covers(account=account, ingest_key_id=ingest_key_id, tags=tags)
+    ]
+    if not covering:
+        return Check()
+    today = now.astimezone(entry.zone).date()
+    periods = [(b.budget_id, period_bounds(today, b.period)[0]) for b in covering]
+    spent = _period_spend(periods)
+    for budget, (budget_id, start) in zip(covering, periods, strict=True):
+        so_far = spent.get(budget_id)
+        if so_far is None:
+            so_far = _period_spend_seed(budget_id, start)
+        if so_far >= budget.amount:
+            word = Budget.Period(budget.period).label.lower()
+            return Check(
+                Refusal(
+                    429,
+                    "budget_exceeded",
+                    f"Budget exceeded: {budget.label} has spent {_money(so_far)} of its "
+                    f"{_money(budget.amount)} per {word} (period from {start}). "
+                    "Calls it covers are refused until the period ends or the budget is raised.",
+                )
+            )
+    if any(b.refuse_unpriced for b in covering):
+        name = model() if callable(model) else model
+        if not _model_priced(account, name, now):
+            return Check(
+                Refusal(
+                    403,
+                    "model_not_priced",
+                    f"The model {name or '(none given)'!r} has no price, and an enforced budget "
+                    "covering this call refuses models whose spend it cannot count.",
+                )
+            )
+    return Check(periods=periods)
+
+
+def enforced_spend_add(*, periods: list[tuple[int, date]], cost: Decimal | None) -> None:
+    """Add one recorded call's cost to the periods its check covered (unpriced adds nothing:
+    a budget that must count every call refuses unpriced models up front)."""
+    if not periods or not cost:
+        return
+    match = Q()
+    for budget_id, start in periods:
+        match |= Q(budget_id=budget_id, period_start=start)
+    BudgetPeriodSpend.objects.filter(match).update(spent=F("spent") + cost)
+
+
+def enforced_spend_set(*, budget: Budget, period_start: date, spent: Decimal) -> None:
+    """The period's spend as the roll-ups have it (every alert evaluation); older periods go."""
+    BudgetPeriodSpend.objects.bulk_create(
+        [BudgetPeriodSpend(budget=budget, period_start=period_start, spent=spent)],
+        update_conflicts=True,
+        unique_fields=["budget", "period_start"],
+        update_fields=["spent"],
+    )
+    BudgetPeriodSpend.objects.filter(budget=budget, period_start__lt=period_start).delete()
