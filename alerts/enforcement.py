@@ -10,8 +10,9 @@ The check sits on the proxy's hot path, so it stays small:
   ``ENFORCED_CACHE_SECONDS`` (a budget saved on another process or node takes effect within
   that time; one saved here, at once);
 * a call no enforced budget covers costs a dictionary lookup;
-* a covered call costs one query, reading its budgets' period spend (``BudgetPeriodSpend``),
-  and, once recorded, one UPDATE adding its cost (``enforced_spend_add``).
+* a covered call costs one query, reading its budgets' period spend (``BudgetPeriodSpend``);
+  its record adds its cost to them in the same statement (PostgreSQL) or transaction
+  (SQLite) that writes it (usage.services.requests.request_events_record, budget_periods).
 
 ``BudgetPeriodSpend`` is set from the roll-ups by every alert evaluation (which every change
 in spend asks for within 60 s, so ingested, synced and manual spend counts too) and raised at
@@ -22,8 +23,6 @@ its cost is added when it is recorded, at its end. So the calls already in fligh
 spend reaches the amount still complete: the spend passes the amount by at most the cost of
 the calls in flight at that moment (with N concurrent clients, the call that crossed plus at
 most N - 1 others), plus spend that ingestion or sync report before the next evaluation.
-An evaluation that runs while calls are recorded may miss the few calls recorded during its
-own run until the next evaluation, which those calls asked for (within 60 s).
 """
 
 from __future__ import annotations
@@ -35,11 +34,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db.models import F, Q
+from django.db import connection, transaction
 
 from accounts.models import Workspace
 from alerts.models import Budget, BudgetPeriodSpend
-from alerts.selectors import period_bounds, target_for_budget, target_spend
+from alerts.selectors import BudgetTarget, period_bounds, target_for_budget, target_spend
+from costtracker.db import fetch_prepared
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
 from usage.services.prices import shared_price_book
@@ -142,12 +142,22 @@ def enforced_budgets_forget(workspace_id: int | None = None) -> None:
             _entries.pop(workspace_id, None)
 
 
+_TABLE = BudgetPeriodSpend._meta.db_table
+
+
+def _where(periods: list[tuple[int, date]]) -> tuple[str, list]:
+    """The rows of these (budget, period start) pairs. Hand-written SQL, as on every hot
+    path here: compiling the ORM's query costs more than the database spends answering."""
+    sql = " OR ".join(["(budget_id = %s AND period_start = %s)"] * len(periods))
+    adapt = connection.ops.adapt_datefield_value
+    return f"({sql})", [v for budget_id, start in periods for v in (budget_id, adapt(start))]
+
+
 def _period_spend(periods: list[tuple[int, date]]) -> dict[int, Decimal]:
-    match = Q()
-    for budget_id, start in periods:
-        match |= Q(budget_id=budget_id, period_start=start)
-    rows = BudgetPeriodSpend.objects.filter(match).values_list("budget_id", "spent")
-    return dict(rows)
+    where, params = _where(periods)
+    rows = fetch_prepared(f"SELECT budget_id, spent FROM {_TABLE} WHERE {where}", params)
+    # SQLite hands back its stored double; as text it is the figure it shows everywhere.
+    return {budget_id: Decimal(str(spent)) for budget_id, spent in rows}
 
 
 def _period_spend_seed(budget_id: int, start: date) -> Decimal:
@@ -227,23 +237,22 @@ def enforcement_check(
     return Check(periods=periods)
 
 
-def enforced_spend_add(*, periods: list[tuple[int, date]], cost: Decimal | None) -> None:
-    """Add one recorded call's cost to the periods its check covered (unpriced adds nothing:
-    a budget that must count every call refuses unpriced models up front)."""
-    if not periods or not cost:
-        return
-    match = Q()
-    for budget_id, start in periods:
-        match |= Q(budget_id=budget_id, period_start=start)
-    BudgetPeriodSpend.objects.filter(match).update(spent=F("spent") + cost)
-
-
-def enforced_spend_set(*, budget: Budget, period_start: date, spent: Decimal) -> None:
-    """The period's spend as the roll-ups have it (every alert evaluation); older periods go."""
-    BudgetPeriodSpend.objects.bulk_create(
-        [BudgetPeriodSpend(budget=budget, period_start=period_start, spent=spent)],
-        update_conflicts=True,
-        unique_fields=["budget", "period_start"],
-        update_fields=["spent"],
-    )
-    BudgetPeriodSpend.objects.filter(budget=budget, period_start__lt=period_start).delete()
+def enforced_spend_refresh(
+    *, workspace: Workspace, target: BudgetTarget, period_start: date
+) -> Decimal:
+    """Set the period's spend to what the roll-ups say (every alert evaluation); older
+    periods' rows go. The row is locked before the roll-ups are read: a proxied call recorded
+    meanwhile waits, then adds its cost on top, so it is neither lost nor counted twice."""
+    budget = target.budget
+    _, end = period_bounds(period_start, budget.period)
+    with transaction.atomic():
+        BudgetPeriodSpend.objects.bulk_create(
+            [BudgetPeriodSpend(budget=budget, period_start=period_start)], ignore_conflicts=True
+        )
+        row = BudgetPeriodSpend.objects.select_for_update().get(
+            budget=budget, period_start=period_start
+        )
+        row.spent = target_spend(workspace=workspace, target=target, start=period_start, end=end)
+        row.save(update_fields=["spent", "updated_at"])
+        BudgetPeriodSpend.objects.filter(budget=budget, period_start__lt=period_start).delete()
+    return row.spent

@@ -44,7 +44,7 @@ from alerts.anomalies import (
     detect_pricier_model_switch,
     detect_spend_spikes,
 )
-from alerts.enforcement import enforced_budgets_forget, enforced_spend_set
+from alerts.enforcement import enforced_budgets_forget, enforced_spend_refresh
 from alerts.forecast import budget_forecast_message, format_usd
 from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
 from alerts.webhooks import FORMATS, Notice, WebhookURLError, validate_webhook_url, webhook_body
@@ -444,7 +444,7 @@ def _budget_alerts(*, workspace: Workspace, today: date) -> list[Alert]:
     for status in selectors.budget_statuses(workspace=workspace, today=today):
         target = status.target
         if target.enforced:  # what the proxy's check reads, set to what the roll-ups say
-            enforced_spend_set(budget=target.budget, period_start=status.period, spent=status.spent)
+            enforced_spend_refresh(workspace=workspace, target=target, period_start=status.period)
         common = {"budget": target.budget, "account": target.account, "period": status.period}
         base_data = {
             "scope": target.scope,

@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from django.conf import settings
 
-from alerts.enforcement import enforced_spend_add
 from providers.models import ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
@@ -80,10 +78,12 @@ def tags_admit(*, account: ProviderAccount, tags: dict[str, str], at: datetime) 
 
 
 def _write(
-    account: ProviderAccount, event: RequestEvent, book: PriceBook, ingest_key_id: int | None
-) -> Decimal | None:
-    """Record the call; its cost (None: unpriced, or not new)."""
-    costs: dict[str, Decimal | None] = {}
+    account: ProviderAccount,
+    event: RequestEvent,
+    book: PriceBook,
+    ingest_key_id: int | None,
+    budget_periods: list,
+) -> None:
     request_events_record(
         account=account,
         events=[event],
@@ -93,9 +93,8 @@ def _write(
         # to the key since, so the call is recorded either way.
         key_must_be_active=False,
         durable=settings.PROXY_DURABLE_COMMIT,
-        costs=costs,
+        budget_periods=budget_periods,  # counted against them in the same statement
     )
-    return costs.get(event.request_id)
 
 
 def proxy_call_record(
@@ -128,9 +127,7 @@ def proxy_call_record(
         raw_usage=raw_usage,  # Decimals and all: the writers store them as exact strings
     )
     try:
-        cost = _write(account, event, book, ingest_key_id)
-        # Counted at once against the enforced budgets the call's check covered.
-        enforced_spend_add(periods=budget_periods or [], cost=cost)
+        _write(account, event, book, ingest_key_id, budget_periods or [])
     except Exception:
         logger.exception(
             "proxy: could not record request %s for account %s", request_id, account.pk

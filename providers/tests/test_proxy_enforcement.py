@@ -16,7 +16,7 @@ import pytest
 import requests
 import time_machine
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
@@ -326,7 +326,7 @@ CALL_COST = Decimal("0.03")  # see overshoot test
 
 
 def test_sixteen_clients_overshoot_a_one_dollar_budget_by_at_most_the_calls_in_flight(
-    settings, tmp_path
+    tmp_path,
 ):
     """16 clients call as fast as they can through the proxy against an enforced $1.00
     budget, each until it is refused. Every call costs $0.03 (1,000 prompt tokens × 0.00001 +
@@ -346,8 +346,10 @@ def test_sixteen_clients_overshoot_a_one_dollar_budget_by_at_most_the_calls_in_f
         return Response(json.dumps(body), content_type="application/json")
 
     upstream.expect_request("/v1/chat/completions").respond_with_handler(answer)
-    for name in BASE_URL_SETTINGS:
-        setattr(settings, name, upstream.url_for("/").rstrip("/"))
+    overridden = override_settings(
+        **{name: upstream.url_for("/").rstrip("/") for name in BASE_URL_SETTINGS}
+    )
+    overridden.enable()
     account = AccountFactory(provider=provider("openai"), keys={"api_key": PROVIDER_KEY})
     raw, _ = ingest_key_create(account=account)
     add_price(
@@ -398,6 +400,7 @@ def test_sixteen_clients_overshoot_a_one_dollar_budget_by_at_most_the_calls_in_f
                 )
             )
     finally:
+        overridden.disable()
         upstream.clear()
         upstream.stop()
 
@@ -411,3 +414,4 @@ def test_sixteen_clients_overshoot_a_one_dollar_budget_by_at_most_the_calls_in_f
     # The bound: 34 calls to cross + at most 15 in flight = 49 × $0.03 = $1.47.
     assert accepted <= 34 + (CLIENTS - 1), accepted
     assert spent <= Decimal("1.47")
+

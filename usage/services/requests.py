@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache
 from types import SimpleNamespace
 
+from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.utils import timezone
 
@@ -279,6 +280,12 @@ def _insert_and_roll_up_sql(alias: str) -> Statement:
         f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
         # The roll-ups' one definition, adding the rows this statement inserted to each.
         + ", ".join(_roll_up_ctes())
+        # Then (in this order, for the locks) the enforced budgets' spend the call counts in.
+        + f", counted AS (UPDATE {_budget_spend_table()} s SET spent = s.spent + t.cost "
+        "FROM (SELECT sum(cost) AS cost FROM ins) t, "
+        "unnest(%(budget_ids)s::bigint[], %(budget_starts)s::date[]) AS b(id, start) "
+        "WHERE t.cost IS NOT NULL AND s.budget_id = b.id AND s.period_start = b.start "
+        f"AND (SELECT count(*) FROM rolled{len(ROLLUPS) - 1}) >= 0)"
         + " SELECT natural_key FROM ins UNION ALL SELECT NULL FROM ok WHERE NOT ok"
     )
     # Past 4 KB, psycopg would parse the named placeholders on every call: sent as $n instead.
@@ -297,13 +304,16 @@ def _roll_up_ctes() -> list[str]:
     for n, rollup in enumerate(ROLLUPS):
         after = f"WHERE (SELECT count(*) FROM rolled{n - 1}) >= 0" if n else ""
         sql = rollup_upsert_sql(vendor="postgresql", rows="ins", where=after, rollup=rollup)
-        followed = n < len(ROLLUPS) - 1
-        ctes.append(f"rolled{n} AS ({sql}{' RETURNING 1' if followed else ''})")
+        ctes.append(f"rolled{n} AS ({sql} RETURNING 1)")  # each waits for the one before
     return ctes
 
 
 def _insert_and_roll_up_postgresql(
-    rows: Sequence[dict], key_id: int | None, *, durable: bool
+    rows: Sequence[dict],
+    key_id: int | None,
+    *,
+    durable: bool,
+    budget_periods: Sequence[tuple[int, date]] = (),
 ) -> set[str]:
     """Insert new rows and add them onto the roll-up in ONE statement; return inserted keys.
 
@@ -324,6 +334,8 @@ def _insert_and_roll_up_postgresql(
             column = [jsontext.dumps(value) for value in column]
         params[_SLOT[f.attname]] = pg_array_literal(column, numbers=f.attname in _NUMBER_COLUMNS)
     params["key_id"] = key_id
+    params["budget_ids"] = pg_array_literal([b for b, _ in budget_periods], numbers=True)
+    params["budget_starts"] = pg_array_literal([start for _, start in budget_periods])
     # Inside a caller's transaction the setting would cover all of that transaction's writes.
     params["commit"] = None if durable or connection.in_atomic_block else "off"
     sql = _insert_and_roll_up_sql(DEFAULT_DB_ALIAS)
@@ -349,7 +361,7 @@ def request_events_record(
     ingest_key_id: int | None = None,
     key_must_be_active: bool = True,
     durable: bool = True,
-    costs: dict[str, Decimal | None] | None = None,
+    budget_periods: Sequence[tuple[int, date]] = (),
 ) -> dict[str, str]:
     """Record events for one account. Returns {request_id: "created" | "duplicate" | "rejected"}.
 
@@ -360,8 +372,12 @@ def request_events_record(
     (IngestKeyInactive), checked in the same statement or transaction as the write. Events
     repeating a request id inside the batch count once (the first wins). An event that cannot
     be stored (a cost out of range) is "rejected", with the reason put in `reasons` when
-    given, and never stops the others. `costs`, when given, receives the stored cost of each
-    event that was new (None when unpriced).
+    given, and never stops the others.
+
+    `budget_periods`: (budget id, period start) of the enforced budgets the proxy checked the
+    call against (alerts/enforcement.py); the cost of what is new here is added to their
+    BudgetPeriodSpend in the same statement or transaction, so it is counted exactly once and
+    an evaluation setting it from the roll-ups (which locks it first) never loses it.
 
     `durable=False` (PostgreSQL, outside a transaction): the commit does not wait for the WAL
     to reach the disk, or a synchronous standby. The rows are committed and seen by everyone at
@@ -394,20 +410,20 @@ def request_events_record(
             raise IngestKeyInactive()
         inserted: set[str] = set()
     elif connection.vendor == "postgresql":
-        inserted = _insert_and_roll_up_postgresql(rows, check_key, durable=durable)
+        inserted = _insert_and_roll_up_postgresql(
+            rows, check_key, durable=durable, budget_periods=budget_periods
+        )
     else:
         with transaction.atomic():
             if check_key is not None and not _ingest_key_active(check_key):
                 raise IngestKeyInactive()
             inserted = _insert_new(rows)
+            new = [r for r in rows if r["natural_key"] in inserted]
             # rollup_add reads attributes; a namespace is all it needs, no model instances.
-            rollup_add([SimpleNamespace(**r) for r in rows if r["natural_key"] in inserted])
+            rollup_add([SimpleNamespace(**r) for r in new])
+            _budget_spend_add(budget_periods, [r["cost"] for r in new])
     if reasons is not None:
         reasons.update(rejected)
-    if costs is not None:  # the cost of each event this call stored (not the duplicates)
-        costs.update(
-            (row["request_id"], row["cost"]) for row in rows if row["natural_key"] in inserted
-        )
     return {
         e.request_id: (
             "rejected"
@@ -418,6 +434,27 @@ def request_events_record(
         )
         for e in events
     }
+
+
+@cache
+def _budget_spend_table() -> str:
+    # By name: budgets live in the alerts app, which builds on this one.
+    return apps.get_model("alerts", "BudgetPeriodSpend")._meta.db_table
+
+
+def _budget_spend_add(periods: Sequence[tuple[int, date]], costs: Sequence) -> None:
+    """SQLite: what the PostgreSQL statement's `counted` does, inside the caller's transaction."""
+    priced = [cost for cost in costs if cost is not None]
+    if not periods or not priced:
+        return
+    table = _budget_spend_table()
+    where = " OR ".join(["(budget_id = %s AND period_start = %s)"] * len(periods))
+    adapt = connection.ops.adapt_datefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET spent = spent + %s WHERE {where}",
+            [sum(priced, Decimal(0)), *(v for b, d in periods for v in (b, adapt(d)))],
+        )
 
 
 class IngestKeyInactive(Exception):
