@@ -414,4 +414,3 @@ def test_sixteen_clients_overshoot_a_one_dollar_budget_by_at_most_the_calls_in_f
     # The bound: 34 calls to cross + at most 15 in flight = 49 × $0.03 = $1.47.
     assert accepted <= 34 + (CLIENTS - 1), accepted
     assert spent <= Decimal("1.47")
-
