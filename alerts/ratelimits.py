@@ -28,7 +28,7 @@ from providers.ratelimits.selectors import (
     rate_limited_since,
     stale_after,
 )
-from providers.ratelimits.services import minute_of
+from providers.ratelimits.services import minute_of, ratelimit_hits_prune
 
 
 def burst_rule() -> tuple[int, int]:
@@ -130,6 +130,7 @@ def ratelimit_alerts(*, workspace: Workspace, now: datetime | None = None) -> li
     """Fire the workspace's due rate-limit alerts; return the new ones (not yet dispatched:
     the caller sends them with the workspace's other new alerts)."""
     now = now or timezone.now()
+    ratelimit_hits_prune(workspace_id=workspace.pk, now=now)
     return _headroom_alerts(workspace=workspace, now=now) + _burst_alerts(
         workspace=workspace, now=now
     )

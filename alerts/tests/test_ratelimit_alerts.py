@@ -11,6 +11,7 @@ from django_q.conf import Conf
 
 from alerts import services
 from alerts.models import Alert, NotificationChannel, NotificationDelivery
+from providers.models import RateLimitHit
 from providers.ratelimits.readings import RateLimitReading, Window
 from providers.ratelimits.services import (
     Observation,
@@ -164,3 +165,18 @@ def test_another_workspaces_limits_never_alert_here(account, clock):
 
     assert evaluate(account) == []
     assert len(evaluate(other)) == 2
+
+
+def test_evaluation_drops_429_counts_past_the_retention(account, clock):
+    hits(account, NOW - timedelta(days=32), 1)  # past the 31 days kept
+    hits(account, NOW - timedelta(days=8), 1)  # older than the panel's week, still kept
+    other = AccountFactory()
+    hits(other, NOW - timedelta(days=40), 1)  # another workspace: its own evaluation's
+
+    evaluate(account)
+
+    kept = RateLimitHit.objects.order_by("minute").values_list("account_id", "minute")
+    assert list(kept) == [
+        (other.pk, NOW - timedelta(days=40)),
+        (account.pk, NOW - timedelta(days=8)),
+    ]

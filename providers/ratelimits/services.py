@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 
@@ -135,3 +135,15 @@ def ratelimit_hit_record(
         ratelimit_hits_add(hits={(account_id, model, source, at): count})
     except Exception:
         logger.exception("could not count a 429 for account %s", account_id)
+
+
+HIT_RETENTION_DAYS = 31  # the panel shows seven days and the burst rule minutes
+
+
+def ratelimit_hits_prune(*, workspace_id: int, now: datetime) -> int:
+    """Delete a workspace's 429 counts older than HIT_RETENTION_DAYS; return how many went.
+    Run with each alert evaluation (an indexed delete, usually of nothing)."""
+    cutoff = minute_of(now) - timedelta(days=HIT_RETENTION_DAYS)
+    old = RateLimitHit.objects.filter(account__workspace_id=workspace_id, minute__lt=cutoff)
+    deleted, _ = old.delete()
+    return deleted

@@ -8,6 +8,7 @@ is logged and its data kept for the next one; it never reaches a call.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -140,14 +141,15 @@ class RateLimitTracker:
                 return 0.0
             return max(0.0, self._last_flush + self.interval - self.clock())
 
-    def flush(self) -> bool:
-        """Write what changed if the last flush was at least ``interval`` ago; True if it
-        wrote. Never raises: a failure is logged and the batch kept for the next flush."""
+    def flush(self, *, force: bool = False) -> bool:
+        """Write what changed if the last flush was at least ``interval`` ago (or ``force``,
+        at exit); True if it wrote. Never raises: a failure is logged and the batch kept."""
         with self._lock:
             if not self._pending:
                 return False
             now = self.clock()
-            if self._last_flush is not None and now - self._last_flush < self.interval:
+            early = self._last_flush is not None and now - self._last_flush < self.interval
+            if early and not force:
                 return False
             batch, self._pending = self._pending, Pending()
             self._last_flush = now
@@ -170,6 +172,7 @@ class RateLimitTracker:
                 return
             self._thread_pid = os.getpid()
         threading.Thread(target=self._run, name="ratelimit-flush", daemon=True).start()
+        atexit.register(self.flush, force=True)  # the last second's changes on a clean stop
 
     def _run(self) -> None:
         from django.db import close_old_connections
