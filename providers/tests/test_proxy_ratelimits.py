@@ -217,3 +217,26 @@ def test_the_proxy_writes_no_rate_limit_row_per_call(upstream, ratelimit_tracker
     writes = [q for q in flushed.captured_queries if "ratelimit" in q["sql"].lower()]
     assert len(writes) == 1  # one upsert for all five calls (no 429s: no count statement)
     assert RateLimitState.objects.get(account=account).requests_remaining == 499
+
+
+def test_it_reads_a_streamed_answers_headers(live_server, upstream, ratelimit_tracker, finished):
+    from werkzeug import Response
+
+    from providers.tests.test_proxy_streaming import OPENAI_STREAM
+
+    account, raw = connect("groq")
+    upstream.expect_request("/openai/v1/chat/completions", method="POST").respond_with_handler(
+        lambda request: Response(
+            OPENAI_STREAM, mimetype="text/event-stream", headers=fixture_headers("groq")
+        )
+    )
+    client = openai_client(live_server, "groq", raw, suffix="openai/v1")
+
+    chunks = list(client.chat.completions.create(model=GROQ_MODEL, messages=MESSAGES, stream=True))
+
+    assert chunks
+    assert finished.wait(10)  # the relay notes the answer when the stream ends
+    assert ratelimit_tracker.flush()
+    state = RateLimitState.objects.get(account=account)
+    assert (state.tokens_limit, state.tokens_remaining) == (6000, 500)
+    assert (state.requests_limit, state.requests_remaining) == (14400, 14399)
