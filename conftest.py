@@ -198,6 +198,18 @@ def _fresh_tag_values():
     tag_values_forget()
 
 
+@pytest.fixture(autouse=True)
+def ratelimit_tracker():
+    """A fresh rate-limit tracker without its flush thread for each test: a background
+    writer would race the test's database, so a test flushes by calling ``flush()``."""
+    from providers.ratelimits.tracker import RateLimitTracker, tracker_replace
+
+    fresh = RateLimitTracker(start_thread=False)
+    old = tracker_replace(fresh)
+    yield fresh
+    tracker_replace(old)
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
     """pytest-django's, plus: on PostgreSQL a process listens for key changes on a connection

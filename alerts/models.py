@@ -196,6 +196,8 @@ class Alert(models.Model):
         SYNC = "sync", "Sync problem"
         MANUAL = "manual", "Note"
         TEST = "test", "Test notification"
+        RATELIMIT_LOW = "ratelimit_low", "Rate-limit headroom low"
+        RATELIMIT_BURST = "ratelimit_429", "Burst of 429s"
 
     workspace = models.ForeignKey(
         "accounts.Workspace", on_delete=models.CASCADE, related_name="alerts"

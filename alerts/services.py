@@ -47,6 +47,7 @@ from alerts.anomalies import (
 from alerts.enforcement import enforced_budgets_forget, enforced_spend_refresh
 from alerts.forecast import budget_forecast_message, format_usd
 from alerts.models import Alert, Budget, EvaluationDue, NotificationChannel, NotificationDelivery
+from alerts.ratelimits import ratelimit_alerts
 from alerts.webhooks import FORMATS, Notice, WebhookURLError, validate_webhook_url, webhook_body
 from audit.models import AuditEvent
 from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
@@ -558,6 +559,7 @@ def alerts_evaluate_for_workspace(*, workspace: Workspace, now=None) -> list[Ale
     created = _budget_alerts(workspace=workspace, today=today) + _anomaly_alerts(
         workspace=workspace, today=today
     )
+    created += ratelimit_alerts(workspace=workspace, now=now)
     for alert in created:
         notifications_dispatch(alert=alert)
     return created

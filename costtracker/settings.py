@@ -69,6 +69,13 @@ ANOMALY_K = env.int("ANOMALY_K", default=3)
 WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=3)
 NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=60)
+# Rate limits (providers/ratelimits, alerts/ratelimits.py): alert when a limit's remaining
+# share drops below this percentage, or on BURST_COUNT 429s within BURST_MINUTES; a state not
+# refreshed for STALE_MINUTES is shown as stale and no longer alerts.
+RATELIMIT_HEADROOM_PERCENT = env.int("RATELIMIT_HEADROOM_PERCENT", default=10)
+RATELIMIT_BURST_COUNT = env.int("RATELIMIT_BURST_COUNT", default=5)
+RATELIMIT_BURST_MINUTES = env.int("RATELIMIT_BURST_MINUTES", default=10)
+RATELIMIT_STALE_MINUTES = env.int("RATELIMIT_STALE_MINUTES", default=15)
 
 # Upstream endpoints. Operator settings only: no user input ever chooses the host we call.
 # Each provider's adapter declares its setting (OPENAI_BASE_URL, ...) and default.

@@ -100,12 +100,14 @@ class Budget:
 
     ``deadline`` is a ``clock()`` reading; every request's timeout is bounded by what is left,
     and no request starts (nor retry waits) once it has passed. ``on_request`` runs before each
-    request (the sync service renews its run's lease there).
+    request (the sync service renews its run's lease there). ``on_rate_limited`` runs for each
+    rate-limited answer, retried or not (the sync service counts them).
     """
 
     seconds: float | None = None
     max_tries: int | None = None
     on_request: Callable[[], Any] | None = None
+    on_rate_limited: Callable[[ProviderError], Any] | None = None
     clock: Callable[[], float] = time.monotonic
     deadline: float | None = field(default=None, init=False)
 
@@ -378,6 +380,8 @@ def get_response(
             if 200 <= response.status_code < 300:
                 return _parse(response)
             last_error = _error_for_status(response)
+            if last_error.error_class == ErrorClass.RATE_LIMITED and budget.on_rate_limited:
+                budget.on_rate_limited(last_error)
             if last_error.permanent:
                 raise last_error
             if last_error.retry_after is not None:

@@ -241,3 +241,73 @@ class IngestKeyMinute(models.Model):
 
     def __str__(self) -> str:
         return f"key {self.key_id} at {self.minute:%Y-%m-%d %H:%M}: {self.calls}"
+
+
+class RateLimitState(models.Model):
+    """The latest rate-limit headroom a provider told for one account and model.
+
+    Written by the proxy's flush (providers.ratelimits.services.ratelimit_states_upsert): one
+    row per account and model, the newest observation winning whichever process flushes last.
+    A dimension's three columns are NULL when the provider did not send them.
+    """
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="rate_limit_states"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    observed_at = models.DateTimeField()
+    requests_limit = models.BigIntegerField(null=True)
+    requests_remaining = models.BigIntegerField(null=True)
+    requests_reset_at = models.DateTimeField(null=True)
+    tokens_limit = models.BigIntegerField(null=True)
+    tokens_remaining = models.BigIntegerField(null=True)
+    tokens_reset_at = models.DateTimeField(null=True)
+    input_tokens_limit = models.BigIntegerField(null=True)
+    input_tokens_remaining = models.BigIntegerField(null=True)
+    input_tokens_reset_at = models.DateTimeField(null=True)
+    output_tokens_limit = models.BigIntegerField(null=True)
+    output_tokens_remaining = models.BigIntegerField(null=True)
+    output_tokens_reset_at = models.DateTimeField(null=True)
+    # When the last 429's retry-after said to try again.
+    retry_at = models.DateTimeField(null=True)
+
+    class Meta:
+        ordering = ["account", "model"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "model"], name="ratelimit_state_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"rate limits of {self.account_id}/{self.model or '(no model)'}"
+
+
+class RateLimitHit(models.Model):
+    """How many times a provider answered 429 for an account and model in one UTC minute.
+
+    Minutes, not days, so a burst can be told (alerts); the panel sums them per day. ``model``
+    is empty for the usage/cost APIs a sync calls.
+    """
+
+    class Source(models.TextChoices):
+        PROXY = "proxy", "Proxy"
+        SYNC = "sync", "Sync"
+
+    account = models.ForeignKey(
+        ProviderAccount, on_delete=models.CASCADE, related_name="rate_limit_hits"
+    )
+    model = models.CharField(max_length=200, blank=True)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    minute = models.DateTimeField(help_text="The UTC minute the 429s arrived in.")
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["account", "-minute"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "model", "source", "minute"], name="ratelimit_hit_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["account", "minute"], name="ratelimit_hit_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.count} × 429 for {self.account_id}/{self.model} at {self.minute:%H:%M}"

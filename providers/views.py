@@ -14,6 +14,7 @@ from providers import selectors, services
 from providers.connection import account_test_connection
 from providers.forms import AccountForm
 from providers.models import IngestKey
+from providers.ratelimits import selectors as ratelimit_selectors
 from usage import selectors as usage_selectors
 from usage.insight_apis import plain_decimal
 from usage.models import Source
@@ -58,7 +59,7 @@ def _account_daily_chart(days: list[dict]) -> dict:
 @role_required(Role.VIEWER)
 def account_detail(request, pk):
     """One account: this month's spend by source and against its budget, a daily chart, the
-    models it used, its ingest keys and its latest syncs."""
+    models it used, its rate limits, its ingest keys and its latest syncs."""
     account = selectors.account_get_for_workspace(workspace=request.membership.workspace, pk=pk)
     today = usage_selectors.today_for(request.membership.workspace)
     first, _ = usage_selectors.month_bounds(today)
@@ -104,6 +105,10 @@ def account_detail(request, pk):
         "latest_run": runs[0] if runs else None,
         "supports_sync": account_supports_sync(account),
         "zero": Decimal(0),
+        "rate_limits": ratelimit_selectors.rate_limit_rows(
+            workspace=request.membership.workspace, account_id=account.pk
+        ),
+        "rate_limit_low_percent": ratelimit_selectors.headroom_percent(),
     }
     return render(request, "providers/account_detail.html", context)
 

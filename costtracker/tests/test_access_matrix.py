@@ -40,6 +40,8 @@ from alerts.models import Alert, Budget, NotificationChannel, NotificationDelive
 from audit.models import AuditEvent
 from providers import services as provider_services
 from providers.models import IngestKey, Invoice, ProviderAccount
+from providers.ratelimits.readings import RateLimitReading, Window
+from providers.ratelimits.services import Observation, ratelimit_states_upsert
 from providers.tests.factories import AccountFactory, provider
 from usage.extraction import RequestUsage
 from usage.models import SyncRun, UsageRecord
@@ -147,6 +149,16 @@ def world(db, settings) -> World:
         datetime(2026, 11, 12, 9, tzinfo=UTC),
     )
     request_events_record(account=account, events=[event])
+    ratelimit_states_upsert(  # what GET /api/ratelimits shows of the account
+        observations=[
+            Observation(
+                account.pk,
+                "gpt-4o-mini",
+                datetime(2026, 11, 15, 11, 59, tzinfo=UTC),
+                RateLimitReading(requests=Window(500, 400, None)),
+            )
+        ]
+    )
     run = SyncRun.objects.create(
         account=account,
         window_start=date(2026, 10, 15),
@@ -435,6 +447,7 @@ ROUTES = [
     R("api-account", "PATCH", ADMIN, ACCOUNT, lambda w: {"name": "Renamed"}),
     R("api-account", "DELETE", ADMIN, ACCOUNT),
     R("api-account-test", "POST", ADMIN, ACCOUNT, ok=200, writes=False),
+    R("api-ratelimits", "GET", VIEWER, query=BY_ACCOUNT, shows=(ACCOUNT_NAME,)),
     # --- API: usage (usage/api_urls.py)
     R("api-usage", "GET", VIEWER, shows=(ACCOUNT_NAME,)),
     R("api-usage-history", "GET", VIEWER, query=BY_ACCOUNT, shows=(MANUAL_DESCRIPTION, REQUEST_ID)),

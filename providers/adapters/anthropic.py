@@ -22,6 +22,14 @@ from providers.adapters.base import (
 )
 from providers.http import paginate_cursor
 from providers.proxy.routes import Route
+from providers.ratelimits.readings import (
+    RateLimitReading,
+    Window,
+    lowered,
+    parse_timestamp,
+    retry_at,
+    window,
+)
 
 PAGE_LIMIT = 31  # buckets per page; the maximum for 1d buckets on both reports (§2.2, §2.3)
 API_VERSION = "2023-06-01"
@@ -115,6 +123,30 @@ class AnthropicAdapter(ProviderAdapter):
         field = f"{path}.server_tool_use.web_search_requests"
         searches = _dict(usage.get("server_tool_use")).get("web_search_requests")
         result.search_queries = _count(searches, field)
+
+    @classmethod
+    def rate_limit_reading(cls, headers: Mapping[str, str], *, now: datetime) -> Any | None:
+        """anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,
+        reset}, resets as RFC 3339 timestamps; retry-after (seconds) on 429."""
+        # Reference: provider-apis.md §7 "Rate-limit headers" (docs rate-limits.md)
+        h = lowered(headers)
+
+        def dimension(name: str) -> Window | None:
+            prefix = f"anthropic-ratelimit-{name}"
+            return window(
+                h.get(f"{prefix}-limit"),
+                h.get(f"{prefix}-remaining"),
+                parse_timestamp(h.get(f"{prefix}-reset")),
+            )
+
+        reading = RateLimitReading(
+            requests=dimension("requests"),
+            tokens=dimension("tokens"),
+            input_tokens=dimension("input-tokens"),
+            output_tokens=dimension("output-tokens"),
+            retry_at=retry_at(h, now=now),
+        )
+        return None if reading.empty else reading
 
     @classmethod
     def proxy_auth_headers(cls, headers: dict[str, str], provider_key: str) -> None:

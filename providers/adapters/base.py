@@ -327,6 +327,19 @@ class ProviderAdapter:
         fill_openai_style(result, usage, path)
 
     @classmethod
+    def rate_limit_reading(cls, headers: Mapping[str, str], *, now: datetime) -> Any | None:
+        """What a proxied response's headers say about this provider's rate limits: a
+        providers.ratelimits.readings.RateLimitReading, or None when they say nothing.
+
+        Never raises; a malformed value is read as absent. The default reads only the standard
+        ``retry-after`` of a 429; providers that send their limits override this.
+        """
+        from providers.ratelimits.readings import RateLimitReading, lowered, retry_at
+
+        reading = RateLimitReading(retry_at=retry_at(lowered(headers), now=now))
+        return None if reading.empty else reading
+
+    @classmethod
     def price(
         cls,
         usage: Any,

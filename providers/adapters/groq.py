@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
 from providers.adapters.base import ProviderAdapter, get_list
 from providers.proxy.routes import openai_style_routes
+from providers.ratelimits.readings import openai_style_reading
 
 _ROUTES = openai_style_routes("openai/", embeddings=False)
 
@@ -35,6 +40,14 @@ class GroqAdapter(ProviderAdapter):
     usage_envelope_paths = ("x_groq.usage",)
     proxy_returned_header_prefixes = ("x-groq-",)
     litellm_key_prefixed = True
+
+    @classmethod
+    def rate_limit_reading(cls, headers: Mapping[str, str], *, now: datetime) -> Any | None:
+        """OpenAI's six x-ratelimit-* headers on every response, but the requests limit is
+        per day (RPD) and the tokens limit per minute; retry-after (seconds) only on 429."""
+        # Reference: provider-apis.md §4 "Rate-limit headers"; providers-more.md §6 "Groq"
+        reading = openai_style_reading(headers, now=now)
+        return None if reading.empty else reading
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §4 (bearer API key, OpenAI-compatible API)

@@ -22,6 +22,7 @@ from providers.adapters.base import (
 )
 from providers.http import paginate_cursor
 from providers.proxy.routes import openai_style_routes
+from providers.ratelimits.readings import openai_style_reading
 
 COSTS_PAGE_LIMIT = 180  # buckets per page; the Costs API maximum (§1.6)
 USAGE_PAGE_LIMIT = 31  # buckets per page; the Usage API maximum for 1d buckets (§1.2)
@@ -72,6 +73,14 @@ class OpenAIAdapter(ProviderAdapter):
     proxy_forwarded_headers = ("openai-organization", "openai-project", "openai-beta")
     proxy_returned_header_prefixes = ("openai-",)
     litellm_providers = ("openai", "text-completion-openai")
+
+    @classmethod
+    def rate_limit_reading(cls, headers: Mapping[str, str], *, now: datetime) -> Any | None:
+        """x-ratelimit-{limit,remaining,reset}-{requests,tokens} on every response, resets
+        as Go-style durations (requests and tokens per minute)."""
+        # Reference: providers-more.md §6 "OpenAI (every response)"
+        reading = openai_style_reading(headers, now=now)
+        return None if reading.empty else reading
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §1.1 (admin key as a bearer token)

@@ -8,6 +8,7 @@ arbitrary host (no open relay, no SSRF). There is no billing API; usage is recor
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 from providers.adapters.base import ProviderAdapter, Setting, get_list
 from providers.http import ProviderError
 from providers.proxy.routes import Route
+from providers.ratelimits.readings import openai_style_reading
 
 # The client uses the OpenAI layout (".../proxy/<kind>/v1/chat/completions"); the setting is the
 # base URL one would give the OpenAI SDK, version path included, because that is what these
@@ -87,6 +89,13 @@ class OpenAICompatibleAdapter(ProviderAdapter):
         if (account_config or {}).get("free") is True:
             return Costing(Rule.FREE, note="The account marks this endpoint free.")
         return super().costing(usage, price, account_config=account_config)
+
+    @classmethod
+    def rate_limit_reading(cls, headers: Mapping[str, str], *, now: datetime) -> Any | None:
+        """Hosted OpenAI-compatible APIs (Together, Fireworks…) send OpenAI's x-ratelimit-*
+        headers; a self-hosted server sends none, and then there is nothing to read."""
+        reading = openai_style_reading(headers, now=now)
+        return None if reading.empty else reading
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}

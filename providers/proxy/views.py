@@ -27,6 +27,7 @@ from providers.proxy import upstream
 from providers.proxy.auth import ingest_key_from_request
 from providers.proxy.recording import TagError, proxy_call_record, tags_admit, tags_from
 from providers.proxy.routes import Route, route_for, routes_for
+from providers.ratelimits.tracker import proxy_answer_observe
 from providers.redaction import redact
 from providers.registry import get_adapter_class
 from usage.extraction import RequestUsage, StreamUsageTracker, add_include_usage, extract_usage
@@ -64,6 +65,7 @@ class _Call:
     path_model: str = ""  # the model a `{model}` route segment named
     # (budget id, period start) of the enforced budgets this call counts against.
     budget_periods: list = field(default_factory=list)
+    answer: upstream.UpstreamResponse | None = None  # the provider's, once it answered
 
     def request_model(self) -> str:
         """The model the client asked for (in the path or the body); only read when the
@@ -93,6 +95,15 @@ class _Call:
             )
         except Exception:
             logger.exception("proxy: could not record a call for account %s", self.account.pk)
+        if self.answer is not None:  # its rate-limit headers and 429s (in memory, never raises)
+            proxy_answer_observe(
+                kind=self.kind,
+                account_id=self.account.pk,
+                workspace_id=self.account.workspace_id,
+                model=usage.model or self.request_model(),
+                status=self.answer.status_code,
+                headers=self.answer.headers,
+            )
 
 
 def _with_include_usage(body: bytes) -> bytes:
@@ -181,6 +192,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
         call.record(RequestUsage(), RecordStatus.FAILED, {"error": type(exc).__name__})
         reason = "timed out" if upstream.is_timeout(exc) else "could not be reached"
         return _error(502, "upstream_unreachable", f"The provider {reason}.")
+    call.answer = response
 
     if response.status_code < 300 and upstream.is_stream(response):
         relay = _Relay(call, response)

@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from providers.connection import AccountNotReady, account_secrets, adapter_for_account
 from providers.http import Budget, ErrorClass, ProviderError
-from providers.models import ProviderAccount, SyncStatus
+from providers.models import ProviderAccount, RateLimitHit, SyncStatus
+from providers.ratelimits.services import ratelimit_hit_record
 from providers.redaction import redact, redacted_logger, secrets_redacted
 from providers.registry import get_adapter_class
 from usage.models import SyncRun
@@ -382,6 +383,7 @@ def _sync_claimed(
         ),
     )
     options["budget"].on_request = _heartbeat(run)
+    options["budget"].on_rate_limited = _rate_limit_counter(account_id)
     try:
         if not account_supports_sync(account):
             raise AccountNotReady(f"{account.provider.name} has no official usage API.")
@@ -443,6 +445,17 @@ def _sync_claimed(
     run.refresh_from_db()
     _after_sync(account_id=account.pk)
     return run
+
+
+def _rate_limit_counter(account_id: int):
+    """Counts each 429 a usage or cost API answers (model "": not a model's limit)."""
+
+    def count(exc: ProviderError) -> None:
+        ratelimit_hit_record(
+            account_id=account_id, source=RateLimitHit.Source.SYNC, at=timezone.now()
+        )
+
+    return count
 
 
 def _after_sync(*, account_id: int) -> None:
