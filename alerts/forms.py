@@ -67,7 +67,6 @@ class BudgetForm(forms.Form):
         choices=Budget.Period.choices,
         initial=Budget.Period.MONTHLY,
         required=False,  # left out: monthly, as budgets were before periods
-
         help_text="Calendar days, weeks (Monday to Sunday) or months in the workspace's time zone.",
     )
     amount = forms.DecimalField(
