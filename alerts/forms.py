@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
@@ -120,6 +122,10 @@ class BudgetForm(forms.Form):
                 "refuse_unpriced": instance.refuse_unpriced,
             }
         super().__init__(*args, **kwargs)
+        # static/js/app.js shows only the chosen scope's pickers.
+        self.fields["scope"].widget.attrs["data-scope-fields"] = json.dumps(
+            {scope: list(names) for scope, names in BUDGET_SCOPE_FIELDS.items()}
+        )
         self.fields["provider"].queryset = Provider.objects.all()
         # Only the workspace's accounts and keys are offered, and only they validate.
         self.fields["account"].queryset = ProviderAccount.objects.filter(
