@@ -583,3 +583,16 @@ def test_the_list_shows_period_enforcement_and_refusal(web, client, workspace, a
     assert "refusing calls" in seen and "Enforced" in seen
     assert "Edit" not in _row(seen, "All spend") and "Add budget" not in seen
     assert "/budgets/add/" not in seen
+
+
+def test_an_alerts_page_names_its_budgets_day_or_week(web, workspace, account):
+    _spend(account, date(2026, 11, 15), "9")
+    daily = BudgetFactory(workspace=workspace, period="daily", amount=Decimal("10"))
+    weekly = BudgetFactory(workspace=workspace, period="weekly", amount=Decimal("10"))
+    services.alerts_evaluate_for_workspace(workspace=workspace)
+    day_alert = Alert.objects.get(budget=daily, kind=Alert.Kind.THRESHOLD)
+    week_alert = Alert.objects.get(budget=weekly, kind=Alert.Kind.THRESHOLD)
+    day_page = web.get(reverse("alert-detail", args=[day_alert.pk])).content.decode()
+    assert "Budget day" in day_page and "Sunday 15 November 2026" in day_page
+    week_page = web.get(reverse("alert-detail", args=[week_alert.pk])).content.decode()
+    assert "Budget week" in week_page and "from Monday 9 November 2026" in week_page
