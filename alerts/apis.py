@@ -16,7 +16,7 @@ from alerts import selectors, services
 from alerts.models import Alert, Budget, NotificationChannel, NotificationDelivery
 from alerts.services import THRESHOLD_MAX, THRESHOLD_MIN
 from costtracker.api import DecimalStringField, MoneyField, decimal_str, money_str
-from providers.models import Provider, ProviderAccount
+from providers.models import IngestKey, Provider, ProviderAccount
 from usage import bounds
 
 
@@ -36,7 +36,20 @@ class _WorkspaceAccountField(serializers.PrimaryKeyRelatedField):
         )
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class _WorkspaceIngestKeyField(serializers.PrimaryKeyRelatedField):
+    """An ingest key id that must be a key of one of the request's workspace's accounts."""
+
+    def get_queryset(self):
+        return IngestKey.objects.filter(
+            account__workspace=self.context["request"].membership.workspace
+        ).select_related("account")
+
+
 # --- budgets ---------------------------------------------------------------------------------
+
+# What each scope names; a PUT without them means none (the target is replaced as a whole).
+_TARGET_BLANKS = {"provider": None, "account": None, "ingest_key": None, "tag": "", "tag_value": ""}
 
 
 class BudgetSerializer(serializers.ModelSerializer):
@@ -50,12 +63,35 @@ class BudgetSerializer(serializers.ModelSerializer):
     account = _WorkspaceAccountField(
         required=False, allow_null=True, help_text="Account id; only with scope=account."
     )
+    ingest_key = _WorkspaceIngestKeyField(
+        required=False,
+        allow_null=True,
+        help_text="Ingest key id; only with scope=ingest_key.",
+    )
+    tag = serializers.ChoiceField(
+        choices=Budget.Tag.choices,
+        required=False,
+        allow_blank=True,
+        help_text="project, user or feature; only with scope=tag.",
+    )
+    tag_value = serializers.CharField(
+        max_length=bounds.TAG_MAX_CHARS,
+        required=False,
+        allow_blank=True,
+        help_text="The tag's value, exactly as calls send it; only with scope=tag.",
+    )
     scope = serializers.ChoiceField(
         choices=Budget.Scope.choices,
         default=Budget.Scope.OVERALL,
         help_text="Default: overall (all spend).",
     )
-    amount = MoneyField(max_digits=20, **bounds.BUDGET.form_kwargs(), help_text="USD per month.")
+    period = serializers.ChoiceField(
+        choices=Budget.Period.choices,
+        default=Budget.Period.MONTHLY,
+        help_text="daily, weekly (Monday to Sunday) or monthly (the default), calendar periods "
+        "in the workspace's time zone.",
+    )
+    amount = MoneyField(max_digits=20, **bounds.BUDGET.form_kwargs(), help_text="USD per period.")
     thresholds = serializers.ListField(
         child=serializers.IntegerField(min_value=THRESHOLD_MIN, max_value=THRESHOLD_MAX),
         allow_empty=False,
@@ -63,7 +99,12 @@ class BudgetSerializer(serializers.ModelSerializer):
         required=False,
         help_text="Percentages of the amount that raise an alert, e.g. [80, 100].",
     )
-    period = serializers.SerializerMethodField()
+    period_start = serializers.SerializerMethodField(
+        help_text="First day of the current period (workspace time zone)."
+    )
+    period_end = serializers.SerializerMethodField(
+        help_text="First day after the current period (exclusive)."
+    )
     spent = serializers.SerializerMethodField()
     percent = serializers.SerializerMethodField()
     status = serializers.SerializerMethodField()
@@ -75,16 +116,36 @@ class BudgetSerializer(serializers.ModelSerializer):
             "scope",
             "provider",
             "account",
+            "ingest_key",
+            "tag",
+            "tag_value",
+            "period",
             "amount",
             "thresholds",
             "forecast_alert",
+            "enforced",
+            "refuse_unpriced",
             "created_at",
-            "period",
+            "period_start",
+            "period_end",
             "spent",
             "percent",
             "status",
         ]
         read_only_fields = ["created_at"]
+        extra_kwargs = {
+            "forecast_alert": {
+                "help_text": "Warn when the month-end forecast exceeds the amount; monthly "
+                "budgets over all spend, a provider or an account only."
+            },
+            "enforced": {
+                "help_text": "The proxy refuses the calls the budget covers once the period's "
+                "spend reaches the amount."
+            },
+            "refuse_unpriced": {
+                "help_text": "With enforced only: also refuse models without a known price."
+            },
+        }
 
     def _status(self, budget: Budget):
         cache = self.context.setdefault("_status", {})
@@ -93,8 +154,13 @@ class BudgetSerializer(serializers.ModelSerializer):
             cache[budget.pk] = selectors.budget_status_for(workspace=workspace, budget=budget)
         return cache[budget.pk]
 
-    def get_period(self, budget) -> str:
+    @extend_schema_field(OpenApiTypes.DATE)
+    def get_period_start(self, budget) -> str:
         return self._status(budget).period.isoformat()
+
+    @extend_schema_field(OpenApiTypes.DATE)
+    def get_period_end(self, budget) -> str:
+        return self._status(budget).period_end.isoformat()
 
     @extend_schema_field(MoneyField(read_only=True))
     def get_spent(self, budget) -> str:
@@ -108,10 +174,10 @@ class BudgetSerializer(serializers.ModelSerializer):
         return self._status(budget).status
 
     def validate(self, attrs):
-        # A PUT replaces the target: an omitted provider/account means none.
+        # A PUT replaces the target: an omitted provider, account, key or tag means none.
         if not self.partial:
-            attrs.setdefault("provider", None)
-            attrs.setdefault("account", None)
+            for name, blank in _TARGET_BLANKS.items():
+                attrs.setdefault(name, blank)
         return attrs
 
     def create(self, validated_data):

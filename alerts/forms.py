@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from alerts.models import Alert, Budget, NotificationChannel
-from alerts.services import channel_target_clean, thresholds_clean
+from alerts.services import BUDGET_SCOPE_FIELDS, channel_target_clean, thresholds_clean
 from alerts.webhooks import FORMAT_CHOICES
-from providers.models import Provider, ProviderAccount
+from providers.models import IngestKey, Provider, ProviderAccount
 from usage import bounds
 
 
@@ -30,12 +33,46 @@ class ThresholdsField(forms.CharField):
         return thresholds_clean(numbers)
 
 
+class IngestKeyChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, key: IngestKey) -> str:
+        # The hint is the key's public first characters; the plaintext is never stored.
+        name = key.name or f"{key.hint}…"
+        revoked = " (revoked)" if key.revoked_at else ""
+        return f"{name} · {key.account.name}{revoked}"
+
+
 class BudgetForm(forms.Form):
-    scope = forms.ChoiceField(choices=Budget.Scope.choices)
-    provider = forms.ModelChoiceField(queryset=Provider.objects.none(), required=False)
-    account = forms.ModelChoiceField(queryset=ProviderAccount.objects.none(), required=False)
+    scope = forms.ChoiceField(choices=Budget.Scope.choices, label="Covers")
+    provider = forms.ModelChoiceField(
+        queryset=Provider.objects.none(), required=False, help_text="For “One provider”."
+    )
+    account = forms.ModelChoiceField(
+        queryset=ProviderAccount.objects.none(), required=False, help_text="For “One account”."
+    )
+    ingest_key = IngestKeyChoiceField(
+        queryset=IngestKey.objects.none(),
+        required=False,
+        help_text="For “One ingest key”: the calls made and usage sent with it.",
+    )
+    tag = forms.ChoiceField(
+        choices=[("", "---------"), *Budget.Tag.choices],
+        required=False,
+        help_text="For “One tag value”: the tag calls carry (project, user or feature)…",
+    )
+    tag_value = forms.CharField(
+        max_length=bounds.TAG_MAX_CHARS,
+        required=False,
+        strip=True,
+        help_text="…and its value, exactly as sent, e.g. “search”.",
+    )
+    period = forms.ChoiceField(
+        choices=Budget.Period.choices,
+        initial=Budget.Period.MONTHLY,
+        required=False,  # left out: monthly, as budgets were before periods
+        help_text="Calendar days, weeks (Monday to Sunday) or months in the workspace's time zone.",
+    )
     amount = forms.DecimalField(
-        max_digits=20, **bounds.BUDGET.form_kwargs(), label="Amount (USD / month)"
+        max_digits=20, **bounds.BUDGET.form_kwargs(), label="Amount (USD per period)"
     )
     thresholds = ThresholdsField(
         initial="80, 100", help_text="Percentages of the amount, e.g. 80, 100."
@@ -44,6 +81,28 @@ class BudgetForm(forms.Form):
         required=False,
         initial=True,
         label="Warn when the month-end forecast exceeds the budget",
+        help_text="Forecasts apply only to monthly budgets over all spend, a provider or an "
+        "account; other budgets ignore this.",
+    )
+    enforced = forms.BooleanField(
+        required=False,
+        label="Enforce: refuse proxied calls once spent",
+        help_text="Once the period's spend reaches the amount, the proxy answers the calls this "
+        "budget covers with 429 until the period ends. Ingested and synced usage is never "
+        "refused, but it counts.",
+    )
+    refuse_unpriced = forms.BooleanField(
+        required=False,
+        label="Also refuse models without a price",
+        help_text="Enforced budgets only: a model with no known price would spend uncounted.",
+    )
+
+    # How the page groups the fields (legend, field names).
+    GROUPS = (
+        ("What it covers", ("scope", "provider", "account", "ingest_key", "tag", "tag_value")),
+        ("How much", ("period", "amount")),
+        ("Alerts", ("thresholds", "forecast_alert")),
+        ("Enforcement", ("enforced", "refuse_unpriced")),
     )
 
     def __init__(self, *args, workspace, instance: Budget | None = None, **kwargs):
@@ -52,29 +111,55 @@ class BudgetForm(forms.Form):
                 "scope": instance.scope,
                 "provider": instance.provider_id,
                 "account": instance.account_id,
+                "ingest_key": instance.ingest_key_id,
+                "tag": instance.tag,
+                "tag_value": instance.tag_value,
+                "period": instance.period,
                 "amount": instance.amount,
                 "thresholds": instance.thresholds,
                 "forecast_alert": instance.forecast_alert,
+                "enforced": instance.enforced,
+                "refuse_unpriced": instance.refuse_unpriced,
             }
         super().__init__(*args, **kwargs)
+        # static/js/app.js shows only the chosen scope's pickers.
+        self.fields["scope"].widget.attrs["data-scope-fields"] = json.dumps(
+            {scope: list(names) for scope, names in BUDGET_SCOPE_FIELDS.items()}
+        )
         self.fields["provider"].queryset = Provider.objects.all()
-        # Only the workspace's accounts are offered, and only they validate.
+        # Only the workspace's accounts and keys are offered, and only they validate.
         self.fields["account"].queryset = ProviderAccount.objects.filter(
             workspace=workspace
         ).select_related("provider")
+        # Active keys only, but a budget keeps the key it has even once that is revoked.
+        keys = Q(revoked_at__isnull=True)
+        if instance is not None and instance.ingest_key_id:
+            keys |= Q(pk=instance.ingest_key_id)
+        self.fields["ingest_key"].queryset = (
+            IngestKey.objects.filter(keys, account__workspace=workspace)
+            .select_related("account")
+            .order_by("account__name", "name", "pk")
+        )
+
+    def groups(self):
+        return [(legend, [self[name] for name in names]) for legend, names in self.GROUPS]
 
     def clean(self):
         data = super().clean()
+        if "period" in data:
+            data["period"] = data["period"] or Budget.Period.MONTHLY
         scope = data.get("scope")
-        if scope == Budget.Scope.PROVIDER and not data.get("provider"):
-            self.add_error("provider", "Choose the provider this budget covers.")
-        if scope == Budget.Scope.ACCOUNT and not data.get("account"):
-            self.add_error("account", "Choose the account this budget covers.")
-        # The unused target is ignored rather than rejected: the form shows both pickers.
-        if scope != Budget.Scope.PROVIDER:
-            data["provider"] = None
-        if scope != Budget.Scope.ACCOUNT:
-            data["account"] = None
+        # The pickers of other scopes are ignored rather than rejected: the form shows them
+        # all. A missing target is the service's error (alerts.services._budget_validate).
+        for name, blank in (
+            ("provider", None),
+            ("account", None),
+            ("ingest_key", None),
+            ("tag", ""),
+            ("tag_value", ""),
+        ):
+            if name in data and name not in BUDGET_SCOPE_FIELDS.get(scope, ()):
+                data[name] = blank
         return data
 
 

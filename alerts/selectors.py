@@ -93,6 +93,10 @@ class BudgetTarget:
         return bool(self.budget and self.budget.enforced)
 
     @property
+    def period_label(self) -> str:
+        return Budget.Period(self.period).label
+
+    @property
     def period_word(self) -> str:
         return PERIOD_WORDS[self.period][0]
 
@@ -122,6 +126,21 @@ class BudgetStatus:
     def status_known(self) -> bool:
         """False when all the spend is unpriced: 0 % of the budget would be a false "OK"."""
         return not (self.unpriced_count and not self.spent)
+
+    @property
+    def period_end(self) -> date:
+        """The first day after the period (exclusive end)."""
+        return period_bounds(self.period, self.target.period)[1]
+
+    @property
+    def period_last_day(self) -> date:
+        return self.period_end - timedelta(days=1)
+
+    @property
+    def refusing_calls(self) -> bool:
+        """An enforced budget whose period's spend has reached its amount: the proxy refuses
+        the calls it covers (the same comparison as alerts/enforcement.py)."""
+        return self.target.enforced and self.spent >= self.target.amount
 
 
 def budget_list(*, workspace: Workspace) -> QuerySet[Budget]:

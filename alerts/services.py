@@ -193,6 +193,8 @@ _SCOPE_FIELDS = {
     Budget.Scope.TAG: ("tag", "tag_value"),
 }
 _TARGET_FIELDS = ("provider", "account", "ingest_key", "tag", "tag_value")
+# Public: the budget form leaves the other scopes' pickers out by the same table.
+BUDGET_SCOPE_FIELDS = _SCOPE_FIELDS
 _MISSING = {
     "provider": "Choose the provider this budget covers.",
     "account": "Choose the account this budget covers.",

@@ -9,4 +9,9 @@ urlpatterns = [
         ingest_views.ingest_key_revoke,
         name="ingest-key-revoke",
     ),
+    path(
+        "accounts/<int:pk>/ingest-keys/<int:key_id>/limit/",
+        ingest_views.ingest_key_limit,
+        name="ingest-key-limit",
+    ),
 ]

@@ -146,11 +146,36 @@ def account_delete(*, account: ProviderAccount) -> None:
     account.delete()
 
 
+REQUESTS_PER_MINUTE_MAX = 1_000_000
+
+
+def requests_per_minute_clean(value) -> int | None:
+    """A key's request limit: None (no limit) or a whole number of calls, 1 to 1,000,000."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError({"requests_per_minute": "Enter a whole number of calls, or none."})
+    if not 1 <= value <= REQUESTS_PER_MINUTE_MAX:
+        raise ValidationError(
+            {
+                "requests_per_minute": (
+                    f"Enter 1 to {REQUESTS_PER_MINUTE_MAX:,} calls a minute, or none for no limit."
+                )
+            }
+        )
+    return value
+
+
 @transaction.atomic
 def ingest_key_create(
-    *, account: ProviderAccount, name: str = "", created_by: User | None = None
+    *,
+    account: ProviderAccount,
+    name: str = "",
+    created_by: User | None = None,
+    requests_per_minute: int | None = None,
 ) -> tuple[str, IngestKey]:
     """Returns the plaintext key (shown once) and the stored row (SHA-256 only)."""
+    requests_per_minute = requests_per_minute_clean(requests_per_minute)
     raw = IngestKey.new_raw_key()
     key = IngestKey.objects.create(
         account=account,
@@ -158,9 +183,26 @@ def ingest_key_create(
         created_by=created_by,
         digest=hash_ingest_key(raw),
         hint=raw[:10],
+        requests_per_minute=requests_per_minute,
     )
     audit_record(action=AuditEvent.Action.CREATED, obj=key, after=audit_snapshot(key))
     return raw, key
+
+
+@transaction.atomic
+def ingest_key_limit_set(*, key: IngestKey, requests_per_minute: int | None) -> IngestKey:
+    """Set (or, with None, lift) the most proxied calls a key may make in a clock minute.
+
+    The proxy reads the key afresh (providers/key_memory.py forgets a changed key), so the
+    new limit applies from the next call; the current minute's count is kept."""
+    requests_per_minute = requests_per_minute_clean(requests_per_minute)
+    if key.requests_per_minute == requests_per_minute:
+        return key
+    before = audit_state(key)
+    key.requests_per_minute = requests_per_minute
+    key.save(update_fields=["requests_per_minute"])
+    audit_record(action=AuditEvent.Action.UPDATED, obj=key, changes=audit_changes(before, key))
+    return key
 
 
 @transaction.atomic

@@ -11,6 +11,11 @@ urlpatterns = [
         name="api-ingest-keys",
     ),
     path(
+        "accounts/<int:pk>/ingest-keys/<int:key_id>",
+        key_apis.IngestKeyDetailApi.as_view(),
+        name="api-ingest-key",
+    ),
+    path(
         "accounts/<int:pk>/ingest-keys/<int:key_id>/revoke",
         key_apis.IngestKeyRevokeApi.as_view(),
         name="api-ingest-key-revoke",

@@ -49,7 +49,7 @@ def test_it_creates_a_budget_and_evaluates_it_at_once(client, user):
     assert Decimal(body["spent"]) == Decimal("90")  # $90 of $100
     assert body["percent"] == "90.0"
     assert body["status"] == "warning"
-    assert body["period"] == "2026-11-01"
+    assert body["period_start"] == "2026-11-01"
     alert = Alert.objects.get(workspace=user.personal_workspace)
     assert (alert.kind, alert.threshold, alert.budget_id) == ("threshold", 80, body["id"])
 

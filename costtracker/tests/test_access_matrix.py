@@ -331,6 +331,23 @@ ROUTES = [
     R("ingest-key-list", "POST", MEMBER, ACCOUNT, lambda w: {"name": "new key"}, ok=200),
     R("ingest-key-revoke", "POST", MEMBER, member_key, variant="member's key"),
     R("ingest-key-revoke", "POST", ADMIN, admin_key, variant="admin's key"),
+    # Who may revoke a key may change its request limit.
+    R(
+        "ingest-key-limit",
+        "POST",
+        MEMBER,
+        member_key,
+        lambda w: {"requests_per_minute": "60"},
+        variant="member's key",
+    ),
+    R(
+        "ingest-key-limit",
+        "POST",
+        ADMIN,
+        admin_key,
+        lambda w: {"requests_per_minute": "60"},
+        variant="admin's key",
+    ),
     # --- usage (usage/urls.py)
     R("dashboard", "GET", VIEWER, shows=(ACCOUNT_NAME,)),
     R("manual-entry", "GET", MEMBER),
@@ -478,6 +495,22 @@ ROUTES = [
     R("api-ingest-keys", "POST", MEMBER, ACCOUNT, lambda w: {"name": "new key"}),
     R("api-ingest-key-revoke", "POST", MEMBER, member_key, ok=200, variant="member's key"),
     R("api-ingest-key-revoke", "POST", ADMIN, admin_key, ok=200, variant="admin's key"),
+    R(
+        "api-ingest-key",
+        "PATCH",
+        MEMBER,
+        member_key,
+        lambda w: {"requests_per_minute": 60},
+        variant="member's key",
+    ),
+    R(
+        "api-ingest-key",
+        "PATCH",
+        ADMIN,
+        admin_key,
+        lambda w: {"requests_per_minute": 60},
+        variant="admin's key",
+    ),
     # --- API: forecast, reconciliation, invoices, export (usage/insight_api_urls.py)
     R("api-usage-forecast", "GET", VIEWER),
     R("api-reconciliation", "GET", VIEWER, query="?month=2026-10", shows=(f"{INVOICE_AMOUNT}",)),

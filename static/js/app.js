@@ -38,12 +38,39 @@
     }
   });
 
+  // The budget form: show only the chosen scope's target pickers. The scope <select>
+  // carries data-scope-fields (scope -> its field names); each field sits in p.field-<name>.
+  // Without this script every picker shows, and the server ignores the other scopes' ones.
+  function showScopeFields(root) {
+    root.querySelectorAll("select[data-scope-fields]").forEach(function (select) {
+      var table = JSON.parse(select.dataset.scopeFields || "{}");
+      var shown = table[select.value] || [];
+      var all = [];
+      Object.keys(table).forEach(function (scope) { all = all.concat(table[scope]); });
+      all.forEach(function (name) {
+        (select.form || document).querySelectorAll("p.field-" + name).forEach(function (box) {
+          box.hidden = shown.indexOf(name) === -1;
+        });
+      });
+    });
+  }
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("select[data-scope-fields]")) {
+      showScopeFields(event.target.form || document);
+    }
+  });
+
   if (window.htmx) {
-    window.htmx.onLoad(function (root) { drawBars(root); showProviderSettings(root); });
+    window.htmx.onLoad(function (root) {
+      drawBars(root);
+      showProviderSettings(root);
+      showScopeFields(root);
+    });
   } else {
     document.addEventListener("DOMContentLoaded", function () {
       drawBars(document);
       showProviderSettings(document);
+      showScopeFields(document);
     });
   }
 })();
