@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
-from costtracker.api import decimal_str, money_str
+from costtracker.api import money_str, plain_decimal
 from usage.models import COUNTED_TOKEN_FIELDS, Granularity, Source
 
 FOCUS_VERSION = "1.2"
@@ -166,7 +166,7 @@ def _quantity(row: Mapping) -> tuple[str | None, str | None]:
         return str(tokens), "Tokens"
     for field, unit in _QUANTITIES:
         if row[field]:
-            return decimal_str(row[field]), unit
+            return plain_decimal(row[field]), unit
     return None, None
 
 

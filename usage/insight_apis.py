@@ -12,7 +12,6 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, timedelta
-from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
@@ -23,7 +22,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from costtracker.api import DecimalStringField, MoneyField, money_str
+from costtracker.api import DecimalStringField, MoneyField, money_str, plain_decimal
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from providers.selectors import account_get_for_workspace
@@ -36,16 +35,6 @@ logger = logging.getLogger(__name__)
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow the workspace's time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def plain_decimal(value: Decimal | None) -> str:
-    """Export form of a number: no exponent, no trailing zeros; None -> ""."""
-    if value is None:
-        return ""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
 
 
 def parse_month(raw: str | None, *, today: date) -> date:

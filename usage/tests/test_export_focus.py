@@ -74,7 +74,13 @@ EXPECTED_HEADER = [
     "x_ReasoningTokens",
     "x_Requests",
 ]
+# FOCUS 1.2's 21 mandatory columns; all but the nullable ones (NULLABLE) are never empty.
 MANDATORY = {
+    "BillingAccountName",
+    "ChargeClass",
+    "ChargeDescription",
+    "PricingQuantity",
+    "PricingUnit",
     "BilledCost",
     "EffectiveCost",
     "ListCost",
@@ -92,6 +98,8 @@ MANDATORY = {
     "ServiceName",
     "ServiceCategory",
 }
+NULLABLE = {"BillingAccountName", "ChargeClass", "ChargeDescription", "PricingQuantity"}
+NULLABLE |= {"PricingUnit"}
 DECIMALS = ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost")
 QUANTITIES = ("PricingQuantity", "ConsumedQuantity")
 DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -205,7 +213,7 @@ def test_it_writes_the_focus_columns_in_order_with_x_columns_after(api_client, d
     header, _, response = _focus(api_client)
     assert header == EXPECTED_HEADER
     assert list(focus.FOCUS_HEADER) == EXPECTED_HEADER
-    assert MANDATORY <= set(header)
+    assert len(MANDATORY) == 21 and MANDATORY <= set(header)
     first_x = next(i for i, c in enumerate(header) if c.startswith("x_"))
     assert all(c.startswith("x_") for c in header[first_x:])
     assert not any(c.startswith("x_") for c in header[:first_x])
@@ -220,7 +228,7 @@ def test_it_types_and_formats_every_row(api_client, data):
     _, rows, _ = _focus(api_client)
     assert len(rows) == 4
     for row in rows:
-        for column in MANDATORY:
+        for column in MANDATORY - NULLABLE:
             assert row[column] != "", column  # FOCUS: not nullable
         for column in DECIMALS:
             assert PLAIN_NUMBER.match(row[column]), (column, row[column])
@@ -401,3 +409,29 @@ def test_it_documents_the_focus_format_in_the_api_schema(api_client):
         p for p in schema["paths"]["/api/export"]["get"]["parameters"] if p["name"] == "format"
     ]
     assert parameter["schema"]["enum"] == ["csv", "json", "focus"]
+
+
+def test_it_makes_a_synced_seat_line_a_recurring_purchase(api_client):
+    user = UserFactory()
+    account = AccountFactory(workspace=user.personal_workspace, provider=provider("copilot"))
+    usage_lines_replace_window(
+        account=account,
+        start=date(2026, 11, 4),
+        end=date(2026, 11, 5),
+        lines=[
+            UsageLine(
+                day=date(2026, 11, 4),
+                model="",
+                line_item="seats:business",
+                seats=Decimal("3"),
+                cost=Decimal("1.9"),  # 3 seats × $19 ÷ 30 days = $1.90 for the day
+            )
+        ],
+    )
+    api_client.force_authenticate(user)
+    _, rows, _ = _focus(api_client)
+    ((row),) = rows
+    assert (row["ChargeCategory"], row["ChargeFrequency"]) == ("Purchase", "Recurring")
+    assert (row["PricingQuantity"], row["PricingUnit"]) == ("3", "Seats")
+    assert row["ConsumedQuantity"] == "" and row["SkuId"] == ""  # not Usage; no model
+    assert row["BilledCost"] == "1.900000000000" and row["x_Source"] == "official"
