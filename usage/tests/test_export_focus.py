@@ -113,7 +113,7 @@ def _frozen():
         yield
 
 
-def _estimate(account, request_id: str, at: datetime, cost: str | None, **usage) -> None:
+def _estimate(account, request_id: str, at: datetime, cost: str | None, tags=None, **usage) -> None:
     # Perplexity's own usage.cost prices the request without a price book; None: unpriced.
     request_usage = RequestUsage(
         model=usage.pop("model", "sonar"),
@@ -125,14 +125,10 @@ def _estimate(account, request_id: str, at: datetime, cost: str | None, **usage)
         account=account,
         events=[
             RequestEvent(
-                request_id=request_id, usage=request_usage, occurred_at=at, tags=usage_tags(at)
+                request_id=request_id, usage=request_usage, occurred_at=at, tags=tags or {}
             )
         ],
     )
-
-
-def usage_tags(at: datetime) -> dict:
-    return {"project": "atlas", "user": "ada"} if at.day == 5 else {}
 
 
 @pytest.fixture
@@ -166,6 +162,7 @@ def data():
         "est-kept",
         datetime(2026, 11, 5, 9, 15, 30, 250000, tzinfo=UTC),
         "0.00000015",
+        tags={"project": "atlas", "user": "ada"},
         input_tokens=100,
         cache_read_tokens=20,
         output_tokens=40,
