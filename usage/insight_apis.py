@@ -306,22 +306,19 @@ def _csv_stream(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
     return _failing_loudly(_csv_rows(rows, bom=bom), marker=marker)
 
 
+def _focus_cell(key: str, value: str | None) -> str:
+    if value is None:
+        return ""
+    return spreadsheet_safe(value) if key in FOCUS_TEXT else value
+
+
 def _focus_rows(rows: Iterator[dict], *, bom: bool = False) -> Iterator[str]:
     writer = csv.writer(_Echo())
     if bom:
         yield UTF8_BOM
     yield writer.writerow(FOCUS_HEADER)
     for item in focus_rows_formatted(rows):
-        yield writer.writerow(
-            [
-                ""
-                if (value := item[key]) is None
-                else spreadsheet_safe(value)
-                if key in FOCUS_TEXT
-                else value
-                for key in FOCUS_HEADER
-            ]
-        )
+        yield writer.writerow([_focus_cell(key, item[key]) for key in FOCUS_HEADER])
 
 
 def _focus_stream(rows: Iterator[dict], *, bom: bool = False) -> Iterator[str]:

@@ -17,7 +17,7 @@ from django.http import StreamingHttpResponse
 from accounts.tests.factories import UserFactory
 from providers.adapters.base import UsageLine
 from providers.tests.factories import AccountFactory, provider
-from usage import focus, selectors
+from usage import focus, insight_apis, selectors
 from usage.extraction import RequestUsage
 from usage.services.reconciliation import invoice_set, true_up_book
 from usage.services.records import manual_entry_create, usage_lines_replace_window
@@ -432,3 +432,25 @@ def test_it_makes_a_synced_seat_line_a_recurring_purchase(api_client):
     assert (row["PricingQuantity"], row["PricingUnit"]) == ("3", "Seats")
     assert row["ConsumedQuantity"] == "" and row["SkuId"] == ""  # not Usage; no model
     assert row["BilledCost"] == "1.900000000000" and row["x_Source"] == "official"
+
+
+def test_it_aborts_a_focus_export_that_fails_part_way(api_client, data, monkeypatch):
+    user, *_ = data
+    real, calls = focus.focus_row, []
+
+    def failing(row):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("database went away")
+        return real(row)
+
+    monkeypatch.setattr(focus, "focus_row", failing)
+    api_client.force_authenticate(user)
+    response = api_client.get("/api/export?format=focus&start=2026-11-01&end=2026-11-30")
+    sent = []
+    with pytest.raises(insight_apis.ExportBroken):
+        for chunk in response.streaming_content:
+            sent.append(chunk.decode())
+    # The header and two rows, then the marker a person opening the file sees.
+    assert len(sent) == 4 and sent[0].startswith("BilledCost,")
+    assert sent[-1] == "ERROR: the export failed after 2 rows; this file is incomplete.\r\n"
