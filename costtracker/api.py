@@ -37,6 +37,16 @@ def money_str(value: Decimal | int | str | None) -> str | None:
     return format(Decimal(value).quantize(MONEY_QUANTUM, context=_WIDE), "f")
 
 
+def plain_decimal(value: Decimal | None) -> str:
+    """Export form of a number: no exponent, no trailing zeros; None -> ""."""
+    if value is None:
+        return ""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
+
+
 def decimal_str(value: Decimal | int | str | None) -> str | None:
     """A non-money number (a percentage, a quantity) as a plain decimal string; None stays
     None. As given, without exponent: Decimal("0E+1") -> "0", Decimal("1.50") -> "1.50"."""

@@ -12,7 +12,6 @@ import logging
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, timedelta
-from decimal import Decimal
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
@@ -23,11 +22,12 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from costtracker.api import DecimalStringField, MoneyField, money_str
+from costtracker.api import DecimalStringField, MoneyField, money_str, plain_decimal
 from providers.models import ProviderAccount
 from providers.registry import adapter_choices
 from providers.selectors import account_get_for_workspace
 from usage import bounds, selectors
+from usage.focus import FOCUS_HEADER, FOCUS_TEXT, FOCUS_VERSION, focus_rows_formatted
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
 from usage.services.reconciliation import invoice_delete, invoice_set
 
@@ -35,16 +35,6 @@ logger = logging.getLogger(__name__)
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow the workspace's time zone."
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-
-
-def plain_decimal(value: Decimal | None) -> str:
-    """Export form of a number: no exponent, no trailing zeros; None -> ""."""
-    if value is None:
-        return ""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("", "-0") else text
 
 
 def parse_month(raw: str | None, *, today: date) -> date:
@@ -220,6 +210,8 @@ class AccountInvoiceApi(APIView):
 
 # --- export ------------------------------------------------------------------------------
 
+EXPORT_FORMATS = [("csv", "CSV"), ("json", "JSON"), ("focus", "FinOps FOCUS CSV")]
+
 EXPORT_HEADER = (
     "id",
     "account_id",
@@ -252,16 +244,21 @@ def _export_dict(row: tuple) -> dict:
     return item
 
 
+def spreadsheet_safe(text: str) -> str:
+    """A spreadsheet runs a cell starting with = + - @ as a formula; a leading ' keeps it text.
+    For free-text cells only (a negative amount starts with - and must stay a number)."""
+    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + text
+    return text
+
+
 def _csv_cell(key: str, value) -> str:
     if value is None:
         return ""
     if key == "tags":
         value = json.dumps(value, sort_keys=True)
     text = str(value)
-    # A spreadsheet runs a cell starting with = + - @ as a formula; a leading ' keeps it text.
-    if (key in _TEXT or key == "tags") and text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        text = "'" + text
-    return text
+    return spreadsheet_safe(text) if key in _TEXT or key == "tags" else text
 
 
 class _Echo:
@@ -309,6 +306,28 @@ def _csv_stream(rows: Iterator[tuple], *, bom: bool = False) -> Iterator[str]:
     return _failing_loudly(_csv_rows(rows, bom=bom), marker=marker)
 
 
+def _focus_cell(key: str, value: str | None) -> str:
+    if value is None:
+        return ""
+    return spreadsheet_safe(value) if key in FOCUS_TEXT else value
+
+
+def _focus_rows(rows: Iterator[dict], *, bom: bool = False) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    if bom:
+        yield UTF8_BOM
+    yield writer.writerow(FOCUS_HEADER)
+    for item in focus_rows_formatted(rows):
+        yield writer.writerow([_focus_cell(key, item[key]) for key in FOCUS_HEADER])
+
+
+def _focus_stream(rows: Iterator[dict], *, bom: bool = False) -> Iterator[str]:
+    def marker(count: int) -> str:
+        return f"ERROR: the export failed after {count} rows; this file is incomplete.\r\n"
+
+    return _failing_loudly(_focus_rows(rows, bom=bom), marker=marker)
+
+
 def _json_rows(rows: Iterator[tuple]) -> Iterator[str]:
     yield "["
     first = True
@@ -327,34 +346,54 @@ def _json_stream(rows: Iterator[tuple]) -> Iterator[str]:
 
 
 def export_response(*, workspace, filters: dict, bom: bool = False) -> StreamingHttpResponse:
-    """Stream the workspace's records as CSV or a JSON array, never holding them all in memory.
+    """Stream the workspace's records as CSV, a JSON array or FOCUS CSV, never holding them all
+    in memory.
 
     ``bom``: start a CSV with a UTF-8 byte-order mark, for the download people open in Excel
     (the page's); the API's CSV stays plain UTF-8 for scripts."""
-    rows = selectors.export_rows(
-        workspace=workspace,
-        start=filters["start"],
-        end=filters["end"],
-        provider=filters.get("provider") or None,
-        account_id=filters.get("account") or None,
-        source=filters.get("source") or None,
-        model=filters.get("model") or None,
-    )
+    query = {
+        "workspace": workspace,
+        "start": filters["start"],
+        "end": filters["end"],
+        "provider": filters.get("provider") or None,
+        "account_id": filters.get("account") or None,
+        "source": filters.get("source") or None,
+        "model": filters.get("model") or None,
+    }
     fmt = filters.get("format") or "csv"
-    name = f"usage-{filters['start']:%Y-%m-%d}-to-{filters['end']:%Y-%m-%d}.{fmt}"
-    if fmt == "json":
+    name = f"usage-{filters['start']:%Y-%m-%d}-to-{filters['end']:%Y-%m-%d}"
+    if fmt == "focus":
+        # Unpriced records are left out of FOCUS data (its costs cannot be null, and an
+        # unpriced cost is never 0): usage/focus.py. The header says how many.
+        omitted = selectors.focus_unpriced_count(**query)
+        response = StreamingHttpResponse(
+            _focus_stream(selectors.focus_rows(**query), bom=bom),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["X-Unpriced-Records-Omitted"] = str(omitted)
+        name += "-focus.csv"
+    elif fmt == "json":
+        rows = selectors.export_rows(**query)
         response = StreamingHttpResponse(_json_stream(rows), content_type="application/json")
+        name += ".json"
     else:
+        rows = selectors.export_rows(**query)
         response = StreamingHttpResponse(
             _csv_stream(rows, bom=bom), content_type="text/csv; charset=utf-8"
         )
+        name += ".csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
     return response
 
 
 class ExportFilterSerializer(serializers.Serializer):
-    format = serializers.ChoiceField(choices=["csv", "json"], default="csv")
+    format = serializers.ChoiceField(
+        choices=EXPORT_FORMATS,
+        default="csv",
+        help_text="csv: one row per record; json: the same as an array; focus: FinOps FOCUS "
+        f"{FOCUS_VERSION} CSV (priced records only; superseded estimates left out).",
+    )
     start = serializers.DateField(required=False, help_text="UTC day, inclusive; default: 1st.")
     end = serializers.DateField(required=False, help_text="UTC day, inclusive; default: today.")
     provider = serializers.ChoiceField(choices=adapter_choices(), required=False)
@@ -422,14 +461,19 @@ ExportRowOutput = type(
 
 
 class ExportApi(APIView):
-    """Usage records of a UTC date range as CSV or JSON, streamed."""
+    """Usage records of a UTC date range as CSV, JSON or FinOps FOCUS CSV, streamed."""
 
     content_negotiation_class = _NoFormatNegotiation
 
     @extend_schema(
         parameters=[ExportFilterSerializer],
         responses={
-            (200, "text/csv"): OpenApiResponse(str, description="format=csv (the default)"),
+            (200, "text/csv"): OpenApiResponse(
+                str,
+                description="format=csv (the default), or format=focus: FinOps FOCUS "
+                f"{FOCUS_VERSION} columns, then x_ columns (README: FOCUS export). "
+                "Header X-Unpriced-Records-Omitted: records left out for want of a price.",
+            ),
             (200, "application/json"): OpenApiResponse(
                 ExportRowOutput(many=True), description="format=json"
             ),

@@ -1,4 +1,4 @@
-"""Pages: export (form -> streamed CSV/JSON) and monthly reconciliation with true-up."""
+"""Pages: export (form -> streamed CSV/JSON/FOCUS) and monthly reconciliation with true-up."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from accounts.models import Role
 from providers.selectors import account_get_for_workspace
 from usage import bounds, selectors
 from usage.forms import HistoryFilterForm
-from usage.insight_apis import export_response, parse_month
+from usage.insight_apis import EXPORT_FORMATS, export_response, parse_month
 from usage.services.reconciliation import invoice_delete, invoice_set, true_up_book
 
 
 class ExportForm(HistoryFilterForm):
-    format = forms.ChoiceField(choices=[("csv", "CSV"), ("json", "JSON")], initial="csv")
+    format = forms.ChoiceField(choices=EXPORT_FORMATS, initial="csv")
 
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, workspace=workspace, **kwargs)

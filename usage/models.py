@@ -44,6 +44,8 @@ TOKEN_FIELDS = (
     "output_tokens",
     "reasoning_tokens",
 )
+# The categories a record's token total adds up: reasoning is a part of output, not on top of it.
+COUNTED_TOKEN_FIELDS = tuple(f for f in TOKEN_FIELDS if f != "reasoning_tokens")
 
 
 # Counts other than tokens, in the order exports and APIs list them.
@@ -142,7 +144,7 @@ class UsageRecord(models.Model):
 
     @property
     def total_tokens(self) -> int:
-        return sum(getattr(self, f) for f in TOKEN_FIELDS if f != "reasoning_tokens")
+        return sum(getattr(self, f) for f in COUNTED_TOKEN_FIELDS)
 
 
 class RollupTotals(models.Model):
@@ -169,7 +171,7 @@ class RollupTotals(models.Model):
 
     @property
     def total_tokens(self) -> int:
-        return sum(getattr(self, f) for f in TOKEN_FIELDS if f != "reasoning_tokens")
+        return sum(getattr(self, f) for f in COUNTED_TOKEN_FIELDS)
 
 
 class DailyUsage(RollupTotals):

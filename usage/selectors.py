@@ -729,3 +729,110 @@ def export_rows(
         end=end,
     )
     return qs.order_by("bucket_start", "id").values_list(*EXPORT_COLUMNS).iterator(chunk_size=2000)
+
+
+# The usage-record columns the FOCUS export (usage/focus.py) reads, as named in its rows.
+FOCUS_READS = (
+    "id",
+    "account_id",
+    "account__name",
+    "provider__slug",
+    "provider__name",
+    "model",
+    "line_item",
+    "description",
+    "request_id",
+    "bucket_start",
+    "granularity",
+    *TOKEN_FIELDS,
+    *UNIT_FIELDS,
+    "source",
+    "status",
+    "cost",
+    "currency",
+    "tags",
+    "fixed_charge",
+    "true_up",
+)
+# A true-up (usage/services/reconciliation.py): the manual entry that books invoice − counted.
+TRUE_UP = Q(source=Source.MANUAL, tags__has_key="true_up")
+
+
+def _focus_records(*, workspace: Workspace, start: date, end: date, **filters):
+    """export_rows' records (the same filters) as billing data: an estimate that official
+    figures supersede is left out, as every total leaves it out. The roll-up's stored
+    `superseded` flag is the rule's one result; this reads it instead of deciding again."""
+    from django.db.models import Exists, OuterRef
+    from django.db.models.functions import TruncDate
+
+    superseded = DailyUsage.objects.filter(
+        account_id=OuterRef("account_id"),
+        day=OuterRef("utc_day"),
+        source=Source.ESTIMATED,
+        model=OuterRef("model"),
+        superseded=True,
+    )
+    return (
+        usage_history(workspace=workspace, start=start, end=end, **filters)
+        .annotate(utc_day=TruncDate("bucket_start", tzinfo=UTC))
+        .exclude(Q(source=Source.ESTIMATED) & Exists(superseded))
+    )
+
+
+def focus_rows(
+    *,
+    workspace: Workspace,
+    start: date,
+    end: date,
+    provider: str | None = None,
+    account_id: int | None = None,
+    source: str | None = None,
+    model: str | None = None,
+):
+    """The priced records of the FOCUS export as dicts (FOCUS_READS), oldest first.
+
+    Unpriced records are left out: every FOCUS cost column is non-nullable, and an unpriced
+    cost must never be written as 0 (focus_unpriced_count says how many were left out).
+    Superseded estimates are left out (see _focus_records). Like export_rows, a lazy iterator
+    over a server-side cursor.
+    """
+    from django.db.models import BooleanField, Case, Value, When
+
+    qs = _focus_records(
+        workspace=workspace,
+        start=start,
+        end=end,
+        provider=provider,
+        account_id=account_id,
+        source=source,
+        model=model,
+    )
+    flag = {"default": Value(False), "output_field": BooleanField()}
+    qs = qs.filter(cost__isnull=False).annotate(
+        fixed_charge=Case(When(FIXED_CHARGE, then=Value(True)), **flag),
+        true_up=Case(When(TRUE_UP, then=Value(True)), **flag),
+    )
+    return qs.order_by("bucket_start", "id").values(*FOCUS_READS).iterator(chunk_size=2000)
+
+
+def focus_unpriced_count(
+    *,
+    workspace: Workspace,
+    start: date,
+    end: date,
+    provider: str | None = None,
+    account_id: int | None = None,
+    source: str | None = None,
+    model: str | None = None,
+) -> int:
+    """How many records focus_rows leaves out for want of a price."""
+    qs = _focus_records(
+        workspace=workspace,
+        start=start,
+        end=end,
+        provider=provider,
+        account_id=account_id,
+        source=source,
+        model=model,
+    )
+    return qs.filter(cost__isnull=True).count()

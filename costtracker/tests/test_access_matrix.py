@@ -391,6 +391,15 @@ ROUTES = [
         query=lambda w: f"?download=1&format=csv&start=2026-11-01&account={w.account.pk}",
         shows=(MANUAL_DESCRIPTION, REQUEST_ID),
     ),
+    R(
+        "export",
+        "GET",
+        VIEWER,
+        query=lambda w: f"?download=1&format=focus&start=2026-11-01&account={w.account.pk}",
+        variant="focus",
+        # The request is unpriced: FOCUS data leaves it out (usage/focus.py).
+        shows=(MANUAL_DESCRIPTION,),
+    ),
     R("reconciliation", "GET", VIEWER, query="?month=2026-10", shows=(f"{INVOICE_AMOUNT:,}",)),
     R(
         "reconciliation-invoice",
@@ -524,6 +533,15 @@ ROUTES = [
         VIEWER,
         query=lambda w: f"?format=csv&start=2026-11-01&account={w.account.pk}",
         shows=(MANUAL_DESCRIPTION, REQUEST_ID),
+    ),
+    R(
+        "api-export",
+        "GET",
+        VIEWER,
+        query=lambda w: f"?format=focus&start=2026-11-01&account={w.account.pk}",
+        variant="focus",
+        # The request is unpriced: FOCUS data leaves it out (usage/focus.py).
+        shows=(MANUAL_DESCRIPTION,),
     ),
     # --- API: budgets, alerts, channels (alerts/api_urls.py)
     R("api-alerts", "GET", VIEWER, shows=(ALERT_MESSAGE,)),
@@ -789,7 +807,7 @@ READ_ONLY_PAGES = sorted(
 def test_it_lets_a_post_to_a_read_only_page_change_nothing(name, world, client, api_client):
     """A page the table reads only (its least role checks GET) must not write on a POST: the
     viewer, whom every such page lets in, changes nothing by posting to it."""
-    (row,) = [r for r in ROUTES if r.name == name]
+    row = next(r for r in ROUTES if r.name == name)  # its first row (variants: other queries)
     before = fingerprint(world)
     posted = Route(name, "POST", row.role, row.kwargs, query=row.query)
     response = call(posted, Role.VIEWER, world, client, api_client)
