@@ -69,6 +69,10 @@ ANOMALY_K = env.int("ANOMALY_K", default=3)
 WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=3)
 NOTIFY_RETRY_BACKOFF_SECONDS = env.int("NOTIFY_RETRY_BACKOFF_SECONDS", default=60)
+# /metrics (costtracker/metrics.py): off (404) unless enabled; with METRICS_TOKEN set it wants
+# "Authorization: Bearer <token>", without one it answers direct loopback requests only.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # Upstream endpoints. Operator settings only: no user input ever chooses the host we call.
 # Each provider's adapter declares its setting (OPENAI_BASE_URL, ...) and default.
@@ -104,6 +108,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "costtracker.metrics.MetricsMiddleware",  # only with METRICS_ENABLED
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -274,6 +279,7 @@ Q_CLUSTER = {
 HTTPS = env.bool("HTTPS", default=False)
 if HTTPS:
     SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes speak plain HTTP
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 31536000

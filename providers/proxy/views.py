@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
+from costtracker import metrics
 from providers.connection import account_secrets
 from providers.crypto import SecretUnreadable
 from providers.models import ProviderAccount
@@ -168,6 +169,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     if query := upstream.forwarded_query(query, without=adapter.proxy_key_query_param):
         url = f"{url}?{query}"
     headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)
+    metrics.proxy_forward_overhead(provider=provider, started=started)
     try:
         response = upstream.send(method=route.method, url=url, headers=headers, body=body)
     except upstream.BROKEN as exc:
