@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -150,3 +152,50 @@ def test_a_real_server_without_its_database_is_alive_but_not_ready(tmp_path, dat
         server.terminate()
         server.wait(timeout=20)
     assert b"hunter2" not in server.stderr.read()  # nor in the log
+
+
+@needs_posix
+@pytest.mark.slow
+def test_a_real_cluster_makes_a_real_server_ready(tmp_path):
+    # A migrated database with the schedules, as `make run` leaves it; then the web server
+    # (not ready: no heartbeat), then a cluster, whose scheduler's first pass (about 30 s after
+    # it starts, django-q2's guard cycle) queues the heartbeat a worker stamps.
+    import sys
+    import time
+
+    from django.conf import settings
+
+    port = free_port()
+    env = server_env(tmp_path / "db.sqlite3", WEB_WORKERS="1", WEB_THREADS="2", Q_WORKERS="1")
+    manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+    for command in (["migrate", "-v0"], ["setup_schedules"]):
+        subprocess.run([*manage, *command], env=env, check=True, capture_output=True, timeout=120)
+    started = []
+    try:
+        for command in (gunicorn_command(host="127.0.0.1", port=str(port)), [*manage, "qcluster"]):
+            if started:
+                status, raw = _get(f"http://127.0.0.1:{port}/readyz")
+                assert status == 503
+                assert json.loads(raw)["failed"] == ["cluster_heartbeat"]
+            started.append(
+                subprocess.Popen(
+                    command,
+                    env=env,
+                    cwd=settings.BASE_DIR,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                )
+            )
+            if len(started) == 1:
+                _wait_for(port, started[0])
+        deadline = time.monotonic() + 90
+        while (status := _get(f"http://127.0.0.1:{port}/readyz"))[0] != 200:
+            assert started[1].poll() is None, started[1].stderr.read().decode()
+            assert time.monotonic() < deadline, status
+            time.sleep(1)
+        assert json.loads(status[1])["status"] == "ready"
+    finally:
+        for process in reversed(started):
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=20)
