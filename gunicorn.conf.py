@@ -2,9 +2,16 @@
 serve), the Dockerfile and docker-compose.yml. Command-line options override them.
 
 WEB_WORKERS and WEB_THREADS size the server (default 2 × 32).
+
+Metrics (costtracker/metrics.py) are counted per worker in PROMETHEUS_MULTIPROC_DIR and added
+up by whichever worker answers /metrics: a directory of this server's own, emptied when it
+starts (on_starting); without the variable, a temporary one made here and removed on exit.
 """
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 # gthread workers: a streamed proxy response holds a thread, not a process, and the worker
 # keeps its heartbeat while it streams, so calls longer than `timeout` survive.
@@ -50,3 +57,33 @@ def post_worker_init(worker):
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+_made_here: list[str] = []  # the temporary metrics directory, removed by on_exit
+
+
+def on_starting(server):
+    # Before any worker exists, and before anything in the arbiter imports prometheus_client
+    # (it reads the variable when imported): the workers inherit the environment.
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        # A previous run's files would be added in (and, pids being reused, written over).
+        path = Path(directory)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="costtracker-metrics-")
+        _made_here.append(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def child_exit(server, worker):
+    # A worker's counters stay (they are totals); its live gauges, if any, go.
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for directory in _made_here:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -3,8 +3,9 @@ written without gunicorn's general machinery.
 
 Ingestion clients post hundreds of batches a second; a line each buried everything else in
 the log and cost the workers ~6 % of their CPU (bench/bench_ingest.py). What they send is
-recorded in the data itself. Refused or failed ingestion POSTs (4xx, 5xx) and every other
-request are logged as usual.
+recorded in the data itself. The same for answered probes and scrapes (/healthz, /readyz,
+/metrics), every few seconds each. Refused or failed ones (4xx, 5xx: a 503 from /readyz) and
+every other request are logged as usual.
 
 For every other request gunicorn builds a dict of ~100 atoms (each request and response
 header, each environ variable), escapes them all and formats the line from it: ~0.2 ms of a
@@ -27,6 +28,7 @@ from gunicorn.glogging import Logger
 from providers.redaction import redact
 
 INGEST_PATH = "/api/usage/events"
+QUIET_PATHS = frozenset({INGEST_PATH, "/healthz", "/readyz", "/metrics"})
 DEFAULT_FORMAT = AccessLogFormat.default
 
 
@@ -47,7 +49,7 @@ def _without_secrets(environ: dict) -> dict:
 class AccessLogger(Logger):
     def access(self, resp, req, environ, request_time):
         status = getattr(resp, "status_code", None)
-        if environ.get("PATH_INFO") == INGEST_PATH and isinstance(status, int) and status < 400:
+        if environ.get("PATH_INFO") in QUIET_PATHS and isinstance(status, int) and status < 400:
             return
         if not self.access_log_enabled:
             return

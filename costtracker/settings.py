@@ -76,6 +76,10 @@ RATELIMIT_HEADROOM_PERCENT = env.int("RATELIMIT_HEADROOM_PERCENT", default=10)
 RATELIMIT_BURST_COUNT = env.int("RATELIMIT_BURST_COUNT", default=5)
 RATELIMIT_BURST_MINUTES = env.int("RATELIMIT_BURST_MINUTES", default=10)
 RATELIMIT_STALE_MINUTES = env.int("RATELIMIT_STALE_MINUTES", default=15)
+# /metrics (costtracker/metrics.py): off (404) unless enabled; with METRICS_TOKEN set it wants
+# "Authorization: Bearer <token>", without one it answers direct loopback requests only.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=False)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 # Upstream endpoints. Operator settings only: no user input ever chooses the host we call.
 # Each provider's adapter declares its setting (OPENAI_BASE_URL, ...) and default.
@@ -111,6 +115,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "costtracker.metrics.MetricsMiddleware",  # only with METRICS_ENABLED
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -281,6 +286,7 @@ Q_CLUSTER = {
 HTTPS = env.bool("HTTPS", default=False)
 if HTTPS:
     SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # probes speak plain HTTP
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = 31536000

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.api_urls import workspace_urlpatterns
+from costtracker import ops_views
 from costtracker.favicon import favicon
 
 # Pages get the app's layout; /api/ gets JSON and /proxy/ a provider-shaped error.
@@ -16,6 +17,10 @@ urlpatterns = [
     path("proxy/", include("providers.proxy_urls")),  # OpenAI/Anthropic-compatible proxy
     path("admin/", admin.site.urls),
     path("favicon.ico", favicon, name="favicon"),
+    # Health and metrics (README "Health and metrics").
+    path("healthz", ops_views.healthz, name="healthz"),
+    path("readyz", ops_views.readyz, name="readyz"),
+    path("metrics", ops_views.metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # The split view serves Swagger UI's start-up script as its own file (?script), and our
     # template drops the page's inline <style>: the Content-Security-Policy allows neither.

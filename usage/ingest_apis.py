@@ -47,7 +47,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_seriali
 from rest_framework import authentication, exceptions, permissions, serializers, status
 from rest_framework.views import APIView
 
-from costtracker import jsontext
+from costtracker import jsontext, metrics
 from providers.adapters.base import UsageFormat
 from providers.key_memory import ingest_key_forget, ingest_key_remembered
 from providers.models import IngestKey
@@ -531,6 +531,7 @@ class UsageEventsApi(APIView):
         counts = {"created": 0, "duplicate": 0, "rejected": 0}
         for result in results:
             counts[result.status] += 1
+        metrics.ingest_events_counted(provider=key.account.provider.slug, counts=counts)
         body = {
             **counts,
             "results": [

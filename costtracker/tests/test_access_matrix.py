@@ -602,6 +602,12 @@ NOT_WORKSPACE_SCOPED = {
     "favicon": "static",
     "api-schema": "the OpenAPI schema",
     "api-docs": "Swagger UI",
+    # Operations: no workspace data (costtracker/ops_views.py, tested in test_health.py and
+    # test_metrics.py). /metrics: off unless METRICS_ENABLED, then a Bearer METRICS_TOKEN or
+    # loopback; aggregate figures across workspaces, labelled by provider and source only.
+    "healthz": "liveness probe, public, answers without the database",
+    "readyz": "readiness probe, public, names the failed check only",
+    "metrics": "METRICS_ENABLED + Bearer METRICS_TOKEN (or loopback); no workspace data",
     # An ingest key is the credential, and it names its account.
     "proxy": "authenticated by an ingest key",
     "api-usage-events": "authenticated by an ingest key",

@@ -112,6 +112,17 @@ def test_accepted_ingestion_posts_are_not_logged_but_refused_ones_are():
     assert '"POST /api/usage/events HTTP/1.1" 401 1234' in out.getvalue()
 
 
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
+def test_answered_probes_and_scrapes_are_not_logged_but_failed_ones_are(path):
+    logger, out = _logger()
+    resp, req, environ = _request(PATH_INFO=path, RAW_URI=path)
+    logger.access(resp, req, environ, timedelta(0))
+    assert out.getvalue() == ""
+    resp.status, resp.status_code = "503 Service Unavailable", 503
+    logger.access(resp, req, environ, timedelta(0))
+    assert f'"POST {path} HTTP/1.1" 503 1234' in out.getvalue()
+
+
 @pytest.mark.parametrize("access_log_format", [None, '"%(r)s" %(q)s %(U)s'])
 def test_a_key_in_the_query_string_never_reaches_the_log(access_log_format):
     # Google's SDK users may send the ingest key as ?key=; the default line and a custom

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 
+from costtracker import metrics
 from providers.models import ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
@@ -97,6 +98,7 @@ def _write(
     )
 
 
+@metrics.timed_proxy_record
 def proxy_call_record(
     *,
     account: ProviderAccount,

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from alerts.enforcement import enforcement_check
+from costtracker import metrics
 from providers.connection import account_secrets
 from providers.crypto import SecretUnreadable
 from providers.key_limits import key_minute_admit
@@ -186,6 +187,7 @@ def proxy(request: HttpRequest, provider: str, path: str) -> HttpResponse:
     if query := upstream.forwarded_query(query, without=adapter.proxy_key_query_param):
         url = f"{url}?{query}"
     headers = upstream.upstream_headers(request, kind=provider, provider_key=provider_key)
+    metrics.proxy_forward_overhead(provider=provider, started=started)
     try:
         response = upstream.send(method=route.method, url=url, headers=headers, body=body)
     except upstream.BROKEN as exc:

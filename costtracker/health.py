@@ -1,0 +1,85 @@
+"""Liveness and readiness: what /healthz and /readyz answer (costtracker/ops_views.py).
+
+Readiness is three checks, in order; a check that cannot run because an earlier one failed
+says so ("not checked"). What a check reports names the problem only: never a DSN, a host or
+an exception's text (a driver's message can hold the connection string).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from costtracker.models import Heartbeat
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT = "cluster"  # the one Heartbeat row every cluster stamps
+OK = "ok"
+NOT_CHECKED = "not checked"
+
+
+def heartbeat_stamp(*, now: datetime | None = None) -> None:
+    """Record that a cluster ran a task now. Safe when several clusters stamp at once."""
+    now = now or timezone.now()
+    if not Heartbeat.objects.filter(name=HEARTBEAT).update(seen_at=now):
+        # First stamp ever (or the row was removed): a concurrent first stamp may win the
+        # insert, which is as good.
+        Heartbeat.objects.update_or_create(name=HEARTBEAT, defaults={"seen_at": now})
+
+
+def heartbeat_max_age() -> timedelta:
+    """How old the last heartbeat may be: two sync intervals."""
+    return timedelta(minutes=2 * settings.SYNC_INTERVAL_MINUTES)
+
+
+def _database() -> str:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as exc:
+        logger.warning("readyz: the database is unreachable (%s)", type(exc).__name__)
+        return "unreachable"
+    return OK
+
+
+def _migrations() -> str:
+    executor = MigrationExecutor(connection)
+    plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if plan:
+        return f"{len(plan)} migration(s) not applied"
+    return OK
+
+
+def _heartbeat(now: datetime) -> str:
+    seen = Heartbeat.objects.filter(name=HEARTBEAT).values_list("seen_at", flat=True).first()
+    if seen is None:
+        return "no django-q2 cluster heartbeat seen yet"
+    age = now - seen
+    if age > heartbeat_max_age():
+        return f"last django-q2 cluster heartbeat {int(age.total_seconds())} s ago"
+    return OK
+
+
+def readiness(*, now: datetime | None = None) -> dict[str, str]:
+    """Each check's result: "ok", "not checked", or what is wrong."""
+    now = now or timezone.now()
+    checks = {"database": _database(), "migrations": NOT_CHECKED, "cluster_heartbeat": NOT_CHECKED}
+    if checks["database"] != OK:
+        return checks
+    try:
+        checks["migrations"] = _migrations()
+        checks["cluster_heartbeat"] = _heartbeat(now)
+    except DatabaseError as exc:  # the database went away between the checks, or a table is
+        # missing because migrations never ran
+        logger.warning("readyz: a check failed on the database (%s)", type(exc).__name__)
+        for name, value in checks.items():
+            if value == NOT_CHECKED:
+                checks[name] = "failed on the database"
+    return checks
