@@ -63,3 +63,14 @@ def base_url_settings() -> dict[str, str]:
                 adapter.base_url_setting_default or adapter.default_base_url
             )
     return settings
+
+
+@cache
+def kinds_for_otel_provider(name: str) -> frozenset[str]:
+    """The provider kinds an OpenTelemetry `gen_ai.provider.name` (or `gen_ai.system`) value
+    names: each adapter's ``otel_provider_names`` (imports each adapter once). Compared
+    without case; empty for a name no adapter claims."""
+    wanted = name.strip().lower()
+    return frozenset(
+        kind for kind in ADAPTERS if wanted in get_adapter_class(kind).otel_provider_names
+    )

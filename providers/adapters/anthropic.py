@@ -76,6 +76,7 @@ class AnthropicAdapter(ProviderAdapter):
     proxy_forwarded_headers = ("anthropic-version", "anthropic-beta")
     proxy_returned_header_prefixes = ("anthropic-",)
     litellm_providers = ("anthropic",)
+    otel_provider_names = ("anthropic",)
 
     @classmethod
     def fill_usage(cls, result: Any, usage: dict, path: str) -> None:

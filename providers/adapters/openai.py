@@ -72,6 +72,7 @@ class OpenAIAdapter(ProviderAdapter):
     proxy_forwarded_headers = ("openai-organization", "openai-project", "openai-beta")
     proxy_returned_header_prefixes = ("openai-",)
     litellm_providers = ("openai", "text-completion-openai")
+    otel_provider_names = ("openai",)
 
     def _headers(self) -> dict[str, str]:
         # Reference: provider-apis.md §1.1 (admin key as a bearer token)
