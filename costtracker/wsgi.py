@@ -1,9 +1,10 @@
 """WSGI entry point.
 
 Machine traffic authenticated by ingest keys — proxied calls (`/proxy/…`), event ingestion
-(`/api/usage/events`) and OpenTelemetry exports (`/v1/traces`) — goes through a handler with only the security and host checks: it
-needs no sessions, CSRF, messages or login throttling, and on these hot paths every skipped
-middleware is latency the client pays. Everything else gets the full stack.
+(`/api/usage/events`) and OpenTelemetry exports (`/v1/traces`) — goes through a handler with
+only the security and host checks: it needs no sessions, CSRF, messages or login throttling,
+and on these hot paths every skipped middleware is latency the client pays. Everything else
+gets the full stack.
 """
 
 import os
