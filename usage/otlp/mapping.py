@@ -127,14 +127,22 @@ def _end_time(span: Span, now: datetime) -> datetime | None:
     return at
 
 
+def _tag_text(attributes: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, str]:
+    """A tag's text; a whole number (a numeric user id) is taken as its digits."""
+    name, value = _first(attributes, names)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return name, str(value)
+    return _text(attributes, names)
+
+
 def _tags(span: Span) -> dict[str, str]:
     tags = {}
     name, project = _text(span.resource, ("service.name",))
     if project and not project.startswith(_UNNAMED_SERVICE):
         tags["project"] = (name, project)
-    name, user = _text(span.attributes, USER)
+    name, user = _tag_text(span.attributes, USER)
     if not user:
-        name, user = _text(span.resource, USER)
+        name, user = _tag_text(span.resource, USER)
     if user:
         tags["user"] = (name, user)
     for name, value in tags.values():

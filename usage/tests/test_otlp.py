@@ -373,6 +373,28 @@ def test_it_takes_the_provider_from_server_address_behind_an_openai_client(clien
     record = UsageRecord.objects.get()
     assert record.request_id.endswith(":0000000000000002")
     assert record.cost is None  # no Groq price in this test's book: unpriced, never $0
+    assert record.tags == {"project": "support-bot"}
+
+
+@pytest.mark.django_db
+def test_it_takes_a_numeric_user_id_and_rejects_a_tag_past_its_bounds(client, openai_prices):
+    key = key_for("openai")
+    attributes = {
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.usage.input_tokens": 10,
+    }
+    spans = [
+        span_json("0000000000000001", {**attributes, "enduser.id": 42}),
+        span_json("0000000000000002", {**attributes, "user.id": "x" * 201}),
+    ]
+    reply = post(client, key, export_json(*spans))
+    partial = reply.json()["partialSuccess"]
+    assert partial["rejectedSpans"] == "1"
+    assert "user.id: at most 200 characters (1)" in partial["errorMessage"]
+    record = UsageRecord.objects.get()
+    assert record.tags == {"project": "support-bot", "user": "42"}
+    assert record.cost == D("0.000025")  # 10 × $2.50/M
 
 
 def test_it_maps_otel_provider_names_to_our_kinds_in_the_adapters():
