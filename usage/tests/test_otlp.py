@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status as SpanStatus
 from opentelemetry.trace import StatusCode
 
+from providers.models import IngestKey
 from providers.registry import kinds_for_otel_provider
-from providers.services import ingest_key_create
+from providers.services import ingest_key_create, ingest_key_revoke
 from providers.tests.factories import AccountFactory, provider
 from usage.models import DailyUsage, Price, RecordStatus, UsageRecord
 from usage.services.prices import EPOCH
@@ -127,11 +128,12 @@ def sdk_spans(*, service: str = "billing-bot") -> list:
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_it_records_genai_spans_from_the_sdk_exporter(live_server, openai_prices):
+def test_it_records_genai_spans_from_the_sdk_exporter(live_server, openai_prices, monkeypatch):
     raw = key_for("openai")
-    exporter = OTLPSpanExporter(
-        endpoint=f"{live_server.url}{URL}", headers={"Authorization": f"Bearer {raw}"}
-    )
+    # Configured as the README says, by the environment alone.
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{live_server.url}{URL}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer%20{raw}")
+    exporter = OTLPSpanExporter()
     spans = sdk_spans()
     assert exporter.export(spans) == SpanExportResult.SUCCESS
     records = {r.request_id: r for r in UsageRecord.objects.all()}
@@ -445,7 +447,9 @@ def test_it_answers_400_with_a_status_for_a_malformed_export(
 @pytest.mark.django_db
 def test_it_answers_401_without_a_valid_key(client):
     body = export_json(span_json("0000000000000001", CLAUDE))
-    for key in (None, "cti_not-a-key"):
+    revoked = key_for("anthropic")
+    ingest_key_revoke(key=IngestKey.objects.get())
+    for key in (None, "cti_not-a-key", revoked):
         reply = post(client, key, body)
         assert reply.status_code == 401
         assert reply.json()["code"] == 16  # UNAUTHENTICATED
