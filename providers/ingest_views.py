@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.access import own_or_admin, role_required
@@ -41,6 +42,7 @@ def ingest_key_list(request, pk):
         "form": form,
         "new_key": new_key,
         "events_url": request.build_absolute_uri("/api/usage/events"),
+        "traces_url": request.build_absolute_uri(reverse("otlp-traces")),
     }
     response = render(request, "providers/ingest_keys.html", context)
     if new_key:
