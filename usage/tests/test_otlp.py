@@ -360,6 +360,36 @@ def test_it_ignores_spans_without_genai_usage_and_rejects_other_providers(client
 
 
 @pytest.mark.django_db
+def test_it_counts_the_vercel_ai_sdks_model_call_once(client, openai_prices):
+    key = key_for("openai")
+    outer = span_json(  # ai.generateText: the call's total, in the SDK's own names only
+        "0000000000000001",
+        {
+            "ai.model.provider": "openai.chat",
+            "ai.model.id": "gpt-4o",
+            "ai.usage.promptTokens": 1000,
+            "ai.usage.completionTokens": 100,
+        },
+    )
+    inner = span_json(  # ai.generateText.doGenerate: the model call, with gen_ai.*
+        "0000000000000002",
+        {
+            "gen_ai.system": "openai.chat",
+            "gen_ai.request.model": "gpt-4o",
+            "gen_ai.response.id": "chatcmpl-vercel",
+            "gen_ai.usage.input_tokens": 1000,
+            "gen_ai.usage.output_tokens": 100,
+        },
+    )
+    reply = post(client, key, export_json(outer, inner))
+    assert reply.json()["partialSuccess"]["errorMessage"].startswith("1 recorded, 0 already")
+    assert reply.json()["partialSuccess"].get("rejectedSpans", "0") == "0"
+    record = UsageRecord.objects.get()
+    assert record.request_id == "chatcmpl-vercel"
+    assert record.cost == D("0.0035")  # 1,000 × $2.50/M + 100 × $10/M, counted once
+
+
+@pytest.mark.django_db
 def test_it_takes_the_provider_from_server_address_behind_an_openai_client(client):
     key = key_for("groq")
     attributes = {
@@ -406,6 +436,11 @@ def test_it_maps_otel_provider_names_to_our_kinds_in_the_adapters():
     assert kinds_for_otel_provider("Anthropic") == {"anthropic"}
     assert kinds_for_otel_provider("openai") == {"openai", "openai_compatible"}
     assert kinds_for_otel_provider("aws.bedrock") == frozenset()  # no adapter for it
+    # The Vercel AI SDK's provider ids, <provider>.<api>
+    assert kinds_for_otel_provider("anthropic.messages") == {"anthropic"}
+    assert kinds_for_otel_provider("mistral.chat") == {"mistral"}
+    assert kinds_for_otel_provider("google.generative-ai") == {"gemini"}
+    assert kinds_for_otel_provider("gcp.vertex_ai") == frozenset()  # not "gcp" then
 
 
 # --- errors -----------------------------------------------------------------------------------
