@@ -30,13 +30,11 @@ from providers.models import ProviderAccount
 from providers.registry import get_adapter_class, kinds_for_otel_provider
 from usage.bounds import tag_problem
 from usage.extraction import RequestUsage
+from usage.ingest_apis import EARLIEST, FUTURE_SLACK, MAX_ID_LENGTH
 from usage.models import RecordStatus
 from usage.otlp.decode import Span
 from usage.services.requests import RequestEvent
 
-MAX_ID_LENGTH = 200
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-FUTURE_SLACK = timedelta(days=1)  # clocks drift
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 STATUS_ERROR = 2
 
@@ -118,6 +116,7 @@ def _text(attributes: Mapping[str, Any], names: tuple[str, ...]) -> tuple[str, s
 
 
 def _end_time(span: Span, now: datetime) -> datetime | None:
+    """The span's end (its start without one); the ingestion API's bounds on event times."""
     nanos = span.end_time_unix_nano or span.start_time_unix_nano
     if not nanos:
         return None

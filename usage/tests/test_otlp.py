@@ -346,16 +346,22 @@ def test_it_ignores_spans_without_genai_usage_and_rejects_other_providers(client
                 "gen_ai.usage.input_tokens": "many",
             },
         ),
+        span_json(  # ended in 1990
+            "0000000000000007",
+            {**CLAUDE, "gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"},
+            endTimeUnixNano="631152000000000000",
+        ),
     ]
     reply = post(client, key, export_json(*spans))
     assert reply.status_code == 200
     partial = reply.json()["partialSuccess"]
-    assert partial["rejectedSpans"] == "3"  # int64 as a string, as OTLP JSON has it
+    assert partial["rejectedSpans"] == "4"  # int64 as a string, as OTLP JSON has it
     message = partial["errorMessage"]
     assert message.startswith("0 recorded, 0 already recorded, 3 ignored")
     assert "'anthropic' is not this ingest key's account's provider (1)" in message
     assert "gen_ai.response.model: required" in message
     assert "gen_ai.usage.input_tokens: expected a non-negative whole number" in message
+    assert "endTimeUnixNano: out of range" in message
     assert not UsageRecord.objects.exists()
 
 
