@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts.api_urls import workspace_urlpatterns
 from costtracker import ops_views
 from costtracker.favicon import favicon
+from usage.otlp.views import traces as otlp_traces
 
 # Pages get the app's layout; /api/ gets JSON and /proxy/ a provider-shaped error.
 handler400 = "costtracker.errors.bad_request"
@@ -15,6 +16,7 @@ handler500 = "costtracker.errors.server_error"
 urlpatterns = [
     # First: Django tries patterns in order, and every proxied call pays for those before it.
     path("proxy/", include("providers.proxy_urls")),  # OpenAI/Anthropic-compatible proxy
+    path("v1/traces", otlp_traces, name="otlp-traces"),  # OTLP/HTTP, where exporters post
     path("admin/", admin.site.urls),
     path("favicon.ico", favicon, name="favicon"),
     # Health and metrics (README "Health and metrics").

@@ -1,9 +1,10 @@
 """WSGI entry point.
 
-Machine traffic authenticated by ingest keys — proxied calls (`/proxy/…`) and event ingestion
-(`/api/usage/events`) — goes through a handler with only the security and host checks: it
-needs no sessions, CSRF, messages or login throttling, and on these hot paths every skipped
-middleware is latency the client pays. Everything else gets the full stack.
+Machine traffic authenticated by ingest keys — proxied calls (`/proxy/…`), event ingestion
+(`/api/usage/events`) and OpenTelemetry exports (`/v1/traces`) — goes through a handler with
+only the security and host checks: it needs no sessions, CSRF, messages or login throttling,
+and on these hot paths every skipped middleware is latency the client pays. Everything else
+gets the full stack.
 """
 
 import os
@@ -13,7 +14,7 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "costtracker.settings")
 
-INGEST_KEY_PATHS = ("/proxy/", "/api/usage/events")
+INGEST_KEY_PATHS = ("/proxy/", "/api/usage/events", "/v1/traces")
 INGEST_KEY_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",  # ALLOWED_HOSTS is checked here

@@ -10,6 +10,7 @@ from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.access import own_or_admin, role_required
@@ -76,6 +77,7 @@ def _render_keys(request, account, *, form=None, new_key=None, limit_form=None, 
         "form": form or IngestKeyForm(),
         "new_key": new_key,
         "events_url": request.build_absolute_uri("/api/usage/events"),
+        "traces_url": request.build_absolute_uri(reverse("otlp-traces")),
         # The limit form that failed, shown again in its key's row with its error.
         "limit_form": limit_form,
         "limit_key_id": limit_key.pk if limit_key else None,

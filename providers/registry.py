@@ -63,3 +63,22 @@ def base_url_settings() -> dict[str, str]:
                 adapter.base_url_setting_default or adapter.default_base_url
             )
     return settings
+
+
+@cache
+def kinds_for_otel_provider(name: str) -> frozenset[str]:
+    """The provider kinds an OpenTelemetry `gen_ai.provider.name` (or `gen_ai.system`) value
+    names: each adapter's ``otel_provider_names`` (imports each adapter once). Compared
+    without case; empty for a name no adapter claims.
+
+    A name no adapter claims is tried again without what follows its first dot: the Vercel AI
+    SDK's `gen_ai.system` is its provider id, `<provider>.<api>` ("openai.chat",
+    "anthropic.messages"), while dotted well-known names ("gcp.gemini") match whole first.
+    """
+    wanted = name.strip().lower()
+    kinds = frozenset(
+        kind for kind in ADAPTERS if wanted in get_adapter_class(kind).otel_provider_names
+    )
+    if not kinds and "." in wanted:
+        return kinds_for_otel_provider(wanted.partition(".")[0])
+    return kinds

@@ -84,10 +84,33 @@ _STATUSES = {RecordStatus.OK, RecordStatus.FAILED, RecordStatus.INCOMPLETE}
 _PROVIDER_STATUSES = {"completed": RecordStatus.OK, "cancelled": RecordStatus.INCOMPLETE}
 
 
-def _max_body_bytes() -> int:
+def max_body_bytes() -> int:
     # 1,000 whole response bodies of a few KB each; DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) is
     # tuned for forms, so this endpoint has its own limit.
     return int(getattr(settings, "INGEST_MAX_BODY_BYTES", 20 * 1024 * 1024))
+
+
+class BodyTooLarge(ValueError):
+    """The request body is longer than the limit."""
+
+
+def read_body(request: HttpRequest, *, limit: int) -> bytes:
+    """The request body, at most `limit` bytes; BodyTooLarge past it, before reading it all
+    when Content-Length says so."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > limit:
+        raise BodyTooLarge()
+    try:
+        # Read the stream ourselves: request.body would apply the 2.5 MB form limit.
+        raw = request.read(limit + 1)
+    except RawPostDataException:  # a middleware already read it
+        raw = request.body
+    if len(raw) > limit:
+        raise BodyTooLarge()
+    return raw
 
 
 class EventError(ValueError):
@@ -495,23 +518,14 @@ class UsageEventsApi(APIView):
     def post(self, request, key: IngestKey | None = None) -> HttpResponse:
         key = key or request.auth  # from dispatch, or DRF's authentication
         request = getattr(request, "_request", request)  # DRF's wrapper or Django's request
-        limit = _max_body_bytes()
+        limit = max_body_bytes()
         too_large = _json_response(
             {"body": f"at most {limit} bytes per request"},
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
         try:
-            length = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            length = 0
-        if length > limit:
-            return too_large
-        try:
-            # Read the stream ourselves: request.body would apply the 2.5 MB form limit.
-            raw = request.read(limit + 1)
-        except RawPostDataException:  # a middleware already read it
-            raw = request.body
-        if len(raw) > limit:
+            raw = read_body(request, limit=limit)
+        except BodyTooLarge:
             return too_large
         try:
             items = parse_body(raw)

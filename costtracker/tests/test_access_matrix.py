@@ -611,6 +611,7 @@ NOT_WORKSPACE_SCOPED = {
     # An ingest key is the credential, and it names its account.
     "proxy": "authenticated by an ingest key",
     "api-usage-events": "authenticated by an ingest key",
+    "otlp-traces": "authenticated by an ingest key",
 }
 NOT_WORKSPACE_SCOPED_NAMESPACES = {"admin": "Django's admin: staff only, by its own permissions"}
 

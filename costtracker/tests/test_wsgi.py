@@ -45,6 +45,29 @@ def test_it_serves_ingestion_through_the_light_handler():
     assert "Set-Cookie" not in response.headers
 
 
+def test_it_serves_otlp_exports_through_the_light_handler():
+    account = AccountFactory(provider=provider("openai"))
+    raw, _ = ingest_key_create(account=account)
+    counts = {"gen_ai.usage.input_tokens": "3", "gen_ai.usage.output_tokens": "1"}
+    attributes = [
+        {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+        {"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}},
+        *({"key": k, "value": {"intValue": v}} for k, v in counts.items()),
+    ]
+    span = {"traceId": "01" * 16, "spanId": "02" * 8, "attributes": attributes}
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    response = Client(application).post(
+        "/v1/traces",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}", "Host": "testserver"},
+    )
+    assert response.status_code == 200, response.get_data()
+    assert response.json == {}
+    assert UsageRecord.objects.get().request_id == f"otel:{'01' * 16}:{'02' * 8}"
+    assert "Set-Cookie" not in response.headers
+
+
 def test_it_still_checks_allowed_hosts_on_the_light_handler():
     response = Client(application).post(
         "/proxy/openai/v1/chat/completions", data="{}", headers={"Host": "evil.example"}

@@ -84,6 +84,7 @@ class AnthropicAdapter(ProviderAdapter):
     proxy_forwarded_headers = ("anthropic-version", "anthropic-beta")
     proxy_returned_header_prefixes = ("anthropic-",)
     litellm_providers = ("anthropic",)
+    otel_provider_names = ("anthropic",)
 
     @classmethod
     def proxy_error_body(cls, kind: str, message: str) -> dict:

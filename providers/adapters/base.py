@@ -299,6 +299,9 @@ class ProviderAdapter:
     litellm_providers: ClassVar[tuple[str, ...]] = ()
     # LiteLLM keys this provider's models as "<kind>/<model>" (stripped once on import).
     litellm_key_prefixed: ClassVar[bool] = False
+    # OpenTelemetry `gen_ai.provider.name` (and older `gen_ai.system`) values that name this
+    # provider: spans saying so may be ingested with an ingest key of its accounts (usage.otlp).
+    otel_provider_names: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def api_key_optional(cls) -> bool:

@@ -50,6 +50,7 @@ class DeepSeekAdapter(ProviderAdapter):
         "v1/models": _MODELS,
     }
     litellm_providers = ("deepseek",)
+    otel_provider_names = ("deepseek",)
     litellm_key_prefixed = True
 
     @classmethod

@@ -70,6 +70,7 @@ class GeminiAdapter(ProviderAdapter):
     proxy_key_query_param = "key"
     usage_object_keys = ("usageMetadata",)
     litellm_providers = ("gemini",)
+    otel_provider_names = ("gcp.gemini", "gcp.gen_ai", "gemini", "google.generative-ai")
     litellm_key_prefixed = True
 
     @classmethod

@@ -35,6 +35,7 @@ class GroqAdapter(ProviderAdapter):
         **{f"openai/{path}": route for path, route in _ROUTES.items()},
     }
     litellm_providers = ("groq",)
+    otel_provider_names = ("groq",)
     # Its streams put usage in x_groq.usage on the final chunk (ref §4); non-streaming
     # x_groq.usage only holds dram/sram cache counters, hence the token-count condition.
     usage_envelope_paths = ("x_groq.usage",)

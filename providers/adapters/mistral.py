@@ -36,6 +36,7 @@ class MistralAdapter(ProviderAdapter):
     # Token-based "by size" rate limits (§2; header names seen in third-party parsers only).
     proxy_returned_header_prefixes = ("ratelimitbysize-", "x-ratelimitbysize-")
     litellm_providers = ("mistral",)
+    otel_provider_names = ("mistral_ai", "mistralai", "mistral")
     litellm_key_prefixed = True
 
     @classmethod

@@ -39,6 +39,7 @@ class OllamaAdapter(ProviderAdapter):
     }
     usage_format = UsageFormat.LOCAL
     litellm_providers = ("ollama",)
+    otel_provider_names = ("ollama",)
     litellm_key_prefixed = True
     settings = (
         Setting(

@@ -73,6 +73,7 @@ class OpenAIAdapter(ProviderAdapter):
     proxy_forwarded_headers = ("openai-organization", "openai-project", "openai-beta")
     proxy_returned_header_prefixes = ("openai-",)
     litellm_providers = ("openai", "text-completion-openai")
+    otel_provider_names = ("openai",)
 
     @classmethod
     def rate_limit_reading(cls, headers: Mapping[str, str], *, now: datetime) -> Any | None:

@@ -47,6 +47,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     # gunicorn), LM Studio listens on :1234 and llama.cpp on :8080. Empty means "not
     # configured": the proxy answers 503 naming the setting and the connection test says so.
     default_base_url = ""
+    # Its clients are OpenAI SDKs pointed elsewhere, whose instrumentations say "openai".
+    otel_provider_names = ("openai",)
     catalogue_name = "OpenAI-compatible endpoint (custom)"
     description = (
         "Your own OpenAI-compatible server (vLLM, LM Studio, llama.cpp, Together, Fireworks…). "

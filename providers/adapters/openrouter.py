@@ -53,6 +53,7 @@ class OpenRouterAdapter(ProviderAdapter):
     # Its app attribution headers (optional; they credit the calling app on OpenRouter).
     proxy_forwarded_headers = ("http-referer", "x-title")
     litellm_providers = ("openrouter",)
+    otel_provider_names = ("openrouter",)
     litellm_key_prefixed = True
 
     def _headers(self) -> dict[str, str]:

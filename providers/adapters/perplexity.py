@@ -35,6 +35,7 @@ class PerplexityAdapter(ProviderAdapter):
         "v1/responses": Route("POST", "v1/responses"),
     }
     litellm_providers = ("perplexity",)
+    otel_provider_names = ("perplexity",)
     litellm_key_prefixed = True
 
     def test_connection(self) -> str:

@@ -43,6 +43,7 @@ class XAIAdapter(ProviderAdapter):
         "v1/models": Route("GET", "v1/models", records=False),
     }
     litellm_providers = ("xai",)
+    otel_provider_names = ("x_ai", "xai")
     litellm_key_prefixed = True
 
     @classmethod

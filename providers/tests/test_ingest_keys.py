@@ -35,6 +35,12 @@ def test_it_creates_a_key_in_the_ui_and_shows_it_once(client, account):
     shown = KEY_RE.findall(response.content.decode())
     assert shown and len(set(shown)) == 1
     raw = shown[0]
+    # With the OpenTelemetry exporter's settings for it.
+    assert (
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://testserver/v1/traces"
+        in response.content.decode()
+    )
+    assert f"Authorization=Bearer%20{raw}" in response.content.decode()
     key = IngestKey.objects.get(account=account)
     assert key.digest == hash_ingest_key(raw) and raw not in key.digest
     assert (key.name, key.hint) == ("billing-svc", raw[:10])
