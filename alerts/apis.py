@@ -443,6 +443,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "attempts",
             "error",
             "last_attempt_at",
+            "next_attempt_at",
             "sent_at",
         ]
         read_only_fields = fields

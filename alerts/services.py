@@ -31,6 +31,7 @@ from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
@@ -64,6 +65,9 @@ ANOMALY_WINDOW_DAYS = 14
 # raise an alert for every old spike; three days covers official figures that arrive late.
 ANOMALY_LOOKBACK_DAYS = 3
 WEBHOOK_TIMEOUT = (5, 10)  # connect, read (seconds)
+# Longer than any one try can take (the webhook's timeouts, or an email's): a try started
+# longer ago than this whose outcome was never written died with its worker.
+NOTIFY_TRY_SECONDS = 60
 
 
 # --- alerts ----------------------------------------------------------------------------------
@@ -1014,37 +1018,64 @@ def notification_deliver(
     at once. Every try is counted on the row; a sent or failed delivery is never sent again
     if the task runs twice. ``max_attempts=1`` is the channel test: one try, no retry.
     """
-    with transaction.atomic():
-        delivery = NotificationDelivery.objects.select_for_update().filter(pk=delivery_id).first()
-        if delivery is None or delivery.status != NotificationDelivery.Status.PENDING:
-            return delivery
-        delivery = NotificationDelivery.objects.select_related("alert__account", "channel").get(
-            pk=delivery_id
-        )
-        if max_attempts is None:
-            max_attempts = int(settings.NOTIFY_MAX_ATTEMPTS)
-        max_attempts = max(1, max_attempts)
-        delivery.attempts += 1
-        delivery.last_attempt_at = timezone.now()
-        try:
-            _SENDERS[delivery.channel.kind](delivery.channel, delivery.alert)
-        except DeliveryError as exc:
-            delivery.error = str(exc)
-            if exc.permanent or delivery.attempts >= max_attempts:
-                delivery.status = NotificationDelivery.Status.FAILED
-                logger.warning(
-                    "notification %s to channel %s failed after %s attempts: %s",
-                    delivery.pk,
-                    delivery.channel_id,
-                    delivery.attempts,
-                    delivery.error,
-                )
-            else:
-                _notification_retry_schedule(delivery=delivery, retry_after=exc.retry_after)
-            delivery.save()
-            return delivery
-        delivery.status = NotificationDelivery.Status.SENT
-        delivery.sent_at = delivery.last_attempt_at
-        delivery.error = ""
+    delivery = (
+        NotificationDelivery.objects.select_related("alert__account", "channel")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None or delivery.status != NotificationDelivery.Status.PENDING:
+        return delivery
+    # Claim this try in a short write of its own: no lock is held while the receiver is
+    # called (on SQLite that would keep every other writer waiting for up to the webhook's
+    # timeout). A try is free when none was made yet, the last one failed and scheduled this
+    # one (next_attempt_at), or the last one started longer ago than any try can take (its
+    # worker died); the attempts count makes two runs that read the same row claim it once.
+    now = timezone.now()
+    free = (
+        Q(last_attempt_at__isnull=True)
+        | Q(next_attempt_at__isnull=False)
+        | Q(last_attempt_at__lt=now - timedelta(seconds=NOTIFY_TRY_SECONDS))
+    )
+    claimed = NotificationDelivery.objects.filter(
+        free,
+        pk=delivery.pk,
+        status=NotificationDelivery.Status.PENDING,
+        attempts=delivery.attempts,
+    ).update(attempts=delivery.attempts + 1, last_attempt_at=now, next_attempt_at=None)
+    if not claimed:
+        return NotificationDelivery.objects.get(pk=delivery.pk)  # a try is under way
+    delivery.attempts += 1
+    delivery.last_attempt_at, delivery.next_attempt_at = now, None
+    if max_attempts is None:
+        max_attempts = int(settings.NOTIFY_MAX_ATTEMPTS)
+    max_attempts = max(1, max_attempts)
+    if not delivery.channel.is_active and delivery.alert.kind != Alert.Kind.TEST:
+        # Turned off while a retry was pending: the owner no longer wants it sent there.
+        delivery.status = NotificationDelivery.Status.FAILED
+        delivery.error = "Not sent: the channel was turned off."
         delivery.save()
         return delivery
+    try:
+        _SENDERS[delivery.channel.kind](delivery.channel, delivery.alert)
+    except DeliveryError as exc:
+        delivery.error = str(exc)
+        if exc.permanent or delivery.attempts >= max_attempts:
+            delivery.status = NotificationDelivery.Status.FAILED
+            logger.warning(
+                "notification %s to channel %s failed after %s attempts: %s",
+                delivery.pk,
+                delivery.channel_id,
+                delivery.attempts,
+                delivery.error,
+            )
+        else:
+            delivery.next_attempt_at = _notification_retry_schedule(
+                delivery=delivery, retry_after=exc.retry_after
+            )
+        delivery.save()
+        return delivery
+    delivery.status = NotificationDelivery.Status.SENT
+    delivery.sent_at = delivery.last_attempt_at
+    delivery.error = ""
+    delivery.save()
+    return delivery

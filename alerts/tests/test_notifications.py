@@ -11,6 +11,7 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django_q.conf import Conf
 from django_q.models import Schedule
+from werkzeug import Response
 
 from accounts.tests.factories import UserFactory
 from alerts import services, tasks
@@ -294,3 +295,65 @@ def test_it_records_a_connection_failure_without_the_url(settings):
     assert (delivery.status, delivery.attempts) == ("pending", 1)  # a retry is scheduled
     assert delivery.error == "Could not connect (ConnectionError)."
     assert "secret" not in Schedule.objects.get().args
+
+
+@time_machine.travel(datetime(2026, 11, 15, 12, 0, tzinfo=UTC), tick=False)
+def test_a_pending_delivery_shows_its_next_try_until_it_is_sent(httpserver, client):
+    httpserver.expect_ordered_request("/hook").respond_with_data("busy", status=503)
+    httpserver.expect_ordered_request("/hook").respond_with_data("ok")
+    user = UserFactory()
+    webhook(httpserver, user)
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
+    delivery = NotificationDelivery.objects.get()
+    client.force_login(user)
+
+    # The first try at 12:00 failed: the next is 60 s later (NOTIFY_RETRY_BACKOFF_SECONDS).
+    assert delivery.next_attempt_at == datetime(2026, 11, 15, 12, 1, tzinfo=UTC)
+    assert "2026-11-15 12:01" in client.get("/alerts/channels/").content.decode()
+    run_retry(delivery)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_attempt_at) == ("sent", None)
+
+
+@time_machine.travel(datetime(2026, 11, 15, 12, 0, tzinfo=UTC), tick=False)
+def test_a_retry_is_not_sent_to_a_channel_turned_off_meanwhile(httpserver):
+    httpserver.expect_ordered_request("/hook").respond_with_data("busy", status=503)
+    user = UserFactory()
+    channel = webhook(httpserver, user)
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
+    delivery = NotificationDelivery.objects.get()
+    channel.is_active = False
+    channel.save()
+
+    run_retry(delivery)
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("failed", 2)
+    assert delivery.error == "Not sent: the channel was turned off."
+    assert len(posted(httpserver)) == 1  # only the first try reached the receiver
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_try_under_way_is_not_made_again_by_another_run(httpserver):
+    """The same task run again while its try waits for the receiver sends nothing (no lock
+    is held meanwhile). Here the receiver itself makes that second run, from its own thread
+    and database connection, while the first try waits for its answer."""
+    seen = []
+
+    def answer(request):
+        seen.append(services.notification_deliver(delivery_id=delivery.pk).attempts)
+        return Response("ok")
+
+    httpserver.expect_request("/hook").respond_with_handler(answer)
+    user = UserFactory()
+    webhook(httpserver, user)
+    alert = AlertFactory(workspace=user.personal_workspace)
+    channel = NotificationChannel.objects.get()
+    delivery = NotificationDelivery.objects.create(alert=alert, channel=channel)
+
+    services.notification_deliver(delivery_id=delivery.pk)
+
+    delivery.refresh_from_db()
+    assert seen == [1]  # the second run found try 1 under way and stopped
+    assert (delivery.status, delivery.attempts) == ("sent", 1)
+    assert len(posted(httpserver)) == 1
