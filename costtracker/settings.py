@@ -287,7 +287,7 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 # django-q2's scheduler looks for due schedules every 30 s. Set, the cluster also looks every
-# this many seconds (tests and demos with SCHEDULE_SECONDS; costtracker/management/commands/qcluster.py).
+# this many seconds (tests and demos with SCHEDULE_SECONDS; see the qcluster command).
 Q_SCHEDULER_SECONDS = env.float("Q_SCHEDULER_SECONDS", default=0.0)
 # Set, `setup_schedules` makes every periodic task run every this many seconds instead of its
 # minutes (tests and demos only: a sync every few seconds hammers the providers).
