@@ -37,14 +37,14 @@ import pytest
 import requests
 from django.core.management import call_command
 from django.db import connection
-from django_q.models import Task
+from django_q.models import Schedule, Task
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from alerts.models import Alert, Budget, NotificationDelivery
 from alerts.services import budget_create, channel_create
 from costtracker.management.commands.serve import gunicorn_command
-from costtracker.tests.servers import free_port, needs_posix, wait_until_answering
+from costtracker.tests.servers import free_port, needs_posix
 from providers.models import IngestKey
 from providers.services import ingest_key_create, ingest_key_revoke
 from providers.tests.factories import AccountFactory, provider
@@ -172,18 +172,19 @@ def node_env(*, redis: str, fake: str) -> dict[str, str]:
     return env
 
 
-def start(command: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(  # noqa: S603 - our own commands
-        command,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: we stop exactly what we started
-    )
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:  # a file, not a pipe: a pipe nobody reads fills and blocks
+        return subprocess.Popen(  # noqa: S603 - our own commands
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            start_new_session=True,  # its own process group: we stop exactly what we started
+        )
 
 
-def stop(proc: subprocess.Popen) -> str:
+def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -191,7 +192,14 @@ def stop(proc: subprocess.Popen) -> str:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return proc.stderr.read().decode(errors="replace")[-3000:]
+
+
+def answers(url: str) -> bool:
+    try:
+        requests.post(url, json=[], timeout=2)
+    except requests.ConnectionError:
+        return False
+    return True
 
 
 def wait_for(condition, *, timeout: float, what: str) -> None:
@@ -204,7 +212,7 @@ def wait_for(condition, *, timeout: float, what: str) -> None:
 # --- the test -----------------------------------------------------------------------------
 
 
-def test_two_web_nodes_and_two_clusters_share_one_database_and_redis(settings):
+def test_two_web_nodes_and_two_clusters_share_one_database_and_redis(settings, tmp_path):
     url = redis_url()
     import redis
 
@@ -261,11 +269,20 @@ def test_two_web_nodes_and_two_clusters_share_one_database_and_redis(settings):
 
         env = node_env(redis=url, fake=fake.server.url_for("/").rstrip("/"))
         ports = [free_port(), free_port()]
-        procs += [start(gunicorn_command(host="127.0.0.1", port=str(p)), env) for p in ports]
-        procs += [start([sys.executable, "manage.py", "qcluster"], env) for _ in range(2)]
-        for port in ports:
-            wait_until_answering(port, timeout=60)
+        web = gunicorn_command
+        procs += [
+            start(web(host="127.0.0.1", port=str(p)), env, tmp_path / f"web{i}.log")
+            for i, p in enumerate(ports)
+        ]
+        procs += [
+            start([sys.executable, "manage.py", "qcluster"], env, tmp_path / f"cluster{i}.log")
+            for i in range(2)
+        ]
         nodes = [f"http://127.0.0.1:{p}" for p in ports]
+        for node in nodes:
+            # The ingestion API answers (401) without rendering a page: pages need the
+            # static files manifest, which only collectstatic writes.
+            wait_for(lambda n=node: answers(f"{n}/api/usage/events"), timeout=60, what=node)
         clusters = redis.Redis.from_url(url)
         wait_for(
             lambda: len(clusters.keys("django_q:costtracker:cluster:*")) >= 2,
@@ -324,7 +341,7 @@ def test_two_web_nodes_and_two_clusters_share_one_database_and_redis(settings):
 
         # A key revoked here is refused by both nodes at once.
         ingest_key_revoke(key=IngestKey.objects.get(account=account))
-        time.sleep(0.5)
+        time.sleep(1.0)  # PostgreSQL's NOTIFY reaches each node's listener in milliseconds
         for node in nodes:
             refused = requests.post(
                 f"{node}/api/usage/events",
@@ -346,14 +363,33 @@ def test_two_web_nodes_and_two_clusters_share_one_database_and_redis(settings):
 
         wait_for(delivered, timeout=60, what="the budget alerts' notifications")
         time.sleep(2 * SCHEDULE_SECONDS)
+
+        # The schedules end here; then the queue drains and every sync finishes before the
+        # clusters stop, so no run is cut short by the test.
+        Schedule.objects.update(repeats=0)
+        stopped = time.time()
+
+        def idle() -> bool:
+            return not clusters.llen("django_q:costtracker:q") and not (
+                SyncRun.objects.filter(status__in=["queued", "running"]).exists()
+            )
+
+        def idle_for_a_second() -> bool:  # a task just taken is not in the queue any more
+            if not idle():
+                return False
+            time.sleep(1)
+            return idle()
+
+        wait_for(idle_for_a_second, timeout=30, what="idle clusters")
     finally:
-        logs = [stop(proc) for proc in procs]
+        for proc in procs:
+            stop(proc)
         fake.server.stop()
         receiver.server.stop()
-    stopped = time.time()
 
-    for log in logs:
-        assert "Traceback" not in log, log
+    for log in tmp_path.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert "Traceback" not in text, (log.name, text[-3000:])
 
     # Every event stored once: 2 nodes × ROUNDS × 3 events, each also sent to the other node.
     records = UsageRecord.objects.filter(account=account)
