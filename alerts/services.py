@@ -35,7 +35,6 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
-from django_q.tasks import async_task
 
 from accounts.models import Workspace
 from alerts import selectors
@@ -52,6 +51,7 @@ from alerts.ratelimits import ratelimit_alerts
 from alerts.webhooks import FORMATS, Notice, WebhookURLError, validate_webhook_url, webhook_body
 from audit.models import AuditEvent
 from audit.services import audit_changes, audit_record, audit_snapshot, audit_state
+from costtracker.queue import task_enqueue_on_commit
 from providers.models import IngestKey, Provider, ProviderAccount
 from usage import bounds
 from usage.selectors import today_for
@@ -854,9 +854,9 @@ def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
     for channel in channels:
         delivery, created = NotificationDelivery.objects.get_or_create(alert=alert, channel=channel)
         if created:
-            # The ORM broker enqueues inside the caller's transaction, so a worker never sees
-            # the task before the delivery row is committed.
-            async_task(
+            # A worker never sees the task before the delivery row is committed (the ORM broker
+            # queues it in this transaction, Redis after it: costtracker/queue.py).
+            task_enqueue_on_commit(
                 DELIVER_TASK,
                 delivery.pk,
                 task_name=f"notify-{delivery.pk}",

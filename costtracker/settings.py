@@ -267,9 +267,22 @@ SPECTACULAR_SETTINGS = {
 }
 API_TOKEN_TTL = timedelta(days=env.int("API_TOKEN_TTL_DAYS", default=30))
 
+# Several nodes (README "Scaling out"). Without REDIS_URL nothing changes: each process has its
+# own memory cache and django-q2 queues its tasks in the database. With it, Redis is django-q2's
+# broker and Django's cache, which every node shares (the price book's version lives there).
+REDIS_URL = env.str("REDIS_URL", default="")
+CACHE_SHARED = bool(REDIS_URL)
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "ct",
+        }
+    }
+
 Q_CLUSTER = {
     "name": "costtracker",
-    "orm": "default",
     "workers": env.int("Q_WORKERS", default=2),
     # A task may run for `timeout` seconds; `retry` must be longer or a slow task is
     # handed to a second worker while the first still runs.
@@ -281,6 +294,16 @@ Q_CLUSTER = {
     "save_limit": 500,
     "poll": 1,
 }
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+# django-q2's scheduler looks for due schedules every 30 s. Set, the cluster also looks every
+# this many seconds (tests and demos with SCHEDULE_SECONDS; see the qcluster command).
+Q_SCHEDULER_SECONDS = env.float("Q_SCHEDULER_SECONDS", default=0.0)
+# Set, `setup_schedules` makes every periodic task run every this many seconds instead of its
+# minutes (tests and demos only: a sync every few seconds hammers the providers).
+SCHEDULE_SECONDS = env.int("SCHEDULE_SECONDS", default=0)
 
 # HTTPS=true turns on everything a deployment behind TLS needs.
 HTTPS = env.bool("HTTPS", default=False)

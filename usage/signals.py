@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models.signals import pre_delete
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from providers.models import ProviderAccount
+from usage.models import ModelAlias, Price
 
 
 @receiver(pre_delete, sender=ProviderAccount)
@@ -30,3 +31,15 @@ def _evaluate_alerts_once_the_account_is_gone(sender, instance, **kwargs) -> Non
     from usage.services.rollup import spend_changed
 
     spend_changed(workspace_id=instance.workspace_id)
+
+
+@receiver(post_save, sender=Price)
+@receiver(post_delete, sender=Price)
+@receiver(post_save, sender=ModelAlias)
+@receiver(post_delete, sender=ModelAlias)
+def _renew_price_books(sender, **kwargs) -> None:
+    """A price or an alias edited one at a time (the admin): every node renews its price book
+    (prices_import, which writes in bulk, says so itself)."""
+    from usage.services.prices import price_book_changed
+
+    price_book_changed()

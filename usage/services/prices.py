@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 import time
+import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -27,6 +31,8 @@ from usage import bounds
 from usage.models import ModelAlias, Price, RecordStatus, Source, UsageRecord
 from usage.pricing import SHIPPED_PRICES_PATH, candidate_model_names, litellm_to_prices
 from usage.pricing import Price as PriceRule
+
+logger = logging.getLogger(__name__)
 
 PRICE_FIELDS = [f.name for f in dataclasses.fields(PriceRule)]
 _PRICE_COLUMNS = ", ".join(f.column for f in Price._meta.concrete_fields)
@@ -106,6 +112,21 @@ class PriceBook:
 # Prices change rarely; a lookup per proxied call or ingested batch would be a query on the hot
 # path. A price edit reaches new requests within this many seconds (`reprice` fixes older ones).
 PRICE_CACHE_SECONDS = 30.0
+# Several nodes (settings.CACHE_SHARED): every change of prices or aliases puts a new version in
+# the shared cache, and each process compares its book's version at most this often, so an edit
+# reaches every node within about a second for one cache read per process per second, not one per
+# call. With a cache of its own (one machine) only the editing process hears at once; the others
+# within PRICE_CACHE_SECONDS, as ever.
+PRICE_VERSION_CHECK_SECONDS = 1.0
+PRICE_VERSION_KEY = "usage:price-book-version"
+
+
+def _price_version() -> object:
+    try:
+        return cache.get(PRICE_VERSION_KEY)
+    except Exception as exc:  # the cache is down: trust no book longer than one check
+        logger.warning("price book: cannot read its version (%s)", type(exc).__name__)
+        return object()
 
 
 class _SharedBook:
@@ -113,12 +134,24 @@ class _SharedBook:
         self._lock = threading.Lock()
         self._book: PriceBook | None = None
         self._born = 0.0
+        self._version: object = None
+        self._check_at = 0.0  # when to compare the version again (shared cache only)
 
     def get(self) -> PriceBook:
         now = time.monotonic()
+        book, shared = self._book, settings.CACHE_SHARED
+        if book is not None and now - self._born <= PRICE_CACHE_SECONDS:
+            if not shared or now < self._check_at:
+                return book
+        version = _price_version() if shared else None
         with self._lock:
-            if self._book is None or now - self._born > PRICE_CACHE_SECONDS:
-                self._book, self._born = PriceBook(), now
+            if (
+                self._book is None
+                or now - self._born > PRICE_CACHE_SECONDS
+                or version != self._version
+            ):
+                self._book, self._born, self._version = PriceBook(), now, version
+            self._check_at = now + PRICE_VERSION_CHECK_SECONDS
             return self._book
 
     def clear(self) -> None:
@@ -130,12 +163,28 @@ _SHARED = _SharedBook()
 
 
 def shared_price_book() -> PriceBook:
-    """The process-wide price book, renewed every PRICE_CACHE_SECONDS."""
+    """The process-wide price book, renewed every PRICE_CACHE_SECONDS and, with a shared
+    cache, within PRICE_VERSION_CHECK_SECONDS of a change on any node."""
     return _SHARED.get()
 
 
 def price_cache_clear() -> None:
     _SHARED.clear()
+
+
+def price_book_changed() -> None:
+    """Prices or aliases changed: once the transaction commits, this process forgets its book
+    and, with a shared cache, every other node does at its next version check."""
+
+    def forget() -> None:
+        price_cache_clear()
+        if settings.CACHE_SHARED:
+            try:
+                cache.set(PRICE_VERSION_KEY, uuid.uuid4().hex, timeout=None)
+            except Exception as exc:  # the others still renew within PRICE_CACHE_SECONDS
+                logger.warning("price book: cannot publish a change (%s)", type(exc).__name__)
+
+    transaction.on_commit(forget, robust=True)
 
 
 @dataclass(frozen=True)
@@ -252,6 +301,8 @@ def prices_import(
         )
     Price.objects.bulk_update(closed, ["valid_to"], batch_size=500)
     Price.objects.bulk_create(new_rows, batch_size=500)
+    if closed or new_rows:
+        price_book_changed()
     # One event per import, not one per row: the counts tell the story, the rows carry dates.
     audit_record(
         action=AuditEvent.Action.IMPORTED,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from io import StringIO
 
@@ -90,6 +90,33 @@ def test_it_collapses_duplicate_schedules(settings):
 
     (schedule,) = Schedule.objects.filter(name="usage-sync-all")
     assert schedule.minutes == 30
+
+
+def test_it_runs_every_schedule_every_few_seconds_for_tests_and_back(settings):
+    settings.SCHEDULE_SECONDS = 5
+
+    assert "usage-sync-all: usage.tasks.sync_all_accounts every 5 s" in run_command(
+        "setup_schedules"
+    )
+    rows = Schedule.objects.values_list("schedule_type", "cron").distinct()
+    assert list(rows) == [(Schedule.CRON, "* * * * * */5")]  # croniter: seconds last
+    schedule = Schedule.objects.get(name="usage-sync-all")
+    at = datetime(2026, 11, 15, 12, 0, 1, tzinfo=UTC)
+    with time_machine.travel(at, tick=False):
+        assert schedule.calculate_next_run(at) == datetime(2026, 11, 15, 12, 0, 5, tzinfo=UTC)
+
+    settings.SCHEDULE_SECONDS = 0
+    run_command("setup_schedules")
+    rows = Schedule.objects.values_list("schedule_type", "cron").distinct()
+    assert list(rows) == [(Schedule.MINUTES, None)]
+
+
+def test_it_refuses_a_schedule_seconds_that_does_not_divide_a_minute(settings):
+    settings.SCHEDULE_SECONDS = 7
+
+    with pytest.raises(CommandError, match="SCHEDULE_SECONDS must divide 60"):
+        run_command("setup_schedules")
+    assert Schedule.objects.count() == 0
 
 
 def test_it_rejects_a_zero_interval(settings):

@@ -23,6 +23,9 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options):
+        seconds = int(settings.SCHEDULE_SECONDS)
+        if seconds < 0 or seconds > 59 or (seconds and 60 % seconds):
+            raise CommandError(f"SCHEDULE_SECONDS must divide 60, not {seconds}")
         for name, func, minutes in SCHEDULES:
             every = int(minutes())
             if every < 1:
@@ -31,8 +34,12 @@ class Command(BaseCommand):
                 "func": func,
                 "schedule_type": Schedule.MINUTES,
                 "minutes": every,
+                "cron": None,
                 "repeats": -1,
             }
+            if seconds:
+                # Tests and demos: a cron schedule (croniter's sixth field is the second).
+                wanted.update(schedule_type=Schedule.CRON, cron=f"* * * * * */{seconds}")
             # Schedule.name is not unique in django-q2; keep exactly one row per name.
             rows = list(Schedule.objects.select_for_update().filter(name=name).order_by("pk"))
             if rows:
@@ -48,4 +55,5 @@ class Command(BaseCommand):
                 # next_run defaults to now: the first sync starts as soon as the cluster does.
                 schedule = Schedule.objects.create(name=name, **wanted)
                 verb = "Created"
-            self.stdout.write(f"{verb} schedule {name}: {func} every {schedule.minutes} min")
+            every_text = f"{seconds} s" if seconds else f"{schedule.minutes} min"
+            self.stdout.write(f"{verb} schedule {name}: {func} every {every_text}")
