@@ -52,7 +52,7 @@ CHANGED = {"owner", "owner_id", "workspace", "workspace_id", "owner_label", "wor
 # slack_format became its format; alerts/tests/test_webhook_formats.py checks that mapping).
 CHANGED |= {"slack_format", "format"}
 # Added by later migrations, with defaults, on the way to the latest state (alerts 0009,
-# providers 0012): absent before, so not compared.
+# 0011, providers 0012): absent before, so not compared.
 ADDED_LATER = {
     "alerts.Budget": {
         "ingest_key_id",
@@ -63,6 +63,7 @@ ADDED_LATER = {
         "refuse_unpriced",
     },
     "providers.IngestKey": {"requests_per_minute"},
+    "alerts.NotificationDelivery": {"next_attempt_at"},
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from providers.adapters.base import ProviderAdapter, Setting, get_list
+from providers.adapters.openai import OpenAIAdapter
 from providers.http import ProviderError
 from providers.proxy.routes import Route
 from providers.ratelimits.readings import openai_style_reading
@@ -47,8 +48,8 @@ class OpenAICompatibleAdapter(ProviderAdapter):
     # gunicorn), LM Studio listens on :1234 and llama.cpp on :8080. Empty means "not
     # configured": the proxy answers 503 naming the setting and the connection test says so.
     default_base_url = ""
-    # Its clients are OpenAI SDKs pointed elsewhere, whose instrumentations say "openai".
-    otel_provider_names = ("openai",)
+    # Its clients are OpenAI SDKs pointed elsewhere, whose instrumentations name OpenAI.
+    otel_provider_names = OpenAIAdapter.otel_provider_names
     catalogue_name = "OpenAI-compatible endpoint (custom)"
     description = (
         "Your own OpenAI-compatible server (vLLM, LM Studio, llama.cpp, Together, Fireworks…). "

@@ -16,7 +16,7 @@ Facts: ../shared/reference/otel-genai.md (semantic-conventions gen-ai spans and 
   reported uncached input (as Anthropic's own API does): its input is taken as it is.
 - Provider: the ingest key's account must be the span's provider, by its adapter's
   ``otel_provider_names`` (providers.registry.kinds_for_otel_provider), or by `server.address`
-  being its API's host (an OpenAI SDK pointed at another provider says "openai").
+  being its API's host (an OpenAI SDK pointed at another provider still names OpenAI).
 """
 
 from __future__ import annotations
