@@ -866,6 +866,31 @@ def notifications_dispatch(*, alert: Alert) -> list[NotificationDelivery]:
     return deliveries
 
 
+# A delivery task not run this long after it should have been was lost: a Redis broker hands a
+# task out once, so a worker that dies holding it loses it; a ONCE schedule may be deleted.
+NOTIFY_LOST_AFTER = timedelta(minutes=10)
+
+
+def notifications_resume(*, now: datetime | None = None) -> int:
+    """Queue again the pending deliveries whose task was lost (run with every full
+    evaluation, alerts.tasks.evaluate_all): never tried and queued over NOTIFY_LOST_AFTER ago,
+    a retry that many minutes overdue, or a try whose worker died (started longer ago than
+    any try takes and never finished). notification_deliver's claim keeps a task that was only
+    late, not lost, from sending twice. Returns how many were queued."""
+    now = now or timezone.now()
+    late = now - NOTIFY_LOST_AFTER
+    lost = NotificationDelivery.objects.filter(status=NotificationDelivery.Status.PENDING).filter(
+        Q(last_attempt_at__isnull=True, created_at__lt=late)
+        | Q(next_attempt_at__lt=late)
+        | Q(next_attempt_at__isnull=True, last_attempt_at__lt=late)
+    )
+    count = 0
+    for delivery_id in lost.values_list("pk", flat=True):
+        task_enqueue_on_commit(DELIVER_TASK, delivery_id, group="alerts-notify")
+        count += 1
+    return count
+
+
 def alert_payload(alert: Alert) -> dict:
     """What a generic webhook receives about an alert (money as strings)."""
     return {

@@ -11,7 +11,8 @@ logger = logging.getLogger(__name__)
 
 
 def evaluate_all() -> int:
-    """Evaluate every workspace with an account; one's failure never stops the others."""
+    """Evaluate every workspace with an account; one's failure never stops the others. Then
+    queue again any notification whose task was lost."""
     created = 0
     workspaces = Workspace.objects.filter(provider_accounts__isnull=False).distinct()
     for workspace in workspaces.iterator():
@@ -19,6 +20,7 @@ def evaluate_all() -> int:
             created += len(services.alerts_evaluate_for_workspace(workspace=workspace))
         except Exception:
             logger.exception("evaluating alerts for workspace %s failed", workspace.pk)
+    services.notifications_resume()
     return created
 
 

@@ -15,7 +15,19 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
-from django.db.models import Model, Q, QuerySet, Sum
+from django.db.models import (
+    BooleanField,
+    Case,
+    Exists,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import Workspace
@@ -731,29 +743,9 @@ def export_rows(
     return qs.order_by("bucket_start", "id").values_list(*EXPORT_COLUMNS).iterator(chunk_size=2000)
 
 
-# The usage-record columns the FOCUS export (usage/focus.py) reads, as named in its rows.
-FOCUS_READS = (
-    "id",
-    "account_id",
-    "account__name",
-    "provider__slug",
-    "provider__name",
-    "model",
-    "line_item",
-    "description",
-    "request_id",
-    "bucket_start",
-    "granularity",
-    *TOKEN_FIELDS,
-    *UNIT_FIELDS,
-    "source",
-    "status",
-    "cost",
-    "currency",
-    "tags",
-    "fixed_charge",
-    "true_up",
-)
+# The usage-record columns the FOCUS export (usage/focus.py) reads, as named in its rows:
+# the CSV export's and a few more.
+FOCUS_READS = (*EXPORT_COLUMNS, "provider__name", "fixed_charge", "true_up")
 # A true-up (usage/services/reconciliation.py): the manual entry that books invoice − counted.
 TRUE_UP = Q(source=Source.MANUAL, tags__has_key="true_up")
 
@@ -762,9 +754,6 @@ def _focus_records(*, workspace: Workspace, start: date, end: date, **filters):
     """export_rows' records (the same filters) as billing data: an estimate that official
     figures supersede is left out, as every total leaves it out. The roll-up's stored
     `superseded` flag is the rule's one result; this reads it instead of deciding again."""
-    from django.db.models import Exists, OuterRef
-    from django.db.models.functions import TruncDate
-
     superseded = DailyUsage.objects.filter(
         account_id=OuterRef("account_id"),
         day=OuterRef("utc_day"),
@@ -796,8 +785,6 @@ def focus_rows(
     Superseded estimates are left out (see _focus_records). Like export_rows, a lazy iterator
     over a server-side cursor.
     """
-    from django.db.models import BooleanField, Case, Value, When
-
     qs = _focus_records(
         workspace=workspace,
         start=start,

@@ -357,3 +357,39 @@ def test_a_try_under_way_is_not_made_again_by_another_run(httpserver):
     assert seen == [1]  # the second run found try 1 under way and stopped
     assert (delivery.status, delivery.attempts) == ("sent", 1)
     assert len(posted(httpserver)) == 1
+
+
+def test_a_delivery_whose_task_was_lost_is_queued_again_by_the_full_evaluation(httpserver):
+    httpserver.expect_request("/hook").respond_with_data("ok")
+    user = UserFactory()
+    channel = webhook(httpserver, user)
+    alert = AlertFactory(workspace=user.personal_workspace)
+    start = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+    with time_machine.travel(start, tick=False):
+        # Rows whose tasks never ran (a Redis broker loses a task a dying worker held).
+        never_tried = NotificationDelivery.objects.create(alert=alert, channel=channel)
+        other = AlertFactory(workspace=user.personal_workspace)
+        retry_due_soon = NotificationDelivery.objects.create(
+            alert=other,
+            channel=channel,
+            attempts=1,
+            last_attempt_at=start,
+            next_attempt_at=start + timedelta(minutes=8),
+        )
+
+    with time_machine.travel(start + timedelta(minutes=9), tick=False):
+        tasks.evaluate_all()  # 9 min: not lost yet (NOTIFY_LOST_AFTER is 10)
+    assert len(posted(httpserver)) == 0
+    with time_machine.travel(start + timedelta(minutes=11), tick=False):
+        tasks.evaluate_all()  # never tried and 11 min old: queued again, and sent
+
+    never_tried.refresh_from_db()
+    retry_due_soon.refresh_from_db()
+    assert (never_tried.status, never_tried.attempts) == ("sent", 1)
+    assert retry_due_soon.status == "pending"  # its retry is 3 min late, not yet lost
+    assert len(posted(httpserver)) == 1
+    with time_machine.travel(start + timedelta(minutes=19), tick=False):
+        tasks.evaluate_all()  # now that retry is 11 min overdue: sent too
+    retry_due_soon.refresh_from_db()
+    assert (retry_due_soon.status, retry_due_soon.attempts) == ("sent", 2)
+    assert len(posted(httpserver)) == 2
