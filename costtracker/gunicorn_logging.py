@@ -1,4 +1,4 @@
-"""gunicorn's logger: no access-log lines for accepted ingestion POSTs, and the default line
+"""gunicorn's logger: no access-log lines for accepted ingestion (and OTLP) POSTs, and the default line
 written without gunicorn's general machinery.
 
 Ingestion clients post hundreds of batches a second; a line each buried everything else in
@@ -28,7 +28,8 @@ from gunicorn.glogging import Logger
 from providers.redaction import redact
 
 INGEST_PATH = "/api/usage/events"
-QUIET_PATHS = frozenset({INGEST_PATH, "/healthz", "/readyz", "/metrics"})
+OTLP_PATH = "/v1/traces"  # OpenTelemetry exporters post a batch every few seconds each
+QUIET_PATHS = frozenset({INGEST_PATH, OTLP_PATH, "/healthz", "/readyz", "/metrics"})
 DEFAULT_FORMAT = AccessLogFormat.default
 
 

@@ -102,14 +102,15 @@ def test_a_custom_format_takes_gunicorns_path():
     assert out.getvalue() == "POST /proxy/openai/v1/chat/completions 200 text/plain\n"
 
 
-def test_accepted_ingestion_posts_are_not_logged_but_refused_ones_are():
+@pytest.mark.parametrize("path", ["/api/usage/events", "/v1/traces"])
+def test_accepted_ingestion_posts_are_not_logged_but_refused_ones_are(path):
     logger, out = _logger()
-    resp, req, environ = _request(PATH_INFO="/api/usage/events", RAW_URI="/api/usage/events")
+    resp, req, environ = _request(PATH_INFO=path, RAW_URI=path)
     logger.access(resp, req, environ, timedelta(0))
     assert out.getvalue() == ""
     resp.status, resp.status_code = "401 Unauthorized", 401
     logger.access(resp, req, environ, timedelta(0))
-    assert '"POST /api/usage/events HTTP/1.1" 401 1234' in out.getvalue()
+    assert f'"POST {path} HTTP/1.1" 401 1234' in out.getvalue()
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics"])
