@@ -1,5 +1,5 @@
-"""gunicorn's logger: no access-log lines for accepted ingestion (and OTLP) POSTs, and the default line
-written without gunicorn's general machinery.
+"""gunicorn's logger: no access-log lines for accepted ingestion (and OTLP) POSTs, and the
+default line written without gunicorn's general machinery.
 
 Ingestion clients post hundreds of batches a second; a line each buried everything else in
 the log and cost the workers ~6 % of their CPU (bench/bench_ingest.py). What they send is
