@@ -46,6 +46,7 @@ from usage.services.prices import shared_price_book
 from usage.services.requests import request_costing
 
 ENFORCED_CACHE_SECONDS = 2.0
+SPENT_QUANTUM = Decimal("1e-12")  # BudgetPeriodSpend.spent's decimal places
 
 
 @dataclass(frozen=True)
@@ -156,23 +157,25 @@ def _where(periods: list[tuple[int, date]]) -> tuple[str, list]:
 def _period_spend(periods: list[tuple[int, date]]) -> dict[int, Decimal]:
     where, params = _where(periods)
     rows = fetch_prepared(f"SELECT budget_id, spent FROM {_TABLE} WHERE {where}", params)
-    # SQLite hands back its stored double; as text it is the figure it shows everywhere.
-    return {budget_id: Decimal(str(spent)) for budget_id, spent in rows}
+    # Quantized as the column is: SQLite keeps the sum as a double, where ten adds of 0.01
+    # make 0.09999999999999999 and would let one more call past a $0.10 budget.
+    return {budget_id: Decimal(str(spent)).quantize(SPENT_QUANTUM) for budget_id, spent in rows}
 
 
-def _period_spend_seed(budget_id: int, start: date) -> Decimal:
-    """A period's first check: its spend so far from the roll-ups, stored for the next."""
-    budget = Budget.objects.select_related(
-        "workspace", "provider", "account", "ingest_key__account"
-    ).get(pk=budget_id)
-    target = target_for_budget(budget)
-    _, end = period_bounds(start, budget.period)
-    spent = target_spend(workspace=budget.workspace, target=target, start=start, end=end)
-    BudgetPeriodSpend.objects.bulk_create(
-        [BudgetPeriodSpend(budget_id=budget_id, period_start=start, spent=spent)],
-        ignore_conflicts=True,
+def _period_spend_seed(budget_id: int, start: date) -> Decimal | None:
+    """A period's first check: its spend so far from the roll-ups, stored (locked first, as
+    every evaluation does) for the next. None when the budget is gone (deleted on another
+    process since this one read the list)."""
+    budget = (
+        Budget.objects.select_related("workspace", "provider", "account", "ingest_key__account")
+        .filter(pk=budget_id)
+        .first()
     )
-    return _period_spend([(budget_id, start)]).get(budget_id, spent)
+    if budget is None:
+        return None
+    return enforced_spend_refresh(
+        workspace=budget.workspace, target=target_for_budget(budget), period_start=start
+    )
 
 
 def _model_priced(account: ProviderAccount, model: str, at: datetime) -> bool:
@@ -206,12 +209,17 @@ def enforcement_check(
     if not covering:
         return Check()
     today = now.astimezone(entry.zone).date()
+    # In budget order, so the record's statement locks their rows in one order.
+    covering.sort(key=lambda b: b.budget_id)
     periods = [(b.budget_id, period_bounds(today, b.period)[0]) for b in covering]
     spent = _period_spend(periods)
     for budget, (budget_id, start) in zip(covering, periods, strict=True):
         so_far = spent.get(budget_id)
         if so_far is None:
             so_far = _period_spend_seed(budget_id, start)
+            if so_far is None:
+                periods.remove((budget_id, start))
+                continue
         if so_far >= budget.amount:
             word = Budget.Period(budget.period).label.lower()
             return Check(

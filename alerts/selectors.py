@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from accounts.models import Workspace
@@ -26,7 +26,7 @@ from alerts.models import (
 )
 from providers.models import ProviderAccount
 from usage.db import MoneySum
-from usage.models import DailyAttribution, Dimension
+from usage.models import DailyAttribution, Dimension, Source, UsageRecord
 from usage.selectors import (
     FORECAST_HISTORY_DAYS,
     budget_status,
@@ -35,6 +35,7 @@ from usage.selectors import (
     fixed_charge_records,
     forecast_from_split,
     month_bounds,
+    records_not_superseded,
     spend_split,
     today_for,
 )
@@ -219,10 +220,57 @@ def target_spend(*, workspace: Workspace, target: BudgetTarget, start: date, end
 def target_totals(
     *, workspace: Workspace, target: BudgetTarget, start: date, end: date
 ) -> tuple[Decimal, int]:
-    """(priced spend, unpriced requests) in [start, end) that count against the target."""
+    """(priced spend, unpriced requests) in the workspace's days [start, end) that count
+    against the target."""
     rows = _target_rows(workspace=workspace, target=target, start=start, end=end)
     totals = rows.aggregate(t=MoneySum("cost"), u=Sum("unpriced_count"))
-    return totals["t"] or ZERO, totals["u"] or 0
+    edge_cost, edge_unpriced = _zone_edges(workspace=workspace, target=target, start=start, end=end)
+    return (totals["t"] or ZERO) + edge_cost, (totals["u"] or 0) + edge_unpriced
+
+
+def _zone_edges(
+    *, workspace: Workspace, target: BudgetTarget, start: date, end: date
+) -> tuple[Decimal, int]:
+    """What makes a period's per-request spend exact in the workspace's zone.
+
+    The roll-ups are per UTC day, and a period of days [start, end) in, say, Tokyo begins 9
+    hours before the UTC day of its first date. Per-request records carry their instant, so
+    those inside the period's instants but on a UTC day outside its dates are added, and those
+    on its UTC days but outside its instants taken away; without this an enforced daily budget
+    would, after each evaluation, forget the calls made in those hours. Official and manual
+    figures are per UTC day and count by their date, as before; so do estimates they
+    supersede. (cost, unpriced requests), both possibly negative; nothing at all in UTC.
+    """
+    zone = workspace.zone
+    local = [datetime.combine(day, time.min, zone).astimezone(UTC) for day in (start, end)]
+    utc = [datetime.combine(day, time.min, UTC) for day in (start, end)]
+    if local == utc:
+        return ZERO, 0
+    in_local = Q(bucket_start__gte=local[0], bucket_start__lt=local[1])
+    in_utc = Q(bucket_start__gte=utc[0], bucket_start__lt=utc[1])
+    records = UsageRecord.objects.filter(
+        account__workspace=workspace,
+        source=Source.ESTIMATED,
+        bucket_start__gte=min(local[0], utc[0]),
+        bucket_start__lt=max(local[1], utc[1]),
+    )
+    if target.scope == Budget.Scope.PROVIDER:
+        records = records.filter(provider_id=target.provider_id)
+    elif target.scope == Budget.Scope.ACCOUNT:
+        records = records.filter(account_id=target.account_id)
+    elif target.scope == Budget.Scope.INGEST_KEY:
+        records = records.filter(ingest_key_id=target.ingest_key_id)
+    elif target.scope == Budget.Scope.TAG:
+        records = records.filter(**{f"tags__{target.tag}": target.tag_value})
+    records = records_not_superseded(records)
+    cost, unpriced = ZERO, 0
+    for part, sign in ((in_local & ~in_utc, 1), (in_utc & ~in_local, -1)):
+        totals = records.filter(part).aggregate(
+            t=MoneySum("cost"), u=Count("pk", filter=Q(cost__isnull=True))
+        )
+        cost += sign * (totals["t"] or ZERO)
+        unpriced += sign * totals["u"]
+    return cost, unpriced
 
 
 def _budget_status(*, workspace: Workspace, target: BudgetTarget, today: date) -> BudgetStatus:

@@ -24,6 +24,7 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import requests
 from django.conf import settings
@@ -448,10 +449,23 @@ def budget_delete(*, budget: Budget) -> None:
 
 def _budget_alerts(*, workspace: Workspace, today: date) -> list[Alert]:
     created: list[Alert] = []
-    for status in selectors.budget_statuses(workspace=workspace, today=today):
+    statuses = selectors.budget_statuses(workspace=workspace, today=today)
+    # What the proxy's check reads, set to what the roll-ups say: one budget a transaction, in
+    # budget order, after the caller's transaction (a budget saved), so no evaluation ever holds
+    # one budget's row while waiting for another's, which a proxied call may hold.
+    enforced = sorted((s for s in statuses if s.target.enforced), key=lambda s: s.target.budget.pk)
+    for status in enforced:
+        transaction.on_commit(
+            partial(
+                enforced_spend_refresh,
+                workspace=workspace,
+                target=status.target,
+                period_start=status.period,
+            ),
+            robust=True,
+        )
+    for status in statuses:
         target = status.target
-        if target.enforced:  # what the proxy's check reads, set to what the roll-ups say
-            enforced_spend_refresh(workspace=workspace, target=target, period_start=status.period)
         common = {"budget": target.budget, "account": target.account, "period": status.period}
         base_data = {
             "scope": target.scope,
@@ -1052,13 +1066,14 @@ def notification_deliver(
         return delivery
     # Claim this try in a short write of its own: no lock is held while the receiver is
     # called (on SQLite that would keep every other writer waiting for up to the webhook's
-    # timeout). A try is free when none was made yet, the last one failed and scheduled this
-    # one (next_attempt_at), or the last one started longer ago than any try can take (its
-    # worker died); the attempts count makes two runs that read the same row claim it once.
+    # timeout). A try is free when none was made yet, the last one failed and this one is due
+    # (next_attempt_at has come: a copy of the task run early must wait), or the last one
+    # started longer ago than any try can take (its worker died); the attempts count makes
+    # two runs that read the same row claim it once.
     now = timezone.now()
     free = (
         Q(last_attempt_at__isnull=True)
-        | Q(next_attempt_at__isnull=False)
+        | Q(next_attempt_at__lte=now)
         | Q(last_attempt_at__lt=now - timedelta(seconds=NOTIFY_TRY_SECONDS))
     )
     claimed = NotificationDelivery.objects.filter(

@@ -750,10 +750,10 @@ FOCUS_READS = (*EXPORT_COLUMNS, "provider__name", "fixed_charge", "true_up")
 TRUE_UP = Q(source=Source.MANUAL, tags__has_key="true_up")
 
 
-def _focus_records(*, workspace: Workspace, start: date, end: date, **filters):
-    """export_rows' records (the same filters) as billing data: an estimate that official
-    figures supersede is left out, as every total leaves it out. The roll-up's stored
-    `superseded` flag is the rule's one result; this reads it instead of deciding again."""
+def records_not_superseded(qs: QuerySet[UsageRecord]) -> QuerySet[UsageRecord]:
+    """`qs` without the estimated records that official figures supersede, as every total
+    leaves them out. The roll-up's stored `superseded` flag is the rule's one result; this
+    reads it instead of deciding again."""
     superseded = DailyUsage.objects.filter(
         account_id=OuterRef("account_id"),
         day=OuterRef("utc_day"),
@@ -761,10 +761,15 @@ def _focus_records(*, workspace: Workspace, start: date, end: date, **filters):
         model=OuterRef("model"),
         superseded=True,
     )
-    return (
+    return qs.annotate(utc_day=TruncDate("bucket_start", tzinfo=UTC)).exclude(
+        Q(source=Source.ESTIMATED) & Exists(superseded)
+    )
+
+
+def _focus_records(*, workspace: Workspace, start: date, end: date, **filters):
+    """export_rows' records (the same filters) as billing data: superseded estimates left out."""
+    return records_not_superseded(
         usage_history(workspace=workspace, start=start, end=end, **filters)
-        .annotate(utc_day=TruncDate("bucket_start", tzinfo=UTC))
-        .exclude(Q(source=Source.ESTIMATED) & Exists(superseded))
     )
 
 

@@ -47,12 +47,14 @@ def posted(httpserver, path: str = "/hook") -> list:
 
 
 def run_retry(delivery: NotificationDelivery) -> Schedule:
-    """Run the ONCE schedule of the delivery's next try as the cluster would: its task with its
-    arguments, then the schedule gone (negative repeats). Returns the schedule that ran."""
+    """Run the ONCE schedule of the delivery's next try as the cluster would: at its time, its
+    task with its arguments, then the schedule gone (negative repeats). Returns the schedule
+    that ran."""
     schedule = Schedule.objects.get(name=f"notify-retry-{delivery.pk}-{delivery.attempts + 1}")
     assert schedule.schedule_type == Schedule.ONCE and schedule.repeats < 0
     assert schedule.func == "alerts.tasks.deliver_notification"
-    tasks.deliver_notification(*literal_eval(schedule.args))
+    with time_machine.travel(schedule.next_run, tick=False):  # the cluster runs it when due
+        tasks.deliver_notification(*literal_eval(schedule.args))
     schedule.delete()
     return schedule
 
@@ -140,7 +142,8 @@ def test_it_retries_a_failing_webhook_on_later_tasks_then_gives_up_and_still_sen
     assert run_retry(delivery).next_run == now + timedelta(seconds=60)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("pending", 2)
-    assert run_retry(delivery).next_run == now + timedelta(seconds=120)  # doubled
+    # Doubled: 120 s after the second try, made when it fell due at 12:01.
+    assert run_retry(delivery).next_run == now + timedelta(seconds=60 + 120)
     delivery.refresh_from_db()
 
     assert len(posted(httpserver)) == 3  # NOTIFY_MAX_ATTEMPTS defaults to 3
@@ -393,3 +396,21 @@ def test_a_delivery_whose_task_was_lost_is_queued_again_by_the_full_evaluation(h
     retry_due_soon.refresh_from_db()
     assert (retry_due_soon.status, retry_due_soon.attempts) == ("sent", 2)
     assert len(posted(httpserver)) == 2
+
+
+@time_machine.travel(datetime(2026, 11, 15, 12, 0, tzinfo=UTC), tick=False)
+def test_a_copy_of_the_task_run_before_the_retry_is_due_sends_nothing(httpserver):
+    httpserver.expect_ordered_request("/hook").respond_with_data(
+        "slow down", status=429, headers={"Retry-After": "3600"}
+    )
+    user = UserFactory()
+    webhook(httpserver, user)
+    services.notifications_dispatch(alert=AlertFactory(workspace=user.personal_workspace))
+    delivery = NotificationDelivery.objects.get()
+
+    tasks.deliver_notification(delivery.pk)  # e.g. queued again by notifications_resume
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("pending", 1)  # the hour is respected
+    assert delivery.next_attempt_at == datetime(2026, 11, 15, 13, 0, tzinfo=UTC)
+    assert len(posted(httpserver)) == 1

@@ -55,7 +55,7 @@ class RateLimitOutput(serializers.Serializer):
 
 
 class RateLimitFilter(serializers.Serializer):
-    account = serializers.IntegerField(required=False, min_value=1)
+    account = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
 
 class RateLimitListApi(APIView):

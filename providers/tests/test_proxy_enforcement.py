@@ -231,9 +231,8 @@ def test_a_daily_budget_opens_again_the_next_day_in_the_workspace_zone(live_serv
         client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
     assert len(received(upstream, "/v1/chat/completions")) == 2
-    # Each Tokyo day has its own count: $0.01 each.
+    # The new Tokyo day has its own count, $0.01; the day before's row went when it was made.
     assert dict(BudgetPeriodSpend.objects.values_list("period_start", "spent")) == {
-        date(2026, 8, 21): Decimal("0.01"),
         date(2026, 8, 22): Decimal("0.01"),
     }
 
@@ -414,3 +413,63 @@ def test_sixteen_clients_overshoot_a_one_dollar_budget_by_at_most_the_calls_in_f
     # The bound: 34 calls to cross + at most 15 in flight = 49 × $0.03 = $1.47.
     assert accepted <= 34 + (CLIENTS - 1), accepted
     assert spent <= Decimal("1.47")
+
+
+def test_evaluations_keep_the_calls_of_a_zone_day_the_utc_days_split(live_server, upstream):
+    """18:00 in Los Angeles is 01:00 UTC the next day: the day's calls sit on two UTC days of
+    the roll-ups. Each evaluation sets the budget's spend from them plus the per-request
+    records at the day's edges, so it keeps every call of the Los Angeles day."""
+    account, raw = connect("openai")
+    workspace = account.workspace
+    workspace.time_zone = "America/Los_Angeles"
+    workspace.save()
+    ten_cent_mini()
+    answer_chat(upstream, times=6)
+    codes = []
+    with time_machine.travel(NOW + timedelta(hours=13), tick=True):  # 2026-08-22 01:00 UTC
+        enforced(workspace, "0.02", period=Budget.Period.DAILY)
+        for _ in range(4):
+            response = requests.post(
+                f"{live_server.url}{CHAT}",
+                json={"model": "gpt-4o-mini", "messages": MESSAGES},
+                headers={"Authorization": f"Bearer {raw}"},
+                timeout=10,
+            )
+            codes.append(response.status_code)
+            alert_services.alerts_evaluate_for_workspace(workspace=workspace)  # as every minute
+
+    assert codes == [200, 200, 429, 429]  # $0.01 + $0.01 reach the $0.02 of Aug 21 there
+    # Both calls are on UTC day Aug 22, outside the roll-up days of "Aug 21": kept by the edges.
+    assert BudgetPeriodSpend.objects.get().spent == Decimal("0.02")
+
+
+def test_ten_one_cent_calls_spend_a_ten_cent_budget_exactly(live_server, upstream):
+    """SQLite keeps the running sum as a double: ten adds of 0.01 make 0.09999999999999999,
+    which must still read as $0.10 and stop the eleventh call."""
+    account, raw = connect("openai")
+    ten_cent_mini()
+    enforced(account.workspace, "0.10")
+    answer_chat(upstream, times=10)
+    client = openai_client(live_server, "openai", raw)
+
+    for _ in range(10):  # 10 × $0.01 = $0.10
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+
+    assert UsageRecord.objects.filter(account=account).count() == 10
+
+
+def test_a_budget_deleted_by_another_process_no_longer_stops_calls(live_server, upstream):
+    account, raw = connect("openai")
+    ten_cent_mini()
+    budget = enforced(account.workspace, "0.01", period=Budget.Period.DAILY)
+    answer_chat(upstream, times=2)
+    client = openai_client(live_server, "openai", raw)
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # reads the list
+
+    # As another process would: this one still lists the budget for ENFORCED_CACHE_SECONDS.
+    Budget.objects.filter(pk=budget.pk).delete()
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # no 500, no 429
+
+    assert len(received(upstream, "/v1/chat/completions")) == 2

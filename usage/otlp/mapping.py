@@ -99,8 +99,8 @@ def _count(attributes: Mapping[str, Any], names: tuple[str, ...]) -> int | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    elif isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip())  # ASCII only: "²".isdigit() is True, int("²") raises
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SpanRejected(f"{name}: expected a non-negative whole number")
     return value

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import Client
 
 from providers.services import ingest_key_create
@@ -48,15 +48,19 @@ def threads_see_a_real_database(tmp_path):
     # CI once this way).
     target.execute("PRAGMA journal_mode=WAL")
     target.close()
-    # New threads build their connection from this same settings dict; this thread keeps its
-    # open in-memory connection (Django never closes an in-memory database).
-    settings_dict = connection.settings_dict
-    original = settings_dict["NAME"]
-    settings_dict["NAME"] = str(path)
+    # New threads build their connection from the handler's settings: pointed at the file
+    # there, in a dict of their own. The open in-memory connection keeps its own dict, still
+    # naming the memory database, which is what stops Django from ever closing it: a live
+    # server's request thread that shares that connection (an earlier test's keep-alive) and
+    # ends meanwhile calls close() on it, and with the file's name there it really would close,
+    # and the in-memory test database would be gone for every later test.
+    settings = connections.settings
+    original = settings[DEFAULT_DB_ALIAS]
+    settings[DEFAULT_DB_ALIAS] = {**original, "NAME": str(path)}
     try:
         yield
     finally:
-        settings_dict["NAME"] = original
+        settings[DEFAULT_DB_ALIAS] = original
 
 
 def in_thread(fn):

@@ -435,6 +435,21 @@ def test_it_takes_a_numeric_user_id_and_rejects_a_tag_past_its_bounds(client, op
     assert record.cost == D("0.000025")  # 10 × $2.50/M
 
 
+@pytest.mark.django_db
+def test_it_rejects_a_count_in_digits_int_cannot_read(client, openai_prices):
+    """ "²" passes str.isdigit() but not int(): the span is rejected, the export answered."""
+    key = key_for("openai")
+    attributes = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+    spans = [
+        span_json("0000000000000001", {**attributes, "gen_ai.usage.input_tokens": "²"}),
+        span_json("0000000000000002", {**attributes, "gen_ai.usage.input_tokens": "10"}),
+    ]
+    reply = post(client, key, export_json(*spans))
+    assert reply.status_code == 200
+    assert reply.json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert UsageRecord.objects.get().cost == D("0.000025")  # the other: 10 × $2.50/M
+
+
 def test_it_maps_otel_provider_names_to_our_kinds_in_the_adapters():
     assert kinds_for_otel_provider("x_ai") == {"xai"}
     assert kinds_for_otel_provider("xai") == {"xai"}  # the older gen_ai.system value
