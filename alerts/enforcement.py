@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from accounts.models import Workspace
 from alerts.models import Budget, BudgetPeriodSpend
@@ -43,7 +43,7 @@ from costtracker.db import fetch_prepared
 from providers.models import ProviderAccount
 from usage.extraction import RequestUsage
 from usage.services.prices import shared_price_book
-from usage.services.requests import request_costing
+from usage.services.requests import budget_periods_where, request_costing
 
 ENFORCED_CACHE_SECONDS = 2.0
 SPENT_QUANTUM = Decimal("1e-12")  # BudgetPeriodSpend.spent's decimal places
@@ -146,16 +146,8 @@ def enforced_budgets_forget(workspace_id: int | None = None) -> None:
 _TABLE = BudgetPeriodSpend._meta.db_table
 
 
-def _where(periods: list[tuple[int, date]]) -> tuple[str, list]:
-    """The rows of these (budget, period start) pairs. Hand-written SQL, as on every hot
-    path here: compiling the ORM's query costs more than the database spends answering."""
-    sql = " OR ".join(["(budget_id = %s AND period_start = %s)"] * len(periods))
-    adapt = connection.ops.adapt_datefield_value
-    return f"({sql})", [v for budget_id, start in periods for v in (budget_id, adapt(start))]
-
-
 def _period_spend(periods: list[tuple[int, date]]) -> dict[int, Decimal]:
-    where, params = _where(periods)
+    where, params = budget_periods_where(periods)
     rows = fetch_prepared(f"SELECT budget_id, spent FROM {_TABLE} WHERE {where}", params)
     # Quantized as the column is: SQLite keeps the sum as a double, where ten adds of 0.01
     # make 0.09999999999999999 and would let one more call past a $0.10 budget.
@@ -213,13 +205,14 @@ def enforcement_check(
     covering.sort(key=lambda b: b.budget_id)
     periods = [(b.budget_id, period_bounds(today, b.period)[0]) for b in covering]
     spent = _period_spend(periods)
+    counted = []  # the periods the call's cost is added to: those of budgets still there
     for budget, (budget_id, start) in zip(covering, periods, strict=True):
         so_far = spent.get(budget_id)
         if so_far is None:
             so_far = _period_spend_seed(budget_id, start)
-            if so_far is None:
-                periods.remove((budget_id, start))
+            if so_far is None:  # deleted since this process read the list
                 continue
+        counted.append((budget_id, start))
         if so_far >= budget.amount:
             word = Budget.Period(budget.period).label.lower()
             return Check(
@@ -242,7 +235,7 @@ def enforcement_check(
                     "covering this call refuses models whose spend it cannot count.",
                 )
             )
-    return Check(periods=periods)
+    return Check(periods=counted)
 
 
 def enforced_spend_refresh(

@@ -460,16 +460,21 @@ def test_ten_one_cent_calls_spend_a_ten_cent_budget_exactly(live_server, upstrea
     assert UsageRecord.objects.filter(account=account).count() == 10
 
 
-def test_a_budget_deleted_by_another_process_no_longer_stops_calls(live_server, upstream):
+def test_a_budget_deleted_by_another_process_no_longer_stops_calls_and_others_still_do(
+    live_server, upstream
+):
     account, raw = connect("openai")
     ten_cent_mini()
-    budget = enforced(account.workspace, "0.01", period=Budget.Period.DAILY)
+    gone = enforced(account.workspace, "0.01", period=Budget.Period.DAILY)
+    enforced(account.workspace, "0.02", scope=Budget.Scope.ACCOUNT, account=account)
     answer_chat(upstream, times=2)
     client = openai_client(live_server, "openai", raw)
-    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # reads the list
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # $0.01; reads the list
 
     # As another process would: this one still lists the budget for ENFORCED_CACHE_SECONDS.
-    Budget.objects.filter(pk=budget.pk).delete()
-    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # no 500, no 429
+    Budget.objects.filter(pk=gone.pk).delete()
+    client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)  # no 500: $0.02
+    with pytest.raises(openai.RateLimitError):  # the account's $0.02 is spent
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
 
     assert len(received(upstream, "/v1/chat/completions")) == 2
