@@ -64,6 +64,21 @@ PROXY_POOL_SIZE = env.int("PROXY_POOL_SIZE", default=64)
 PROXY_DURABLE_COMMIT = env.bool("PROXY_DURABLE_COMMIT", default=False)
 INGEST_MAX_BODY_BYTES = env.int("INGEST_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 
+# Raw per-request records older than this many days are removed a whole calendar month at a
+# time (usage/services/history.py; on PostgreSQL by dropping the month's partition). The
+# daily roll-ups, official and manual rows stay, so totals and charts are unchanged. Unset:
+# keep them forever. At least RAW_RETENTION_MIN_DAYS: budget periods and the sync backfill
+# read the recent records.
+RAW_RETENTION_DAYS = env.int("RAW_RETENTION_DAYS", default=None)
+RAW_RETENTION_MIN_DAYS = 35
+if RAW_RETENTION_DAYS is not None and RAW_RETENTION_DAYS < RAW_RETENTION_MIN_DAYS:
+    raise ImproperlyConfigured(
+        f"RAW_RETENTION_DAYS must be at least {RAW_RETENTION_MIN_DAYS} (or unset: keep forever), "
+        f"not {RAW_RETENTION_DAYS}"
+    )
+# Monthly partitions are created this many months ahead by the daily `usage-history` task.
+RAW_PARTITIONS_AHEAD = 3
+
 # Alerts: anomaly sensitivity (median + k·MAD) and notification delivery.
 ANOMALY_K = env.int("ANOMALY_K", default=3)
 WEBHOOK_ALLOW_PRIVATE = env.bool("WEBHOOK_ALLOW_PRIVATE", default=False)

@@ -57,7 +57,13 @@ class UsageRecord(models.Model):
 
     `natural_key` is unique per account, so receiving the same thing again updates one row
     instead of adding another: `day:<date>|<model>|<line item>` for a synced bucket,
-    `req:<request id>` for a request, `manual:<uuid>` for a manual entry.
+    `req:<request id>` for a request, `manual:<uuid>` for a manual entry. A request's key is
+    kept unique by RequestKey; the others by the partial unique index below.
+
+    On PostgreSQL the table is partitioned (migration 0012, usage/services/history.py): by
+    source, then estimated (per-request) records by month of `bucket_start`, so a month of
+    raw history is dropped as a whole partition. A unique index there must include the
+    partition key, which is why requests are deduplicated in RequestKey instead.
     """
 
     # No single-column FK indexes: the composite indexes below lead with these columns, and
@@ -130,8 +136,12 @@ class UsageRecord(models.Model):
     class Meta:
         ordering = ["-bucket_start", "-id"]
         constraints = [
+            # Synced and manual rows; requests are unique through RequestKey. On PostgreSQL
+            # this index lives on the partition those rows are in (same name).
             models.UniqueConstraint(
-                fields=["account", "natural_key"], name="usage_record_unique_natural_key"
+                fields=["account", "natural_key"],
+                condition=~models.Q(source="estimated"),
+                name="usage_record_unique_settled_key",
             ),
             bounds.check_constraint("usage_record", bounds.RECORD, nullable={"cost"}),
         ]
@@ -145,6 +155,52 @@ class UsageRecord(models.Model):
     @property
     def total_tokens(self) -> int:
         return sum(getattr(self, f) for f in COUNTED_TOKEN_FIELDS)
+
+
+class RequestKey(models.Model):
+    """A request id recorded for an account: what makes per-request records idempotent.
+
+    The ingestion statement inserts here first (ON CONFLICT DO NOTHING) and writes records
+    only for the keys it inserted, so an event sent again is a duplicate whatever its time.
+    It is its own unpartitioned table because a unique index on the partitioned records
+    would have to include the month, and a re-sent event without `occurred_at` gets a new
+    time. Keys older than the raw history are deleted with it (raw_history_prune).
+    """
+
+    pk = models.CompositePrimaryKey("account_id", "natural_key")
+    account = models.ForeignKey(
+        ProviderAccount,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,  # like UsageRecord's: checked by the roll-up rows written with it
+    )
+    natural_key = models.CharField(max_length=600)
+    bucket_start = models.DateTimeField(help_text="The request's time: when its key may go.")
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.natural_key}"
+
+
+class RawHistoryPrune(models.Model):
+    """One removal of raw per-request records older than RAW_RETENTION_DAYS.
+
+    The newest `before` is where the raw history starts: pages and exports of an earlier
+    range say their per-request detail is gone (the roll-ups, official and manual rows stay),
+    and ingestion refuses events before it, whose roll-ups could no longer be checked for
+    duplicates.
+    """
+
+    before = models.DateTimeField(help_text="Records before this instant were removed.")
+    pruned_at = models.DateTimeField(auto_now_add=True)
+    months = models.PositiveIntegerField(default=0, help_text="Monthly partitions dropped.")
+    records = models.BigIntegerField(default=0, help_text="Records removed (SQLite).")
+
+    class Meta:
+        ordering = ["-before"]
+
+    def __str__(self) -> str:
+        return f"raw history before {self.before:%Y-%m-%d} removed"
 
 
 class RollupTotals(models.Model):

@@ -19,6 +19,7 @@ from django.db.models import (
     BooleanField,
     Case,
     Exists,
+    Max,
     Model,
     OuterRef,
     Q,
@@ -37,6 +38,7 @@ from usage.models import (
     TOKEN_FIELDS,
     UNIT_FIELDS,
     DailyUsage,
+    RawHistoryPrune,
     RollupTotals,
     Source,
     UsageRecord,
@@ -224,6 +226,24 @@ def usage_history(
     if ingest_key_id:
         qs = qs.filter(ingest_key_id=ingest_key_id)
     return qs.order_by("-bucket_start", "-id")
+
+
+def raw_history_start() -> datetime | None:
+    """Where the raw per-request history starts: records before this instant were removed
+    by RAW_RETENTION_DAYS (usage.services.history.raw_history_prune). None: nothing removed.
+
+    A range starting earlier still has its totals (the daily roll-ups, official and manual
+    rows stay) but not its requests: pages and exports of it say so.
+    """
+    return RawHistoryPrune.objects.aggregate(start=Max("before"))["start"]
+
+
+def raw_history_missing(*, start: date) -> date | None:
+    """The first UTC day whose per-request records are kept, when a range beginning on
+    `start` (a date) reaches before it; None when the range is wholly within the raw history."""
+    cut = raw_history_start()  # always a UTC midnight: history is removed by whole months
+    first_kept = None if cut is None else cut.astimezone(UTC).date()
+    return first_kept if first_kept is not None and start < first_kept else None
 
 
 def records_visible_to(*, workspace: Workspace) -> QuerySet[UsageRecord]:

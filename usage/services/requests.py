@@ -23,7 +23,7 @@ from costtracker.db import Statement, fetch_prepared, pg_array_literal
 from providers.models import IngestKey, ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
-from usage.models import Granularity, RecordStatus, Source, UsageRecord
+from usage.models import Granularity, RecordStatus, RequestKey, Source, UsageRecord
 from usage.pricing import Costing, costing_for
 from usage.pricing import Price as PriceRule
 from usage.services.prices import PriceBook
@@ -166,23 +166,40 @@ def _record_values(
 
 _ZERO = Decimal(0)
 _FIELDS = [f for f in UsageRecord._meta.concrete_fields if not f.primary_key]
+_KEY_FIELDS = [
+    RequestKey._meta.get_field(name) for name in ("account", "natural_key", "bucket_start")
+]
 # Plain ints and strings go to the driver as they are; other types need the backend's adaptation.
 _PASS_THROUGH = (models.IntegerField, models.CharField, models.ForeignKey)
 _MEMO_TYPES = (models.DecimalField, models.DateTimeField)
 
 
 def _insert_new(rows: Sequence[dict]) -> set[str]:
-    """Insert, skipping natural keys that exist; return the keys actually inserted (SQLite).
+    """Insert the rows whose request keys are new; return the keys actually inserted (SQLite).
 
-    The hot path of ingestion, so no model instances: a multi-row VALUES with values adapted
-    per column type.
+    Claiming the keys in RequestKey first is the one dedupe rule (see RequestKey), as in the
+    PostgreSQL statement. The hot path of ingestion, so no model instances: multi-row VALUES
+    with values adapted per column type.
     """
     if not rows:
         return set()
+    inserted = {
+        row[0]
+        for row in _insert_values(
+            RequestKey, _KEY_FIELDS, rows, "ON CONFLICT DO NOTHING RETURNING natural_key"
+        )
+    }
+    _insert_values(UsageRecord, _FIELDS, [r for r in rows if r["natural_key"] in inserted])
+    return inserted
+
+
+def _insert_values(model, fields, rows: Sequence[dict], suffix: str = "") -> list[tuple]:
+    """INSERT rows (dicts by attname) into model's table in chunks; return what `suffix`'s
+    RETURNING gives."""
     conn = connections[DEFAULT_DB_ALIAS]  # the wrapper itself, not the thread-local proxy
-    table = UsageRecord._meta.db_table
-    columns = ", ".join(conn.ops.quote_name(f.column) for f in _FIELDS)
-    row_sql = "(" + ", ".join(["%s"] * len(_FIELDS)) + ")"
+    table = model._meta.db_table
+    columns = ", ".join(conn.ops.quote_name(f.column) for f in fields)
+    row_sql = "(" + ", ".join(["%s"] * len(fields)) + ")"
     memo: dict = {}
 
     def adapter(field):
@@ -201,8 +218,8 @@ def _insert_new(rows: Sequence[dict]) -> set[str]:
             return memoised
         return lambda value, field=field: field.get_db_prep_save(value, conn)
 
-    plan = [(f.attname, adapter(f)) for f in _FIELDS]
-    inserted: set[str] = set()
+    plan = [(f.attname, adapter(f)) for f in fields]
+    returned: list[tuple] = []
     with conn.cursor() as cursor:
         for i in range(0, len(rows), _CHUNK):
             chunk = rows[i : i + _CHUNK]
@@ -213,11 +230,12 @@ def _insert_new(rows: Sequence[dict]) -> set[str]:
             ]
             cursor.execute(
                 f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(chunk))} "
-                "ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING natural_key",
+                + suffix,
                 params,
             )
-            inserted.update(row[0] for row in cursor.fetchall())
-    return inserted
+            if suffix:
+                returned.extend(cursor.fetchall())
+    return returned
 
 
 # Columns that are the same for every row of one call: bound once as scalars.
@@ -265,6 +283,7 @@ def _insert_and_roll_up_sql(alias: str) -> Statement:
     names = ", ".join(f.column for f in _PER_EVENT)
     returning = ", ".join(dict.fromkeys(_ROLLUP_READS))
     key, account = IngestKey._meta.db_table, ProviderAccount._meta.db_table
+    nk = UsageRecord._meta.get_field("natural_key")
     sql = (
         # The ingest key (when given) must still be active, checked in this very statement:
         # its lookup may come from a cache (providers.selectors.ingest_key_lookup).
@@ -275,9 +294,16 @@ def _insert_and_roll_up_sql(alias: str) -> Statement:
         f"(%(key_id)s::bigint IS NULL OR EXISTS (SELECT 1 FROM {key} k "
         f"JOIN {account} a ON a.id = k.account_id WHERE k.id = %(key_id)s::bigint "
         "AND k.revoked_at IS NULL AND a.is_active)) AS ok), "
+        # The keys first (RequestKey: the one dedupe rule), then the records of those new.
+        f"keys AS (INSERT INTO {RequestKey._meta.db_table} (account_id, natural_key, "
+        f"bucket_start) SELECT %({_SLOT['account_id']})s::bigint, natural_key, bucket_start "
+        f"FROM unnest(%({_SLOT['natural_key']})s::{cast(nk)}[], "
+        f"%({_SLOT['bucket_start']})s::timestamptz[]) AS k(natural_key, bucket_start) "
+        "WHERE (SELECT ok FROM ok) ORDER BY natural_key "
+        "ON CONFLICT DO NOTHING RETURNING natural_key), "
         f"ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
-        f"FROM unnest({arrays}) AS x({names}) WHERE (SELECT ok FROM ok) ORDER BY natural_key "
-        f"ON CONFLICT (account_id, natural_key) DO NOTHING RETURNING {returning}), "
+        f"FROM unnest({arrays}) AS x({names}) "
+        f"WHERE natural_key IN (SELECT natural_key FROM keys) RETURNING {returning}), "
         # The roll-ups' one definition, adding the rows this statement inserted to each.
         + ", ".join(_roll_up_ctes())
         # Then (in this order, for the locks) the enforced budgets' spend the call counts in.
