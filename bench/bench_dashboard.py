@@ -43,6 +43,13 @@ ACCOUNTS = [("openai", True), ("anthropic", True), ("groq", False), ("perplexity
             ("ollama", False)]  # fmt: skip
 
 
+# No manifest of collected static files in a benchmark: the plain storages.
+PLAIN_STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+
 def _db_url(base: str, name: str) -> str:
     parts = urlsplit(base)
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
@@ -61,19 +68,19 @@ def _step(label: str, started: float) -> float:
     return now
 
 
-def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int:
-    """Fill the bench database; return the target user's id."""
-    from django.core.management import call_command
+def accounts_make(users: int) -> tuple[list, list, list, dict, list]:
+    """Users (each with a personal workspace) and their accounts, as the timed user has them.
+
+    Returns (people, the timed user's accounts, everyone else's, ingest key id by account id,
+    ids of the accounts with official daily lines). Also fills the temporary table bench_acct
+    (grp 0: the timed user's accounts, 1: the others; idx: their position) on this connection.
+    """
     from django.db import connection
 
     from accounts.models import User
     from accounts.services import workspace_personal_create
     from providers.models import IngestKey, Provider, ProviderAccount
-    from usage.services.rollup import DAILY_ATTRIBUTION, DAILY_USAGE, rollup_upsert_sql
 
-    t = time.perf_counter()
-    call_command("migrate", verbosity=0)
-    t = _step("migrate", t)
     providers = {p.slug: p for p in Provider.objects.all()}
     people = User.objects.bulk_create(
         [User(username=f"bench{i}", password="!", time_zone="UTC") for i in range(users)]
@@ -104,7 +111,6 @@ def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int
     )  # fmt: skip
     key_of = {k.account_id: k.pk for k in keys}
     official_ids = [a.pk for a in accounts if a.provider.slug in ("openai", "anthropic")]
-    models = "ARRAY[" + ",".join(f"'{m}'" for m in MODELS) + "]"
     with connection.cursor() as cur:
         cur.execute("CREATE TEMP TABLE bench_acct (grp int, idx int, account_id bigint, "
                     "provider_id bigint, key_id bigint)")  # fmt: skip
@@ -112,6 +118,48 @@ def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int
         rows += [(1, i, a.pk, a.provider_id, None) for i, a in enumerate(other_accounts)]
         cur.executemany("INSERT INTO bench_acct VALUES (%s, %s, %s, %s, %s)", rows)
         cur.execute("CREATE INDEX ON bench_acct (grp, idx)")
+    return people, target_accounts, other_accounts, key_of, official_ids
+
+
+def official_lines_insert(cursor, official_ids: list[int]) -> None:
+    """Official daily lines (2 models a day over the last DAYS days) for these accounts of
+    bench_acct: they supersede the estimates of those days."""
+    models = "ARRAY[" + ",".join(f"'{m}'" for m in MODELS) + "]"
+    cursor.execute(
+        f"""
+        INSERT INTO usage_usagerecord (account_id, provider_id, natural_key, model, line_item,
+            description, request_id, bucket_start, granularity, input_tokens,
+            cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
+            reasoning_tokens, request_count, seats, search_queries, images, audio_seconds,
+            credits, cost, currency, source, status, tags, raw, created_at, updated_at)
+        SELECT a.account_id, a.provider_id,
+            'day:' || d::date || '|' || m || '|' || m, m, m, '', '', d, 'day',
+            100000, 0, 0, 0, 20000, 0, 100, 0, 0, 0, 0, 0, 1.25, 'USD', 'official', 'ok',
+            '{{}}', '{{}}', now(), now()
+        FROM bench_acct a
+        CROSS JOIN generate_series(date_trunc('day', now() AT TIME ZONE 'UTC')
+            - interval '{DAYS} days', date_trunc('day', now() AT TIME ZONE 'UTC')
+            - interval '1 day', interval '1 day') d
+        CROSS JOIN unnest(({models})[1:2]) m
+        WHERE a.account_id = ANY(%s)
+        """,
+        [official_ids],
+    )
+
+
+def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int:
+    """Fill the bench database; return the target user's id."""
+    from django.core.management import call_command
+    from django.db import connection
+
+    from usage.services.rollup import DAILY_ATTRIBUTION, DAILY_USAGE, rollup_upsert_sql
+
+    t = time.perf_counter()
+    call_command("migrate", verbosity=0)
+    t = _step("migrate", t)
+    people, target_accounts, other_accounts, _, official_ids = accounts_make(users)
+    models = "ARRAY[" + ",".join(f"'{m}'" for m in MODELS) + "]"
+    with connection.cursor() as cur:
         t = _step("users and accounts", t)
         # Loading into an indexed table is several times slower than indexing afterwards.
         cur.execute(
@@ -158,26 +206,7 @@ def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int
         )
         t = _step(f"{total:,} usage events (generate_series)", t)
         # Official daily lines for the OpenAI/Anthropic accounts: they supersede estimates.
-        cur.execute(
-            f"""
-            INSERT INTO usage_usagerecord (account_id, provider_id, natural_key, model, line_item,
-                description, request_id, bucket_start, granularity, input_tokens,
-                cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens,
-                reasoning_tokens, request_count, seats, search_queries, images, audio_seconds,
-                credits, cost, currency, source, status, tags, raw, created_at, updated_at)
-            SELECT a.account_id, a.provider_id,
-                'day:' || d::date || '|' || m || '|' || m, m, m, '', '', d, 'day',
-                100000, 0, 0, 0, 20000, 0, 100, 0, 0, 0, 0, 0, 1.25, 'USD', 'official', 'ok',
-                '{{}}', '{{}}', now(), now()
-            FROM bench_acct a
-            CROSS JOIN generate_series(date_trunc('day', now() AT TIME ZONE 'UTC')
-                - interval '{DAYS} days', date_trunc('day', now() AT TIME ZONE 'UTC')
-                - interval '1 day', interval '1 day') d
-            CROSS JOIN unnest(({models})[1:2]) m
-            WHERE a.account_id = ANY(%s)
-            """,
-            [official_ids],
-        )
+        official_lines_insert(cur, official_ids)
         t = _step("official daily lines", t)
         for name, definition in constraints:
             cur.execute(f'ALTER TABLE usage_usagerecord ADD CONSTRAINT "{name}" {definition}')
@@ -261,6 +290,15 @@ def measure(user_id: int, requests: int, verbose: bool = False) -> dict:
     return results
 
 
+def results_print(results: dict, requests: int) -> None:
+    print(f"\n{requests} requests per page, server time (ms):")
+    print(f"  {'page':46} {'p50':>7} {'p95':>7} {'max':>7} {'queries':>8}")
+    for label, (timings, nqueries) in results.items():
+        p95 = statistics.quantiles(timings, n=20)[18]
+        print(f"  {label:46} {statistics.median(timings):7.1f} {p95:7.1f} "
+              f"{max(timings):7.1f} {nqueries:8}")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000, help="events of the user timed")
@@ -306,18 +344,9 @@ def main() -> int:
         else:
             print(f"Building {args.database}: {args.total:,} events, {args.events:,} timed")
             user_id = build(args.events, args.total, args.users, args)
-        storages = {
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        }
-        with override_settings(STORAGES=storages):
+        with override_settings(STORAGES=PLAIN_STORAGES):
             results = measure(user_id, args.requests, args.verbose)
-        print(f"\n{args.requests} requests per page, server time (ms):")
-        print(f"  {'page':46} {'p50':>7} {'p95':>7} {'max':>7} {'queries':>8}")
-        for label, (timings, nqueries) in results.items():
-            p95 = statistics.quantiles(timings, n=20)[18]
-            print(f"  {label:46} {statistics.median(timings):7.1f} {p95:7.1f} "
-                  f"{max(timings):7.1f} {nqueries:8}")  # fmt: skip
+        results_print(results, args.requests)
         connection.close()
     finally:
         if not (args.keep or args.reuse):
