@@ -88,7 +88,6 @@ def partitions_ensure(*, months: Iterable[date]) -> list[str]:
     table is attached rather than created as a partition: attaching takes a lock that lets
     inserts and reads of the other months go on.
     """
-    global _known_months
     if not partitioned():
         return []
     wanted = {month_start(m) for m in months}

@@ -358,3 +358,28 @@ def test_the_daily_task_makes_months_ahead_and_applies_the_retention(account):
     assert not UsageRecord.objects.filter(request_id="r8").exists()
     if connection.vendor == "postgresql":
         assert date(2027, 3, 1) in history.partition_months()
+
+
+@override_settings(RAW_RETENTION_DAYS=70)
+def test_the_commands_apply_the_retention_now_and_say_what_reprice_cannot_reach(account):
+    from io import StringIO
+
+    _history(account)
+    out = StringIO()
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        call_command("raw_history", stdout=out)
+        assert "records before 2026-09-01 removed" in out.getvalue()
+        out = StringIO()
+        call_command("reprice", since="2026-08-01", stdout=out)
+    assert "Re-priced 0 estimated record(s)." in out.getvalue()
+    assert "before 2026-09-01 were removed" in out.getvalue()
+    out = StringIO()
+    call_command("reprice", since="2026-09-01", stdout=out)
+    assert "were removed" not in out.getvalue()
+
+
+def test_the_admin_lists_removals_and_lets_no_one_edit_them(admin_client):
+    RawHistoryPrune.objects.create(before=datetime(2026, 9, 1, tzinfo=UTC), months=1)
+    response = admin_client.get("/admin/usage/rawhistoryprune/")
+    assert response.status_code == 200 and b"Sept. 1, 2026" in response.content
+    assert admin_client.get("/admin/usage/rawhistoryprune/add/").status_code == 403
