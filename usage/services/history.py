@@ -33,7 +33,6 @@ _LOCK = 0x5EC0_0001
 # A partition change waits at most this long for the tables' locks (a long export, say)
 # instead of queueing every insert behind it; the next run or the next write tries again.
 _LOCK_TIMEOUT = "5s"
-_KEY_BATCH = 50_000
 
 # The months this process knows have a partition (PostgreSQL): the check before a write is a
 # set lookup. A month dropped elsewhere stays listed, harmlessly: a row for it lands in the
@@ -89,7 +88,6 @@ def partitions_ensure(*, months: Iterable[date]) -> list[str]:
     table is attached rather than created as a partition: attaching takes a lock that lets
     inserts and reads of the other months go on.
     """
-    global _known_months
     if not partitioned():
         return []
     wanted = {month_start(m) for m in months}
@@ -169,7 +167,7 @@ class PruneResult:
     before: datetime | None  # records before this were removed (None: retention is off)
     months: int  # monthly partitions dropped (PostgreSQL)
     records: int  # rows deleted one by one (SQLite; PostgreSQL's default partition)
-    keys: int  # request keys deleted
+    keys: int  # request keys deleted (after the records: not in drop_seconds)
     drop_seconds: float  # time spent removing records, keys not included
 
 
@@ -186,18 +184,12 @@ def raw_history_prune(*, now: datetime | None = None) -> PruneResult:
     started = time.perf_counter()
     months, records = _records_remove(before)
     drop_seconds = time.perf_counter() - started
-    keys = 0
-    while True:  # in batches: one transaction per batch, so no long lock on the keys
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM {RequestKey._meta.db_table} WHERE (account_id, natural_key) IN "
-                f"(SELECT account_id, natural_key FROM {RequestKey._meta.db_table} "
-                "WHERE bucket_start < %s LIMIT %s)",
-                [before, _KEY_BATCH],
-            )
-            keys += cursor.rowcount
-            if cursor.rowcount < _KEY_BATCH:
-                break
+    # One statement: batches would each scan past the dead rows of the ones before. It
+    # locks only the keys it deletes, and no write wants those: events before `before`
+    # are refused from now on.
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {RequestKey._meta.db_table} WHERE bucket_start < %s", [before])
+        keys = cursor.rowcount
     if months or records or keys:
         RawHistoryPrune.objects.create(before=before, months=months, records=records)
     return PruneResult(

@@ -314,3 +314,72 @@ def test_it_moves_existing_records_into_partitions_and_back_with_nothing_lost():
     with connection.cursor() as cursor:
         cursor.execute("SELECT relkind FROM pg_class WHERE relname = 'usage_usagerecord'")
         assert cursor.fetchone()[0] == "r"  # a plain table again
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_makes_a_month_once_when_two_writers_need_it_at_the_same_time(account):
+    import threading
+
+    barrier, made, errors = threading.Barrier(4), [], []
+
+    def writer(n: int) -> None:
+        try:
+            barrier.wait()
+            made.extend(history.partitions_ensure(months=[date(2023, 4, 9)]))
+            assert send(account, f"w{n}", at(2023, 4)) == "created"
+        except Exception as exc:  # reported below: an assert in a thread fails nothing
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert made == ["usage_usagerecord_y2023m04"]  # one writer made it; the others waited
+    assert UsageRecord.objects.filter(bucket_start__year=2023).count() == 4
+    assert {partition_of(pk) for pk in UsageRecord.objects.values_list("pk", flat=True)} == {
+        "usage_usagerecord_y2023m04"
+    }
+
+
+@override_settings(RAW_RETENTION_DAYS=70)
+def test_the_daily_task_makes_months_ahead_and_applies_the_retention(account):
+    from usage.tasks import raw_history_maintain
+
+    _history(account)
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        summary = raw_history_maintain()
+        assert raw_history_maintain().startswith("0 partitions made, 0 dropped, 0 records")
+    assert "records before 2026-09-01 removed" in summary
+    assert not UsageRecord.objects.filter(request_id="r8").exists()
+    if connection.vendor == "postgresql":
+        assert date(2027, 3, 1) in history.partition_months()
+
+
+@override_settings(RAW_RETENTION_DAYS=70)
+def test_the_commands_apply_the_retention_now_and_say_what_reprice_cannot_reach(account):
+    from io import StringIO
+
+    _history(account)
+    out = StringIO()
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        call_command("raw_history", stdout=out)
+        assert "records before 2026-09-01 removed" in out.getvalue()
+        out = StringIO()
+        call_command("reprice", since="2026-08-01", stdout=out)
+    assert "Re-priced 0 estimated record(s)." in out.getvalue()
+    assert "before 2026-09-01 were removed" in out.getvalue()
+    out = StringIO()
+    call_command("reprice", since="2026-09-01", stdout=out)
+    assert "were removed" not in out.getvalue()
+
+
+def test_the_admin_lists_removals_and_lets_no_one_edit_them(admin_client):
+    RawHistoryPrune.objects.create(before=datetime(2026, 9, 1, tzinfo=UTC), months=1)
+    response = admin_client.get("/admin/usage/rawhistoryprune/")
+    assert response.status_code == 200 and b"Sept. 1, 2026" in response.content
+    assert admin_client.get("/admin/usage/rawhistoryprune/add/").status_code == 403
