@@ -698,7 +698,6 @@ def main() -> int:
         else:
             print(f"Building {args.database}: {args.total:,} events, {args.events:,} timed")
             user_id = build(args)
-            built_at = datetime.now(UTC)
         with connection.cursor() as cur:
             sizes_print(cur)
             cur.execute(
