@@ -2,9 +2,10 @@
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/x .venv/bin/python bench/bench_history.py
     ... --quick                      (2M events, 100k of the timed user's in 90 days: minutes)
-    ... (no flag)                    (100M events, 1M of the timed user's in 90 days: hours)
+    ... (no flag)                    (100M events, 1M of the timed user's in 90 days: ~30 min)
     ... --total N --events M         (any size)
     ... --keep                       (keep the database to re-time it)
+    ... --rebuild                    (drop an existing one and build again)
     ... --reuse [--steps dashboard,ingest,drop]   (re-time a kept database, no rebuild)
 
 Creates its own database (`ct_history_bench`, or --database) on the server DATABASE_URL points
@@ -637,6 +638,16 @@ def drop_time(cursor) -> None:
     print(f"  request keys before {end:%Y-%m-%d} left: {cursor.fetchone()[0]:,}")
 
 
+def _exists(base: str, name: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(_db_url(base, "postgres"), autocommit=True) as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+            is not None
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--total", type=int, default=100_000_000, help="events in the database")
@@ -661,6 +672,7 @@ def main() -> int:
     parser.add_argument("--database", default=BENCH_DB, help="name of the bench database")
     parser.add_argument("--reuse", action="store_true", help="time an existing bench database")
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
+    parser.add_argument("--rebuild", action="store_true", help="drop an existing one and build")
     args = parser.parse_args()
     if args.quick:
         args.total, args.events = 2_000_000, 100_000
@@ -676,8 +688,12 @@ def main() -> int:
     os.environ.setdefault("ALLOWED_HOSTS", "testserver")
     os.environ["DEBUG"] = "false"
 
+    if not (args.reuse or args.rebuild) and _exists(base, args.database):
+        print(f"{args.database} exists (a build takes long): --reuse to re-time it, --rebuild to "
+              "drop it and build again, or --database another name.")  # fmt: skip
+        return 2
     if not args.reuse:
-        _admin(base, f"DROP DATABASE IF EXISTS {args.database}")
+        _admin(base, f"DROP DATABASE IF EXISTS {args.database} WITH (FORCE)")
         _admin(base, f"CREATE DATABASE {args.database}")
     try:
         import django
