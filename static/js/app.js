@@ -67,7 +67,7 @@
   function showRawHistoryNotices(root) {
     root.querySelectorAll("[data-raw-history-start]").forEach(function (notice) {
       var form = notice.closest("form") || document;
-      var start = document.getElementById(notice.dataset.rawHistoryField || "id_start");
+      var start = form.querySelector("input[name=start]");
       var source = form.querySelector("[name=source]");
       if (!start) return;
       var settled = source && source.value !== "" && source.value !== "estimated";
