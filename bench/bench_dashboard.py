@@ -69,6 +69,7 @@ def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int
     from accounts.models import User
     from accounts.services import workspace_personal_create
     from providers.models import IngestKey, Provider, ProviderAccount
+    from usage.services.history import partitions_ensure
     from usage.services.rollup import DAILY_ATTRIBUTION, DAILY_USAGE, rollup_upsert_sql
 
     t = time.perf_counter()
@@ -129,6 +130,9 @@ def build(events: int, total: int, users: int, shape: argparse.Namespace) -> int
             cur.execute(f'ALTER TABLE usage_usagerecord DROP CONSTRAINT "{name}"')
         for name, _ in indexes:
             cur.execute(f'DROP INDEX "{name}"')
+        # Each month's partition first (PostgreSQL), or the rows would wait in the default one.
+        today = datetime.now(UTC).date()
+        partitions_ensure(months=[today - timedelta(days=n) for n in range(DAYS + 1)])
         # One request each: spread over the last DAYS days, 1 in 50 unpriced, 1 in 200 failed.
         # End user u = g mod U works in project u mod P and uses 3 features; 1 in 10 untagged.
         u, p, f = shape.end_users, shape.projects, shape.features

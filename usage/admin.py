@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from audit.admin import AuditedAdminMixin
-from usage.models import DailyUsage, ModelAlias, Price, SyncRun, UsageRecord
+from usage.models import DailyUsage, ModelAlias, Price, RawHistoryPrune, SyncRun, UsageRecord
 from usage.pricing import LONG_CONTEXT_FIELDS
 from usage.services.rollup import rollup_rebuild
 
@@ -47,6 +47,22 @@ class DailyUsageAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(RawHistoryPrune)
+class RawHistoryPruneAdmin(admin.ModelAdmin):
+    """The log of RAW_RETENTION_DAYS removals (usage.services.history): read only."""
+
+    list_display = ["before", "pruned_at", "months", "records"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the newest row is where ingestion starts refusing old events
 
 
 @admin.register(SyncRun)

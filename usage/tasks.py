@@ -70,3 +70,16 @@ def run_inline() -> bool:
     # django-q2 reads Q_CLUSTER once at import; reading it per call lets tests and one-off
     # scripts switch to sync mode with an ordinary settings override.
     return bool(settings.Q_CLUSTER.get("sync", False))
+
+
+def raw_history_maintain() -> str:
+    """Scheduled daily: make the coming months' partitions, then apply RAW_RETENTION_DAYS."""
+    from usage.services.history import partitions_create_ahead, raw_history_prune
+
+    made = partitions_create_ahead()
+    pruned = raw_history_prune()
+    gone = f"; records before {pruned.before:%Y-%m-%d} removed" if pruned.before else ""
+    return (
+        f"{len(made)} partitions made, {pruned.months} dropped, "
+        f"{pruned.records} records and {pruned.keys} request keys deleted{gone}"
+    )

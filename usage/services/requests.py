@@ -26,6 +26,7 @@ from usage.extraction import RequestUsage
 from usage.models import Granularity, RecordStatus, RequestKey, Source, UsageRecord
 from usage.pricing import Costing, costing_for
 from usage.pricing import Price as PriceRule
+from usage.services.history import history_refusal, partitions_ensure
 from usage.services.prices import PriceBook
 from usage.services.rollup import (
     ROLLUP_READS,
@@ -427,6 +428,14 @@ def request_events_record(
             )
         except ValueError as exc:
             rejected[event.request_id] = str(exc)
+    start = history_refusal(times=[row["bucket_start"] for row in rows])
+    if start is not None:
+        for row in [row for row in rows if row["bucket_start"] < start]:
+            rows.remove(row)
+            rejected[row["request_id"]] = (
+                f"occurred_at: before {start:%Y-%m-%d}, where the raw history now starts "
+                "(RAW_RETENTION_DAYS); it can no longer be checked for a duplicate"
+            )
     # One order for every batch: two batches inserting overlapping request ids in different
     # orders would otherwise wait on each other's rows and deadlock on PostgreSQL.
     rows.sort(key=lambda row: row["natural_key"])
@@ -436,6 +445,7 @@ def request_events_record(
             raise IngestKeyInactive()
         inserted: set[str] = set()
     elif connection.vendor == "postgresql":
+        partitions_ensure(months={row["bucket_start"] for row in rows})
         inserted = _insert_and_roll_up_postgresql(
             rows, check_key, durable=durable, budget_periods=budget_periods
         )

@@ -169,14 +169,16 @@ def test_it_updates_one_row_when_the_same_natural_key_arrives_again():
 def test_it_enforces_the_natural_key_in_the_database():
     from django.db import IntegrityError, transaction
 
+    from usage.models import RequestKey
+
     account = AccountFactory()
     fields = dict(
         account=account,
         provider_id=account.provider_id,
-        natural_key="req:dup",
+        natural_key="day:2026-11-03|gpt-4o|gpt-4o",
         bucket_start=datetime(2026, 11, 3, tzinfo=UTC),
-        granularity=Granularity.EVENT,
-        source=Source.ESTIMATED,
+        granularity=Granularity.DAY,
+        source=Source.OFFICIAL,
     )
     UsageRecord.objects.create(**fields)
     with pytest.raises(IntegrityError), transaction.atomic():
@@ -184,6 +186,12 @@ def test_it_enforces_the_natural_key_in_the_database():
     # The same key under another account is a different thing.
     UsageRecord.objects.create(**{**fields, "account": AccountFactory()})
     assert UsageRecord.objects.count() == 2
+    # A request's key is unique in RequestKey (records are partitioned by month on
+    # PostgreSQL, where a unique index over them would have to include the month).
+    key = dict(account=account, natural_key="req:dup", bucket_start=fields["bucket_start"])
+    RequestKey.objects.create(**key)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RequestKey.objects.create(**{**key, "bucket_start": datetime(2026, 12, 3, tzinfo=UTC)})
 
 
 def test_it_formats_money_for_display_without_hiding_tiny_amounts():

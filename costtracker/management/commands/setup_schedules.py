@@ -13,6 +13,8 @@ SCHEDULES = [
     ("alerts-evaluate-all", "alerts.tasks.evaluate_all", lambda: 15),
     # A safety net: each change in spend schedules its own run of evaluate_due (alerts.services).
     ("alerts-evaluate-due", "alerts.tasks.evaluate_due", lambda: 1),
+    # Next months' partitions (PostgreSQL) and RAW_RETENTION_DAYS (usage.services.history).
+    ("usage-history", "usage.tasks.raw_history_maintain", lambda: 24 * 60),
     # /readyz's proof that a cluster runs tasks (costtracker.health).
     ("cluster-heartbeat", "costtracker.tasks.cluster_heartbeat", lambda: 1),
 ]

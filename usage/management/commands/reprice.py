@@ -4,6 +4,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
+from usage.selectors import raw_history_missing
 from usage.services.prices import reprice_estimated
 
 
@@ -23,3 +24,11 @@ class Command(BaseCommand):
             raise CommandError("--since must be a date like 2026-11-01") from exc
         changed = reprice_estimated(since=day)
         self.stdout.write(self.style.SUCCESS(f"Re-priced {changed} estimated record(s)."))
+        kept_from = raw_history_missing(start=day)
+        if kept_from is not None:
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Per-request records before {kept_from} were removed (RAW_RETENTION_DAYS): "
+                    "those days keep the prices they were recorded with."
+                )
+            )
