@@ -1,8 +1,9 @@
 """Pages, exports and APIs say when a range starts before the raw history (issue 14).
 
 RAW_RETENTION_DAYS removes estimated (per-request) records a month at a time; the roll-ups,
-official and manual rows stay. Here a removal is set up as the pruning leaves it: a
-RawHistoryPrune row and no estimated records before its `before`, their roll-up kept.
+official and manual rows stay. Here the real removal runs (usage.services.history; on
+PostgreSQL it drops August's partition): 60 days before 20 Nov 2026 is 21 Sep, so the raw
+history starts on 1 Sep 2026.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from providers.tests.factories import AccountFactory, provider
 from usage.extraction import RequestUsage
 from usage.models import DailyUsage, RawHistoryPrune, Source, UsageRecord
 from usage.raw_history import raw_history_notice
+from usage.services.history import raw_history_prune
 from usage.services.records import manual_entry_create, usage_lines_replace_window
 from usage.services.requests import RequestEvent, request_events_record
 
@@ -37,7 +39,7 @@ NOTICE = 'data-testid="raw-history-notice"'
 
 @pytest.fixture(autouse=True)
 def _frozen(settings):
-    settings.RAW_RETENTION_DAYS = 400
+    settings.RAW_RETENTION_DAYS = 60
     with time_machine.travel(NOW, tick=False):
         yield
 
@@ -90,11 +92,11 @@ def spend():
 
 
 def _prune() -> None:
-    """What the pruning leaves: the log row, no estimated records before the cut, roll-ups."""
-    removed, _ = UsageRecord.objects.filter(source=Source.ESTIMATED, bucket_start__lt=CUT).delete()
-    assert removed == 1
+    """Remove August's per-request records as the daily task does; their roll-up stays."""
+    assert raw_history_prune().before == CUT
+    assert not UsageRecord.objects.filter(source=Source.ESTIMATED, bucket_start__lt=CUT).exists()
     assert DailyUsage.objects.filter(day__lt=CUT.date(), source=Source.ESTIMATED).exists()
-    RawHistoryPrune.objects.create(before=CUT, months=1, records=removed)
+    assert RawHistoryPrune.objects.get().before == CUT
 
 
 def _text(response) -> str:
@@ -117,7 +119,7 @@ def test_it_decides_from_the_first_kept_day_and_the_source():
     notice = raw_history_notice(start=date(2026, 8, 31))
     assert (notice.first_kept, notice.retention_days, notice.iso) == (
         date(2026, 9, 1),
-        400,
+        60,
         "2026-09-01",
     )
     assert raw_history_notice(start=date(2026, 9, 1)) is None  # starts on the first kept day
@@ -140,7 +142,7 @@ def test_it_tells_a_90_day_dashboard_its_older_requests_are_gone_but_totals_are_
     assert response.status_code == 200
     assert html.count(NOTICE) == 1
     assert "Per-request records before 1 Sep 2026 were removed" in html
-    assert "were removed after 400 days ( RAW_RETENTION_DAYS )" in _text(response)
+    assert "were removed after 60 days ( RAW_RETENTION_DAYS )" in _text(response)
     assert "come from the daily roll-ups and are complete" in html
     assert "start on 1 Sep 2026" in html
     assert response[HEADER] == "2026-09-01"
