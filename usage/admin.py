@@ -1,13 +1,48 @@
+from django import forms
 from django.contrib import admin
 
 from audit.admin import AuditedAdminMixin
-from usage.models import DailyUsage, ModelAlias, Price, RawHistoryPrune, SyncRun, UsageRecord
+from usage.models import (
+    DailyUsage,
+    ModelAlias,
+    Price,
+    RawHistoryPrune,
+    Source,
+    SyncRun,
+    UsageRecord,
+)
 from usage.pricing import LONG_CONTEXT_FIELDS
+from usage.selectors import raw_history_missing
 from usage.services.rollup import rollup_rebuild
+
+
+class UsageRecordForm(forms.ModelForm):
+    class Meta:
+        model = UsageRecord
+        # Every editable field, as the admin's own form had (natural_key is read-only there).
+        fields = [
+            f.name
+            for f in UsageRecord._meta.concrete_fields
+            if f.editable and not f.primary_key and f.name != "natural_key"
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        at, source = cleaned.get("bucket_start"), cleaned.get("source")
+        kept_from = at and source == Source.ESTIMATED and raw_history_missing(start=at.date())
+        if kept_from:
+            # Its day's estimated roll-up is rebuilt from records, which are gone before it.
+            self.add_error(
+                "bucket_start",
+                f"Per-request records before {kept_from} were removed (RAW_RETENTION_DAYS); "
+                "an estimated record cannot be added or moved there.",
+            )
+        return cleaned
 
 
 @admin.register(UsageRecord)
 class UsageRecordAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    form = UsageRecordForm
     list_display = ["bucket_start", "account", "model", "source", "status", "cost", "request_count"]
     list_filter = ["source", "status", "provider"]
     search_fields = ["model", "request_id", "description", "account__name"]

@@ -63,7 +63,10 @@ class UsageRecord(models.Model):
     On PostgreSQL the table is partitioned (migration 0012, usage/services/history.py): by
     source, then estimated (per-request) records by month of `bucket_start`, so a month of
     raw history is dropped as a whole partition. A unique index there must include the
-    partition key, which is why requests are deduplicated in RequestKey instead.
+    partition key, which is why requests are deduplicated in RequestKey instead. The same rule
+    means: no foreign key to this model (`id` alone is not unique there), no unique index
+    without `source` and `bucket_start`, no concurrent index builds on the parent. And a day
+    before the raw history cannot be rebuilt from records (rollup_rebuild refuses it).
     """
 
     # No single-column FK indexes: the composite indexes below lead with these columns, and
@@ -187,14 +190,19 @@ class RawHistoryPrune(models.Model):
 
     The newest `before` is where the raw history starts: pages and exports of an earlier
     range say their per-request detail is gone (the roll-ups, official and manual rows stay),
-    and ingestion refuses events before it, whose roll-ups could no longer be checked for
-    duplicates.
+    and recording refuses events before it, in the recording statement itself: their keys
+    are gone, so a resent one could not be told from the original its roll-up still counts.
+    It is written before anything is removed (usage.services.history.raw_history_prune).
     """
 
     before = models.DateTimeField(help_text="Records before this instant were removed.")
     pruned_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Empty while the removal is under way (or was cut off)."
+    )
     months = models.PositiveIntegerField(default=0, help_text="Monthly partitions dropped.")
-    records = models.BigIntegerField(default=0, help_text="Records removed (SQLite).")
+    records = models.BigIntegerField(default=0, help_text="Records deleted one by one.")
+    keys = models.BigIntegerField(default=0, help_text="Request keys deleted.")
 
     class Meta:
         ordering = ["-before"]

@@ -38,13 +38,22 @@ class Migration(migrations.Migration):
                 ),
                 ("pruned_at", models.DateTimeField(auto_now_add=True)),
                 (
+                    "completed_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="Empty while the removal is under way (or was cut off).",
+                        null=True,
+                    ),
+                ),
+                (
                     "months",
                     models.PositiveIntegerField(default=0, help_text="Monthly partitions dropped."),
                 ),
                 (
                     "records",
-                    models.BigIntegerField(default=0, help_text="Records removed (SQLite)."),
+                    models.BigIntegerField(default=0, help_text="Records deleted one by one."),
                 ),
+                ("keys", models.BigIntegerField(default=0, help_text="Request keys deleted.")),
             ],
             options={"ordering": ["-before"]},
         ),

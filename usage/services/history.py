@@ -1,10 +1,11 @@
 """Raw history: the monthly partitions of per-request records, and RAW_RETENTION_DAYS.
 
 On PostgreSQL, estimated (per-request) records live in one partition per UTC month (migration
-0012 draws the layout). The months ahead are made by the daily `usage-history` task; a write
-into a month nobody made yet makes it first (`partitions_ensure`), and a row that still finds
-no month (a path that bypassed it) waits in the default partition until its month is made.
-Removing raw history drops whole months: one `DROP TABLE` each, however many rows.
+0012 draws the layout). This month and the next ones are made ahead by the daily
+`usage-history` task. Recording never makes a table (DDL waits for locks, and a billed call
+must not): a row for a month with no table yet (a backfill) waits in the default partition
+until the next daily run gives it its month. Removing raw history drops whole months: one
+`DROP TABLE` each, however many rows.
 
 On SQLite there is one table: retention deletes rows, by the same whole-month rule.
 
@@ -14,14 +15,16 @@ and chart stays as it was; a RawHistoryPrune row says where the raw history now 
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg.errors import LockNotAvailable
 
 from usage.models import RawHistoryPrune, RequestKey, Source, UsageRecord
 
@@ -30,14 +33,15 @@ ESTIMATED = f"{TABLE}_estimated"
 ESTIMATED_DEFAULT = f"{ESTIMATED}_default"
 # Serialises the making and dropping of partitions across processes and nodes.
 _LOCK = 0x5EC0_0001
-# A partition change waits at most this long for the tables' locks (a long export, say)
-# instead of queueing every insert behind it; the next run or the next write tries again.
-_LOCK_TIMEOUT = "5s"
-
-# The months this process knows have a partition (PostgreSQL): the check before a write is a
-# set lookup. A month dropped elsewhere stays listed, harmlessly: a row for it lands in the
-# default partition, and writes before the raw history are refused anyway (history_refusal).
-_known_months: set[date] | None = None
+# Making or dropping a month needs a lock that every insert of every month queues behind once
+# it is asked for. So it is asked for briefly, and again a little later, rather than let one
+# long reader (an export, pg_dump) stall all ingestion behind the waiting request.
+_LOCK_TIMEOUT = "200ms"
+_ATTEMPTS = 30
+_RETRY_SECONDS = 2.0
+# Older rows (a backfill: events may go back to 2000) stay in the default partition, so that
+# one batch cannot make hundreds of tables that every query by id then probes.
+MONTHS_BACK_WITH_OWN_TABLE = 24
 
 
 def month_start(day: date) -> date:
@@ -82,23 +86,19 @@ def partition_months() -> dict[date, str]:
 
 def partitions_ensure(*, months: Iterable[date]) -> list[str]:
     """Make the monthly partitions of `months` (any day in each) that do not exist yet;
-    return the names made. PostgreSQL only; safe to call from several nodes at once.
+    return the names made. PostgreSQL only; safe to run on several nodes at once.
 
-    Rows of such a month already waiting in the default partition move into it. The new
-    table is attached rather than created as a partition: attaching takes a lock that lets
-    inserts and reads of the other months go on.
+    Rows of such a month waiting in the default partition move into it. The new table is
+    attached rather than created as a partition: attaching lets inserts into the other
+    months go on. Never called while recording: a write never waits for a table to be made.
     """
     if not partitioned():
         return []
     wanted = {month_start(m) for m in months}
-    if _known_months is not None and wanted <= _known_months:
-        return []
-    made = []
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
-        cursor.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
-        existing = partition_months()
-        for month in sorted(wanted - existing.keys()):
+
+    def make(cursor) -> list[str]:
+        made = []
+        for month in sorted(wanted - partition_months().keys()):
             name = month_partition_name(month)
             low, high = _midnight(month), _midnight(month_after(month))
             cursor.execute(
@@ -116,38 +116,55 @@ def partitions_ensure(*, months: Iterable[date]) -> list[str]:
                 [low, high],
             )
             made.append(name)
-        known = set(existing) | wanted
-    transaction.on_commit(lambda: _remember(known))
-    return made
+        return made
+
+    return _with_partition_lock(make)
 
 
-def _remember(months: set[date]) -> None:
-    global _known_months
-    _known_months = (_known_months or set()) | months
+def _with_partition_lock(step):
+    """Run `step(cursor)` in a transaction of its own holding the partition lock, waiting at
+    most _LOCK_TIMEOUT for each table lock, and try again later when one was not granted.
 
-
-def partitions_forget() -> None:
-    """Forget the months this process knows (tests, and after partitions were dropped)."""
-    global _known_months
-    _known_months = None
+    Inside a caller's transaction (tests) it runs once as it is: a lock timeout set there
+    would last until that transaction's end, and a failed try could not be taken back.
+    """
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
+            return step(cursor)
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
+                cursor.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+                return step(cursor)
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, LockNotAvailable) or attempt == _ATTEMPTS:
+                raise
+        time.sleep(_RETRY_SECONDS * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
 
 
 def partitions_create_ahead(*, now: datetime | None = None) -> list[str]:
-    """Make this month's partition and RAW_PARTITIONS_AHEAD more, so that live writes never
-    make one; and give a month to any row waiting in the default partition."""
+    """Make this month's partition and RAW_PARTITIONS_AHEAD more, so that live writes find
+    theirs; and give their month to rows waiting in the default partition, back to
+    MONTHS_BACK_WITH_OWN_TABLE months ago."""
     if not partitioned():
         return []
     today = (now or timezone.now()).astimezone(UTC).date()
     months = [month_start(today)]
     for _ in range(settings.RAW_PARTITIONS_AHEAD):
         months.append(month_after(months[-1]))
+    floor = months[0]
+    for _ in range(MONTHS_BACK_WITH_OWN_TABLE):
+        floor = month_start(floor - timedelta(days=1))
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT DISTINCT date_trunc('month', bucket_start AT TIME ZONE 'UTC')::date "
-            f"FROM {ESTIMATED_DEFAULT}"
+            f"FROM {ESTIMATED_DEFAULT} WHERE bucket_start >= %s",
+            [_midnight(floor)],
         )
         months += [row[0] for row in cursor.fetchall()]
-    partitions_forget()  # read the catalog again: another node may have dropped some
     return partitions_ensure(months=months)
 
 
@@ -164,37 +181,67 @@ def raw_history_cutoff(*, now: datetime | None = None) -> datetime | None:
 
 @dataclass(frozen=True)
 class PruneResult:
-    before: datetime | None  # records before this were removed (None: retention is off)
+    before: datetime | None  # the raw history starts here (None: retention is off)
     months: int  # monthly partitions dropped (PostgreSQL)
     records: int  # rows deleted one by one (SQLite; PostgreSQL's default partition)
     keys: int  # request keys deleted (after the records: not in drop_seconds)
-    drop_seconds: float  # time spent removing records, keys not included
+    drop_seconds: float  # time spent removing the records
 
 
 def raw_history_prune(*, now: datetime | None = None) -> PruneResult:
     """Remove the estimated records before the retention cutoff, and their request keys.
 
-    Running it again removes nothing more. Afterwards, events before the cutoff are refused
-    at ingestion (history_refusal): their keys are gone, so a resent one could not be told
-    from a new one, and its roll-up, which stays, would count it twice.
+    The start of the raw history moves first, in a transaction of its own: from its commit on
+    no write adds a record or key before it (the recording statement reads it), so none can
+    slip in between the removal of a record and of its key and be counted twice. Then the
+    records go, then their keys. An interrupted run is finished by the next; a run with
+    nothing new to remove does nothing.
     """
     before = raw_history_cutoff(now=now)
     if before is None:
         return PruneResult(before=None, months=0, records=0, keys=0, drop_seconds=0.0)
+    prune = _raw_history_start_move(before)
+    if prune is None:
+        return PruneResult(before=before, months=0, records=0, keys=0, drop_seconds=0.0)
     started = time.perf_counter()
-    months, records = _records_remove(before)
+    months, records = _records_remove(prune.before)
     drop_seconds = time.perf_counter() - started
     # One statement: batches would each scan past the dead rows of the ones before. It
-    # locks only the keys it deletes, and no write wants those: events before `before`
-    # are refused from now on.
+    # locks only the keys it deletes, which no write can want any more.
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {RequestKey._meta.db_table} WHERE bucket_start < %s", [before])
+        cursor.execute(
+            f"DELETE FROM {RequestKey._meta.db_table} WHERE bucket_start < %s", [prune.before]
+        )
         keys = cursor.rowcount
-    if months or records or keys:
-        RawHistoryPrune.objects.create(before=before, months=months, records=records)
-    return PruneResult(
-        before=before, months=months, records=records, keys=keys, drop_seconds=drop_seconds
+    RawHistoryPrune.objects.filter(pk=prune.pk).update(
+        months=months, records=records, keys=keys, completed_at=timezone.now()
     )
+    return PruneResult(
+        before=prune.before, months=months, records=records, keys=keys, drop_seconds=drop_seconds
+    )
+
+
+def _raw_history_start_move(before: datetime) -> RawHistoryPrune | None:
+    """Make `before` the start of the raw history, unless it is already there or later;
+    return the removal to do now (this one, or one an interrupted run left), or None."""
+    table = RawHistoryPrune._meta.db_table
+
+    def move(cursor) -> RawHistoryPrune | None:
+        if partitioned():
+            # Waits for the recording statements under way (each reads this table) and holds
+            # new ones for the moment to commit: after it, none works with the old start.
+            # SQLite has one writer at a time, and records read the start inside their
+            # transaction (usage.services.requests).
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        latest = RawHistoryPrune.objects.order_by("-before").first()
+        if latest is None or latest.before < before:
+            return RawHistoryPrune.objects.create(before=before)
+        return latest if latest.completed_at is None else None
+
+    if partitioned():
+        return _with_partition_lock(move)
+    with transaction.atomic(), connection.cursor() as cursor:
+        return move(cursor)
 
 
 def _records_remove(before: datetime) -> tuple[int, int]:
@@ -203,19 +250,17 @@ def _records_remove(before: datetime) -> tuple[int, int]:
     if not partitioned():
         deleted, _ = UsageRecord.objects.filter(source=source, bucket_start__lt=before).delete()
         return 0, deleted
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK])
-        cursor.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
+
+    def remove(cursor) -> tuple[int, int]:
         first_kept = before.astimezone(UTC).date()
-        gone = [
-            name for month, name in partition_months().items() if month_after(month) <= first_kept
-        ]
+        months = partition_months()
+        gone = [name for month, name in months.items() if month_after(month) <= first_kept]
         for name in gone:
             cursor.execute(f"DROP TABLE {name}")
         cursor.execute(f"DELETE FROM {ESTIMATED_DEFAULT} WHERE bucket_start < %s", [before])
-        records = cursor.rowcount
-    transaction.on_commit(partitions_forget)
-    return len(gone), records
+        return len(gone), cursor.rowcount
+
+    return _with_partition_lock(remove)
 
 
 def history_refusal(*, times: Iterable[datetime]) -> datetime | None:

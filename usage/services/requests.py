@@ -23,10 +23,17 @@ from costtracker.db import Statement, fetch_prepared, pg_array_literal
 from providers.models import IngestKey, ProviderAccount
 from usage import bounds
 from usage.extraction import RequestUsage
-from usage.models import Granularity, RecordStatus, RequestKey, Source, UsageRecord
+from usage.models import (
+    Granularity,
+    RawHistoryPrune,
+    RecordStatus,
+    RequestKey,
+    Source,
+    UsageRecord,
+)
 from usage.pricing import Costing, costing_for
 from usage.pricing import Price as PriceRule
-from usage.services.history import history_refusal, partitions_ensure
+from usage.services.history import history_refusal
 from usage.services.prices import PriceBook
 from usage.services.rollup import (
     ROLLUP_READS,
@@ -300,7 +307,9 @@ def _insert_and_roll_up_sql(alias: str) -> Statement:
         f"bucket_start) SELECT %({_SLOT['account_id']})s::bigint, natural_key, bucket_start "
         f"FROM unnest(%({_SLOT['natural_key']})s::{cast(nk)}[], "
         f"%({_SLOT['bucket_start']})s::timestamptz[]) AS k(natural_key, bucket_start) "
-        "WHERE (SELECT ok FROM ok) ORDER BY natural_key "
+        # Nothing before the raw history: its keys are gone (usage.services.history).
+        "WHERE (SELECT ok FROM ok) AND bucket_start >= coalesce((SELECT max(before) "
+        f"FROM {RawHistoryPrune._meta.db_table}), '-infinity') ORDER BY natural_key "
         "ON CONFLICT DO NOTHING RETURNING natural_key), "
         f"ins AS (INSERT INTO {table} ({columns}) SELECT {values} "
         f"FROM unnest({arrays}) AS x({names}) "
@@ -428,14 +437,6 @@ def request_events_record(
             )
         except ValueError as exc:
             rejected[event.request_id] = str(exc)
-    start = history_refusal(times=[row["bucket_start"] for row in rows])
-    if start is not None:
-        for row in [row for row in rows if row["bucket_start"] < start]:
-            rows.remove(row)
-            rejected[row["request_id"]] = (
-                f"occurred_at: before {start:%Y-%m-%d}, where the raw history now starts "
-                "(RAW_RETENTION_DAYS); it can no longer be checked for a duplicate"
-            )
     # One order for every batch: two batches inserting overlapping request ids in different
     # orders would otherwise wait on each other's rows and deadlock on PostgreSQL.
     rows.sort(key=lambda row: row["natural_key"])
@@ -445,14 +446,17 @@ def request_events_record(
             raise IngestKeyInactive()
         inserted: set[str] = set()
     elif connection.vendor == "postgresql":
-        partitions_ensure(months={row["bucket_start"] for row in rows})
+        # The statement itself skips events before the raw history; here they get a reason.
         inserted = _insert_and_roll_up_postgresql(
             rows, check_key, durable=durable, budget_periods=budget_periods
         )
+        _before_raw_history([r for r in rows if r["natural_key"] not in inserted], rejected)
     else:
         with transaction.atomic():
             if check_key is not None and not _ingest_key_active(check_key):
                 raise IngestKeyInactive()
+            # Read inside the write: SQLite has one writer, so no prune moves it meanwhile.
+            rows = _before_raw_history(rows, rejected)
             inserted = _insert_new(rows)
             new = [r for r in rows if r["natural_key"] in inserted]
             # rollup_add reads attributes; a namespace is all it needs, no model instances.
@@ -470,6 +474,20 @@ def request_events_record(
         )
         for e in events
     }
+
+
+def _before_raw_history(rows: list[dict], rejected: dict[str, str]) -> list[dict]:
+    """Put the rows from before the raw history into `rejected`; return the others."""
+    start = history_refusal(times=[row["bucket_start"] for row in rows])
+    if start is None:
+        return rows
+    for row in rows:
+        if row["bucket_start"] < start:
+            rejected[row["request_id"]] = (
+                f"occurred_at: before {start:%Y-%m-%d}, where the raw history now starts "
+                "(RAW_RETENTION_DAYS); it can no longer be checked for a duplicate"
+            )
+    return [row for row in rows if row["bucket_start"] >= start]
 
 
 @cache

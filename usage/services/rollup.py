@@ -262,6 +262,8 @@ def rollup_rebuild(
     days = sorted(set(days))
     if not days:
         return
+    if source == Source.ESTIMATED:
+        _raw_history_check(days[0])
     ops, vendor = connection.ops, connection.vendor
     where = (
         "WHERE account_id = %s AND source = %s AND bucket_start >= %s AND bucket_start < %s "
@@ -284,6 +286,22 @@ def rollup_rebuild(
         # New official figures (or none left) change the flag of that day's estimated rows.
         rollup_mark_superseded(account_id=account_id, days=days, rollups=rollups)
     spend_changed(account_ids=[account_id])
+
+
+class RawHistoryGone(ValueError):
+    """A roll-up of estimated spend was to be rebuilt for a day whose records were removed
+    (RAW_RETENTION_DAYS): the rebuild would replace its totals with nothing."""
+
+
+def _raw_history_check(day: date) -> None:
+    from usage.selectors import raw_history_missing
+
+    kept_from = raw_history_missing(start=day)
+    if kept_from is not None:
+        raise RawHistoryGone(
+            f"per-request records before {kept_from} were removed (RAW_RETENTION_DAYS): "
+            f"the estimated totals of {day} can no longer be rebuilt from them"
+        )
 
 
 def rollup_mark_superseded(

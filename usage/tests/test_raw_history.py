@@ -43,13 +43,6 @@ postgresql_only = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def _fresh_month_cache():
-    history.partitions_forget()
-    yield
-    history.partitions_forget()
-
-
 @pytest.fixture
 def account():
     Price.objects.create(
@@ -87,7 +80,7 @@ def at(year: int, month: int, day: int = 10) -> datetime:
 def test_it_files_each_request_under_its_month_and_synced_and_manual_rows_apart(account):
     with time_machine.travel("2026-12-06 12:00Z", tick=False):
         assert send(account, "a", at(2026, 12)) == "created"
-        assert send(account, "b", at(2026, 3)) == "created"  # no partition yet: made now
+        assert send(account, "b", at(2026, 3)) == "created"  # March has no table yet
         usage_lines_replace_window(
             account=account,
             start=date(2026, 12, 1),
@@ -100,6 +93,11 @@ def test_it_files_each_request_under_its_month_and_synced_and_manual_rows_apart(
     record = {r.request_id: r.pk for r in UsageRecord.objects.filter(source=Source.ESTIMATED)}
     official = UsageRecord.objects.get(source=Source.OFFICIAL)
     assert partition_of(record["a"]) == "usage_usagerecord_y2026m12"
+    # Recording never makes a table (it would wait for locks): March's request waits in the
+    # default partition until the daily task gives it its month.
+    assert partition_of(record["b"]) == "usage_usagerecord_estimated_default"
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        assert "usage_usagerecord_y2026m03" in history.partitions_create_ahead()
     assert partition_of(record["b"]) == "usage_usagerecord_y2026m03"
     assert partition_of(official.pk) == "usage_usagerecord_settled"
     assert partition_of(manual.pk) == "usage_usagerecord_settled"
@@ -107,15 +105,15 @@ def test_it_files_each_request_under_its_month_and_synced_and_manual_rows_apart(
 
 
 @postgresql_only
-def test_it_gives_a_row_that_bypassed_the_partition_check_its_month_later(account):
-    # A write that skips request_events_record (the admin, a script) lands in the default
-    # partition when its month has no table yet; the daily task moves it into its month.
+def test_it_gives_a_row_of_a_month_without_a_table_its_month_later(account):
+    # Any write (here the ORM, as the admin does) of a month with no table yet lands in the
+    # default partition; the daily task moves it into its month.
     record = UsageRecord.objects.create(
         account=account,
         provider=account.provider,
         natural_key="req:x",
         request_id="x",
-        bucket_start=at(2024, 5),
+        bucket_start=at(2025, 5),
         granularity="event",
         source=Source.ESTIMATED,
         cost=EVENT_COST,
@@ -124,12 +122,12 @@ def test_it_gives_a_row_that_bypassed_the_partition_check_its_month_later(accoun
     with time_machine.travel("2026-12-06 12:00Z", tick=False):
         made = history.partitions_create_ahead()
         assert history.partitions_create_ahead() == []  # a second run has nothing to do
-    assert "usage_usagerecord_y2024m05" in made
+    assert "usage_usagerecord_y2025m05" in made
     # This month and the three after it (RAW_PARTITIONS_AHEAD) exist too.
     assert {date(2026, 12, 1), date(2027, 1, 1), date(2027, 2, 1), date(2027, 3, 1)} <= set(
         history.partition_months()
     )
-    assert partition_of(record.pk) == "usage_usagerecord_y2024m05"
+    assert partition_of(record.pk) == "usage_usagerecord_y2025m05"
     assert UsageRecord.objects.get(pk=record.pk).cost == EVENT_COST
 
 
@@ -146,7 +144,8 @@ def test_it_counts_a_request_once_even_when_resent_in_another_month(account):
 
 
 def _history(account) -> None:
-    """Requests in Aug, Sep, Oct and Dec 2026, one official and one manual row in August."""
+    """Requests in Aug, Sep, Oct and Dec 2026, one official and one manual row in August,
+    each month's requests in its own table on PostgreSQL."""
     with time_machine.travel("2026-12-06 12:00Z", tick=False):
         for month in (8, 9, 10, 12):
             assert send(account, f"r{month}", at(2026, month)) == "created"
@@ -159,6 +158,7 @@ def _history(account) -> None:
             ],
         )
         manual_entry_write(account=account, day=date(2026, 8, 3), cost=D("2"))
+        history.partitions_create_ahead()  # the daily task: each month its table (PostgreSQL)
 
 
 @override_settings(RAW_RETENTION_DAYS=70)
@@ -318,32 +318,32 @@ def test_it_moves_existing_records_into_partitions_and_back_with_nothing_lost():
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_it_makes_a_month_once_when_two_writers_need_it_at_the_same_time(account):
+def test_it_makes_a_month_once_when_two_nodes_make_it_at_the_same_time(account):
     import threading
 
     barrier, made, errors = threading.Barrier(4), [], []
 
-    def writer(n: int) -> None:
+    def node() -> None:
         try:
             barrier.wait()
             made.extend(history.partitions_ensure(months=[date(2023, 4, 9)]))
-            assert send(account, f"w{n}", at(2023, 4)) == "created"
         except Exception as exc:  # reported below: an assert in a thread fails nothing
             errors.append(exc)
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=node) for _ in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=30)
     assert errors == []
-    assert made == ["usage_usagerecord_y2023m04"]  # one writer made it; the others waited
-    assert UsageRecord.objects.filter(bucket_start__year=2023).count() == 4
-    assert {partition_of(pk) for pk in UsageRecord.objects.values_list("pk", flat=True)} == {
+    assert made == ["usage_usagerecord_y2023m04"]  # one made it; the others found it made
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        assert send(account, "april", at(2023, 4)) == "created"
+    assert partition_of(UsageRecord.objects.get(request_id="april").pk) == (
         "usage_usagerecord_y2023m04"
-    }
+    )
 
 
 @override_settings(RAW_RETENTION_DAYS=70)
@@ -383,3 +383,186 @@ def test_the_admin_lists_removals_and_lets_no_one_edit_them(admin_client):
     response = admin_client.get("/admin/usage/rawhistoryprune/")
     assert response.status_code == 200 and b"Sept. 1, 2026" in response.content
     assert admin_client.get("/admin/usage/rawhistoryprune/add/").status_code == 403
+
+
+@postgresql_only
+def test_it_makes_no_table_while_recording_and_none_for_a_backfill_of_long_ago(account):
+    # One batch of 300 months back to 2001: recording makes nothing; the daily task gives
+    # their tables only to the last MONTHS_BACK_WITH_OWN_TABLE (24) months, so a backfill of
+    # long ago cannot leave hundreds of tables for every query by id to probe.
+    usage = RequestUsage(model="gpt-4o", input_tokens=1000, output_tokens=100, request_count=1)
+    events = [
+        RequestEvent(request_id=f"b{n}", usage=usage, occurred_at=at(2001 + n // 12, n % 12 + 1))
+        for n in range(300)  # January 2001 to December 2025
+    ]
+    before = set(history.partition_months())
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        assert set(request_events_record(account=account, events=events).values()) == {"created"}
+        assert set(history.partition_months()) == before
+        history.partitions_create_ahead()
+    months = set(history.partition_months()) - before
+    # December 2024 to December 2025 (13 months: 24 back from December 2026 is December 2024)
+    # get their own, plus this month and the three ahead if they were not there yet.
+    assert {m for m in months if m.year < 2026} == {date(2024, 12, 1)} | {
+        date(2025, m, 1) for m in range(1, 13)
+    }
+    assert UsageRecord.objects.filter(bucket_start__year__lt=2024).count() == 276  # 23 years
+    assert partition_of(UsageRecord.objects.get(request_id="b0").pk) == (
+        "usage_usagerecord_estimated_default"
+    )
+
+
+@postgresql_only
+def test_it_leaves_the_callers_lock_timeout_alone(account):
+    from django.db import transaction
+
+    with transaction.atomic():
+        history.partitions_ensure(months=[date(2022, 2, 1)])
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW lock_timeout")
+            assert cursor.fetchone()[0] == "0"
+
+
+@postgresql_only
+@override_settings(RAW_RETENTION_DAYS=70)
+def test_the_recording_statement_itself_refuses_what_is_before_the_raw_history(
+    account, monkeypatch
+):
+    # The check that gives the reason runs after the statement on PostgreSQL; what keeps the
+    # event out is the statement, which reads the raw history's start as it inserts.
+    from usage.services import requests as recording
+
+    _history(account)
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        history.raw_history_prune()
+        monkeypatch.setattr(recording, "history_refusal", lambda times: None)
+        assert send(account, "r8", at(2026, 8)) == "duplicate"  # not stored, whatever it says
+    assert not UsageRecord.objects.filter(request_id="r8").exists()
+    assert DailyUsage.objects.get(account=account, day=date(2026, 8, 10)).cost == EVENT_COST
+
+
+def _hold(sql: str):
+    """Another connection in an open transaction that ran `sql` (a long reader, a slow
+    delete); roll it back with .rollback() and .close()."""
+    from django.db import connections
+
+    holder = connections.create_connection("default")
+    holder.set_autocommit(False)
+    with holder.cursor() as cursor:
+        cursor.execute(sql)
+    return holder
+
+
+def _in_thread(out: dict, name: str, fn):
+    import threading
+
+    def run():
+        try:
+            out[name] = fn()
+        except Exception as exc:  # the test asserts on it: an exception in a thread fails nothing
+            out[name] = repr(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+@override_settings(RAW_RETENTION_DAYS=70)
+def test_a_resend_while_the_prune_deletes_keys_is_refused_and_counted_once(account):
+    # The prune moves the raw history's start before it removes anything; a resend of a
+    # pruned request that arrives while the keys are being deleted finds the new start in
+    # its own statement. (A transaction holding one old key stands in for a long DELETE.)
+    import time
+
+    traveller = time_machine.travel("2026-12-06 12:00Z", tick=False)
+    traveller.start()
+    try:
+        _history(account)
+        assert send(account, "z-old", at(2026, 8, 20)) == "created"
+        holder = _hold("SELECT 1 FROM usage_requestkey WHERE natural_key = 'req:z-old' FOR UPDATE")
+        out: dict = {}
+        prune = _in_thread(out, "prune", history.raw_history_prune)
+        time.sleep(1.0)  # August dropped; the key DELETE waits at req:z-old
+        resend = _in_thread(out, "r8", lambda: send(account, "r8", at(2026, 8)))
+        resend.join(timeout=30)
+        holder.rollback()
+        holder.close()
+        prune.join(timeout=30)
+    finally:
+        traveller.stop()
+    assert "before 2026-09-01" in out["r8"], out
+    assert out["prune"].keys == 2  # r8's and z-old's
+    # August: r8's $0.0035 and z-old's $0.0035, each once.
+    august = DailyUsage.objects.filter(account=account, day__month=8, source=Source.ESTIMATED)
+    assert sorted(d.cost for d in august) == [EVENT_COST, EVENT_COST]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+@override_settings(RAW_RETENTION_DAYS=70)
+def test_a_prune_behind_a_long_reader_does_not_stall_recording_and_finishes_after_it(account):
+    # DROP TABLE waits for the reader; while it is queued every insert waits behind it. It
+    # asks for 200 ms at a time and tries again later, so a live call waits well under 1 s.
+    import time
+
+    with time_machine.travel("2026-12-06 12:00Z", tick=False):
+        _history(account)
+    reader = _hold("SELECT count(*) FROM usage_usagerecord")  # holds its lock until rollback
+    out: dict = {}
+    with time_machine.travel("2026-12-06 12:00Z", tick=True):
+        prune = _in_thread(out, "prune", history.raw_history_prune)
+        time.sleep(0.5)  # the prune is waiting for its lock, or for its next try
+        waits = []
+        for n in range(5):
+            started = time.monotonic()
+            assert send(account, f"live{n}", None) == "created"
+            waits.append(time.monotonic() - started)
+            time.sleep(0.2)
+        reader.rollback()
+        reader.close()
+        prune.join(timeout=60)
+    assert max(waits) < 1.0, waits
+    assert out["prune"].months == 1, out  # done once the reader was gone
+    assert date(2026, 8, 1) not in history.partition_months()
+
+
+def test_a_day_before_the_raw_history_is_never_rebuilt_from_nothing(account, admin_client):
+    from usage.services.rollup import RawHistoryGone, rollup_rebuild
+
+    RawHistoryPrune.objects.create(before=datetime(2026, 9, 1, tzinfo=UTC), months=1)
+    with pytest.raises(RawHistoryGone, match="before 2026-09-01 were removed"):
+        rollup_rebuild(account_id=account.pk, days=[date(2026, 8, 31)], source=Source.ESTIMATED)
+    # Official and manual rows are never removed: their days rebuild as always.
+    rollup_rebuild(account_id=account.pk, days=[date(2026, 8, 31)], source=Source.MANUAL)
+    rollup_rebuild(account_id=account.pk, days=[date(2026, 9, 1)], source=Source.ESTIMATED)
+    # The admin says so on the field instead of failing.
+    form = {
+        "account": account.pk,
+        "provider": account.provider_id,
+        "model": "gpt-4o",
+        "bucket_start_0": "2026-08-31",
+        "bucket_start_1": "12:00:00",
+        "granularity": "event",
+        "source": "estimated",
+        "status": "ok",
+        "currency": "USD",
+        "cost": "1",
+        **{f: 0 for f in ("input_tokens", "cache_read_tokens", "cache_write_tokens")},
+        **{f: 0 for f in ("cache_write_1h_tokens", "output_tokens", "reasoning_tokens")},
+        **{f: 0 for f in ("request_count", "seats", "search_queries", "images")},
+        **{f: 0 for f in ("audio_seconds", "credits")},
+        "tags": "{}",
+        "raw": "{}",
+    }
+    response = admin_client.post("/admin/usage/usagerecord/add/", form)
+    assert response.status_code == 200
+    assert b"were removed (RAW_RETENTION_DAYS)" in response.content
+    assert not UsageRecord.objects.exists()
+    response = admin_client.post("/admin/usage/usagerecord/add/", {**form, "source": "manual"})
+    errors = response.context and response.context["adminform"].form.errors
+    assert response.status_code == 302, errors
+    assert UsageRecord.objects.get().source == Source.MANUAL
