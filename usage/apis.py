@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -14,7 +15,9 @@ from accounts.models import Role
 from costtracker.api import DecimalStringField, MoneyField
 from providers.models import ProviderAccount
 from usage import bounds, selectors
+from usage.insight_apis import RAW_HISTORY_HEADER_DOC, RAW_HISTORY_HELP, raw_history_field
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source, UsageRecord
+from usage.raw_history import raw_history_header, raw_history_notice
 from usage.services.records import manual_entry_create
 
 MONEY = {"max_digits": 28, "decimal_places": 12}
@@ -85,12 +88,13 @@ class UsageSummaryOutput(serializers.Serializer):
     total_cost = MoneyField()
     accounts = AccountMonthOutput(many=True)
     providers = ProviderCostOutput(many=True)
+    raw_history_start = raw_history_field()
 
 
 class UsageSummaryApi(APIView):
     """Current month (in the workspace's time zone) per account."""
 
-    @extend_schema(responses=UsageSummaryOutput)
+    @extend_schema(parameters=[RAW_HISTORY_HEADER_DOC], responses=UsageSummaryOutput)
     def get(self, request):
         today = selectors.today_for(request.membership.workspace)
         first, next_first = selectors.month_bounds(today)
@@ -100,14 +104,16 @@ class UsageSummaryApi(APIView):
             p = by_provider.setdefault(i.account.provider.slug, {"cost": Decimal(0), "tokens": 0})
             p["cost"] += i.cost
             p["tokens"] += i.tokens
+        notice = raw_history_notice(start=first)
         summary = {
             "period": {"start": first, "end": next_first - timedelta(days=1)},
             "time_zone": request.membership.workspace.time_zone,
             "total_cost": sum((i.cost for i in items), Decimal(0)),
             "accounts": items,
             "providers": [{"provider": k, **v} for k, v in sorted(by_provider.items())],
+            "raw_history_start": notice.first_kept if notice else None,
         }
-        return Response(UsageSummaryOutput(summary).data)
+        return raw_history_header(Response(UsageSummaryOutput(summary).data), notice)
 
 
 class HistoryFilterSerializer(serializers.Serializer):
@@ -136,14 +142,42 @@ class HistoryFilterSerializer(serializers.Serializer):
         return attrs
 
 
-@extend_schema(parameters=[HistoryFilterSerializer])
+class HistoryPagination(PageNumberPagination):
+    """The usual page, with the range's raw-history start beside the records (set by
+    UsageHistoryApi; documented here, where the page's schema is made)."""
+
+    def get_paginated_response_schema(self, schema):
+        paginated = super().get_paginated_response_schema(schema)
+        paginated["properties"]["raw_history_start"] = {
+            "type": "string",
+            "format": "date",
+            "nullable": True,
+            "description": RAW_HISTORY_HELP,
+        }
+        paginated["required"] = [*paginated.get("required", []), "raw_history_start"]
+        return paginated
+
+
+@extend_schema(parameters=[HistoryFilterSerializer, RAW_HISTORY_HEADER_DOC])
 class UsageHistoryApi(generics.ListAPIView):
+    """Usage records, newest first, 50 a page. `raw_history_start` (and the
+    X-Raw-History-Start header) say when the range reaches before the raw history."""
+
     serializer_class = UsageRecordSerializer
+    pagination_class = HistoryPagination
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        notice = self.raw_history
+        response.data["raw_history_start"] = notice.first_kept if notice else None
+        return raw_history_header(response, notice)
 
     def get_queryset(self):
         filters = HistoryFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
         f = filters.validated_data
+        # No start: the list reaches back to the beginning.
+        self.raw_history = raw_history_notice(start=f.get("start"), source=f.get("source"))
         return selectors.usage_history(
             workspace=self.request.membership.workspace,
             provider=f.get("provider"),
@@ -169,11 +203,15 @@ class UsageByServiceOutput(serializers.Serializer):
     start = serializers.DateField()
     end = serializers.DateField(help_text="Inclusive.")
     services = ServiceSpendOutput(many=True)
+    raw_history_start = raw_history_field()
 
 
 class UsageByServiceApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("days", int, description="1..366; default: this month")],
+        parameters=[
+            OpenApiParameter("days", int, description="1..366; default: this month"),
+            RAW_HISTORY_HEADER_DOC,
+        ],
         responses=UsageByServiceOutput,
     )
     def get(self, request):
@@ -181,11 +219,14 @@ class UsageByServiceApi(APIView):
         rows = selectors.spend_by_provider(
             workspace=request.membership.workspace, start=start, end=end
         )
-        return Response(
-            UsageByServiceOutput(
-                {"start": start, "end": end - timedelta(days=1), "services": rows}
-            ).data
-        )
+        notice = raw_history_notice(start=start)
+        body = {
+            "start": start,
+            "end": end - timedelta(days=1),
+            "services": rows,
+            "raw_history_start": notice.first_kept if notice else None,
+        }
+        return raw_history_header(Response(UsageByServiceOutput(body).data), notice)
 
 
 # One money figure per source, every source always present.
@@ -203,7 +244,10 @@ class DailySpendOutput(serializers.Serializer):
 
 class UsageDailyApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("days", int, description="1..366, default 30")],
+        parameters=[
+            OpenApiParameter("days", int, description="1..366, default 30"),
+            RAW_HISTORY_HEADER_DOC,
+        ],
         responses=DailySpendOutput(many=True),
     )
     def get(self, request):
@@ -212,7 +256,9 @@ class UsageDailyApi(APIView):
         end = selectors.today_for(request.membership.workspace) + timedelta(days=1)
         start = end - timedelta(days=days)
         rows = selectors.spend_by_day(workspace=request.membership.workspace, start=start, end=end)
-        return Response(DailySpendOutput(rows, many=True).data)
+        # A list: the raw-history start can only go in the header.
+        notice = raw_history_notice(start=start)
+        return raw_history_header(Response(DailySpendOutput(rows, many=True).data), notice)
 
 
 def _days_param(request, *, default: int) -> int:

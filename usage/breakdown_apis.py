@@ -16,7 +16,8 @@ from rest_framework.views import APIView
 from costtracker.api import MoneyField
 from usage import selectors
 from usage.breakdown import GROUP_BY_CHOICES, MAX_BREAKDOWN_DAYS, spend_breakdown
-from usage.insight_apis import DAYS_NOTE
+from usage.insight_apis import DAYS_NOTE, RAW_HISTORY_HEADER_DOC, raw_history_field
+from usage.raw_history import raw_history_header, raw_history_notice
 
 UNTAGGED_NOTE = (
     "Official figures and manual entries carry no tags and no ingest key: grouped by project, "
@@ -104,12 +105,13 @@ class BreakdownApi(APIView):
         requests = serializers.IntegerField()
         tokens = serializers.IntegerField()
         groups = GroupOutput(many=True, help_text="Costliest first.")
+        raw_history_start = raw_history_field()
         note = serializers.CharField()
 
         class Meta:
             ref_name = "UsageBreakdown"
 
-    @extend_schema(parameters=[InputSerializer], responses=OutputSerializer)
+    @extend_schema(parameters=[InputSerializer, RAW_HISTORY_HEADER_DOC], responses=OutputSerializer)
     def get(self, request):
         query = self.InputSerializer(
             data=request.query_params, workspace=request.membership.workspace
@@ -122,6 +124,7 @@ class BreakdownApi(APIView):
             start=f["start"],
             end=f["end"] + timedelta(days=1),
         )
+        notice = raw_history_notice(start=f["start"])
         body = {
             "group_by": breakdown.group_by,
             "start": f["start"],
@@ -131,6 +134,7 @@ class BreakdownApi(APIView):
             "requests": breakdown.requests,
             "tokens": breakdown.tokens,
             "groups": breakdown.groups,
+            "raw_history_start": notice.first_kept if notice else None,
             "note": f"{UNTAGGED_NOTE} {DAYS_NOTE}",
         }
-        return Response(self.OutputSerializer(body).data)
+        return raw_history_header(Response(self.OutputSerializer(body).data), notice)

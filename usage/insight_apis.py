@@ -15,6 +15,7 @@ from datetime import UTC, date, timedelta
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
@@ -29,11 +30,36 @@ from providers.selectors import account_get_for_workspace
 from usage import bounds, selectors
 from usage.focus import FOCUS_HEADER, FOCUS_TEXT, FOCUS_VERSION, focus_rows_formatted
 from usage.models import TOKEN_FIELDS, UNIT_FIELDS, Source
+from usage.raw_history import HEADER as RAW_HISTORY_HEADER
+from usage.raw_history import raw_history_header, raw_history_notice
 from usage.services.reconciliation import invoice_delete, invoice_set
 
 logger = logging.getLogger(__name__)
 
 DAYS_NOTE = "Days are UTC days; month boundaries follow the workspace's time zone."
+RAW_HISTORY_HELP = (
+    "Set when the range starts before the raw history: the first UTC day whose per-request "
+    "(estimated) records are kept; older ones were removed by RAW_RETENTION_DAYS. Totals stay "
+    "complete (they come from the daily roll-ups, and official and manual rows are kept); "
+    "request lists and exports have no estimated records before it. null: nothing is missing."
+)
+# The same fact as a response header, for answers that are a list or a stream (exports).
+RAW_HISTORY_HEADER_DOC = OpenApiParameter(
+    RAW_HISTORY_HEADER,
+    OpenApiTypes.DATE,
+    OpenApiParameter.HEADER,
+    response=True,
+    description="Only when the range starts before the raw history: YYYY-MM-DD, the first "
+    "UTC day whose per-request (estimated) records are kept (RAW_RETENTION_DAYS removed older "
+    "ones; totals stay complete).",
+)
+
+
+def raw_history_field() -> serializers.DateField:
+    """The `raw_history_start` field of a JSON answer about a range (RAW_HISTORY_HELP)."""
+    return serializers.DateField(allow_null=True, help_text=RAW_HISTORY_HELP)
+
+
 _MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
 
 
@@ -115,6 +141,7 @@ class ReconciliationRowOutput(serializers.Serializer):
 class ReconciliationOutput(serializers.Serializer):
     month = serializers.CharField(help_text="YYYY-MM")
     accounts = ReconciliationRowOutput(many=True)
+    raw_history_start = raw_history_field()
     note = serializers.CharField()
 
 
@@ -122,7 +149,7 @@ class ReconciliationApi(APIView):
     """Per account: official, estimated, manual totals of a month next to its invoice."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("month", str, description="YYYY-MM")],
+        parameters=[OpenApiParameter("month", str, description="YYYY-MM"), RAW_HISTORY_HEADER_DOC],
         responses=ReconciliationOutput,
     )
     def get(self, request):
@@ -131,14 +158,16 @@ class ReconciliationApi(APIView):
         rows = selectors.reconciliation_month(
             workspace=request.membership.workspace, month_start=month_start
         )
+        notice = raw_history_notice(start=month_start)
         reconciliation = {
             "month": f"{month_start:%Y-%m}",
             "accounts": rows,
+            "raw_history_start": notice.first_kept if notice else None,
             "note": "variance = reference - counted; reference is the invoice you entered, "
             "else the official total. counted = official + estimates on days without "
             "official figures + manual entries (true-ups apart).",
         }
-        return Response(ReconciliationOutput(reconciliation).data)
+        return raw_history_header(Response(ReconciliationOutput(reconciliation).data), notice)
 
 
 # --- invoices ----------------------------------------------------------------------------
@@ -384,7 +413,9 @@ def export_response(*, workspace, filters: dict, bom: bool = False) -> Streaming
         name += ".csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["Cache-Control"] = "no-store"
-    return response
+    # Said in a header: the stream itself stays plain CSV / a JSON array.
+    notice = raw_history_notice(start=filters["start"], source=query["source"])
+    return raw_history_header(response, notice)
 
 
 class ExportFilterSerializer(serializers.Serializer):
@@ -466,7 +497,7 @@ class ExportApi(APIView):
     content_negotiation_class = _NoFormatNegotiation
 
     @extend_schema(
-        parameters=[ExportFilterSerializer],
+        parameters=[ExportFilterSerializer, RAW_HISTORY_HEADER_DOC],
         responses={
             (200, "text/csv"): OpenApiResponse(
                 str,

@@ -18,6 +18,7 @@ from providers.selectors import account_get_for_workspace
 from usage import bounds, selectors
 from usage.forms import HistoryFilterForm
 from usage.insight_apis import EXPORT_FORMATS, export_response, parse_month
+from usage.raw_history import raw_history_header, raw_history_notice
 from usage.services.reconciliation import invoice_delete, invoice_set, true_up_book
 
 
@@ -61,9 +62,17 @@ def export(request):
             },
             bom=True,  # the page's download is what people open in Excel
         )
-    return render(
-        request, "usage/export.html", {"form": form}, status=400 if form.is_bound else 200
-    )
+    # Where the raw history starts is on the page whatever the dates; the notice in full once
+    # the chosen range starts earlier (here a refused form; in the browser, static/js/app.js).
+    first_kept = raw_history_notice(start=None)
+    chosen = None
+    if form.is_bound and "start" not in form.errors:
+        chosen = raw_history_notice(
+            start=form.cleaned_data.get("start"), source=form.cleaned_data.get("source") or None
+        )
+    context = {"form": form, "raw_history": first_kept, "raw_history_chosen": chosen}
+    response = render(request, "usage/export.html", context, status=400 if form.is_bound else 200)
+    return raw_history_header(response, chosen)
 
 
 class InvoiceForm(forms.Form):
@@ -94,12 +103,15 @@ def _render_recon(request, month_start, *, errors=None, status=200):
     rows = selectors.reconciliation_month(
         workspace=request.membership.workspace, month_start=month_start
     )
-    return render(
-        request,
-        "usage/reconciliation.html",
-        {"rows": rows, "month_start": month_start, "errors": errors or {}},
-        status=status,
-    )
+    notice = raw_history_notice(start=month_start)
+    context = {
+        "rows": rows,
+        "month_start": month_start,
+        "errors": errors or {},
+        "raw_history": notice,
+    }
+    response = render(request, "usage/reconciliation.html", context, status=status)
+    return raw_history_header(response, notice)
 
 
 @role_required(Role.VIEWER)

@@ -18,6 +18,7 @@ from usage import selectors
 from usage.breakdown import GROUP_BY_CHOICES, GROUP_BYS, spend_breakdown
 from usage.forms import HistoryFilterForm, ManualEntryForm
 from usage.insight_apis import plain_decimal
+from usage.raw_history import raw_history_header, raw_history_notice
 from usage.services.records import manual_entry_create, manual_entry_delete, manual_entry_update
 from usage.templatetags.money import money
 
@@ -171,6 +172,8 @@ def dashboard(request):
     context = {
         "today": today,
         "form": form,
+        # Roll-up totals are complete before the raw history; the notice says what is not.
+        "raw_history": raw_history_notice(start=start),
         "period": key,
         "periods": PERIODS,
         "period_label": PERIODS[key],
@@ -230,7 +233,7 @@ def dashboard(request):
                 m["provider"] = providers[m["provider_id"]]
             context["models"] = models
     template = "usage/dashboard.html#content" if request.htmx else "usage/dashboard.html"
-    return render(request, template, context)
+    return raw_history_header(render(request, template, context), context["raw_history"])
 
 
 def _rest(groups: list) -> dict | None:
@@ -344,8 +347,10 @@ def manual_entry_delete_view(request, pk):
 def history(request):
     form = HistoryFilterForm(request.GET or None, workspace=request.membership.workspace)
     records = selectors.usage_history(workspace=request.membership.workspace).none()
+    notice = None
     if form.is_bound and form.is_valid():
         f = form.cleaned_data
+        notice = raw_history_notice(start=f.get("start"), source=f.get("source") or None)
         records = selectors.usage_history(
             workspace=request.membership.workspace,
             provider=f["provider"].slug if f.get("provider") else None,
@@ -359,6 +364,7 @@ def history(request):
         )
     elif not form.is_bound:
         records = selectors.usage_history(workspace=request.membership.workspace)
+        notice = raw_history_notice(start=None)
     page = Paginator(records, 50).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -370,8 +376,9 @@ def history(request):
         "page": page,
         "query": query.urlencode(),
         "here": request.get_full_path(),
+        "raw_history": notice,
     }
-    return render(request, template, context, status=status)
+    return raw_history_header(render(request, template, context, status=status), notice)
 
 
 @role_required(Role.VIEWER)

@@ -10,7 +10,7 @@ and, for the ingestion endpoint, with the account's ingest key.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -30,6 +30,7 @@ from alerts import services as alert_services
 from providers.models import IngestKey, Provider
 from providers.services import ingest_key_create
 from providers.tests.factories import AccountFactory
+from usage.models import RawHistoryPrune
 from usage.services.records import manual_entry_create
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
@@ -91,6 +92,8 @@ def world(db, httpserver, settings):
     seat = manual_entry_create(
         account=account, day=date.today(), description="seat", cost=Decimal("1.25")
     )
+    # Raw history cut (RAW_RETENTION_DAYS): ranges reaching before it carry raw_history_start.
+    RawHistoryPrune.objects.create(before=datetime(2020, 1, 1, tzinfo=UTC))
     return {
         "objects": {
             "accounts": account.pk,
@@ -148,6 +151,13 @@ EXPLICIT_CASES = [
     ("GET", "/api/usage/breakdown", {"query": {"group_by": "model"}}),
     ("GET", "/api/usage/breakdown", {"query": {"group_by": "member", "start": "2026-01-01"}}),
     ("GET", "/api/usage/history", {"query": {"source": "manual"}}),
+    ("GET", "/api/usage/history", {"query": {"start": "2019-12-01"}}),  # before the cut
+    (
+        "GET",
+        "/api/usage/breakdown",
+        {"query": {"group_by": "model", "start": "2019-12-01", "end": "2020-01-31"}},
+    ),
+    ("GET", "/api/reconciliation", {"query": {"month": "2019-12"}}),
     ("GET", "/api/reconciliation", {"query": {"month": "2026-11"}}),
     ("GET", "/api/usage/forecast", {}),
     ("GET", "/api/usage", {}),

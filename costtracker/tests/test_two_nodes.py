@@ -197,8 +197,8 @@ def stop(proc: subprocess.Popen) -> None:
 def answers(url: str) -> bool:
     try:
         requests.post(url, json=[], timeout=2)
-    except requests.ConnectionError:
-        return False
+    except (requests.ConnectionError, requests.Timeout):
+        return False  # not listening yet, or a worker still importing on a busy host
     return True
 
 

@@ -60,17 +60,44 @@
     }
   });
 
+  // The export form: the raw-history notice (data-raw-history-start="YYYY-MM-DD") shows while
+  // the chosen start day is earlier and the source may hold estimated records (only those are
+  // removed). ISO dates compare as strings. Without this script the page's line above the
+  // form still says where the raw history starts.
+  function showRawHistoryNotices(root) {
+    root.querySelectorAll("[data-raw-history-start]").forEach(function (notice) {
+      var form = notice.closest("form") || document;
+      var start = form.querySelector("input[name=start]");
+      var source = form.querySelector("[name=source]");
+      if (!start) return;
+      var settled = source && source.value !== "" && source.value !== "estimated";
+      notice.hidden = !(start.value && start.value < notice.dataset.rawHistoryStart) || settled;
+    });
+  }
+  document.addEventListener("input", function (event) {
+    if (event.target.form && event.target.form.querySelector("[data-raw-history-start]")) {
+      showRawHistoryNotices(event.target.form);
+    }
+  });
+  document.addEventListener("change", function (event) {
+    if (event.target.form && event.target.form.querySelector("[data-raw-history-start]")) {
+      showRawHistoryNotices(event.target.form);
+    }
+  });
+
   if (window.htmx) {
     window.htmx.onLoad(function (root) {
       drawBars(root);
       showProviderSettings(root);
       showScopeFields(root);
+      showRawHistoryNotices(root);
     });
   } else {
     document.addEventListener("DOMContentLoaded", function () {
       drawBars(document);
       showProviderSettings(document);
       showScopeFields(document);
+      showRawHistoryNotices(document);
     });
   }
 })();
