@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import TypeVar
+from typing import TypedDict, TypeVar, Unpack
 
 from django.db.models import (
     BooleanField,
@@ -736,30 +736,22 @@ EXPORT_COLUMNS = (
 )
 
 
-def export_rows(
-    *,
-    workspace: Workspace,
-    start: date,
-    end: date,
-    provider: str | None = None,
-    account_id: int | None = None,
-    source: str | None = None,
-    model: str | None = None,
-):
+class RecordFilters(TypedDict, total=False):
+    """The filters the exports take besides workspace and dates (usage_history's)."""
+
+    provider: str | None
+    account_id: int | None
+    source: str | None
+    model: str | None
+
+
+def export_rows(*, workspace: Workspace, start: date, end: date, **filters: Unpack[RecordFilters]):
     """The workspace's usage records of UTC days start..end (inclusive) as value tuples, oldest
     first.
 
     A lazy iterator over a server-side cursor (2,000 rows a fetch): the caller streams it.
     """
-    qs = usage_history(
-        workspace=workspace,
-        provider=provider,
-        account_id=account_id,
-        source=source,
-        model=model,
-        start=start,
-        end=end,
-    )
+    qs = usage_history(workspace=workspace, start=start, end=end, **filters)
     return qs.order_by("bucket_start", "id").values_list(*EXPORT_COLUMNS).iterator(chunk_size=2000)
 
 
@@ -793,16 +785,7 @@ def _focus_records(*, workspace: Workspace, start: date, end: date, **filters):
     )
 
 
-def focus_rows(
-    *,
-    workspace: Workspace,
-    start: date,
-    end: date,
-    provider: str | None = None,
-    account_id: int | None = None,
-    source: str | None = None,
-    model: str | None = None,
-):
+def focus_rows(*, workspace: Workspace, start: date, end: date, **filters: Unpack[RecordFilters]):
     """The priced records of the FOCUS export as dicts (FOCUS_READS), oldest first.
 
     Unpriced records are left out: every FOCUS cost column is non-nullable, and an unpriced
@@ -810,15 +793,7 @@ def focus_rows(
     Superseded estimates are left out (see _focus_records). Like export_rows, a lazy iterator
     over a server-side cursor.
     """
-    qs = _focus_records(
-        workspace=workspace,
-        start=start,
-        end=end,
-        provider=provider,
-        account_id=account_id,
-        source=source,
-        model=model,
-    )
+    qs = _focus_records(workspace=workspace, start=start, end=end, **filters)
     flag = {"default": Value(False), "output_field": BooleanField()}
     qs = qs.filter(cost__isnull=False).annotate(
         fixed_charge=Case(When(FIXED_CHARGE, then=Value(True)), **flag),
@@ -828,23 +803,8 @@ def focus_rows(
 
 
 def focus_unpriced_count(
-    *,
-    workspace: Workspace,
-    start: date,
-    end: date,
-    provider: str | None = None,
-    account_id: int | None = None,
-    source: str | None = None,
-    model: str | None = None,
+    *, workspace: Workspace, start: date, end: date, **filters: Unpack[RecordFilters]
 ) -> int:
     """How many records focus_rows leaves out for want of a price."""
-    qs = _focus_records(
-        workspace=workspace,
-        start=start,
-        end=end,
-        provider=provider,
-        account_id=account_id,
-        source=source,
-        model=model,
-    )
+    qs = _focus_records(workspace=workspace, start=start, end=end, **filters)
     return qs.filter(cost__isnull=True).count()
