@@ -24,14 +24,13 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
 from bench_ingest import seed, settle, start_server
-from benchlib import bench_database, django_environment, free_port, percentile
+from benchlib import bench_database, django_migrated, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "ct_otlp_bench"
@@ -171,15 +170,7 @@ def main() -> None:
     database_url, backend, cleanup = bench_database(BENCH_DB)
     server = None
     try:
-        os.environ["DATABASE_URL"] = database_url
-        django_environment()
-        subprocess.run(
-            [PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True, env=os.environ
-        )
-        sys.path.insert(0, str(ROOT))
-        import django
-
-        django.setup()
+        django_migrated(database_url)
         from django.db import connection
 
         key, account_id = seed()

@@ -36,7 +36,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from benchlib import bench_database, django_environment, free_port, percentile
+from benchlib import bench_database, django_migrated, free_port, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "ct_proxy_bench"
@@ -291,14 +291,7 @@ def main() -> None:
     fake, upstream = start_fake_provider()
     server = None
     try:
-        os.environ["DATABASE_URL"] = database_url
-        django_environment()
-        subprocess.run(
-            [PYTHON, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True, env=os.environ
-        )
-        import django
-
-        django.setup()
+        django_migrated(database_url)
         from django.db import connection
 
         key, account_id = seed(enforced_budget=args.enforced_budget)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 # Benchmarks run on a database of their own, so they need no .env: these keys only ever
@@ -29,6 +32,21 @@ def django_environment() -> None:
             "Django is not installed for this Python. Run `make .venv/.installed` (or "
             "`make test`) once, then run the benchmark with .venv/bin/python."
         ) from None
+
+
+def django_migrated(database_url: str) -> None:
+    """Point Django at `database_url`, migrate it (as `manage.py migrate` would, in a process
+    of its own) and set Django up in this one."""
+    os.environ["DATABASE_URL"] = database_url
+    django_environment()
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=root, check=True, env=os.environ
+    )
+    sys.path.insert(0, str(root))
+    import django
+
+    django.setup()
 
 
 def bench_database(name: str, *, sqlite_query: str = "") -> tuple[str, str, Callable[[], None]]:
