@@ -1,8 +1,9 @@
 """Recording per-request usage (ingestion API and proxy): priced, idempotent, rolled up.
 
-A request id is the idempotency key: `INSERT … ON CONFLICT DO NOTHING RETURNING` lets the
-database (not a read-then-write race) decide which events are new, also across concurrent
-batches, and only the rows this call really inserted are added onto the roll-up.
+A request id is the idempotency key: `INSERT … ON CONFLICT DO NOTHING RETURNING` into
+RequestKey lets the database (not a read-then-write race) decide which events are new, also
+across concurrent batches and across months; only those are written as records and added onto
+the roll-up.
 """
 
 from __future__ import annotations
@@ -182,23 +183,24 @@ _PASS_THROUGH = (models.IntegerField, models.CharField, models.ForeignKey)
 _MEMO_TYPES = (models.DecimalField, models.DateTimeField)
 
 
-def _insert_new(rows: Sequence[dict]) -> set[str]:
-    """Insert the rows whose request keys are new; return the keys actually inserted (SQLite).
+def _insert_new(rows: Sequence[dict]) -> list[dict]:
+    """Insert the rows whose request keys are new; return those rows (SQLite).
 
     Claiming the keys in RequestKey first is the one dedupe rule (see RequestKey), as in the
     PostgreSQL statement. The hot path of ingestion, so no model instances: multi-row VALUES
     with values adapted per column type.
     """
     if not rows:
-        return set()
-    inserted = {
+        return []
+    claimed = {
         row[0]
         for row in _insert_values(
             RequestKey, _KEY_FIELDS, rows, "ON CONFLICT DO NOTHING RETURNING natural_key"
         )
     }
-    _insert_values(UsageRecord, _FIELDS, [r for r in rows if r["natural_key"] in inserted])
-    return inserted
+    new = [row for row in rows if row["natural_key"] in claimed]
+    _insert_values(UsageRecord, _FIELDS, new)
+    return new
 
 
 def _insert_values(model, fields, rows: Sequence[dict], suffix: str = "") -> list[tuple]:
@@ -457,8 +459,8 @@ def request_events_record(
                 raise IngestKeyInactive()
             # Read inside the write: SQLite has one writer, so no prune moves it meanwhile.
             rows = _before_raw_history(rows, rejected)
-            inserted = _insert_new(rows)
-            new = [r for r in rows if r["natural_key"] in inserted]
+            new = _insert_new(rows)
+            inserted = {r["natural_key"] for r in new}
             # rollup_add reads attributes; a namespace is all it needs, no model instances.
             rollup_add([SimpleNamespace(**r) for r in new])
             _budget_spend_add(budget_periods, [r["cost"] for r in new])
