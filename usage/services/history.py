@@ -27,6 +27,8 @@ from django.utils import timezone
 from psycopg.errors import LockNotAvailable
 
 from usage.models import RawHistoryPrune, RequestKey, Source, UsageRecord
+from usage.selectors import month_bounds, raw_history_start
+from usage.services.rollup import day_start
 
 TABLE = UsageRecord._meta.db_table
 ESTIMATED = f"{TABLE}_estimated"
@@ -42,18 +44,6 @@ _RETRY_SECONDS = 2.0
 # Older rows (a backfill: events may go back to 2000) stay in the default partition, so that
 # one batch cannot make hundreds of tables that every query by id then probes.
 MONTHS_BACK_WITH_OWN_TABLE = 24
-
-
-def month_start(day: date) -> date:
-    return date(day.year, day.month, 1)
-
-
-def month_after(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
 def month_partition_name(month: date) -> str:
@@ -94,13 +84,13 @@ def partitions_ensure(*, months: Iterable[date]) -> list[str]:
     """
     if not partitioned():
         return []
-    wanted = {month_start(m) for m in months}
+    wanted = {month_bounds(m)[0] for m in months}
 
     def make(cursor) -> list[str]:
         made = []
         for month in sorted(wanted - partition_months().keys()):
             name = month_partition_name(month)
-            low, high = _midnight(month), _midnight(month_after(month))
+            low, high = (day_start(d) for d in month_bounds(month))
             cursor.execute(
                 f"CREATE TABLE {name} (LIKE {ESTIMATED} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
                 "INCLUDING STORAGE)"
@@ -152,17 +142,17 @@ def partitions_create_ahead(*, now: datetime | None = None) -> list[str]:
     if not partitioned():
         return []
     today = (now or timezone.now()).astimezone(UTC).date()
-    months = [month_start(today)]
+    months = [month_bounds(today)[0]]
     for _ in range(settings.RAW_PARTITIONS_AHEAD):
-        months.append(month_after(months[-1]))
+        months.append(month_bounds(months[-1])[1])
     floor = months[0]
     for _ in range(MONTHS_BACK_WITH_OWN_TABLE):
-        floor = month_start(floor - timedelta(days=1))
+        floor = month_bounds(floor - timedelta(days=1))[0]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT DISTINCT date_trunc('month', bucket_start AT TIME ZONE 'UTC')::date "
             f"FROM {ESTIMATED_DEFAULT} WHERE bucket_start >= %s",
-            [_midnight(floor)],
+            [day_start(floor)],
         )
         months += [row[0] for row in cursor.fetchall()]
     return partitions_ensure(months=months)
@@ -176,7 +166,7 @@ def raw_history_cutoff(*, now: datetime | None = None) -> datetime | None:
     if days is None:
         return None
     day = ((now or timezone.now()) - timedelta(days=days)).astimezone(UTC).date()
-    return _midnight(month_start(day))
+    return day_start(month_bounds(day)[0])
 
 
 @dataclass(frozen=True)
@@ -254,7 +244,7 @@ def _records_remove(before: datetime) -> tuple[int, int]:
     def remove(cursor) -> tuple[int, int]:
         first_kept = before.astimezone(UTC).date()
         months = partition_months()
-        gone = [name for month, name in months.items() if month_after(month) <= first_kept]
+        gone = [name for month, name in months.items() if month_bounds(month)[1] <= first_kept]
         for name in gone:
             cursor.execute(f"DROP TABLE {name}")
         cursor.execute(f"DELETE FROM {ESTIMATED_DEFAULT} WHERE bucket_start < %s", [before])
@@ -273,7 +263,5 @@ def history_refusal(*, times: Iterable[datetime]) -> datetime | None:
     oldest = min(times, default=None)
     if oldest is None or oldest >= recent:
         return None
-    from usage.selectors import raw_history_start
-
     start = raw_history_start()
     return start if start is not None and oldest < start else None
